@@ -1,0 +1,212 @@
+//! The one error shape of the HTTP API and the WebSocket `error` frames.
+//!
+//! Every failure a client can see is an [`ErrorCode`] — a stable snake_case
+//! string with one HTTP status — plus a human message. Handlers return
+//! [`ApiError`]; storage failures convert into it through one `From`, so no
+//! handler maps a status by hand.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident => ($status:ident, $code:literal), )*) => {
+        /// Stable, documented error codes. Clients match on the string; never
+        /// rename one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, for documentation and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The snake_case string sent to clients.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status this code is answered with.
+            pub fn status(self) -> StatusCode {
+                match self { $(ErrorCode::$variant => StatusCode::$status,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The body or a frame is not valid JSON.
+    MalformedJson => (BAD_REQUEST, "malformed_json"),
+    /// A required header, query parameter or field is missing.
+    MissingField => (BAD_REQUEST, "missing_field"),
+    /// The request is not what this endpoint takes (e.g. not a WebSocket upgrade).
+    BadRequest => (BAD_REQUEST, "bad_request"),
+    /// No `Authorization: Bearer` header.
+    MissingToken => (UNAUTHORIZED, "missing_token"),
+    /// The bearer token is unknown or revoked.
+    InvalidToken => (UNAUTHORIZED, "invalid_token"),
+    /// The app API key is missing, unknown or revoked.
+    InvalidApiKey => (UNAUTHORIZED, "invalid_api_key"),
+    /// The license's expiry date has passed.
+    LicenseExpired => (FORBIDDEN, "license_expired"),
+    /// The device is bound to another license.
+    DeviceBoundElsewhere => (FORBIDDEN, "device_bound_elsewhere"),
+    /// No such route.
+    NotFound => (NOT_FOUND, "not_found"),
+    /// No such license number.
+    LicenseNotFound => (NOT_FOUND, "license_not_found"),
+    /// No such device in this license.
+    DeviceNotFound => (NOT_FOUND, "device_not_found"),
+    /// No such message in this license.
+    MessageNotFound => (NOT_FOUND, "message_not_found"),
+    /// No such token or key.
+    CredentialNotFound => (NOT_FOUND, "credential_not_found"),
+    /// The route exists but not with this method.
+    MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed"),
+    /// The object already exists.
+    AlreadyExists => (CONFLICT, "already_exists"),
+    /// Binding one more device would exceed the license's `max_devices`.
+    DeviceLimit => (CONFLICT, "device_limit"),
+    /// The body or frame is larger than the configured limit.
+    PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large"),
+    /// A field has the wrong type or an invalid value.
+    InvalidField => (UNPROCESSABLE_ENTITY, "invalid_field"),
+    /// An idempotency key was reused for a different message.
+    IdempotencyKeyReused => (UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+    /// The device's queue holds its maximum of pending messages.
+    QueueFull => (TOO_MANY_REQUESTS, "queue_full"),
+    /// The storage backend cannot be reached; retry later.
+    StorageUnavailable => (SERVICE_UNAVAILABLE, "storage_unavailable"),
+    /// The server is shutting down; retry against another node or later.
+    ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
+    /// A bug on our side; the details are in the server log.
+    Internal => (INTERNAL_SERVER_ERROR, "internal"),
+    /// A WebSocket frame of a `type` this endpoint does not know.
+    UnknownFrame => (BAD_REQUEST, "unknown_frame"),
+    /// A binary WebSocket frame where JSON text is expected.
+    UnsupportedFrame => (BAD_REQUEST, "unsupported_frame"),
+    /// An acknowledgement for a message this device does not have.
+    UnknownMessage => (NOT_FOUND, "unknown_message"),
+}
+
+/// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `queue_full`.
+    #[schema(example = "queue_full")]
+    pub code: &'static str,
+    /// Human-readable explanation; wording may change.
+    pub message: String,
+}
+
+/// An error answered to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_field(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidField, message)
+    }
+
+    /// The body as sent on the wire.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.as_str(),
+                message: self.message.clone(),
+            },
+        }
+    }
+
+    /// The status line this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        match self.code {
+            ErrorCode::MissingToken | ErrorCode::InvalidToken => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Rejected(api) => api,
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "storage unavailable");
+                ApiError::new(
+                    ErrorCode::StorageUnavailable,
+                    "storage is unavailable; retry shortly",
+                )
+            }
+            StoreError::Closed => ApiError::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down; retry shortly",
+            ),
+            StoreError::Internal(detail) => {
+                // Logged once here, never shown: it may name tables or paths.
+                tracing::error!(%detail, "storage error");
+                ApiError::new(ErrorCode::Internal, "internal error; see the server log")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(seen.insert(s), "duplicate code {s}");
+        }
+    }
+}

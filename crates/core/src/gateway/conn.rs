@@ -1,0 +1,224 @@
+//! One upgraded socket: heartbeat, frame policy, and closing on request.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::Gateway;
+
+/// A connection's number, unique within this node's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Why the server closes a socket: the WebSocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseReason {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl CloseReason {
+    /// The node is shutting down; reconnect (to another node) shortly.
+    pub const SHUTDOWN: Self = Self {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    /// Nothing was heard from the client for the idle timeout.
+    pub const IDLE: Self = Self {
+        code: 1001,
+        reason: "idle timeout",
+    };
+    /// A newer connection of the same device or user took over.
+    pub const REPLACED: Self = Self {
+        code: 4000,
+        reason: "replaced by a newer connection",
+    };
+    /// The API key used for this connection was revoked.
+    pub const KEY_REVOKED: Self = Self {
+        code: 4001,
+        reason: "api key revoked",
+    };
+    /// The license of this connection expired.
+    pub const LICENSE_EXPIRED: Self = Self {
+        code: 4003,
+        reason: "license expired",
+    };
+    /// The device was unbound from its license.
+    pub const UNBOUND: Self = Self {
+        code: 4004,
+        reason: "device unbound",
+    };
+}
+
+/// What happened on a socket.
+#[derive(Debug)]
+pub enum Event {
+    /// A text frame within the size limit.
+    Text(Utf8Bytes),
+    /// A text frame over the size limit, of this many bytes; not handled.
+    TooLarge(usize),
+    /// A binary frame, where the protocols of this server expect text.
+    Binary,
+    /// The server decided to close the socket; send the close frame with
+    /// [`Conn::close`].
+    Close(CloseReason),
+    /// The client closed the socket or the network dropped it.
+    Gone,
+}
+
+struct Control {
+    token: CancellationToken,
+    reason: Mutex<Option<CloseReason>>,
+}
+
+/// Closes one connection from elsewhere (a newer connection, a revoked
+/// credential). Cheap to clone; closing a gone connection does nothing.
+#[derive(Clone)]
+pub struct CloseHandle {
+    id: ConnId,
+    control: Arc<Control>,
+}
+
+impl CloseHandle {
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Asks the connection to close with this reason. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let mut slot = self
+            .control
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(reason);
+        self.control.token.cancel();
+    }
+}
+
+impl std::fmt::Debug for CloseHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CloseHandle").field(&self.id).finish()
+    }
+}
+
+/// An upgraded WebSocket with the gateway's policies applied.
+pub struct Conn {
+    ws: WebSocket,
+    id: ConnId,
+    control: Arc<Control>,
+    max_frame: usize,
+    ping_interval: Duration,
+    idle_timeout: Duration,
+    last_heard: Instant,
+    heartbeat: Pin<Box<Sleep>>,
+    gauge: Gauge,
+}
+
+impl Conn {
+    pub(super) fn new(ws: WebSocket, id: ConnId, kind: &'static str, gateway: Gateway) -> Self {
+        let config = gateway.config();
+        let now = Instant::now();
+        let gauge = gateway.connection_gauge(kind);
+        gauge.inc();
+        Self {
+            ws,
+            id,
+            control: Arc::new(Control {
+                token: gateway.next_control_token(),
+                reason: Mutex::new(None),
+            }),
+            max_frame: config.max_frame_bytes,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            last_heard: now,
+            heartbeat: Box::pin(sleep_until(now + config.ping_interval)),
+            gauge,
+        }
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// A handle that closes this connection from elsewhere.
+    pub fn close_handle(&self) -> CloseHandle {
+        CloseHandle {
+            id: self.id,
+            control: self.control.clone(),
+        }
+    }
+
+    /// The next event. Pings, pongs and the heartbeat are handled inside.
+    /// Cancel-safe: it may be raced against other futures in a `select!`.
+    pub async fn recv(&mut self) -> Event {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.control.token.cancelled() => {
+                    let reason = *self.control.reason.lock().unwrap_or_else(|e| e.into_inner());
+                    return Event::Close(reason.unwrap_or(CloseReason::SHUTDOWN));
+                }
+                () = &mut self.heartbeat => {
+                    if self.last_heard.elapsed() >= self.idle_timeout {
+                        return Event::Close(CloseReason::IDLE);
+                    }
+                    let next = Instant::now() + self.ping_interval;
+                    self.heartbeat.as_mut().reset(next);
+                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
+                        return Event::Gone;
+                    }
+                }
+                frame = self.ws.recv() => {
+                    self.last_heard = Instant::now();
+                    match frame {
+                        Some(Ok(Message::Text(text))) if text.len() > self.max_frame => {
+                            return Event::TooLarge(text.len());
+                        }
+                        Some(Ok(Message::Text(text))) => return Event::Text(text),
+                        Some(Ok(Message::Binary(_))) => return Event::Binary,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Event::Gone,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one text frame now.
+    pub async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), axum::Error> {
+        self.ws.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a text frame without flushing; call [`Conn::flush`] after a
+    /// batch so that many frames leave in few writes.
+    pub async fn feed(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), axum::Error> {
+        self.ws.feed(Message::Text(text.into())).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), axum::Error> {
+        self.ws.flush().await
+    }
+
+    /// Sends a close frame and ends the connection.
+    pub async fn close(mut self, reason: CloseReason) {
+        let frame = CloseFrame {
+            code: reason.code,
+            reason: reason.reason.into(),
+        };
+        // The peer may already be gone; there is nothing left to do then.
+        let _ = self.ws.send(Message::Close(Some(frame))).await;
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

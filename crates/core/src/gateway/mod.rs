@@ -1,0 +1,183 @@
+//! The one WebSocket gateway of a node, shared by every capability that
+//! holds sockets (relay devices, signaling users).
+//!
+//! It owns what all sockets have in common: buffer sizes and frame limits,
+//! the heartbeat, closing one socket from elsewhere (a newer connection, a
+//! revoked credential), and tracking every socket so that shutdown can send
+//! each a close frame and wait for it — axum does not wait for upgraded
+//! connections on its own.
+
+mod conn;
+
+pub use conn::{CloseHandle, CloseReason, Conn, ConnId, Event};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
+
+/// Socket settings, shared by every WebSocket endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// How often the server sends a WebSocket ping to each socket.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A socket from which nothing (not even a pong) arrived for this long
+    /// is closed. Must exceed the clients' own ping interval.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest text frame handled; a larger one is answered with an error
+    /// frame and the connection stays. Frames over twice this close the
+    /// connection (code 1009) before they are buffered.
+    pub max_frame_bytes: usize,
+    /// Per-socket read buffer. Small values keep idle sockets cheap.
+    pub read_buffer_bytes: usize,
+    /// Frames are collected up to this many bytes before a write.
+    pub write_buffer_bytes: usize,
+    /// How long shutdown waits for sockets to close.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            max_frame_bytes: 1024 * 1024,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 0,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+struct Inner {
+    config: GatewayConfig,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    next_id: AtomicU64,
+    connections: Family<KindLabel, Gauge>,
+}
+
+/// The node's WebSocket gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, metrics: &Metrics) -> Self {
+        let connections = Family::<KindLabel, Gauge>::default();
+        metrics.register(
+            "ws_connections",
+            "Open WebSocket connections, by kind",
+            connections.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+                next_id: AtomicU64::new(1),
+                connections,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+
+    /// Cancelled when the node starts shutting down; long polls and other
+    /// waits select on it.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Open sockets of one kind.
+    pub fn connections(&self, kind: &'static str) -> i64 {
+        self.inner
+            .connections
+            .get_or_create(&KindLabel { kind })
+            .get()
+    }
+
+    /// Completes an upgrade: applies the buffer sizes and frame limits, then
+    /// runs `session` on the socket as a tracked task. Refused with 503
+    /// while shutting down.
+    pub fn accept<F, Fut>(
+        &self,
+        upgrade: WebSocketUpgrade,
+        kind: &'static str,
+        session: F,
+    ) -> Response
+    where
+        F: FnOnce(Conn) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if self.inner.shutdown.is_cancelled() {
+            return ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down")
+                .into_response();
+        }
+        let config = &self.inner.config;
+        let gateway = self.clone();
+        let tracker = self.inner.tracker.clone();
+        upgrade
+            .read_buffer_size(config.read_buffer_bytes)
+            .write_buffer_size(config.write_buffer_bytes)
+            .max_message_size(config.max_frame_bytes.saturating_mul(2))
+            .max_frame_size(config.max_frame_bytes.saturating_mul(2))
+            .on_upgrade(move |socket| {
+                let id = ConnId(gateway.inner.next_id.fetch_add(1, Ordering::Relaxed));
+                let conn = Conn::new(socket, id, kind, gateway);
+                tracker.track_future(session(conn))
+            })
+    }
+
+    /// Starts shutdown: every socket gets a close frame (code 1001) from its
+    /// own task. Returns once all sockets closed or the grace period ran out.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        let open = self.inner.tracker.len();
+        if tokio::time::timeout(self.inner.config.shutdown_grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open,
+                left = self.inner.tracker.len(),
+                "sockets still open after the shutdown grace period"
+            );
+        }
+    }
+
+    fn next_control_token(&self) -> CancellationToken {
+        self.inner.shutdown.child_token()
+    }
+
+    fn connection_gauge(&self, kind: &'static str) -> Gauge {
+        self.inner
+            .connections
+            .get_or_create(&KindLabel { kind })
+            .clone()
+    }
+}

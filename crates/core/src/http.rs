@@ -1,0 +1,162 @@
+//! Extractors that answer bad input in the one error shape: a body that is
+//! not JSON is 400 `malformed_json`, a field of the wrong type 422
+//! `invalid_field` naming the field, a body over the limit 413.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::store::PageRequest;
+
+/// The raw request body, with 413 `payload_too_large` past the router's
+/// body limit.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body is larger than the server accepts",
+                ))
+            }
+            Err(rejection) => Err(ApiError::new(ErrorCode::BadRequest, rejection.body_text())),
+        }
+    }
+}
+
+/// Parses JSON, naming the offending field on a type error.
+pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
+    let malformed = |err: serde_json::Error| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("the body is not valid JSON: {err}"),
+        )
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return malformed(inner);
+        }
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        ApiError::invalid_field(format!("{at}{inner}"))
+    })?;
+    de.end().map_err(malformed)?;
+    Ok(value)
+}
+
+/// A JSON body or response. The content type of a request is not checked:
+/// `curl -d` sends form encoding by default, and refusing what is plainly
+/// JSON helps nobody.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::MalformedJson,
+                "the body is empty; send a JSON document",
+            ));
+        }
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Query parameters, with 422 `invalid_field` naming the bad parameter.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|err| {
+                ApiError::invalid_field(format!("query parameter {}: {}", err.path(), err.inner()))
+            })
+    }
+}
+
+/// `?page=N&size=M`: pages from 1, at most 100 items.
+#[derive(Debug, Clone, Copy, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page number, from 1.
+    pub page: Option<u32>,
+    /// Items per page, 1–100 (default 100).
+    pub size: Option<u32>,
+}
+
+impl PageParams {
+    pub fn request(self) -> Result<PageRequest, ApiError> {
+        let page = self.page.unwrap_or(1);
+        let size = self.size.unwrap_or(PageRequest::MAX_SIZE);
+        if page == 0 {
+            return Err(ApiError::invalid_field("page starts at 1"));
+        }
+        if size == 0 || size > PageRequest::MAX_SIZE {
+            return Err(ApiError::invalid_field(format!(
+                "size must be 1-{}",
+                PageRequest::MAX_SIZE
+            )));
+        }
+        Ok(PageRequest { page, size })
+    }
+}
+
+/// The router fallback: unknown paths in the error shape.
+pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route {method} {}", uri.path()),
+    )
+}
+
+/// The answer for a known path with the wrong method.
+pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Path parameters, with bad ones answered in the error shape.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::invalid_field(rejection.body_text())),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Request authentication: the back-office bearer token and the app API key.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Query};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{CredentialInfo, IdentityStore, License};
+use crate::error::{ApiError, ErrorCode};
+use crate::secret::Secret;
+use crate::time::Timestamp;
+
+/// The license whose valid bearer token the request carries
+/// (`Authorization: Bearer …`). Refuses 401 without one and 403
+/// `license_expired` when the license has expired.
+#[derive(Debug, Clone)]
+pub struct LicenseAuth(pub License);
+
+impl<S> FromRequestParts<S> for LicenseAuth
+where
+    S: Send + Sync,
+    Arc<dyn IdentityStore>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingToken,
+                "send the license token as 'Authorization: Bearer <token>'",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::MissingToken,
+                    "the Authorization header must be 'Bearer <token>'",
+                )
+            })?;
+        let store = Arc::<dyn IdentityStore>::from_ref(state);
+        let license = store
+            .license_by_token(&Secret::new(token).hash())
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidToken,
+                    "the bearer token is unknown or revoked",
+                )
+            })?;
+        license.ensure_active(Timestamp::now())?;
+        Ok(LicenseAuth(license))
+    }
+}
+
+/// The valid app API key of a WebSocket upgrade: header `X-Api-Key`, or the
+/// query parameter `api_key` for clients that cannot set headers.
+#[derive(Debug, Clone)]
+pub struct ApiKeyAuth(pub CredentialInfo);
+
+impl<S> FromRequestParts<S> for ApiKeyAuth
+where
+    S: Send + Sync,
+    Arc<dyn IdentityStore>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let from_header = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let raw = match from_header {
+            Some(key) => Some(key),
+            None => Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|Query(mut q)| q.remove("api_key")),
+        };
+        let raw = raw.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidApiKey,
+                "send the app API key as 'X-Api-Key' or '?api_key='",
+            )
+        })?;
+        let store = Arc::<dyn IdentityStore>::from_ref(state);
+        check_api_key(store.as_ref(), &raw).await.map(ApiKeyAuth)
+    }
+}
+
+/// Checks an app API key presented in clear text.
+pub async fn check_api_key(
+    store: &dyn IdentityStore,
+    raw: &str,
+) -> Result<CredentialInfo, ApiError> {
+    let hash = Secret::new(raw.trim()).hash();
+    let key = store.api_key_by_hash(&hash).await?;
+    key.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidApiKey,
+            "the API key is unknown or revoked",
+        )
+    })
+}

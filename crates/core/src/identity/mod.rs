@@ -1,0 +1,174 @@
+//! Tenants and their credentials: licenses, license bearer tokens, app API
+//! keys. Every other object belongs to exactly one license.
+
+mod admin;
+mod auth;
+
+pub use admin::{
+    Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token,
+};
+pub use auth::{ApiKeyAuth, LicenseAuth, check_api_key};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{LicenseNumber, LicensePk};
+use crate::secret::SecretHash;
+use crate::store::StoreResult;
+use crate::time::Timestamp;
+
+/// A tenant: one accounting system (seed 000), instance (001) or operator (004).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct License {
+    pub pk: LicensePk,
+    pub number: LicenseNumber,
+    pub name: String,
+    /// The first instant at which the license no longer works; `None` = never.
+    pub expires_at: Option<Timestamp>,
+    /// How many devices may be bound at once; `None` = no limit.
+    pub max_devices: Option<u32>,
+    pub created_at: Timestamp,
+}
+
+impl License {
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Refuses with 403 `license_expired` past the expiry date.
+    pub fn ensure_active(&self, now: Timestamp) -> Result<(), ApiError> {
+        if self.is_expired(now) {
+            let day = self
+                .expires_at
+                .map(|t| t.last_day().to_string())
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                ErrorCode::LicenseExpired,
+                format!("license {} expired at the end of {day}", self.number),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public view of a license.
+    pub fn view(&self, devices: Option<u64>) -> LicenseView {
+        LicenseView {
+            number: self.number.clone(),
+            name: self.name.clone(),
+            expires: self.expires_at.map(|t| t.last_day().to_string()),
+            expires_at: self.expires_at,
+            max_devices: self.max_devices,
+            devices,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A license as the API and the CLI show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LicenseView {
+    pub number: LicenseNumber,
+    pub name: String,
+    /// Last valid day (UTC), `YYYY-MM-DD`; absent when the license never expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// The first instant at which the license stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Device limit; absent when unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_devices: Option<u32>,
+    /// Devices bound now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<u64>,
+    pub created_at: Timestamp,
+}
+
+/// What is stored of a new token or key: never the secret itself.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub id: String,
+    pub hash: SecretHash,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// A stored token or key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CredentialInfo {
+    pub id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// The fields of a new license.
+#[derive(Debug, Clone)]
+pub struct NewLicense {
+    pub number: LicenseNumber,
+    pub name: String,
+    pub expires_at: Option<Timestamp>,
+    pub max_devices: Option<u32>,
+}
+
+/// A change to a license; `None` leaves a field as it is, `Some(None)`
+/// clears it.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseUpdate {
+    pub name: Option<String>,
+    pub expires_at: Option<Option<Timestamp>>,
+    pub max_devices: Option<Option<u32>>,
+}
+
+/// Credentials of online connections that stopped being valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invalidated {
+    pub licenses: Vec<LicensePk>,
+    pub api_keys: Vec<String>,
+}
+
+/// Storage of licenses and credentials.
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
+    /// Creates a license with its first bearer token; `already_exists` if
+    /// the number is taken.
+    async fn create_license(
+        &self,
+        license: NewLicense,
+        token: NewCredential,
+    ) -> StoreResult<License>;
+    /// `license_not_found` if there is no such number.
+    async fn update_license(
+        &self,
+        number: &LicenseNumber,
+        update: LicenseUpdate,
+    ) -> StoreResult<License>;
+    async fn license(&self, number: &LicenseNumber) -> StoreResult<Option<License>>;
+    async fn licenses(&self) -> StoreResult<Vec<License>>;
+
+    async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()>;
+    /// `credential_not_found` unless the token exists in this license.
+    async fn revoke_token(&self, license: LicensePk, id: &str, at: Timestamp) -> StoreResult<()>;
+    async fn tokens(&self, license: LicensePk) -> StoreResult<Vec<CredentialInfo>>;
+    /// The license of a valid (unrevoked) token.
+    async fn license_by_token(&self, hash: &SecretHash) -> StoreResult<Option<License>>;
+
+    async fn add_api_key(&self, key: NewCredential) -> StoreResult<()>;
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()>;
+    async fn api_keys(&self) -> StoreResult<Vec<CredentialInfo>>;
+    /// A valid (unrevoked) key with this hash.
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>>;
+
+    /// Of the given licenses and keys (those of online connections), the
+    /// ones that are now expired or revoked.
+    async fn invalidated(
+        &self,
+        licenses: &[LicensePk],
+        api_keys: &[String],
+        now: Timestamp,
+    ) -> StoreResult<Invalidated>;
+}

@@ -1,0 +1,23 @@
+//! The shared core of relayhub: what every capability (relay, registry,
+//! fleet, signal, rail) builds on.
+//!
+//! - [`identity`]: licenses (tenants), bearer tokens, app API keys, and the
+//!   extractors that authenticate requests;
+//! - [`error`]: the one error shape and its table of stable codes;
+//! - [`http`]: extractors that answer bad input in that shape;
+//! - [`gateway`]: the node's WebSocket gateway (heartbeat, limits, shutdown);
+//! - [`metrics`]: the Prometheus registry;
+//! - [`ids`], [`time`], [`secret`], [`store`]: the vocabulary in between.
+
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod identity;
+pub mod ids;
+pub mod metrics;
+pub mod secret;
+pub mod store;
+pub mod time;
+
+pub use error::{ApiError, ErrorCode};
+pub use store::{StoreError, StoreResult};

@@ -1,0 +1,115 @@
+//! Bearer tokens and API keys: 256 random bits, shown once, stored only as
+//! SHA-256, compared in constant time, never printed by `Debug`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// What a secret is for; its prefix lets operators and secret scanners tell
+/// a leaked license token from an app key at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// `rhb_…`: a back-office bearer token of one license.
+    LicenseToken,
+    /// `rhk_…`: the app API key compiled into the device app.
+    ApiKey,
+}
+
+impl SecretKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            SecretKind::LicenseToken => "rhb_",
+            SecretKind::ApiKey => "rhk_",
+        }
+    }
+
+    fn id_prefix(self) -> &'static str {
+        match self {
+            SecretKind::LicenseToken => "tok_",
+            SecretKind::ApiKey => "key_",
+        }
+    }
+}
+
+/// A secret in clear text. Only ever held long enough to show it once or to
+/// hash it; its `Debug` is redacted so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret presented by a client.
+    pub fn new(raw: impl Into<String>) -> Self {
+        Self(raw.into())
+    }
+
+    /// A fresh random secret of this kind.
+    pub fn generate(kind: SecretKind) -> Self {
+        let mut bytes = [0u8; 32];
+        rand::fill(&mut bytes);
+        Self(format!(
+            "{}{}",
+            kind.prefix(),
+            URL_SAFE_NO_PAD.encode(bytes)
+        ))
+    }
+
+    /// The clear text, for the single moment it is shown.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> SecretHash {
+        SecretHash(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// The SHA-256 of a secret: what is stored and looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl SecretHash {
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Constant-time equality, for the final check after an index lookup.
+    pub fn ct_eq(&self, other: &SecretHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// A public identifier for a token or key (`tok_…`, `key_…`): safe to log
+/// and to pass to `revoke`.
+pub fn public_id(kind: SecretKind) -> String {
+    let mut bytes = [0u8; 9];
+    rand::fill(&mut bytes);
+    format!("{}{}", kind.id_prefix(), URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_prefixed_random_and_redacted() {
+        let a = Secret::generate(SecretKind::LicenseToken);
+        let b = Secret::generate(SecretKind::LicenseToken);
+        assert!(a.expose().starts_with("rhb_"));
+        assert_eq!(a.expose().len(), 4 + 43);
+        assert_ne!(a, b);
+        assert_eq!(format!("{a:?}"), "Secret([redacted])");
+        assert!(a.hash().ct_eq(&Secret::new(a.expose()).hash()));
+        assert!(!a.hash().ct_eq(&b.hash()));
+    }
+}

@@ -1,0 +1,146 @@
+//! The license's devices and the license itself.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
+use relayhub_core::http::{Json, PageParams, Path, Query};
+use relayhub_core::identity::{LicenseAuth, LicenseView};
+use relayhub_core::ids::DeviceId;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::Relay;
+use crate::model::DeviceInfo;
+
+/// A page of the license's devices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceList {
+    pub devices: Vec<DeviceInfo>,
+    pub page: u32,
+    pub size: u32,
+    pub total: u64,
+}
+
+fn device_not_found(device: &DeviceId) -> ApiError {
+    ApiError::new(
+        ErrorCode::DeviceNotFound,
+        format!("no device {device} in this license"),
+    )
+}
+
+/// This license's devices: `device_id`, `status`, `online`, `last_seen`,
+/// `pending` (messages not yet acknowledged).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "devices",
+    params(PageParams),
+    responses((status = 200, body = DeviceList)),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Query(page): Query<PageParams>,
+) -> Result<Json<DeviceList>, ApiError> {
+    let page = page.request()?;
+    let found = relay.store.devices(license.pk, page).await?;
+    Ok(Json(DeviceList {
+        devices: found.items,
+        page: page.page,
+        size: page.size,
+        total: found.total,
+    }))
+}
+
+/// One device of this license.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{device_id}",
+    tag = "devices",
+    params(("device_id" = String, Path, description = "The device's id")),
+    responses(
+        (status = 200, body = DeviceInfo),
+        (status = 404, description = "No such device in this license", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(device_id): Path<String>,
+) -> Result<Json<DeviceInfo>, ApiError> {
+    let device_id = DeviceId::parse(&device_id)?;
+    let device = relay.store.device(license.pk, &device_id).await?;
+    device.map(Json).ok_or_else(|| device_not_found(&device_id))
+}
+
+/// Binds a device to this license in advance (201), or confirms it is (200).
+#[utoipa::path(
+    put,
+    path = "/api/v1/devices/{device_id}",
+    tag = "devices",
+    params(("device_id" = String, Path, description = "The device's id")),
+    responses(
+        (status = 201, description = "Bound now", body = DeviceInfo),
+        (status = 200, description = "Was already bound", body = DeviceInfo),
+        (status = 404, description = "The device belongs to another license", body = ErrorBody),
+        (status = 409, description = "The license has no room for another device", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn bind(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(device_id): Path<String>,
+) -> Result<(StatusCode, Json<DeviceInfo>), ApiError> {
+    let device_id = DeviceId::parse(&device_id)?;
+    let (device, created) = relay.store.bind(&license, &device_id).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(device),
+    ))
+}
+
+/// Unbinds a device: its queue is dropped, its connection closed (code
+/// 4004), and it counts no more toward `max_devices`.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/devices/{device_id}",
+    tag = "devices",
+    params(("device_id" = String, Path, description = "The device's id")),
+    responses(
+        (status = 204, description = "Unbound"),
+        (status = 404, description = "No such device in this license", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn unbind(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(device_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let device_id = DeviceId::parse(&device_id)?;
+    relay.store.unbind(license.pk, &device_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// This license's parameters and how many devices it uses.
+#[utoipa::path(
+    get,
+    path = "/api/v1/license",
+    tag = "license",
+    responses((status = 200, body = LicenseView)),
+    security(("bearer" = []))
+)]
+pub async fn license(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+) -> Result<Json<LicenseView>, ApiError> {
+    let devices = relay.store.device_count(license.pk).await?;
+    Ok(Json(license.view(Some(devices))))
+}

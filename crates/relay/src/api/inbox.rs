@@ -1,0 +1,133 @@
+//! The back-office inbox: records sent up by the license's devices.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use relayhub_core::error::{ApiError, ErrorBody};
+use relayhub_core::http::{Json, Query};
+use relayhub_core::identity::LicenseAuth;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::Relay;
+use crate::model::InboxRecord;
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InboxParams {
+    /// Records to return, 1–1000 (default 100).
+    pub limit: Option<usize>,
+    /// Seconds to hold the request until at least one record exists (long
+    /// poll), up to the server's `max_wait` (default 60). Fractions allowed.
+    pub wait: Option<f64>,
+}
+
+/// Unacknowledged records, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxPage {
+    pub records: Vec<InboxRecord>,
+}
+
+/// Records to delete.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InboxAck {
+    pub ids: Vec<Uuid>,
+}
+
+/// How many records were deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxAcked {
+    /// Records of this license that existed and are now gone; ids that were
+    /// already acknowledged or unknown are not counted.
+    pub deleted: u64,
+}
+
+/// Records sent up by this license's devices, oldest first. They stay until
+/// acknowledged with `POST /api/v1/inbox/ack`, so a crash between reading
+/// and processing loses nothing (a second reader may see the same records).
+#[utoipa::path(
+    get,
+    path = "/api/v1/inbox",
+    tag = "inbox",
+    params(InboxParams),
+    responses(
+        (status = 200, body = InboxPage),
+        (status = 422, description = "Bad limit or wait", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Query(params): Query<InboxParams>,
+) -> Result<Json<InboxPage>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid_field(format!(
+            "limit must be 1-{MAX_LIMIT}"
+        )));
+    }
+    let wait = match params.wait {
+        None => Duration::ZERO,
+        Some(w) if w.is_finite() && w >= 0.0 => {
+            Duration::from_secs_f64(w).min(relay.config.max_wait)
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "wait is a number of seconds, 0 or more",
+            ));
+        }
+    };
+    // Subscribe before reading, so a record stored between the read and the
+    // wait still wakes us.
+    let mut changes = relay.hub.inbox_watch(license.pk);
+    let deadline = tokio::time::Instant::now() + wait;
+    let shutdown = relay.gateway.shutdown_token().clone();
+    loop {
+        changes.borrow_and_update();
+        let records = relay.store.inbox(license.pk, limit).await?;
+        if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(InboxPage { records }));
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(Json(InboxPage { records }));
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {}
+            () = shutdown.cancelled() => return Ok(Json(InboxPage { records })),
+        }
+    }
+}
+
+/// Deletes processed records.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inbox/ack",
+    tag = "inbox",
+    request_body = InboxAck,
+    responses(
+        (status = 200, body = InboxAcked),
+        (status = 422, description = "Not a list of record ids", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn ack(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Json(body): Json<InboxAck>,
+) -> Result<Json<InboxAcked>, ApiError> {
+    if body.ids.len() > MAX_LIMIT {
+        return Err(ApiError::invalid_field(format!(
+            "ids: at most {MAX_LIMIT} per call"
+        )));
+    }
+    let deleted = relay.store.inbox_ack(license.pk, body.ids).await?;
+    relay.metrics.records_out.inc_by(deleted);
+    Ok(Json(InboxAcked { deleted }))
+}

@@ -1,0 +1,310 @@
+//! Queueing messages for devices, listing them, and their receipts.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
+use relayhub_core::http::{Body, Json, PageParams, Path, Query, parse_json};
+use relayhub_core::identity::LicenseAuth;
+use relayhub_core::ids::DeviceId;
+use relayhub_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::Relay;
+use crate::model::{Enqueued, NewMessage, PendingMessage, Receipt};
+
+/// Longest time to live: ten years, i.e. "until delivered".
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Longest idempotency key.
+const MAX_KEY_LEN: usize = 255;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TtlParams {
+    /// Seconds until the message expires undelivered.
+    pub ttl: Option<u64>,
+}
+
+/// The answer to queueing one message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: Uuid,
+    pub seq: i64,
+}
+
+/// Many messages to queue at once, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Batch {
+    pub messages: Vec<BatchItem>,
+}
+
+/// One message of a batch.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct BatchItem {
+    #[schema(value_type = String)]
+    pub device_id: DeviceId,
+    /// Any JSON value.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    pub idempotency_key: Option<String>,
+    /// Seconds until the message expires undelivered.
+    pub ttl: Option<u64>,
+}
+
+/// The answer to a batch: ids in the order of the request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAccepted {
+    pub ids: Vec<Uuid>,
+    /// Id and per-device sequence number of each message, in order.
+    pub messages: Vec<Accepted>,
+}
+
+/// A device's pending messages, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingList {
+    #[schema(value_type = String)]
+    pub device_id: DeviceId,
+    pub messages: Vec<PendingMessage>,
+    pub page: u32,
+    pub size: u32,
+    pub total: u64,
+}
+
+fn expiry(ttl: Option<u64>, now: Timestamp) -> Result<Option<Timestamp>, ApiError> {
+    match ttl {
+        None => Ok(None),
+        Some(0) => Err(ApiError::invalid_field("ttl must be at least 1 second")),
+        Some(secs) if secs > MAX_TTL_SECS => {
+            Err(ApiError::invalid_field("ttl is at most 10 years"))
+        }
+        Some(secs) => Ok(Some(now.plus(std::time::Duration::from_secs(secs)))),
+    }
+}
+
+fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > MAX_KEY_LEN || k.chars().any(|c| c.is_control()) => {
+            Err(ApiError::invalid_field(format!(
+                "an idempotency key is 1-{MAX_KEY_LEN} printable characters"
+            )))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Queues one message for a device.
+///
+/// The body is the message data: any JSON value. Answers 202 only once the
+/// message is committed to disk. A retry with the same `Idempotency-Key`
+/// answers the first message (header `Idempotent-Replayed: true`). A device
+/// not yet bound is bound to this license.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{device_id}/messages",
+    tag = "messages",
+    params(
+        ("device_id" = String, Path, description = "The device's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key answer the first message"),
+        TtlParams,
+    ),
+    request_body(content = Object, description = "The message data: any JSON value"),
+    responses(
+        (status = 202, description = "Committed to disk", body = Accepted),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 404, description = "The device belongs to another license", body = ErrorBody),
+        (status = 409, description = "Binding the device would exceed max_devices", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Bad ttl or idempotency key", body = ErrorBody),
+        (status = 429, description = "The device's queue is full", body = ErrorBody),
+        (status = 503, description = "Storage unavailable; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn post_one(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(device_id): Path<String>,
+    Query(params): Query<TtlParams>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let device_id = DeviceId::parse(&device_id)?;
+    let key = headers.get("idempotency-key").map(|v| {
+        v.to_str().map(str::to_owned).map_err(|_| {
+            ApiError::invalid_field("the Idempotency-Key header must be printable ASCII")
+        })
+    });
+    let idempotency_key = check_key(key.transpose()?)?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::MalformedJson,
+            "the body is empty; send the message data as JSON",
+        ));
+    }
+    let data: Box<RawValue> = parse_json(&body)?;
+    let message = NewMessage {
+        device_id,
+        data,
+        idempotency_key,
+        expires_at: expiry(params.ttl, Timestamp::now())?,
+    };
+    let queued = relay
+        .store
+        .enqueue(&license, vec![message], relay.config.queue_limit)
+        .await?;
+    let Some(&Enqueued { id, seq, replayed }) = queued.first() else {
+        return Err(ApiError::new(
+            ErrorCode::Internal,
+            "the store returned no message",
+        ));
+    };
+    if !replayed {
+        relay.metrics.messages_in.inc();
+    }
+    let mut response = (StatusCode::ACCEPTED, Json(Accepted { id, seq })).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/messages/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Queues many messages, for one or many devices, all or nothing.
+///
+/// Up to `max_batch` (default 1000) messages. If any is refused (a full
+/// queue, the device limit…) nothing is queued and the error names it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "messages",
+    request_body = Batch,
+    responses(
+        (status = 202, description = "All committed to disk", body = BatchAccepted),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 404, description = "A device belongs to another license", body = ErrorBody),
+        (status = 409, description = "Binding devices would exceed max_devices", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 429, description = "A device's queue is full", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn post_batch(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Json(batch): Json<Batch>,
+) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
+    if batch.messages.is_empty() {
+        return Err(ApiError::invalid_field(
+            "messages: send at least one message",
+        ));
+    }
+    if batch.messages.len() > relay.config.max_batch {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("a batch holds at most {} messages", relay.config.max_batch),
+        ));
+    }
+    let now = Timestamp::now();
+    let messages = batch
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = |e: ApiError| ApiError::new(e.code, format!("messages[{i}]: {}", e.message));
+            Ok(NewMessage {
+                device_id: item.device_id,
+                data: item.data,
+                idempotency_key: check_key(item.idempotency_key).map_err(at)?,
+                expires_at: expiry(item.ttl, now).map_err(at)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let queued = relay
+        .store
+        .enqueue(&license, messages, relay.config.queue_limit)
+        .await?;
+    relay
+        .metrics
+        .messages_in
+        .inc_by(queued.iter().filter(|q| !q.replayed).count() as u64);
+    let ids = queued.iter().map(|q| q.id).collect();
+    let messages = queued
+        .iter()
+        .map(|q| Accepted {
+            id: q.id,
+            seq: q.seq,
+        })
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchAccepted { ids, messages })))
+}
+
+/// A device's pending (queued or sent, unacknowledged) messages, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{device_id}/messages",
+    tag = "messages",
+    params(("device_id" = String, Path, description = "The device's id"), PageParams),
+    responses(
+        (status = 200, body = PendingList),
+        (status = 404, description = "No such device in this license", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_pending(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(device_id): Path<String>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<PendingList>, ApiError> {
+    let device_id = DeviceId::parse(&device_id)?;
+    let page = page.request()?;
+    let found = relay.store.pending(license.pk, &device_id, page).await?;
+    Ok(Json(PendingList {
+        device_id,
+        messages: found.items,
+        page: page.page,
+        size: page.size,
+        total: found.total,
+    }))
+}
+
+/// A message's delivery receipt: `queued`, `sent`, `delivered` or `expired`.
+/// Receipts are kept for the retention period (default 7 days) after the
+/// message is delivered or expired.
+#[utoipa::path(
+    get,
+    path = "/api/v1/messages/{id}",
+    tag = "messages",
+    params(("id" = Uuid, Path, description = "The message id from the 202 answer")),
+    responses(
+        (status = 200, body = Receipt),
+        (status = 404, description = "No such message in this license", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn receipt(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Receipt>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::MessageNotFound,
+            format!("no message {id} in this license"),
+        )
+    };
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let receipt = relay
+        .store
+        .receipt(license.pk, uuid)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(receipt.as_of(Timestamp::now())))
+}

@@ -1,0 +1,212 @@
+//! The device WebSocket protocol: JSON text frames with a `type`.
+
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::http::parse_json;
+use relayhub_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::model::QueuedMessage;
+
+/// The longest `ref` a device may give a record.
+pub const MAX_REF_LEN: usize = 200;
+/// The most ids one `ack` frame may carry.
+pub const MAX_ACK_IDS: usize = 1000;
+
+/// A frame from the device, validated.
+#[derive(Debug)]
+pub enum Inbound {
+    /// `{"type":"ack","id":"…"}` or `{"type":"ack","ids":[…]}`.
+    Ack(Vec<Uuid>),
+    /// `{"type":"publish","ref":"…","data":…}`.
+    Publish {
+        reference: String,
+        data: Box<RawValue>,
+    },
+    /// `{"type":"ping"}`.
+    Ping,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckFrame {
+    #[serde(rename = "type")]
+    _type: String,
+    id: Option<Uuid>,
+    ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Deserialize)]
+struct PublishFrame {
+    #[serde(rename = "ref")]
+    reference: String,
+    data: Box<RawValue>,
+}
+
+/// Parses one text frame. The error, sent back as an `error` frame, leaves
+/// the connection up.
+pub fn parse(text: &str) -> Result<Inbound, ApiError> {
+    let envelope: Envelope = parse_json(text.as_bytes())?;
+    let kind = envelope
+        .kind
+        .ok_or_else(|| ApiError::new(ErrorCode::MissingField, "a frame needs a \"type\""))?;
+    match kind.as_ref() {
+        "ack" => {
+            let frame: AckFrame = parse_json(text.as_bytes())?;
+            let mut ids = frame.ids.unwrap_or_default();
+            ids.extend(frame.id);
+            if ids.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::MissingField,
+                    "an ack needs \"id\" or \"ids\"",
+                ));
+            }
+            if ids.len() > MAX_ACK_IDS {
+                return Err(ApiError::invalid_field(format!(
+                    "an ack carries at most {MAX_ACK_IDS} ids"
+                )));
+            }
+            Ok(Inbound::Ack(ids))
+        }
+        "publish" => {
+            let frame: PublishFrame = parse_json(text.as_bytes())?;
+            if frame.reference.is_empty() || frame.reference.len() > MAX_REF_LEN {
+                return Err(ApiError::invalid_field(format!(
+                    "ref must be 1-{MAX_REF_LEN} bytes"
+                )));
+            }
+            Ok(Inbound::Publish {
+                reference: frame.reference,
+                data: frame.data,
+            })
+        }
+        "ping" => Ok(Inbound::Ping),
+        other => Err(ApiError::new(
+            ErrorCode::UnknownFrame,
+            format!("unknown frame type {other:?}; expected ack, publish or ping"),
+        )),
+    }
+}
+
+/// `{"type":"hello",…}`: the first frame of every connection.
+#[derive(Serialize)]
+pub struct Hello<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub device_id: &'a str,
+    pub license: &'a str,
+    pub pending: u64,
+}
+
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: Uuid,
+    seq: i64,
+    time: Timestamp,
+    data: &'a RawValue,
+}
+
+/// `{"type":"message","id":…,"seq":…,"time":…,"data":…}`.
+pub fn message(m: &QueuedMessage) -> String {
+    to_text(&MessageFrame {
+        kind: "message",
+        id: m.id,
+        seq: m.seq,
+        time: m.created_at,
+        data: &m.data,
+    })
+}
+
+#[derive(Serialize)]
+struct PublishedFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "ref")]
+    reference: &'a str,
+    id: Uuid,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+}
+
+/// `{"type":"published","ref":…,"id":…}`, with `"duplicate":true` when the
+/// ref was stored before.
+pub fn published(reference: &str, id: Uuid, duplicate: bool) -> String {
+    to_text(&PublishedFrame {
+        kind: "published",
+        reference,
+        id,
+        duplicate,
+    })
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'a str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    ids: &'a [Uuid],
+}
+
+/// `{"type":"error","code":…,"message":…}`, naming the record (`ref`) or
+/// messages (`ids`) it concerns, if any.
+pub fn error(err: &ApiError, reference: Option<&str>, ids: &[Uuid]) -> String {
+    to_text(&ErrorFrame {
+        kind: "error",
+        code: err.code.as_str(),
+        message: &err.message,
+        reference,
+        ids,
+    })
+}
+
+/// `{"type":"pong"}`.
+pub const PONG: &str = r#"{"type":"pong"}"#;
+
+pub fn to_text(frame: &impl Serialize) -> String {
+    // Serialising these plain structs cannot fail.
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_parse_or_explain() {
+        let id = Uuid::now_v7();
+        assert!(
+            matches!(parse(&format!(r#"{{"type":"ack","id":"{id}"}}"#)), Ok(Inbound::Ack(ids)) if ids == vec![id])
+        );
+        assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(Inbound::Ping)));
+        let code = |text: &str| parse(text).unwrap_err().code;
+        assert_eq!(code("{"), ErrorCode::MalformedJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownFrame);
+        assert_eq!(code(r#"{"id":1}"#), ErrorCode::MissingField);
+        assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MissingField);
+        assert_eq!(
+            code(r#"{"type":"ack","id":"nope"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"publish","ref":"","data":1}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"publish","ref":"a"}"#),
+            ErrorCode::InvalidField
+        );
+    }
+}

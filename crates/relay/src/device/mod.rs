@@ -1,0 +1,119 @@
+//! `GET /ws/device`: the device's WebSocket. Everything that can be refused
+//! is checked before the upgrade, so a refusal is an ordinary HTTP error.
+
+pub mod frames;
+mod session;
+
+pub use session::Handshake;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::http::Query;
+use relayhub_core::identity::ApiKeyAuth;
+use relayhub_core::ids::{DeviceId, LicenseNumber};
+use relayhub_core::time::Timestamp;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::Relay;
+
+/// Credentials for clients that cannot set headers on a WebSocket request.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectParams {
+    /// The app API key (else header `X-Api-Key`).
+    pub api_key: Option<String>,
+    /// The device's UUID (else header `X-Device-Id`).
+    pub device_id: Option<String>,
+    /// The license number (else header `X-License`).
+    pub license: Option<String>,
+}
+
+fn pick<'a>(
+    headers: &'a HeaderMap,
+    header: &str,
+    query: Option<&'a str>,
+    what: &str,
+) -> Result<&'a str, ApiError> {
+    headers
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .or(query)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::MissingField,
+                format!("send the {what} as '{header}'"),
+            )
+        })
+}
+
+/// Opens a device's WebSocket.
+///
+/// Frames are JSON text with a `type`. Server → device: `hello` (first),
+/// `message` (in `seq` order), `published`, `error`, `pong`. Device →
+/// server: `ack` (`id` or `ids`), `publish` (`ref`, `data`), `ping`. A
+/// device connecting again replaces its older connection (closed with code
+/// 4000). Close codes: 1001 shutdown or idle, 4001 key revoked, 4003
+/// license expired, 4004 device unbound.
+#[utoipa::path(
+    get,
+    path = "/ws/device",
+    tag = "device",
+    params(
+        ConnectParams,
+        ("X-Api-Key" = Option<String>, Header, description = "The app API key"),
+        ("X-Device-Id" = Option<String>, Header, description = "The device's UUID, generated on the device"),
+        ("X-License" = Option<String>, Header, description = "The license number"),
+    ),
+    responses(
+        (status = 101, description = "Upgraded; the server sends `hello` first"),
+        (status = 400, description = "Not a WebSocket upgrade, or a header is missing", body = relayhub_core::error::ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key", body = relayhub_core::error::ErrorBody),
+        (status = 403, description = "License expired, or device bound to another license", body = relayhub_core::error::ErrorBody),
+        (status = 404, description = "Unknown license", body = relayhub_core::error::ErrorBody),
+        (status = 409, description = "The license has no room for another device", body = relayhub_core::error::ErrorBody),
+    )
+)]
+pub async fn connect(
+    State(relay): State<Relay>,
+    ApiKeyAuth(key): ApiKeyAuth,
+    Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let device_id = DeviceId::parse(pick(
+        &headers,
+        "x-device-id",
+        params.device_id.as_deref(),
+        "device id",
+    )?)?;
+    let number = LicenseNumber::parse(pick(
+        &headers,
+        "x-license",
+        params.license.as_deref(),
+        "license number",
+    )?)?;
+    let license =
+        relay.identity.license(&number).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}"))
+        })?;
+    license.ensure_active(Timestamp::now())?;
+    let upgrade =
+        upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
+    let connected = relay.store.attach(&license, &device_id).await?;
+    let handshake = Handshake {
+        connected,
+        license: number,
+        api_key: key.id,
+    };
+    let gateway = relay.gateway.clone();
+    Ok(gateway.accept(upgrade, "device", move |conn| {
+        session::run(relay, conn, handshake)
+    }))
+}

@@ -1,0 +1,299 @@
+//! One device's connection: delivers its queue in `seq` order within a
+//! bounded window of unacknowledged messages, and stores what it sends up.
+//!
+//! Store calls triggered by frames (acks, publishes) run concurrently with
+//! delivery but complete in the order the frames came; a `ping` is answered
+//! only after everything before it completed, so `pong` doubles as a
+//! barrier: once it arrives, earlier acks are committed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::gateway::{CloseReason, Conn, Event};
+use relayhub_core::ids::LicenseNumber;
+use relayhub_core::store::StoreResult;
+use relayhub_core::time::Timestamp;
+use uuid::Uuid;
+
+use super::frames::{self, Inbound};
+use crate::Relay;
+use crate::hub::{Mailbox, Take};
+use crate::model::{AckOutcome, Connected, DeviceRef, NewRecord, Published, SharedMessage};
+
+/// Frames whose store calls may be in flight at once; past it the
+/// connection stops reading until some complete.
+const MAX_IN_FLIGHT_OPS: usize = 256;
+
+/// What the upgrade request established.
+pub struct Handshake {
+    pub connected: Connected,
+    pub license: LicenseNumber,
+    /// The id of the API key the device presented.
+    pub api_key: String,
+}
+
+/// Runs a device's connection until it closes.
+pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
+    let Handshake {
+        connected,
+        license,
+        api_key,
+    } = handshake;
+    let device = connected.device;
+    let conn_id = conn.id();
+    let mailbox = relay.hub.register(&device, &api_key, conn.close_handle());
+    let mut session = Session {
+        window: relay.config.window,
+        relay: relay.clone(),
+        device: device.clone(),
+        conn,
+        mailbox,
+        next_seq: 0,
+        in_flight: VecDeque::new(),
+        ops: FuturesOrdered::new(),
+    };
+    let reason = session.start(&license, connected.pending).await;
+    relay.hub.unregister(device.pk, conn_id);
+    relay.store.set_offline(device.pk, conn_id);
+    tracing::debug!(device = %device.device_id, conn = conn_id.0, ?reason, "device disconnected");
+    if let Some(reason) = reason {
+        session.conn.close(reason).await;
+    }
+}
+
+/// A store call started by a frame, and what to answer when it completes.
+enum Done {
+    Acked(Vec<Uuid>, StoreResult<AckOutcome>),
+    Published(String, StoreResult<Vec<Published>>),
+    Pong,
+}
+
+/// The socket failed or the peer left; nothing more can be sent.
+struct Gone;
+
+struct Session {
+    relay: Relay,
+    device: DeviceRef,
+    conn: Conn,
+    mailbox: Arc<Mailbox>,
+    window: usize,
+    /// The next `seq` to send; everything below was sent or skipped.
+    next_seq: i64,
+    /// Sent and not yet acknowledged, in `seq` order.
+    in_flight: VecDeque<(i64, Uuid)>,
+    ops: FuturesOrdered<BoxFuture<'static, Done>>,
+}
+
+impl Session {
+    async fn start(&mut self, license: &LicenseNumber, pending: u64) -> Option<CloseReason> {
+        if let Err(err) = self
+            .relay
+            .store
+            .set_online(self.device.pk, self.conn.id())
+            .await
+        {
+            tracing::warn!(device = %self.device.device_id, %err, "could not record the device online");
+        }
+        let hello = frames::Hello {
+            kind: "hello",
+            device_id: self.device.device_id.as_str(),
+            license: license.as_str(),
+            pending,
+        };
+        if self.conn.send(frames::to_text(&hello)).await.is_err() {
+            return None;
+        }
+        self.serve().await.unwrap_or(None)
+    }
+
+    /// Delivers and reacts until the connection ends: `Ok(Some)` when the
+    /// server closes it, `Ok(None)`/`Err` when the peer left.
+    async fn serve(&mut self) -> Result<Option<CloseReason>, Gone> {
+        loop {
+            self.fill_window().await?;
+            let can_read = self.ops.len() < MAX_IN_FLIGHT_OPS;
+            let has_room = self.in_flight.len() < self.window;
+            tokio::select! {
+                event = self.conn.recv(), if can_read => match event {
+                    Event::Text(text) => self.on_frame(&text).await?,
+                    Event::TooLarge(len) => {
+                        let limit = self.relay.gateway.config().max_frame_bytes;
+                        let err = ApiError::new(
+                            ErrorCode::PayloadTooLarge,
+                            format!("a frame of {len} bytes exceeds the limit of {limit}"),
+                        );
+                        self.send(frames::error(&err, None, &[])).await?;
+                    }
+                    Event::Binary => {
+                        let err = ApiError::new(ErrorCode::UnsupportedFrame, "send JSON text frames, not binary");
+                        self.send(frames::error(&err, None, &[])).await?;
+                    }
+                    Event::Close(reason) => return Ok(Some(reason)),
+                    Event::Gone => return Ok(None),
+                },
+                () = self.mailbox.changed(), if has_room => {}
+                Some(done) = self.ops.next() => self.on_done(done).await?,
+            }
+        }
+    }
+
+    /// Sends queued messages until the window is full or nothing is left.
+    async fn fill_window(&mut self) -> Result<(), Gone> {
+        let mut sent = Vec::new();
+        let mut expired = Vec::new();
+        let now = Timestamp::now();
+        while self.in_flight.len() < self.window {
+            let room = self.window - self.in_flight.len();
+            let batch = match self.mailbox.take(self.next_seq, room) {
+                Take::Ready(batch) => batch,
+                Take::Empty => break,
+                Take::Fetch(marker) => {
+                    let batch = match self
+                        .relay
+                        .store
+                        .fetch(self.device.pk, self.next_seq, room)
+                        .await
+                    {
+                        Ok(batch) => batch,
+                        Err(err) => {
+                            // Not fatal: the next wake-up (a message, an ack,
+                            // a ping) tries again.
+                            tracing::warn!(device = %self.device.device_id, %err, "could not read the queue");
+                            break;
+                        }
+                    };
+                    if batch.len() < room {
+                        self.mailbox.caught_up(marker);
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    batch
+                }
+            };
+            self.feed(batch, now, &mut sent, &mut expired).await?;
+        }
+        if !sent.is_empty() {
+            self.conn.flush().await.map_err(|_| Gone)?;
+            self.relay.metrics.messages_sent.inc_by(sent.len() as u64);
+            self.relay.store.mark_sent(self.device.pk, sent);
+        }
+        if !expired.is_empty() {
+            self.relay
+                .metrics
+                .messages_expired
+                .inc_by(expired.len() as u64);
+            self.relay.store.mark_expired(self.device.pk, expired);
+        }
+        Ok(())
+    }
+
+    async fn feed(
+        &mut self,
+        batch: Vec<SharedMessage>,
+        now: Timestamp,
+        sent: &mut Vec<i64>,
+        expired: &mut Vec<i64>,
+    ) -> Result<(), Gone> {
+        for message in batch {
+            self.next_seq = message.seq + 1;
+            if message.is_expired(now) {
+                expired.push(message.seq);
+                continue;
+            }
+            self.conn
+                .feed(frames::message(&message))
+                .await
+                .map_err(|_| Gone)?;
+            self.in_flight.push_back((message.seq, message.id));
+            let latency = now.millis_since(message.created_at) as f64 / 1000.0;
+            self.relay.metrics.delivery_latency.observe(latency);
+            sent.push(message.seq);
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, text: &str) -> Result<(), Gone> {
+        let inbound = match frames::parse(text) {
+            Ok(inbound) => inbound,
+            Err(err) => return self.send(frames::error(&err, None, &[])).await,
+        };
+        match inbound {
+            Inbound::Ping if self.ops.is_empty() => {
+                return self.send(frames::PONG.to_owned()).await;
+            }
+            Inbound::Ping => self.ops.push_back(Box::pin(async { Done::Pong })),
+            Inbound::Ack(ids) => {
+                self.in_flight.retain(|(_, id)| !ids.contains(id));
+                let store = self.relay.store.clone();
+                let device = self.device.pk;
+                self.ops.push_back(Box::pin(async move {
+                    let result = store.ack(device, ids.clone()).await;
+                    Done::Acked(ids, result)
+                }));
+            }
+            Inbound::Publish { reference, data } => {
+                let store = self.relay.store.clone();
+                let device = self.device.clone();
+                let record = NewRecord {
+                    reference: reference.clone(),
+                    data,
+                };
+                self.ops.push_back(Box::pin(async move {
+                    let result = store.publish(&device, vec![record]).await;
+                    Done::Published(reference, result)
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_done(&mut self, done: Done) -> Result<(), Gone> {
+        match done {
+            Done::Pong => self.send(frames::PONG.to_owned()).await,
+            Done::Acked(_, Ok(outcome)) => {
+                self.relay
+                    .metrics
+                    .messages_delivered
+                    .inc_by(outcome.delivered);
+                if outcome.unknown.is_empty() {
+                    return Ok(());
+                }
+                let err = ApiError::new(
+                    ErrorCode::UnknownMessage,
+                    "no pending message of this device has these ids",
+                );
+                self.send(frames::error(&err, None, &outcome.unknown)).await
+            }
+            Done::Acked(ids, Err(err)) => {
+                // The messages stay pending and are sent again after a
+                // reconnect; the device may also simply ack again.
+                self.send(frames::error(&ApiError::from(err), None, &ids))
+                    .await
+            }
+            Done::Published(reference, Ok(published)) => {
+                self.relay
+                    .metrics
+                    .records_in
+                    .inc_by(published.iter().filter(|p| !p.duplicate).count() as u64);
+                let Some(first) = published.first() else {
+                    return Ok(());
+                };
+                self.send(frames::published(&reference, first.id, first.duplicate))
+                    .await
+            }
+            Done::Published(reference, Err(err)) => {
+                self.send(frames::error(&ApiError::from(err), Some(&reference), &[]))
+                    .await
+            }
+        }
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), Gone> {
+        self.conn.send(text).await.map_err(|_| Gone)
+    }
+}

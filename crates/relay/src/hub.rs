@@ -1,0 +1,320 @@
+//! The node's live view of the relay: which devices are connected here,
+//! each with a mailbox of committed messages, and who waits on which
+//! license's inbox. Fed by [`RelayEvent`]s from the store, right after
+//! each commit, so delivery needs no polling.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId};
+use relayhub_core::ids::{DevicePk, LicensePk};
+use tokio::sync::{Notify, watch};
+
+use crate::model::{DeviceRef, SharedMessage};
+use crate::store::{RelayEvent, RelayEvents};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Messages committed for one connected device, waiting for its socket.
+///
+/// Bounded: past its capacity, or when the store reports new messages
+/// without carrying them, the mailbox only remembers that it is *stale* and
+/// the connection reads from the store instead. A slow device therefore
+/// costs at most `capacity` messages of memory.
+pub struct Mailbox {
+    state: Mutex<MailboxState>,
+    notify: Notify,
+}
+
+struct MailboxState {
+    queue: VecDeque<SharedMessage>,
+    capacity: usize,
+    /// Non-zero while the store may hold messages that are not in `queue`;
+    /// a generation number, so a read that started before a later overflow
+    /// does not clear it.
+    stale: u64,
+    generation: u64,
+}
+
+/// What a connection should do next, from [`Mailbox::take`].
+#[derive(Debug)]
+pub enum Take {
+    /// These messages, contiguous from the requested `seq`.
+    Ready(Vec<SharedMessage>),
+    /// Read from the store from the requested `seq`; then report
+    /// [`Mailbox::caught_up`] with this marker if the read was complete.
+    Fetch(u64),
+    /// Nothing to send.
+    Empty,
+}
+
+impl Mailbox {
+    /// A new mailbox starts stale: a connection begins by reading its
+    /// backlog from the store.
+    fn new(capacity: usize) -> Self {
+        let state = MailboxState {
+            queue: VecDeque::new(),
+            capacity,
+            stale: 1,
+            generation: 1,
+        };
+        Self {
+            state: Mutex::new(state),
+            notify: Notify::new(),
+        }
+    }
+
+    fn push(&self, first_seq: i64, messages: Vec<SharedMessage>) {
+        {
+            let mut state = lock(&self.state);
+            let contiguous = match state.queue.back() {
+                Some(last) => last.seq + 1 == first_seq,
+                None => true,
+            };
+            if messages.is_empty()
+                || !contiguous
+                || state.queue.len() + messages.len() > state.capacity
+            {
+                state.generation += 1;
+                state.stale = state.generation;
+            } else {
+                state.queue.extend(messages);
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Up to `room` messages from `next_seq` on.
+    pub fn take(&self, next_seq: i64, room: usize) -> Take {
+        let mut state = lock(&self.state);
+        while state.queue.front().is_some_and(|m| m.seq < next_seq) {
+            state.queue.pop_front();
+        }
+        match state.queue.front() {
+            Some(first) if first.seq == next_seq => {
+                let n = room.min(state.queue.len());
+                Take::Ready(state.queue.drain(..n).collect())
+            }
+            Some(_) => Take::Fetch(state.stale),
+            None if state.stale != 0 => Take::Fetch(state.stale),
+            None => Take::Empty,
+        }
+    }
+
+    /// A store read that began after [`Take::Fetch`]`(marker)` returned
+    /// everything there was: the mailbox is fresh again unless it went stale
+    /// once more in the meantime.
+    pub fn caught_up(&self, marker: u64) {
+        let mut state = lock(&self.state);
+        if state.stale == marker {
+            state.stale = 0;
+        }
+    }
+
+    /// Waits until something was pushed since the last wait.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+}
+
+struct Slot {
+    conn: ConnId,
+    license: LicensePk,
+    api_key: String,
+    close: CloseHandle,
+    mailbox: Arc<Mailbox>,
+}
+
+/// The relay's state on this node.
+pub struct Hub {
+    devices: Mutex<HashMap<DevicePk, Slot>>,
+    inboxes: Mutex<HashMap<LicensePk, watch::Sender<u64>>>,
+    mailbox_capacity: usize,
+}
+
+impl Hub {
+    pub fn new(mailbox_capacity: usize) -> Self {
+        Self {
+            devices: Mutex::default(),
+            inboxes: Mutex::default(),
+            mailbox_capacity,
+        }
+    }
+
+    /// A device's socket opened: it becomes the device's connection here,
+    /// and an older one is closed (the newer connection wins).
+    pub fn register(&self, device: &DeviceRef, api_key: &str, close: CloseHandle) -> Arc<Mailbox> {
+        let mailbox = Arc::new(Mailbox::new(self.mailbox_capacity));
+        let slot = Slot {
+            conn: close.id(),
+            license: device.license,
+            api_key: api_key.to_owned(),
+            close,
+            mailbox: mailbox.clone(),
+        };
+        if let Some(older) = lock(&self.devices).insert(device.pk, slot) {
+            older.close.close(CloseReason::REPLACED);
+        }
+        mailbox
+    }
+
+    /// A device's socket closed; a newer socket of the same device stays.
+    pub fn unregister(&self, device: DevicePk, conn: ConnId) {
+        let mut devices = lock(&self.devices);
+        if devices.get(&device).is_some_and(|slot| slot.conn == conn) {
+            devices.remove(&device);
+        }
+    }
+
+    /// Whether the device has a socket on this node.
+    pub fn is_online(&self, device: DevicePk) -> bool {
+        lock(&self.devices).contains_key(&device)
+    }
+
+    /// Devices connected to this node.
+    pub fn online_count(&self) -> usize {
+        lock(&self.devices).len()
+    }
+
+    /// Licenses and API keys in use by this node's connections.
+    pub fn credentials_in_use(&self) -> (Vec<LicensePk>, Vec<String>) {
+        let devices = lock(&self.devices);
+        let mut licenses: Vec<_> = devices.values().map(|s| s.license).collect();
+        let mut keys: Vec<_> = devices.values().map(|s| s.api_key.clone()).collect();
+        licenses.sort_unstable();
+        licenses.dedup();
+        keys.sort_unstable();
+        keys.dedup();
+        (licenses, keys)
+    }
+
+    /// Closes the connections of these licenses and keys.
+    pub fn close_invalidated(&self, licenses: &[LicensePk], api_keys: &[String]) -> usize {
+        let devices = lock(&self.devices);
+        let mut closed = 0;
+        for slot in devices.values() {
+            let reason = if licenses.contains(&slot.license) {
+                CloseReason::LICENSE_EXPIRED
+            } else if api_keys.contains(&slot.api_key) {
+                CloseReason::KEY_REVOKED
+            } else {
+                continue;
+            };
+            slot.close.close(reason);
+            closed += 1;
+        }
+        closed
+    }
+
+    /// A receiver that changes whenever the license's inbox gets records.
+    pub fn inbox_watch(&self, license: LicensePk) -> watch::Receiver<u64> {
+        lock(&self.inboxes)
+            .entry(license)
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+}
+
+impl RelayEvents for Hub {
+    fn emit(&self, event: RelayEvent) {
+        match event {
+            RelayEvent::Queued {
+                device,
+                first_seq,
+                messages,
+            } => {
+                let mailbox = lock(&self.devices)
+                    .get(&device)
+                    .map(|slot| slot.mailbox.clone());
+                if let Some(mailbox) = mailbox {
+                    mailbox.push(first_seq, messages);
+                }
+            }
+            RelayEvent::Published { license } => {
+                if let Some(sender) = lock(&self.inboxes).get(&license) {
+                    sender.send_modify(|v| *v = v.wrapping_add(1));
+                }
+            }
+            RelayEvent::Unbound { device } => {
+                if let Some(slot) = lock(&self.devices).get(&device) {
+                    slot.close.close(CloseReason::UNBOUND);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::QueuedMessage;
+    use relayhub_core::time::Timestamp;
+
+    fn msg(seq: i64) -> SharedMessage {
+        Arc::new(QueuedMessage {
+            id: uuid::Uuid::now_v7(),
+            seq,
+            created_at: Timestamp::now(),
+            expires_at: None,
+            data: serde_json::value::RawValue::from_string("1".into()).unwrap(),
+        })
+    }
+
+    fn seqs(take: Take) -> Vec<i64> {
+        match take {
+            Take::Ready(m) => m.iter().map(|m| m.seq).collect(),
+            other => panic!("expected messages, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_new_mailbox_asks_for_the_backlog_first() {
+        let mb = Mailbox::new(4);
+        let Take::Fetch(marker) = mb.take(1, 10) else {
+            panic!()
+        };
+        mb.caught_up(marker);
+        assert!(matches!(mb.take(1, 10), Take::Empty));
+    }
+
+    #[test]
+    fn contiguous_pushes_are_taken_in_order_within_room() {
+        let mb = Mailbox::new(8);
+        let Take::Fetch(m) = mb.take(1, 10) else {
+            panic!()
+        };
+        mb.caught_up(m);
+        mb.push(1, vec![msg(1), msg(2)]);
+        mb.push(3, vec![msg(3)]);
+        assert_eq!(seqs(mb.take(1, 2)), vec![1, 2]);
+        assert_eq!(seqs(mb.take(3, 2)), vec![3]);
+    }
+
+    #[test]
+    fn overflow_makes_it_stale_until_a_complete_read() {
+        let mb = Mailbox::new(2);
+        let Take::Fetch(m) = mb.take(1, 10) else {
+            panic!()
+        };
+        mb.caught_up(m);
+        mb.push(1, vec![msg(1), msg(2)]);
+        mb.push(3, vec![msg(3)]); // over capacity: dropped, remembered as stale
+        assert_eq!(seqs(mb.take(1, 10)), vec![1, 2]);
+        let Take::Fetch(marker) = mb.take(3, 10) else {
+            panic!("must read from the store")
+        };
+        mb.push(4, vec![]); // went stale again while reading
+        mb.caught_up(marker);
+        assert!(matches!(mb.take(4, 10), Take::Fetch(_)));
+    }
+
+    #[test]
+    fn already_sent_messages_are_dropped() {
+        let mb = Mailbox::new(8);
+        mb.caught_up(1);
+        mb.push(5, vec![msg(5), msg(6)]);
+        assert_eq!(seqs(mb.take(6, 10)), vec![6]);
+    }
+}

@@ -1,0 +1,172 @@
+//! The relay capability (seed 000): back-office systems queue JSON messages
+//! for devices; devices receive them in order over a WebSocket and
+//! acknowledge them; devices send records up to their license's inbox.
+//!
+//! - [`api`]: the back-office HTTP API;
+//! - [`device`]: the device WebSocket;
+//! - [`hub`]: which devices are online on this node, and their mailboxes;
+//! - [`store`]: what the relay needs from a storage backend;
+//! - [`services`]: housekeeping (TTL expiry, retention, revoked credentials).
+
+pub mod api;
+pub mod device;
+pub mod hub;
+pub mod model;
+pub mod services;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Unit;
+use relayhub_core::gateway::Gateway;
+use relayhub_core::identity::IdentityStore;
+use relayhub_core::metrics::{Metrics, latency_histogram};
+use serde::{Deserialize, Serialize};
+
+use crate::hub::Hub;
+use crate::store::DynRelayStore;
+
+/// Relay settings (`[relay]` in the configuration file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Pending messages a device's queue holds before producers get 429.
+    pub queue_limit: u32,
+    /// Messages sent to a device and not yet acknowledged, at most.
+    pub window: usize,
+    /// Committed messages kept in memory per online device before its
+    /// connection reads from the store instead.
+    pub mailbox: usize,
+    /// Messages in one `POST /api/v1/messages` call, at most.
+    pub max_batch: usize,
+    /// How long receipts (and acknowledged inbox records' refs, for
+    /// de-duplication) are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Longest inbox long poll (`wait`).
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// How often expired messages and old receipts are swept.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How often connected devices' licenses and keys are re-checked, so an
+    /// expired license or revoked key disconnects them.
+    #[serde(with = "humantime_serde")]
+    pub credential_check_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            queue_limit: 10_000,
+            window: 128,
+            mailbox: 256,
+            max_batch: 1000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_wait: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(5),
+            credential_check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The relay's counters, registered with the server's registry.
+#[derive(Clone)]
+pub struct RelayMetrics {
+    pub messages_in: Counter,
+    pub messages_sent: Counter,
+    pub messages_delivered: Counter,
+    pub messages_expired: Counter,
+    pub records_in: Counter,
+    pub records_out: Counter,
+    /// Set when scraped, from the store.
+    pub queue_depth: Gauge,
+    /// Set when scraped, from the hub.
+    pub online_devices: Gauge,
+    /// From accepting a message to writing it to the device's socket.
+    pub delivery_latency: Histogram,
+}
+
+impl RelayMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        let m = Self {
+            messages_in: Counter::default(),
+            messages_sent: Counter::default(),
+            messages_delivered: Counter::default(),
+            messages_expired: Counter::default(),
+            records_in: Counter::default(),
+            records_out: Counter::default(),
+            queue_depth: Gauge::default(),
+            online_devices: Gauge::default(),
+            delivery_latency: latency_histogram(),
+        };
+        metrics.register(
+            "messages_in",
+            "Messages accepted from the back-office",
+            m.messages_in.clone(),
+        );
+        metrics.register(
+            "messages_sent",
+            "Message frames written to device sockets",
+            m.messages_sent.clone(),
+        );
+        metrics.register(
+            "messages_delivered",
+            "Messages acknowledged by devices",
+            m.messages_delivered.clone(),
+        );
+        metrics.register(
+            "messages_expired",
+            "Messages whose time to live ran out",
+            m.messages_expired.clone(),
+        );
+        metrics.register(
+            "inbox_records_in",
+            "Records published by devices",
+            m.records_in.clone(),
+        );
+        metrics.register(
+            "inbox_records_out",
+            "Inbox records acknowledged by the back-office",
+            m.records_out.clone(),
+        );
+        metrics.register(
+            "queue_depth",
+            "Messages pending in all device queues",
+            m.queue_depth.clone(),
+        );
+        metrics.register(
+            "devices_online",
+            "Devices connected to this node",
+            m.online_devices.clone(),
+        );
+        metrics.register_with_unit(
+            "delivery_latency",
+            "Time from accepting a message to writing it to the device",
+            Unit::Seconds,
+            m.delivery_latency.clone(),
+        );
+        m
+    }
+}
+
+/// Everything the relay's handlers and sessions share. Cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    pub config: Arc<RelayConfig>,
+    pub store: DynRelayStore,
+    pub identity: Arc<dyn IdentityStore>,
+    pub hub: Arc<Hub>,
+    pub gateway: Gateway,
+    pub metrics: RelayMetrics,
+}
+
+impl axum::extract::FromRef<Relay> for Arc<dyn IdentityStore> {
+    fn from_ref(relay: &Relay) -> Self {
+        relay.identity.clone()
+    }
+}

@@ -1,0 +1,249 @@
+//! `relayhub license …` and `relayhub apikey …`: administration straight on
+//! the database the server uses, whether or not a server is running.
+
+use std::sync::Arc;
+
+use relayhub_core::error::ApiError;
+use relayhub_core::identity::{self, CredentialInfo, LicenseUpdate, LicenseView, NewLicense};
+use relayhub_core::ids::LicenseNumber;
+use relayhub_core::metrics::Metrics;
+use relayhub_core::time::Timestamp;
+use relayhub_relay::store::NoEvents;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::{ApikeyCommand, Expiry, LicenseCommand, Limit, TokenCommand};
+use crate::config::DatabaseUrl;
+use crate::stores::Stores;
+
+/// What a command prints: JSON with `--json`, else text for people.
+pub struct Output {
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Output {
+    fn new(json: impl Serialize, text: impl Into<String>) -> Self {
+        Self {
+            json: serde_json::to_value(json).unwrap_or_default(),
+            text: text.into(),
+        }
+    }
+}
+
+fn expiry(e: Expiry) -> Option<Timestamp> {
+    match e {
+        Expiry::On(day) => Some(Timestamp::end_of_day(day)),
+        Expiry::Never => None,
+    }
+}
+
+fn limit(l: Limit) -> Option<u32> {
+    match l {
+        Limit::At(n) => Some(n),
+        Limit::Unlimited => None,
+    }
+}
+
+fn describe(view: &LicenseView) -> String {
+    let expires = view
+        .expires
+        .as_deref()
+        .map(|d| format!("expires after {d}"))
+        .unwrap_or("never expires".into());
+    let devices = match (view.devices, view.max_devices) {
+        (Some(used), Some(max)) => format!("{used}/{max} devices"),
+        (Some(used), None) => format!("{used} devices, no limit"),
+        (None, Some(max)) => format!("up to {max} devices"),
+        (None, None) => "no device limit".into(),
+    };
+    let name = if view.name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", view.name)
+    };
+    format!("{}{name}: {expires}, {devices}", view.number)
+}
+
+fn describe_credentials(items: &[CredentialInfo]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(|c| {
+            let state = c
+                .revoked_at
+                .map(|t| format!("revoked {t}"))
+                .unwrap_or("active".into());
+            let name = if c.name.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", c.name)
+            };
+            format!("{}{name}  created {}  {state}", c.id, c.created_at)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn open(url: &DatabaseUrl) -> anyhow::Result<Stores> {
+    Stores::open(url, Arc::new(NoEvents), &Metrics::new()).await
+}
+
+/// Runs a `license` command.
+pub async fn license(
+    url: &DatabaseUrl,
+    command: LicenseCommand,
+) -> anyhow::Result<Result<Output, ApiError>> {
+    let stores = open(url).await?;
+    let result = run_license(&stores, command).await;
+    stores.close().await;
+    Ok(result)
+}
+
+/// Runs an `apikey` command.
+pub async fn apikey(
+    url: &DatabaseUrl,
+    command: ApikeyCommand,
+) -> anyhow::Result<Result<Output, ApiError>> {
+    let stores = open(url).await?;
+    let result = run_apikey(&stores, command).await;
+    stores.close().await;
+    Ok(result)
+}
+
+async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output, ApiError> {
+    let ids = stores.identity.as_ref();
+    match command {
+        LicenseCommand::Create {
+            number,
+            name,
+            expires,
+            max_devices,
+        } => {
+            let new = NewLicense {
+                number: LicenseNumber::parse(&number)?,
+                name,
+                expires_at: expires.and_then(expiry),
+                max_devices: max_devices.and_then(limit),
+            };
+            let (license, token) = identity::create_license(ids, new).await?;
+            let json = json!({"license": license.number, "token": token.secret.expose(), "token_id": token.id});
+            let text = format!(
+                "Created license {}.\nBearer token (shown only once, store it now):\n{}",
+                describe(&license.view(None)),
+                token.secret.expose()
+            );
+            Ok(Output::new(json, text))
+        }
+        LicenseCommand::List => {
+            let licenses = ids.licenses().await?;
+            let mut views = Vec::with_capacity(licenses.len());
+            for license in &licenses {
+                views.push(license.view(Some(stores.relay.device_count(license.pk).await?)));
+            }
+            let text = if views.is_empty() {
+                "No licenses yet: relayhub license create --number LIC".to_owned()
+            } else {
+                views.iter().map(describe).collect::<Vec<_>>().join("\n")
+            };
+            Ok(Output::new(&views, text))
+        }
+        LicenseCommand::Show { number } => {
+            let license = find(stores, &number).await?;
+            let view = license.view(Some(stores.relay.device_count(license.pk).await?));
+            let tokens = ids.tokens(license.pk).await?;
+            let text = format!(
+                "{}\ntokens:\n{}",
+                describe(&view),
+                describe_credentials(&tokens)
+            );
+            let mut json = serde_json::to_value(&view).unwrap_or_default();
+            json["tokens"] = serde_json::to_value(&tokens).unwrap_or_default();
+            Ok(Output::new(json, text))
+        }
+        LicenseCommand::Update {
+            number,
+            name,
+            expires,
+            max_devices,
+        } => {
+            let number = LicenseNumber::parse(&number)?;
+            let update = LicenseUpdate {
+                name,
+                expires_at: expires.map(expiry),
+                max_devices: max_devices.map(limit),
+            };
+            let license = ids.update_license(&number, update).await?;
+            let view = license.view(Some(stores.relay.device_count(license.pk).await?));
+            let text = format!("Updated {}", describe(&view));
+            Ok(Output::new(&view, text))
+        }
+        LicenseCommand::Token(TokenCommand::Create { license }) => {
+            let number = LicenseNumber::parse(&license)?;
+            let token = identity::issue_token(ids, &number).await?;
+            let json =
+                json!({"license": number, "token": token.secret.expose(), "token_id": token.id});
+            let text = format!(
+                "New token {} for {number} (shown only once, store it now):\n{}",
+                token.id,
+                token.secret.expose()
+            );
+            Ok(Output::new(json, text))
+        }
+        LicenseCommand::Token(TokenCommand::Revoke { license, token_id }) => {
+            let number = LicenseNumber::parse(&license)?;
+            identity::revoke_token(ids, &number, &token_id).await?;
+            let json = json!({"license": number, "token_id": token_id, "revoked": true});
+            Ok(Output::new(
+                json,
+                format!("Revoked token {token_id} of {number}."),
+            ))
+        }
+        LicenseCommand::Token(TokenCommand::List { license }) => {
+            let license = find(stores, &license).await?;
+            let tokens = ids.tokens(license.pk).await?;
+            let text = describe_credentials(&tokens);
+            Ok(Output::new(&tokens, text))
+        }
+    }
+}
+
+async fn find(stores: &Stores, number: &str) -> Result<identity::License, ApiError> {
+    let number = LicenseNumber::parse(number)?;
+    stores.identity.license(&number).await?.ok_or_else(|| {
+        ApiError::new(
+            relayhub_core::ErrorCode::LicenseNotFound,
+            format!("no license {number}"),
+        )
+    })
+}
+
+async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, ApiError> {
+    let ids = stores.identity.as_ref();
+    match command {
+        ApikeyCommand::Create { name } => {
+            let key = identity::create_api_key(ids, &name).await?;
+            let json = json!({"id": key.id, "key": key.secret.expose()});
+            let text = format!(
+                "Created API key {} (shown only once, store it now):\n{}",
+                key.id,
+                key.secret.expose()
+            );
+            Ok(Output::new(json, text))
+        }
+        ApikeyCommand::List => {
+            let keys = ids.api_keys().await?;
+            let text = describe_credentials(&keys);
+            Ok(Output::new(&keys, text))
+        }
+        ApikeyCommand::Revoke { id } => {
+            identity::revoke_api_key(ids, &id).await?;
+            Ok(Output::new(
+                json!({"id": id, "revoked": true}),
+                format!("Revoked API key {id}."),
+            ))
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::LogFormat;
+
+/// relayhub: one server between back-office systems and fleets of devices.
+///
+/// Accounting systems queue JSON messages per device over HTTP; devices
+/// receive them in order over a WebSocket, acknowledge them, and send
+/// records back. Data lives in an embedded SQLite file unless --database
+/// points elsewhere.
+#[derive(Debug, Parser)]
+#[command(
+    name = "relayhub",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted anywhere on the command line.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory of the embedded database [default: ./relayhub-data]
+    #[arg(long, global = true, env = "RELAYHUB_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (overrides --data)
+    #[arg(long, global = true, env = "RELAYHUB_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+    /// TOML configuration file (see README for every key)
+    #[arg(long, global = true, env = "RELAYHUB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON on stdout (errors as JSON on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (HTTP API, device WebSocket, docs at /docs)
+    Serve(ServeArgs),
+    /// Manage licenses (tenants) and their bearer tokens
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Manage app API keys (the key compiled into the device app)
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Start a throwaway server and show traffic flowing both ways, then exit
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "RELAYHUB_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Log format; the level is set with RELAYHUB_LOG (e.g. info, relayhub=debug)
+    #[arg(long, env = "RELAYHUB_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// A date (the last valid day, UTC) or `never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    On(NaiveDate),
+    Never,
+}
+
+fn parse_expiry(raw: &str) -> Result<Expiry, String> {
+    if raw.eq_ignore_ascii_case("never") {
+        return Ok(Expiry::Never);
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map(Expiry::On)
+        .map_err(|_| "expected YYYY-MM-DD or never".into())
+}
+
+/// A device limit or `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    At(u32),
+    Unlimited,
+}
+
+fn parse_limit(raw: &str) -> Result<Limit, String> {
+    if raw.eq_ignore_ascii_case("unlimited") {
+        return Ok(Limit::Unlimited);
+    }
+    raw.parse()
+        .map(Limit::At)
+        .map_err(|_| "expected a number or unlimited".into())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Create a license; prints its first bearer token, shown only once
+    Create {
+        /// The license number the accounting system knows
+        #[arg(long, value_name = "LIC")]
+        number: String,
+        /// A name for people
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Last valid day, UTC (YYYY-MM-DD); never expires if omitted
+        #[arg(long, value_parser = parse_expiry, value_name = "YYYY-MM-DD")]
+        expires: Option<Expiry>,
+        /// Devices that may be bound at once; unlimited if omitted
+        #[arg(long, value_parser = parse_limit, value_name = "N")]
+        max_devices: Option<Limit>,
+    },
+    /// List licenses
+    List,
+    /// Show a license, its device count and its tokens
+    Show {
+        #[arg(value_name = "LIC")]
+        number: String,
+    },
+    /// Change a license's name, expiry or device limit
+    Update {
+        #[arg(value_name = "LIC")]
+        number: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Last valid day (YYYY-MM-DD), or never
+        #[arg(long, value_parser = parse_expiry, value_name = "YYYY-MM-DD|never")]
+        expires: Option<Expiry>,
+        /// Device limit, or unlimited
+        #[arg(long, value_parser = parse_limit, value_name = "N|unlimited")]
+        max_devices: Option<Limit>,
+    },
+    /// Manage a license's bearer tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Add a bearer token (e.g. to rotate); shown only once
+    Create {
+        #[arg(value_name = "LIC")]
+        license: String,
+    },
+    /// Revoke a token by its id (tok_…); it stops working at once
+    Revoke {
+        #[arg(value_name = "LIC")]
+        license: String,
+        #[arg(value_name = "TOKEN_ID")]
+        token_id: String,
+    },
+    /// List a license's tokens (ids, never the secrets)
+    List {
+        #[arg(value_name = "LIC")]
+        license: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create an app API key; shown only once
+    Create {
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List API keys (ids, never the secrets)
+    List,
+    /// Revoke a key by its id (key_…); devices using it are disconnected
+    Revoke {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated devices
+    #[arg(long, default_value_t = 50)]
+    pub devices: usize,
+    /// Messages the simulated accounting system sends
+    #[arg(long, default_value_t = 20_000)]
+    pub messages: usize,
+    /// Records each device sends back
+    #[arg(long, default_value_t = 20)]
+    pub records: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_are_accepted_anywhere() {
+        let cli =
+            Cli::try_parse_from(["relayhub", "license", "list", "--json", "--data", "/tmp/x"])
+                .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.data, Some(PathBuf::from("/tmp/x")));
+    }
+}

@@ -1,0 +1,187 @@
+//! Configuration, layered: built-in defaults → TOML file (`--config`) →
+//! environment (`RELAYHUB_…`, nested keys with `__`, e.g.
+//! `RELAYHUB_RELAY__QUEUE_LIMIT=5000`) → command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use relayhub_core::gateway::GatewayConfig;
+use relayhub_relay::RelayConfig;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables read by clap or the logger rather than figment.
+const OTHER_ENV: &[&str] = &["RELAYHUB_CONFIG", "RELAYHUB_LOG", "RELAYHUB_JSON"];
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Everything `relayhub serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded database (`relayhub.db`).
+    pub data: PathBuf,
+    /// Database URL (`sqlite://PATH` or `postgres://…`); overrides `data`.
+    pub database: Option<String>,
+    /// Largest request body, in bytes (413 beyond).
+    pub body_limit: usize,
+    pub log_format: LogFormat,
+    pub gateway: GatewayConfig,
+    pub relay: RelayConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("relayhub-data"),
+            database: None,
+            body_limit: 1024 * 1024,
+            log_format: LogFormat::Text,
+            gateway: GatewayConfig::default(),
+            relay: RelayConfig::default(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Where the data lives, resolved from `data` and `database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Config {
+    /// Loads the layers. Unknown keys in the file are errors; unknown
+    /// `RELAYHUB_…` variables are returned as warnings (a typo there would
+    /// otherwise be silently ignored).
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<(Config, Vec<String>)> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("configuration file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: Config = figment
+            .merge(
+                Env::prefixed("RELAYHUB_")
+                    .split("__")
+                    .ignore(&["config", "log", "json"]),
+            )
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context("invalid configuration")?;
+        Ok((config, unknown_env_vars()))
+    }
+
+    /// The database to use.
+    pub fn database_url(&self) -> anyhow::Result<DatabaseUrl> {
+        match self.database.as_deref() {
+            None => Ok(DatabaseUrl::Sqlite(self.data.join("relayhub.db"))),
+            Some(url) => parse_database_url(url),
+        }
+    }
+}
+
+fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() {
+            bail!("sqlite URL without a path: use sqlite://relayhub-data/relayhub.db");
+        }
+        return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseUrl::Postgres(url.to_owned()));
+    }
+    bail!("unsupported database URL (expected sqlite://PATH or postgres://…)")
+}
+
+/// `RELAYHUB_…` variables that name no setting.
+fn unknown_env_vars() -> Vec<String> {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut known = Vec::new();
+    collect_keys(&defaults, "RELAYHUB", &mut known);
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("RELAYHUB_") && !OTHER_ENV.contains(&k.as_str()))
+        .filter(|k| !known.iter().any(|known| known.eq_ignore_ascii_case(k)))
+        .collect()
+}
+
+fn collect_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let serde_json::Value::Object(map) = value {
+        for (key, value) in map {
+            let name = format!(
+                "{prefix}{}{}",
+                if prefix == "RELAYHUB" { "_" } else { "__" },
+                key.to_uppercase()
+            );
+            out.push(name.clone());
+            collect_keys(value, &name, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            parse_database_url("sqlite:///var/lib/x.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/x.db".into())
+        );
+        assert_eq!(
+            parse_database_url("sqlite://rel.db").unwrap(),
+            DatabaseUrl::Sqlite("rel.db".into())
+        );
+        assert!(matches!(
+            parse_database_url("postgres://u@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert!(parse_database_url("mongodb://x").is_err());
+    }
+
+    #[test]
+    fn nested_env_names_are_known() {
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let mut known = Vec::new();
+        collect_keys(&defaults, "RELAYHUB", &mut known);
+        assert!(known.contains(&"RELAYHUB_LISTEN".to_owned()));
+        assert!(known.contains(&"RELAYHUB_RELAY__QUEUE_LIMIT".to_owned()));
+    }
+}

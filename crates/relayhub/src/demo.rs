@@ -1,0 +1,3 @@
+pub async fn run(_args: crate::cli::DemoArgs) -> anyhow::Result<()> {
+    anyhow::bail!("soon")
+}

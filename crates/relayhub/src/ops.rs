@@ -1,0 +1,110 @@
+//! Operator endpoints: liveness, readiness, Prometheus metrics, and the
+//! landing document at `/`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
+use relayhub_core::gateway::Gateway;
+use relayhub_core::http::Json;
+use relayhub_core::metrics::Metrics;
+use relayhub_relay::RelayMetrics;
+use relayhub_relay::hub::Hub;
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+use crate::stores::Stores;
+
+/// What the operator endpoints look at.
+#[derive(Clone)]
+pub struct Ops {
+    pub stores: Stores,
+    pub gateway: Gateway,
+    pub metrics: Metrics,
+    pub relay_metrics: RelayMetrics,
+    pub hub: Arc<Hub>,
+}
+
+/// Health and readiness answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness: the storage answers and the node is not shutting down. A load
+/// balancer should send traffic only while this is 200.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, body = Health),
+        (status = 503, description = "Storage unreachable or shutting down", body = ErrorBody),
+    )
+)]
+pub async fn readyz(State(ops): State<Ops>) -> Result<Json<Health>, ApiError> {
+    if ops.gateway.shutdown_token().is_cancelled() {
+        return Err(ApiError::new(
+            ErrorCode::ShuttingDown,
+            "the server is shutting down",
+        ));
+    }
+    ops.stores.relay.total_pending().await?;
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// Prometheus metrics (OpenMetrics text): connections, queue depth,
+/// messages in and out, delivery latency, HTTP requests, commit batches.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"))
+)]
+pub async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+    // Queue depth is read at scrape time: exact, and nothing to keep in step.
+    match ops.stores.relay.total_pending().await {
+        Ok(depth) => {
+            ops.relay_metrics.queue_depth.set(depth as i64);
+        }
+        Err(err) => tracing::warn!(%err, "queue depth unavailable for this scrape"),
+    }
+    ops.relay_metrics
+        .online_devices
+        .set(ops.hub.online_count() as i64);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ops.metrics.render(),
+    )
+}
+
+/// What this server is and where its documentation lives.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct About {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub docs: &'static str,
+    pub openapi: &'static str,
+}
+
+/// Names the server and points at its documentation.
+#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, body = About)))]
+pub async fn about() -> Json<About> {
+    Json(About {
+        name: "relayhub",
+        version: env!("CARGO_PKG_VERSION"),
+        docs: "/docs",
+        openapi: "/openapi.json",
+    })
+}

@@ -1,0 +1,49 @@
+//! Picks the storage backend from the database URL.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use relayhub_core::identity::IdentityStore;
+use relayhub_core::metrics::Metrics;
+use relayhub_relay::store::{RelayEvents, RelayStore};
+use relayhub_sqlite::SqliteStore;
+
+use crate::config::DatabaseUrl;
+
+/// One backend, seen through each capability's store trait.
+#[derive(Clone)]
+pub struct Stores {
+    pub identity: Arc<dyn IdentityStore>,
+    pub relay: Arc<dyn RelayStore>,
+}
+
+impl Stores {
+    /// Opens the backend named by `url`, running its migrations. Committed
+    /// changes are reported to `events`.
+    pub async fn open(
+        url: &DatabaseUrl,
+        events: Arc<dyn RelayEvents>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                let store = SqliteStore::open(path, events, metrics)
+                    .with_context(|| format!("opening the SQLite database {}", path.display()))?;
+                Ok(Self {
+                    identity: store.clone(),
+                    relay: store,
+                })
+            }
+            DatabaseUrl::Postgres(_) => {
+                anyhow::bail!(
+                    "PostgreSQL is not supported by this build yet; use the embedded SQLite default"
+                )
+            }
+        }
+    }
+
+    /// Commits what is pending and closes the backend.
+    pub async fn close(&self) {
+        self.relay.close().await;
+    }
+}

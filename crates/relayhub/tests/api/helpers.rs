@@ -1,0 +1,390 @@
+//! The test harness: every test gets its own server on 127.0.0.1:0 with its
+//! own temporary database, a license, an API key, and real clients (HTTP
+//! and WebSocket). Logs only with TEST_LOG=1.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use relayhub::Config;
+use relayhub::config::DatabaseUrl;
+use relayhub::stores::Stores;
+use relayhub_core::identity::{self, NewLicense};
+use relayhub_core::ids::LicenseNumber;
+use relayhub_core::metrics::Metrics;
+use relayhub_relay::store::NoEvents;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Message, http};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        relayhub::logging::init(relayhub::config::LogFormat::Text);
+    }
+}
+
+/// A configuration for tests: fast housekeeping, everything else default.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data = dir.to_owned();
+    config.relay.sweep_interval = Duration::from_millis(100);
+    config.relay.credential_check_interval = Duration::from_millis(100);
+    config.gateway.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+/// A running server and the credentials of one license.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub license: String,
+    pub token: String,
+    pub api_key: String,
+    pub api_key_id: String,
+    pub config: Config,
+    admin: Stores,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    dir: Option<tempfile::TempDir>,
+    data: PathBuf,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server whose configuration `tweak` may change.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let data = dir.path().to_owned();
+        let mut app = Self::start(config, data, Some(dir)).await;
+        let (token, _) = app.create_license("LIC-A", None).await;
+        app.license = "LIC-A".into();
+        app.token = token;
+        let key = identity::create_api_key(app.admin.identity.as_ref(), "tests")
+            .await
+            .unwrap();
+        app.api_key = key.secret.expose().to_owned();
+        app.api_key_id = key.id;
+        app
+    }
+
+    async fn start(config: Config, data: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind");
+        let server = relayhub::Server::build(config.clone(), listener)
+            .await
+            .expect("server builds");
+        let addr = server.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        // The administration handle opens the same database, as the CLI
+        // does from another process.
+        let url = DatabaseUrl::Sqlite(data.join("relayhub.db"));
+        let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new())
+            .await
+            .expect("admin store");
+        Self {
+            addr,
+            http: reqwest::Client::new(),
+            license: String::new(),
+            token: String::new(),
+            api_key: String::new(),
+            api_key_id: String::new(),
+            config,
+            admin,
+            shutdown: Some(tx),
+            task: Some(task),
+            dir,
+            data,
+        }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data,
+    /// keeping the credentials.
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let mut next = Self::start(config, self.data.clone(), self.dir.take()).await;
+        next.license = self.license.clone();
+        next.token = self.token.clone();
+        next.api_key = self.api_key.clone();
+        next.api_key_id = self.api_key_id.clone();
+        next
+    }
+
+    /// Graceful shutdown; fails the test if the server reports an error.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("server stops in time")
+                .unwrap()
+                .unwrap();
+        }
+        self.admin.close().await;
+    }
+
+    pub fn admin(&self) -> &Stores {
+        &self.admin
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Creates a license; returns its bearer token and token id.
+    pub async fn create_license(&self, number: &str, max_devices: Option<u32>) -> (String, String) {
+        let new = NewLicense {
+            number: LicenseNumber::parse(number).unwrap(),
+            name: String::new(),
+            expires_at: None,
+            max_devices,
+        };
+        let (_, token) = identity::create_license(self.admin.identity.as_ref(), new)
+            .await
+            .unwrap();
+        (token.secret.expose().to_owned(), token.id)
+    }
+
+    /// A request with this app's bearer token.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(&self.token)
+    }
+
+    /// Queues one message; returns the response.
+    pub async fn send(&self, device: &str, data: Value) -> reqwest::Response {
+        self.send_as(&self.token, device, data).await
+    }
+
+    pub async fn send_as(&self, token: &str, device: &str, data: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/api/v1/devices/{device}/messages")))
+            .bearer_auth(token)
+            .json(&data)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Queues one message and returns its id, asserting 202.
+    pub async fn send_ok(&self, device: &str, data: Value) -> String {
+        let response = self.send(device, data).await;
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The receipt of a message.
+    pub async fn receipt(&self, id: &str) -> Value {
+        let response = self
+            .get(&format!("/api/v1/messages/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Waits until the receipt's status is `status`.
+    pub async fn await_status(&self, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let receipt = self.receipt(id).await;
+            if receipt["status"] == status {
+                return receipt;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "message {id} never became {status}: {receipt}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Opens a device socket with this app's key and license.
+    pub async fn connect(&self, device: &str) -> Device {
+        self.try_connect(device, &self.api_key, &self.license)
+            .await
+            .expect("device connects")
+    }
+
+    /// Opens a device socket; `Err` carries the HTTP status and error body
+    /// of a refused upgrade.
+    pub async fn try_connect(
+        &self,
+        device: &str,
+        key: &str,
+        license: &str,
+    ) -> Result<Device, (u16, Value)> {
+        let mut request = format!("ws://{}/ws/device", self.addr)
+            .into_client_request()
+            .unwrap();
+        let headers = request.headers_mut();
+        headers.insert("x-api-key", key.parse().unwrap());
+        headers.insert("x-device-id", device.parse().unwrap());
+        headers.insert("x-license", license.parse().unwrap());
+        Device::open(request).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A device's WebSocket, as a phone would hold it.
+pub struct Device {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+}
+
+impl Device {
+    pub async fn open(request: http::Request<()>) -> Result<Device, (u16, Value)> {
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => {
+                let mut device = Device {
+                    ws,
+                    hello: Value::Null,
+                };
+                let hello = device.next().await;
+                assert_eq!(hello["type"], "hello", "first frame: {hello}");
+                device.hello = hello;
+                Ok(device)
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_deref()
+                    .map(|b| serde_json::from_slice(b).unwrap())
+                    .unwrap_or(Value::Null);
+                Err((status, body))
+            }
+            Err(other) => panic!("websocket connect failed: {other}"),
+        }
+    }
+
+    /// The next JSON frame; fails the test after [`PATIENCE`].
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).expect("JSON frame");
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be of this type.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], kind, "expected {kind}, got {frame}");
+        frame
+    }
+
+    /// The next `n` message frames.
+    pub async fn messages(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            out.push(self.expect("message").await);
+        }
+        out
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn ack(&mut self, ids: &[&str]) {
+        self.send(json!({"type": "ack", "ids": ids})).await;
+    }
+
+    /// Sends a ping and returns every frame that came before the pong. The
+    /// server answers a ping only after the effects of earlier frames are
+    /// committed, and after sending what was ready to send.
+    pub async fn sync(&mut self) -> Vec<Value> {
+        self.send(json!({"type": "ping"})).await;
+        let mut before = Vec::new();
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == "pong" {
+                return before;
+            }
+            before.push(frame);
+        }
+    }
+
+    /// Waits for the server to close the socket; returns the close frame.
+    pub async fn closed(&mut self) -> Option<CloseFrame> {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("closed in time");
+            match frame {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Closes from the device side.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Drain until the server's close arrives so the server has seen it.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, self.ws.next()).await {}
+    }
+}
+
+/// Ids of message frames, as &str.
+pub fn ids(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `seq` of message frames.
+pub fn seqs(frames: &[Value]) -> Vec<i64> {
+    frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect()
+}

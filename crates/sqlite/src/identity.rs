@@ -1,0 +1,324 @@
+//! Licenses, bearer tokens and API keys on SQLite.
+
+use async_trait::async_trait;
+use relayhub_core::error::ErrorCode;
+use relayhub_core::identity::{
+    CredentialInfo, IdentityStore, Invalidated, License, LicenseUpdate, NewCredential, NewLicense,
+};
+use relayhub_core::ids::{LicenseNumber, LicensePk};
+use relayhub_core::secret::SecretHash;
+use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::time::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::SqlResult;
+use crate::{SqliteStore, columns};
+
+const LICENSE_COLUMNS: &str = "pk, number, name, expires_at, max_devices, created_at";
+
+fn license_from_row(row: &Row<'_>) -> rusqlite::Result<License> {
+    Ok(License {
+        pk: LicensePk(row.get(0)?),
+        number: columns::license_number(row, 1)?,
+        name: row.get(2)?,
+        expires_at: columns::opt_time(row, 3)?,
+        max_devices: row.get(4)?,
+        created_at: columns::time(row, 5)?,
+    })
+}
+
+fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialInfo> {
+    Ok(CredentialInfo {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: columns::time(row, 2)?,
+        revoked_at: columns::opt_time(row, 3)?,
+    })
+}
+
+fn license_by_number(conn: &Connection, number: &str) -> StoreResult<Option<License>> {
+    conn.prepare_cached(&format!(
+        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE number = ?1"
+    ))
+    .sql()?
+    .query_row([number], license_from_row)
+    .optional()
+    .sql()
+}
+
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Lists as JSON arrays, for `IN (SELECT value FROM json_each(?))`: one
+/// cached statement whatever the list's length.
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    async fn create_license(&self, new: NewLicense, token: NewCredential) -> StoreResult<License> {
+        self.writer
+            .write(move |conn, _| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO licenses (number, name, expires_at, max_devices, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .sql()?
+                    .execute(params![
+                        new.number.as_str(),
+                        new.name,
+                        new.expires_at.map(Timestamp::millis),
+                        new.max_devices,
+                        token.created_at.millis()
+                    ]);
+                match inserted {
+                    Err(err) if is_unique_violation(&err) => {
+                        return Err(StoreError::rejected(
+                            ErrorCode::AlreadyExists,
+                            format!("license {} already exists", new.number),
+                        ));
+                    }
+                    other => other.sql()?,
+                };
+                let pk = LicensePk(conn.last_insert_rowid());
+                insert_token(conn, pk, &token)?;
+                license_by_number(conn, new.number.as_str())?
+                    .ok_or_else(|| StoreError::Internal("license vanished after insert".into()))
+            })
+            .await
+    }
+
+    async fn update_license(
+        &self,
+        number: &LicenseNumber,
+        update: LicenseUpdate,
+    ) -> StoreResult<License> {
+        let number = number.clone();
+        self.writer
+            .write(move |conn, _| {
+                let current = license_by_number(conn, number.as_str())?.ok_or_else(|| {
+                    StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}"))
+                })?;
+                let name = update.name.unwrap_or(current.name);
+                let expires_at = update.expires_at.unwrap_or(current.expires_at);
+                let max_devices = update.max_devices.unwrap_or(current.max_devices);
+                conn.prepare_cached("UPDATE licenses SET name = ?2, expires_at = ?3, max_devices = ?4 WHERE pk = ?1")
+                    .sql()?
+                    .execute(params![current.pk.0, name, expires_at.map(Timestamp::millis), max_devices])
+                    .sql()?;
+                license_by_number(conn, number.as_str())?
+                    .ok_or_else(|| StoreError::Internal("license vanished after update".into()))
+            })
+            .await
+    }
+
+    async fn license(&self, number: &LicenseNumber) -> StoreResult<Option<License>> {
+        let number = number.clone();
+        self.readers
+            .read(move |conn| license_by_number(conn, number.as_str()))
+            .await
+    }
+
+    async fn licenses(&self) -> StoreResult<Vec<License>> {
+        self.readers
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY number"
+                    ))
+                    .sql()?;
+                let rows = stmt.query_map([], license_from_row).sql()?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+            })
+            .await
+    }
+
+    async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()> {
+        self.writer
+            .write(move |conn, _| insert_token(conn, license, &token))
+            .await
+    }
+
+    async fn revoke_token(&self, license: LicensePk, id: &str, at: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn, _| {
+                let found = conn
+                    .prepare_cached(
+                        "UPDATE license_tokens SET revoked_at = COALESCE(revoked_at, ?3)
+                         WHERE id = ?1 AND license_pk = ?2",
+                    )
+                    .sql()?
+                    .execute(params![id, license.0, at.millis()])
+                    .sql()?;
+                if found == 0 {
+                    return Err(StoreError::rejected(
+                        ErrorCode::CredentialNotFound,
+                        format!("no token {id} in this license"),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn tokens(&self, license: LicensePk) -> StoreResult<Vec<CredentialInfo>> {
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, '', created_at, revoked_at FROM license_tokens
+                         WHERE license_pk = ?1 ORDER BY created_at, id",
+                    )
+                    .sql()?;
+                let rows = stmt.query_map([license.0], credential_from_row).sql()?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+            })
+            .await
+    }
+
+    async fn license_by_token(&self, hash: &SecretHash) -> StoreResult<Option<License>> {
+        let hash = *hash;
+        self.readers
+            .read(move |conn| {
+                // Looked up by the hash of the presented token: timing
+                // reveals nothing about any stored secret.
+                conn.prepare_cached(
+                    "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at
+                     FROM license_tokens t JOIN licenses l ON l.pk = t.license_pk
+                     WHERE t.hash = ?1 AND t.revoked_at IS NULL",
+                )
+                .sql()?
+                .query_row([hash.as_bytes().as_slice()], license_from_row)
+                .optional()
+                .sql()
+            })
+            .await
+    }
+
+    async fn add_api_key(&self, key: NewCredential) -> StoreResult<()> {
+        self.writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "INSERT INTO api_keys (id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .sql()?
+                .execute(params![
+                    key.id,
+                    key.name,
+                    key.hash.as_bytes().as_slice(),
+                    key.created_at.millis()
+                ])
+                .sql()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn, _| {
+                let found = conn
+                    .prepare_cached(
+                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+                    )
+                    .sql()?
+                    .execute(params![id, at.millis()])
+                    .sql()?;
+                if found == 0 {
+                    return Err(StoreError::rejected(
+                        ErrorCode::CredentialNotFound,
+                        format!("no API key {id}"),
+                    ));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<CredentialInfo>> {
+        self.readers
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+                    .sql()?;
+                let rows = stmt.query_map([], credential_from_row).sql()?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+            })
+            .await
+    }
+
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>> {
+        let hash = *hash;
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, name, created_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
+                )
+                .sql()?
+                .query_row([hash.as_bytes().as_slice()], credential_from_row)
+                .optional()
+                .sql()
+            })
+            .await
+    }
+
+    async fn invalidated(
+        &self,
+        licenses: &[LicensePk],
+        api_keys: &[String],
+        now: Timestamp,
+    ) -> StoreResult<Invalidated> {
+        let licenses = json_list(&licenses.iter().map(|l| l.0).collect::<Vec<_>>());
+        let keys = json_list(api_keys);
+        self.readers
+            .read(move |conn| {
+                let expired = conn
+                    .prepare_cached(
+                        "SELECT pk FROM licenses
+                         WHERE pk IN (SELECT value FROM json_each(?1)) AND expires_at <= ?2",
+                    )
+                    .sql()?
+                    .query_map(params![licenses, now.millis()], |row| {
+                        row.get(0).map(LicensePk)
+                    })
+                    .sql()?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .sql()?;
+                let revoked = conn
+                    .prepare_cached(
+                        "SELECT value FROM json_each(?1)
+                         WHERE value NOT IN (SELECT id FROM api_keys WHERE revoked_at IS NULL)",
+                    )
+                    .sql()?
+                    .query_map([keys], |row| row.get(0))
+                    .sql()?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+                    .sql()?;
+                Ok(Invalidated {
+                    licenses: expired,
+                    api_keys: revoked,
+                })
+            })
+            .await
+    }
+}
+
+fn insert_token(conn: &Connection, license: LicensePk, token: &NewCredential) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO license_tokens (id, license_pk, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .sql()?
+    .execute(params![
+        token.id,
+        license.0,
+        token.hash.as_bytes().as_slice(),
+        token.created_at.millis()
+    ])
+    .sql()?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The inbox: records sent up by devices until the back-office acknowledges
+//! them. An acknowledged row keeps its `ref` (not its data) for the
+//! retention period, so a device's retry is recognised as one.
+
+use relayhub_core::ids::LicensePk;
+use relayhub_core::store::StoreResult;
+use relayhub_core::time::Timestamp;
+use relayhub_relay::model::{DeviceRef, InboxRecord, NewRecord, Published};
+use relayhub_relay::store::RelayEvent;
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use crate::columns;
+use crate::error::SqlResult;
+
+pub(crate) fn publish(
+    conn: &Connection,
+    events: &mut Vec<RelayEvent>,
+    device: &DeviceRef,
+    records: Vec<NewRecord>,
+) -> StoreResult<Vec<Published>> {
+    let now = Timestamp::now().millis();
+    let mut seen = conn
+        .prepare_cached("SELECT id FROM inbox WHERE device_pk = ?1 AND ref = ?2")
+        .sql()?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO inbox (id, license_pk, device_pk, device_id, ref, data, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .sql()?;
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let earlier: Option<Uuid> = seen
+            .query_row(params![device.pk.0, record.reference], |row| row.get(0))
+            .optional()
+            .sql()?;
+        if let Some(id) = earlier {
+            out.push(Published {
+                id,
+                duplicate: true,
+            });
+            continue;
+        }
+        let id = Uuid::now_v7();
+        insert
+            .execute(params![
+                id,
+                device.license.0,
+                device.pk.0,
+                device.device_id.as_str(),
+                record.reference,
+                record.data.get(),
+                now
+            ])
+            .sql()?;
+        out.push(Published {
+            id,
+            duplicate: false,
+        });
+    }
+    if out.iter().any(|p| !p.duplicate) {
+        events.push(RelayEvent::Published {
+            license: device.license,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    license: LicensePk,
+    limit: usize,
+) -> StoreResult<Vec<InboxRecord>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, device_id, ref, created_at, data FROM inbox
+             WHERE license_pk = ?1 AND acked_at IS NULL ORDER BY pk LIMIT ?2",
+        )
+        .sql()?;
+    let rows = stmt
+        .query_map(params![license.0, limit as i64], |row| {
+            Ok(InboxRecord {
+                id: row.get(0)?,
+                device_id: columns::device_id(row, 1)?,
+                reference: row.get(2)?,
+                time: columns::time(row, 3)?,
+                data: columns::json(row, 4)?,
+            })
+        })
+        .sql()?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+}
+
+pub(crate) fn ack(conn: &Connection, license: LicensePk, ids: &[Uuid]) -> StoreResult<u64> {
+    let now = Timestamp::now().millis();
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE inbox SET acked_at = ?3, data = NULL WHERE id = ?1 AND license_pk = ?2 AND acked_at IS NULL",
+        )
+        .sql()?;
+    let mut deleted = 0;
+    for id in ids {
+        deleted += stmt.execute(params![id, license.0, now]).sql()? as u64;
+    }
+    Ok(deleted)
+}
+
+/// Forgets acknowledged records older than `before`; returns how many.
+pub(crate) fn purge(conn: &Connection, before: Timestamp) -> StoreResult<u64> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM inbox
+             WHERE pk IN (SELECT pk FROM inbox WHERE acked_at IS NOT NULL AND acked_at < ?1 LIMIT 5000)",
+        )
+        .sql()?
+        .execute([before.millis()])
+        .sql()?;
+    Ok(n as u64)
+}
