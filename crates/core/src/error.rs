@@ -118,10 +118,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     pub fn invalid_field(message: impl Into<String>) -> Self {
@@ -130,12 +127,7 @@ impl ApiError {
 
     /// The body as sent on the wire.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail {
-                code: self.code.as_str(),
-                message: self.message.clone(),
-            },
-        }
+        ErrorBody { error: ErrorDetail { code: self.code.as_str(), message: self.message.clone() } }
     }
 
     /// The status line this error is answered with.
@@ -157,14 +149,10 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
         match self.code {
             ErrorCode::MissingToken | ErrorCode::InvalidToken => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
@@ -178,15 +166,9 @@ impl From<StoreError> for ApiError {
             StoreError::Rejected(api) => api,
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
-                ApiError::new(
-                    ErrorCode::StorageUnavailable,
-                    "storage is unavailable; retry shortly",
-                )
+                ApiError::new(ErrorCode::StorageUnavailable, "storage is unavailable; retry shortly")
             }
-            StoreError::Closed => ApiError::new(
-                ErrorCode::ShuttingDown,
-                "the server is shutting down; retry shortly",
-            ),
+            StoreError::Closed => ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"),
             StoreError::Internal(detail) => {
                 // Logged once here, never shown: it may name tables or paths.
                 tracing::error!(%detail, "storage error");

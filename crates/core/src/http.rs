@@ -25,10 +25,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(Body(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "the request body is larger than the server accepts",
-                ))
+                Err(ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than the server accepts"))
             }
             Err(rejection) => Err(ApiError::new(ErrorCode::BadRequest, rejection.body_text())),
         }
@@ -37,12 +34,8 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
 /// Parses JSON, naming the offending field on a type error.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
-    let malformed = |err: serde_json::Error| {
-        ApiError::new(
-            ErrorCode::MalformedJson,
-            format!("the body is not valid JSON: {err}"),
-        )
-    };
+    let malformed =
+        |err: serde_json::Error| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {err}"));
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -50,11 +43,7 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
         if inner.classify() != serde_json::error::Category::Data {
             return malformed(inner);
         }
-        let at = if path == "." {
-            String::new()
-        } else {
-            format!("{path}: ")
-        };
+        let at = if path == "." { String::new() } else { format!("{path}: ") };
         ApiError::invalid_field(format!("{at}{inner}"))
     })?;
     de.end().map_err(malformed)?;
@@ -72,10 +61,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let Body(bytes) = Body::from_request(req, state).await?;
         if bytes.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::MalformedJson,
-                "the body is empty; send a JSON document",
-            ));
+            return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send a JSON document"));
         }
         parse_json(&bytes).map(Json)
     }
@@ -98,9 +84,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(Query)
-            .map_err(|err| {
-                ApiError::invalid_field(format!("query parameter {}: {}", err.path(), err.inner()))
-            })
+            .map_err(|err| ApiError::invalid_field(format!("query parameter {}: {}", err.path(), err.inner())))
     }
 }
 
@@ -122,10 +106,7 @@ impl PageParams {
             return Err(ApiError::invalid_field("page starts at 1"));
         }
         if size == 0 || size > PageRequest::MAX_SIZE {
-            return Err(ApiError::invalid_field(format!(
-                "size must be 1-{}",
-                PageRequest::MAX_SIZE
-            )));
+            return Err(ApiError::invalid_field(format!("size must be 1-{}", PageRequest::MAX_SIZE)));
         }
         Ok(PageRequest { page, size })
     }
@@ -133,18 +114,12 @@ impl PageParams {
 
 /// The router fallback: unknown paths in the error shape.
 pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route {method} {}", uri.path()),
-    )
+    ApiError::new(ErrorCode::NotFound, format!("no route {method} {}", uri.path()))
 }
 
 /// The answer for a known path with the wrong method.
 pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {}", uri.path()),
-    )
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
 }
 
 /// Path parameters, with bad ones answered in the error shape.

@@ -32,9 +32,7 @@ impl LicenseNumber {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ApiError::invalid_field(
-                "a license number is 1-64 characters of letters, digits, '-', '_' and '.'",
-            ))
+            Err(ApiError::invalid_field("a license number is 1-64 characters of letters, digits, '-', '_' and '.'"))
         }
     }
 
@@ -56,14 +54,11 @@ pub struct DeviceId(String);
 
 impl DeviceId {
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let unbraced = raw
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-            .unwrap_or(raw);
-        if unbraced.len() == 36 {
-            if let Ok(uuid) = uuid::Uuid::parse_str(unbraced) {
-                return Ok(Self(uuid.hyphenated().to_string()));
-            }
+        let unbraced = raw.strip_prefix('{').and_then(|s| s.strip_suffix('}')).unwrap_or(raw);
+        if unbraced.len() == 36
+            && let Ok(uuid) = uuid::Uuid::parse_str(unbraced)
+        {
+            return Ok(Self(uuid.hyphenated().to_string()));
         }
         let ok = !raw.is_empty() && raw.len() <= 128 && raw.chars().all(|c| is_id_char(c, ":"));
         if ok {
@@ -110,21 +105,14 @@ mod tests {
     #[test]
     fn uuid_device_ids_are_normalised() {
         let want = "0b5e4c1e-8a43-4d59-9a0e-5d1a3c2f7b11";
-        for raw in [
-            want,
-            "0B5E4C1E-8A43-4D59-9A0E-5D1A3C2F7B11",
-            "{0B5E4C1E-8A43-4D59-9A0E-5D1A3C2F7B11}",
-        ] {
+        for raw in [want, "0B5E4C1E-8A43-4D59-9A0E-5D1A3C2F7B11", "{0B5E4C1E-8A43-4D59-9A0E-5D1A3C2F7B11}"] {
             assert_eq!(DeviceId::parse(raw).unwrap().as_str(), want);
         }
     }
 
     #[test]
     fn other_device_ids_are_kept_verbatim_or_refused() {
-        assert_eq!(
-            DeviceId::parse("robot-7:arm").unwrap().as_str(),
-            "robot-7:arm"
-        );
+        assert_eq!(DeviceId::parse("robot-7:arm").unwrap().as_str(), "robot-7:arm");
         for bad in ["", "a b", "x/y", "ä", &"x".repeat(129)] {
             assert!(DeviceId::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -49,40 +49,25 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("relayhub");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_seconds =
-            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route and status",
-            http_requests.clone(),
-        );
+        let http_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register("http_requests", "HTTP requests answered, by route and status", http_requests.clone());
         registry.register_with_unit(
             "http_request_duration",
             "Time to answer HTTP requests, by route",
             Unit::Seconds,
             http_seconds.clone(),
         );
-        Self {
-            registry: Arc::new(RwLock::new(registry)),
-            http_requests,
-            http_seconds,
-        }
+        Self { registry: Arc::new(RwLock::new(registry)), http_requests, http_seconds }
     }
 
     /// Adds a metric (names get the `relayhub_` prefix).
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .register(name, help, metric);
+        self.registry.write().unwrap_or_else(|e| e.into_inner()).register(name, help, metric);
     }
 
     /// Adds a metric with a unit suffix.
     pub fn register_with_unit(&self, name: &str, help: &str, unit: Unit, metric: impl Metric) {
-        self.registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .register_with_unit(name, help, unit, metric);
+        self.registry.write().unwrap_or_else(|e| e.into_inner()).register_with_unit(name, help, unit, metric);
     }
 
     /// The text exposition format served at `/metrics`.
@@ -106,15 +91,8 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = HttpLabels {
-        method,
-        route: route.clone(),
-        status: response.status().as_u16(),
-    };
+    let labels = HttpLabels { method, route: route.clone(), status: response.status().as_u16() };
     metrics.http_requests.get_or_create(&labels).inc();
-    metrics
-        .http_seconds
-        .get_or_create(&RouteLabels { route })
-        .observe(started.elapsed().as_secs_f64());
+    metrics.http_seconds.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
     response
 }

@@ -47,11 +47,7 @@ impl Secret {
     pub fn generate(kind: SecretKind) -> Self {
         let mut bytes = [0u8; 32];
         rand::fill(&mut bytes);
-        Self(format!(
-            "{}{}",
-            kind.prefix(),
-            URL_SAFE_NO_PAD.encode(bytes)
-        ))
+        Self(format!("{}{}", kind.prefix(), URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     /// The clear text, for the single moment it is shown.

@@ -57,10 +57,7 @@ impl PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self {
-            page: 1,
-            size: Self::MAX_SIZE,
-        }
+        Self { page: 1, size: Self::MAX_SIZE }
     }
 }
 

@@ -25,18 +25,12 @@ impl Timestamp {
 
     /// This instant plus a duration (saturating).
     pub fn plus(self, d: std::time::Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
     /// This instant minus a duration (saturating).
     pub fn minus(self, d: std::time::Duration) -> Self {
-        Self(
-            self.0
-                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
     }
 
     /// Milliseconds from `earlier` to `self`, zero if negative.
@@ -45,26 +39,19 @@ impl Timestamp {
     }
 
     pub fn to_datetime(self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.0)
-            .single()
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        Utc.timestamp_millis_opt(self.0).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// The RFC 3339 form used on the wire.
     pub fn rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(SecondsFormat::Millis, true)
+        self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
     /// The first instant after the whole UTC day `date`: a license that
     /// "expires 2026-12-31" is valid through that day.
     pub fn end_of_day(date: NaiveDate) -> Self {
         let next = date.succ_opt().unwrap_or(date);
-        Self(
-            next.and_hms_opt(0, 0, 0)
-                .map(|t| t.and_utc().timestamp_millis())
-                .unwrap_or(i64::MAX),
-        )
+        Self(next.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or(i64::MAX))
     }
 
     /// The UTC day this instant ends, inverse of [`Timestamp::end_of_day`].
@@ -82,9 +69,7 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&raw)
-            .map(|t| Timestamp(t.timestamp_millis()))
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&raw).map(|t| Timestamp(t.timestamp_millis())).map_err(serde::de::Error::custom)
     }
 }
 
@@ -101,11 +86,8 @@ mod tests {
     #[test]
     fn wire_form_is_rfc3339_millis_utc() {
         let t = Timestamp::from_millis(1_795_000_000_123);
-        assert_eq!(
-            serde_json::to_string(&t).unwrap(),
-            "\"2026-11-18T08:26:40.123Z\""
-        );
-        let back: Timestamp = serde_json::from_str("\"2026-11-18T08:26:40.123Z\"").unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2026-11-18T11:06:40.123Z\"");
+        let back: Timestamp = serde_json::from_str("\"2026-11-18T11:06:40.123Z\"").unwrap();
         assert_eq!(back, t);
     }
 

@@ -54,16 +54,8 @@ impl Mailbox {
     /// A new mailbox starts stale: a connection begins by reading its
     /// backlog from the store.
     fn new(capacity: usize) -> Self {
-        let state = MailboxState {
-            queue: VecDeque::new(),
-            capacity,
-            stale: 1,
-            generation: 1,
-        };
-        Self {
-            state: Mutex::new(state),
-            notify: Notify::new(),
-        }
+        let state = MailboxState { queue: VecDeque::new(), capacity, stale: 1, generation: 1 };
+        Self { state: Mutex::new(state), notify: Notify::new() }
     }
 
     fn push(&self, first_seq: i64, messages: Vec<SharedMessage>) {
@@ -73,10 +65,7 @@ impl Mailbox {
                 Some(last) => last.seq + 1 == first_seq,
                 None => true,
             };
-            if messages.is_empty()
-                || !contiguous
-                || state.queue.len() + messages.len() > state.capacity
-            {
+            if messages.is_empty() || !contiguous || state.queue.len() + messages.len() > state.capacity {
                 state.generation += 1;
                 state.stale = state.generation;
             } else {
@@ -136,11 +125,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(mailbox_capacity: usize) -> Self {
-        Self {
-            devices: Mutex::default(),
-            inboxes: Mutex::default(),
-            mailbox_capacity,
-        }
+        Self { devices: Mutex::default(), inboxes: Mutex::default(), mailbox_capacity }
     }
 
     /// A device's socket opened: it becomes the device's connection here,
@@ -210,24 +195,15 @@ impl Hub {
 
     /// A receiver that changes whenever the license's inbox gets records.
     pub fn inbox_watch(&self, license: LicensePk) -> watch::Receiver<u64> {
-        lock(&self.inboxes)
-            .entry(license)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+        lock(&self.inboxes).entry(license).or_insert_with(|| watch::channel(0).0).subscribe()
     }
 }
 
 impl RelayEvents for Hub {
     fn emit(&self, event: RelayEvent) {
         match event {
-            RelayEvent::Queued {
-                device,
-                first_seq,
-                messages,
-            } => {
-                let mailbox = lock(&self.devices)
-                    .get(&device)
-                    .map(|slot| slot.mailbox.clone());
+            RelayEvent::Queued { device, first_seq, messages } => {
+                let mailbox = lock(&self.devices).get(&device).map(|slot| slot.mailbox.clone());
                 if let Some(mailbox) = mailbox {
                     mailbox.push(first_seq, messages);
                 }
@@ -272,9 +248,7 @@ mod tests {
     #[test]
     fn a_new_mailbox_asks_for_the_backlog_first() {
         let mb = Mailbox::new(4);
-        let Take::Fetch(marker) = mb.take(1, 10) else {
-            panic!()
-        };
+        let Take::Fetch(marker) = mb.take(1, 10) else { panic!() };
         mb.caught_up(marker);
         assert!(matches!(mb.take(1, 10), Take::Empty));
     }
@@ -282,9 +256,7 @@ mod tests {
     #[test]
     fn contiguous_pushes_are_taken_in_order_within_room() {
         let mb = Mailbox::new(8);
-        let Take::Fetch(m) = mb.take(1, 10) else {
-            panic!()
-        };
+        let Take::Fetch(m) = mb.take(1, 10) else { panic!() };
         mb.caught_up(m);
         mb.push(1, vec![msg(1), msg(2)]);
         mb.push(3, vec![msg(3)]);
@@ -295,16 +267,12 @@ mod tests {
     #[test]
     fn overflow_makes_it_stale_until_a_complete_read() {
         let mb = Mailbox::new(2);
-        let Take::Fetch(m) = mb.take(1, 10) else {
-            panic!()
-        };
+        let Take::Fetch(m) = mb.take(1, 10) else { panic!() };
         mb.caught_up(m);
         mb.push(1, vec![msg(1), msg(2)]);
         mb.push(3, vec![msg(3)]); // over capacity: dropped, remembered as stale
         assert_eq!(seqs(mb.take(1, 10)), vec![1, 2]);
-        let Take::Fetch(marker) = mb.take(3, 10) else {
-            panic!("must read from the store")
-        };
+        let Take::Fetch(marker) = mb.take(3, 10) else { panic!("must read from the store") };
         mb.push(4, vec![]); // went stale again while reading
         mb.caught_up(marker);
         assert!(matches!(mb.take(4, 10), Take::Fetch(_)));

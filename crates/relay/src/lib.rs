@@ -87,6 +87,8 @@ pub struct RelayMetrics {
     pub queue_depth: Gauge,
     /// Set when scraped, from the hub.
     pub online_devices: Gauge,
+    /// Back-office long polls waiting for records now.
+    pub inbox_waiting: Gauge,
     /// From accepting a message to writing it to the device's socket.
     pub delivery_latency: Histogram,
 }
@@ -102,48 +104,18 @@ impl RelayMetrics {
             records_out: Counter::default(),
             queue_depth: Gauge::default(),
             online_devices: Gauge::default(),
+            inbox_waiting: Gauge::default(),
             delivery_latency: latency_histogram(),
         };
-        metrics.register(
-            "messages_in",
-            "Messages accepted from the back-office",
-            m.messages_in.clone(),
-        );
-        metrics.register(
-            "messages_sent",
-            "Message frames written to device sockets",
-            m.messages_sent.clone(),
-        );
-        metrics.register(
-            "messages_delivered",
-            "Messages acknowledged by devices",
-            m.messages_delivered.clone(),
-        );
-        metrics.register(
-            "messages_expired",
-            "Messages whose time to live ran out",
-            m.messages_expired.clone(),
-        );
-        metrics.register(
-            "inbox_records_in",
-            "Records published by devices",
-            m.records_in.clone(),
-        );
-        metrics.register(
-            "inbox_records_out",
-            "Inbox records acknowledged by the back-office",
-            m.records_out.clone(),
-        );
-        metrics.register(
-            "queue_depth",
-            "Messages pending in all device queues",
-            m.queue_depth.clone(),
-        );
-        metrics.register(
-            "devices_online",
-            "Devices connected to this node",
-            m.online_devices.clone(),
-        );
+        metrics.register("messages_in", "Messages accepted from the back-office", m.messages_in.clone());
+        metrics.register("messages_sent", "Message frames written to device sockets", m.messages_sent.clone());
+        metrics.register("messages_delivered", "Messages acknowledged by devices", m.messages_delivered.clone());
+        metrics.register("messages_expired", "Messages whose time to live ran out", m.messages_expired.clone());
+        metrics.register("inbox_records_in", "Records published by devices", m.records_in.clone());
+        metrics.register("inbox_records_out", "Inbox records acknowledged by the back-office", m.records_out.clone());
+        metrics.register("queue_depth", "Messages pending in all device queues", m.queue_depth.clone());
+        metrics.register("devices_online", "Devices connected to this node", m.online_devices.clone());
+        metrics.register("inbox_waiting", "Inbox long polls waiting for records", m.inbox_waiting.clone());
         metrics.register_with_unit(
             "delivery_latency",
             "Time from accepting a message to writing it to the device",

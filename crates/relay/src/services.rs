@@ -15,11 +15,7 @@ pub async fn sweep(relay: Relay, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match relay
-            .store
-            .sweep(Timestamp::now(), relay.config.retention)
-            .await
-        {
+        match relay.store.sweep(Timestamp::now(), relay.config.retention).await {
             Ok(report) => {
                 relay.metrics.messages_expired.inc_by(report.expired);
                 if report.expired + report.purged > 0 {
@@ -45,11 +41,7 @@ pub async fn watch_credentials(relay: Relay, shutdown: CancellationToken) {
         if licenses.is_empty() {
             continue;
         }
-        match relay
-            .identity
-            .invalidated(&licenses, &keys, Timestamp::now())
-            .await
-        {
+        match relay.identity.invalidated(&licenses, &keys, Timestamp::now()).await {
             Ok(gone) if gone.licenses.is_empty() && gone.api_keys.is_empty() => {}
             Ok(gone) => {
                 let closed = relay.hub.close_invalidated(&gone.licenses, &gone.api_keys);

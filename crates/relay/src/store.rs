@@ -22,8 +22,8 @@ use relayhub_core::time::Timestamp;
 use uuid::Uuid;
 
 use crate::model::{
-    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord,
-    PendingMessage, Published, Receipt, SharedMessage, SweepReport,
+    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
+    Published, Receipt, SharedMessage, SweepReport,
 };
 
 /// What a backend reports after a commit.
@@ -32,11 +32,7 @@ pub enum RelayEvent {
     /// New messages for a device, in `seq` order. Backends that can carry
     /// the messages themselves do (the device's socket then needs no read);
     /// `messages` may be empty, meaning "read from `seq` on".
-    Queued {
-        device: DevicePk,
-        first_seq: i64,
-        messages: Vec<SharedMessage>,
-    },
+    Queued { device: DevicePk, first_seq: i64, messages: Vec<SharedMessage> },
     /// New records in a license's inbox.
     Published { license: LicensePk },
     /// A device was unbound: its connection must close.
@@ -89,13 +85,8 @@ pub trait RelayStore: Send + Sync + 'static {
     /// this license's.
     async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<()>;
 
-    async fn device(
-        &self,
-        license: LicensePk,
-        device: &DeviceId,
-    ) -> StoreResult<Option<DeviceInfo>>;
-    async fn devices(&self, license: LicensePk, page: PageRequest)
-    -> StoreResult<Page<DeviceInfo>>;
+    async fn device(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceInfo>>;
+    async fn devices(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceInfo>>;
     async fn device_count(&self, license: LicensePk) -> StoreResult<u64>;
 
     /// A device asks to open its socket (before the upgrade, so that a
@@ -113,12 +104,7 @@ pub trait RelayStore: Send + Sync + 'static {
 
     /// Up to `limit` pending messages of a device with `seq >= from_seq`,
     /// in order.
-    async fn fetch(
-        &self,
-        device: DevicePk,
-        from_seq: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<SharedMessage>>;
+    async fn fetch(&self, device: DevicePk, from_seq: i64, limit: usize) -> StoreResult<Vec<SharedMessage>>;
 
     /// Records that these messages were written to the socket. Not awaited
     /// by the caller: a crash before it commits only means the receipt says
@@ -134,11 +120,7 @@ pub trait RelayStore: Send + Sync + 'static {
     fn mark_expired(&self, device: DevicePk, seqs: Vec<i64>);
 
     /// Stores records sent up by a device, in order.
-    async fn publish(
-        &self,
-        device: &DeviceRef,
-        records: Vec<NewRecord>,
-    ) -> StoreResult<Vec<Published>>;
+    async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>>;
 
     /// Up to `limit` unacknowledged inbox records of a license, oldest first.
     async fn inbox(&self, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>>;

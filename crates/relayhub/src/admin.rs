@@ -24,10 +24,7 @@ pub struct Output {
 
 impl Output {
     fn new(json: impl Serialize, text: impl Into<String>) -> Self {
-        Self {
-            json: serde_json::to_value(json).unwrap_or_default(),
-            text: text.into(),
-        }
+        Self { json: serde_json::to_value(json).unwrap_or_default(), text: text.into() }
     }
 }
 
@@ -46,22 +43,14 @@ fn limit(l: Limit) -> Option<u32> {
 }
 
 fn describe(view: &LicenseView) -> String {
-    let expires = view
-        .expires
-        .as_deref()
-        .map(|d| format!("expires after {d}"))
-        .unwrap_or("never expires".into());
+    let expires = view.expires.as_deref().map(|d| format!("expires after {d}")).unwrap_or("never expires".into());
     let devices = match (view.devices, view.max_devices) {
         (Some(used), Some(max)) => format!("{used}/{max} devices"),
         (Some(used), None) => format!("{used} devices, no limit"),
         (None, Some(max)) => format!("up to {max} devices"),
         (None, None) => "no device limit".into(),
     };
-    let name = if view.name.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", view.name)
-    };
+    let name = if view.name.is_empty() { String::new() } else { format!(" ({})", view.name) };
     format!("{}{name}: {expires}, {devices}", view.number)
 }
 
@@ -72,15 +61,8 @@ fn describe_credentials(items: &[CredentialInfo]) -> String {
     items
         .iter()
         .map(|c| {
-            let state = c
-                .revoked_at
-                .map(|t| format!("revoked {t}"))
-                .unwrap_or("active".into());
-            let name = if c.name.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", c.name)
-            };
+            let state = c.revoked_at.map(|t| format!("revoked {t}")).unwrap_or("active".into());
+            let name = if c.name.is_empty() { String::new() } else { format!(" {}", c.name) };
             format!("{}{name}  created {}  {state}", c.id, c.created_at)
         })
         .collect::<Vec<_>>()
@@ -92,10 +74,7 @@ async fn open(url: &DatabaseUrl) -> anyhow::Result<Stores> {
 }
 
 /// Runs a `license` command.
-pub async fn license(
-    url: &DatabaseUrl,
-    command: LicenseCommand,
-) -> anyhow::Result<Result<Output, ApiError>> {
+pub async fn license(url: &DatabaseUrl, command: LicenseCommand) -> anyhow::Result<Result<Output, ApiError>> {
     let stores = open(url).await?;
     let result = run_license(&stores, command).await;
     stores.close().await;
@@ -103,10 +82,7 @@ pub async fn license(
 }
 
 /// Runs an `apikey` command.
-pub async fn apikey(
-    url: &DatabaseUrl,
-    command: ApikeyCommand,
-) -> anyhow::Result<Result<Output, ApiError>> {
+pub async fn apikey(url: &DatabaseUrl, command: ApikeyCommand) -> anyhow::Result<Result<Output, ApiError>> {
     let stores = open(url).await?;
     let result = run_apikey(&stores, command).await;
     stores.close().await;
@@ -116,12 +92,7 @@ pub async fn apikey(
 async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output, ApiError> {
     let ids = stores.identity.as_ref();
     match command {
-        LicenseCommand::Create {
-            number,
-            name,
-            expires,
-            max_devices,
-        } => {
+        LicenseCommand::Create { number, name, expires, max_devices } => {
             let new = NewLicense {
                 number: LicenseNumber::parse(&number)?,
                 name,
@@ -154,27 +125,14 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             let license = find(stores, &number).await?;
             let view = license.view(Some(stores.relay.device_count(license.pk).await?));
             let tokens = ids.tokens(license.pk).await?;
-            let text = format!(
-                "{}\ntokens:\n{}",
-                describe(&view),
-                describe_credentials(&tokens)
-            );
+            let text = format!("{}\ntokens:\n{}", describe(&view), describe_credentials(&tokens));
             let mut json = serde_json::to_value(&view).unwrap_or_default();
             json["tokens"] = serde_json::to_value(&tokens).unwrap_or_default();
             Ok(Output::new(json, text))
         }
-        LicenseCommand::Update {
-            number,
-            name,
-            expires,
-            max_devices,
-        } => {
+        LicenseCommand::Update { number, name, expires, max_devices } => {
             let number = LicenseNumber::parse(&number)?;
-            let update = LicenseUpdate {
-                name,
-                expires_at: expires.map(expiry),
-                max_devices: max_devices.map(limit),
-            };
+            let update = LicenseUpdate { name, expires_at: expires.map(expiry), max_devices: max_devices.map(limit) };
             let license = ids.update_license(&number, update).await?;
             let view = license.view(Some(stores.relay.device_count(license.pk).await?));
             let text = format!("Updated {}", describe(&view));
@@ -183,8 +141,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
         LicenseCommand::Token(TokenCommand::Create { license }) => {
             let number = LicenseNumber::parse(&license)?;
             let token = identity::issue_token(ids, &number).await?;
-            let json =
-                json!({"license": number, "token": token.secret.expose(), "token_id": token.id});
+            let json = json!({"license": number, "token": token.secret.expose(), "token_id": token.id});
             let text = format!(
                 "New token {} for {number} (shown only once, store it now):\n{}",
                 token.id,
@@ -196,10 +153,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             let number = LicenseNumber::parse(&license)?;
             identity::revoke_token(ids, &number, &token_id).await?;
             let json = json!({"license": number, "token_id": token_id, "revoked": true});
-            Ok(Output::new(
-                json,
-                format!("Revoked token {token_id} of {number}."),
-            ))
+            Ok(Output::new(json, format!("Revoked token {token_id} of {number}.")))
         }
         LicenseCommand::Token(TokenCommand::List { license }) => {
             let license = find(stores, &license).await?;
@@ -212,12 +166,11 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
 
 async fn find(stores: &Stores, number: &str) -> Result<identity::License, ApiError> {
     let number = LicenseNumber::parse(number)?;
-    stores.identity.license(&number).await?.ok_or_else(|| {
-        ApiError::new(
-            relayhub_core::ErrorCode::LicenseNotFound,
-            format!("no license {number}"),
-        )
-    })
+    stores
+        .identity
+        .license(&number)
+        .await?
+        .ok_or_else(|| ApiError::new(relayhub_core::ErrorCode::LicenseNotFound, format!("no license {number}")))
 }
 
 async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, ApiError> {
@@ -226,11 +179,7 @@ async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, A
         ApikeyCommand::Create { name } => {
             let key = identity::create_api_key(ids, &name).await?;
             let json = json!({"id": key.id, "key": key.secret.expose()});
-            let text = format!(
-                "Created API key {} (shown only once, store it now):\n{}",
-                key.id,
-                key.secret.expose()
-            );
+            let text = format!("Created API key {} (shown only once, store it now):\n{}", key.id, key.secret.expose());
             Ok(Output::new(json, text))
         }
         ApikeyCommand::List => {
@@ -240,10 +189,7 @@ async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, A
         }
         ApikeyCommand::Revoke { id } => {
             identity::revoke_api_key(ids, &id).await?;
-            Ok(Output::new(
-                json!({"id": id, "revoked": true}),
-                format!("Revoked API key {id}."),
-            ))
+            Ok(Output::new(json!({"id": id, "revoked": true}), format!("Revoked API key {id}.")))
         }
     }
 }

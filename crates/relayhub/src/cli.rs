@@ -15,12 +15,7 @@ use crate::config::LogFormat;
 /// records back. Data lives in an embedded SQLite file unless --database
 /// points elsewhere.
 #[derive(Debug, Parser)]
-#[command(
-    name = "relayhub",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "relayhub", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -80,9 +75,7 @@ fn parse_expiry(raw: &str) -> Result<Expiry, String> {
     if raw.eq_ignore_ascii_case("never") {
         return Ok(Expiry::Never);
     }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map(Expiry::On)
-        .map_err(|_| "expected YYYY-MM-DD or never".into())
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map(Expiry::On).map_err(|_| "expected YYYY-MM-DD or never".into())
 }
 
 /// A device limit or `unlimited`.
@@ -96,9 +89,7 @@ fn parse_limit(raw: &str) -> Result<Limit, String> {
     if raw.eq_ignore_ascii_case("unlimited") {
         return Ok(Limit::Unlimited);
     }
-    raw.parse()
-        .map(Limit::At)
-        .map_err(|_| "expected a number or unlimited".into())
+    raw.parse().map(Limit::At).map_err(|_| "expected a number or unlimited".into())
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,9 +196,7 @@ mod tests {
 
     #[test]
     fn global_options_are_accepted_anywhere() {
-        let cli =
-            Cli::try_parse_from(["relayhub", "license", "list", "--json", "--data", "/tmp/x"])
-                .unwrap();
+        let cli = Cli::try_parse_from(["relayhub", "license", "list", "--json", "--data", "/tmp/x"]).unwrap();
         assert!(cli.global.json);
         assert_eq!(cli.global.data, Some(PathBuf::from("/tmp/x")));
     }

@@ -18,8 +18,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             if json {
-                let body =
-                    serde_json::json!({"error": {"code": "failed", "message": format!("{err:#}")}});
+                let body = serde_json::json!({"error": {"code": "failed", "message": format!("{err:#}")}});
                 eprintln!("{body}");
             } else {
                 eprintln!("error: {err:#}");
@@ -30,15 +29,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let overrides = Overrides {
-        data: cli.global.data.clone(),
-        database: cli.global.database.clone(),
-        ..Overrides::default()
-    };
+    let overrides =
+        Overrides { data: cli.global.data.clone(), database: cli.global.database.clone(), ..Overrides::default() };
     match cli.command {
-        Command::Serve(args) => serve(&cli.global.config, overrides, args)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve(&cli.global.config, overrides, args).await.map(|()| ExitCode::SUCCESS),
         Command::License(command) => {
             let (config, _) = Config::load(cli.global.config.as_deref(), &overrides)?;
             let result = admin::license(&config.database_url()?, command).await?;
@@ -69,11 +63,7 @@ fn print(result: Result<Output, ApiError>, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(
-    file: &Option<std::path::PathBuf>,
-    mut overrides: Overrides,
-    args: ServeArgs,
-) -> anyhow::Result<()> {
+async fn serve(file: &Option<std::path::PathBuf>, mut overrides: Overrides, args: ServeArgs) -> anyhow::Result<()> {
     overrides.listen = args.listen;
     overrides.log_format = args.log_format;
     let (config, unknown) = Config::load(file.as_deref(), &overrides)?;
@@ -81,9 +71,7 @@ async fn serve(
     for name in unknown {
         tracing::warn!(%name, "unknown environment variable ignored (typo?)");
     }
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
     let server = Server::build(config, listener).await?;
     server.run(shutdown_signal()).await
 }

@@ -81,10 +81,7 @@ impl Config {
     /// Loads the layers. Unknown keys in the file are errors; unknown
     /// `RELAYHUB_…` variables are returned as warnings (a typo there would
     /// otherwise be silently ignored).
-    pub fn load(
-        file: Option<&Path>,
-        overrides: &Overrides,
-    ) -> anyhow::Result<(Config, Vec<String>)> {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<(Config, Vec<String>)> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
@@ -93,11 +90,7 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         let config: Config = figment
-            .merge(
-                Env::prefixed("RELAYHUB_")
-                    .split("__")
-                    .ignore(&["config", "log", "json"]),
-            )
+            .merge(Env::prefixed("RELAYHUB_").split("__").ignore(&["config", "log", "json"]))
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;
@@ -114,10 +107,7 @@ impl Config {
 }
 
 fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
-    if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         if path.is_empty() {
             bail!("sqlite URL without a path: use sqlite://relayhub-data/relayhub.db");
         }
@@ -144,11 +134,7 @@ fn unknown_env_vars() -> Vec<String> {
 fn collect_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
     if let serde_json::Value::Object(map) = value {
         for (key, value) in map {
-            let name = format!(
-                "{prefix}{}{}",
-                if prefix == "RELAYHUB" { "_" } else { "__" },
-                key.to_uppercase()
-            );
+            let name = format!("{prefix}{}{}", if prefix == "RELAYHUB" { "_" } else { "__" }, key.to_uppercase());
             out.push(name.clone());
             collect_keys(value, &name, out);
         }
@@ -161,18 +147,9 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(
-            parse_database_url("sqlite:///var/lib/x.db").unwrap(),
-            DatabaseUrl::Sqlite("/var/lib/x.db".into())
-        );
-        assert_eq!(
-            parse_database_url("sqlite://rel.db").unwrap(),
-            DatabaseUrl::Sqlite("rel.db".into())
-        );
-        assert!(matches!(
-            parse_database_url("postgres://u@h/db").unwrap(),
-            DatabaseUrl::Postgres(_)
-        ));
+        assert_eq!(parse_database_url("sqlite:///var/lib/x.db").unwrap(), DatabaseUrl::Sqlite("/var/lib/x.db".into()));
+        assert_eq!(parse_database_url("sqlite://rel.db").unwrap(), DatabaseUrl::Sqlite("rel.db".into()));
+        assert!(matches!(parse_database_url("postgres://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
         assert!(parse_database_url("mongodb://x").is_err());
     }
 

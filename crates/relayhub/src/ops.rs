@@ -51,10 +51,7 @@ pub async fn healthz() -> Json<Health> {
 )]
 pub async fn readyz(State(ops): State<Ops>) -> Result<Json<Health>, ApiError> {
     if ops.gateway.shutdown_token().is_cancelled() {
-        return Err(ApiError::new(
-            ErrorCode::ShuttingDown,
-            "the server is shutting down",
-        ));
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
     }
     ops.stores.relay.total_pending().await?;
     Ok(Json(Health { status: "ready" }))
@@ -76,15 +73,10 @@ pub async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
         }
         Err(err) => tracing::warn!(%err, "queue depth unavailable for this scrape"),
     }
-    ops.relay_metrics
-        .online_devices
-        .set(ops.hub.online_count() as i64);
+    ops.relay_metrics.online_devices.set(ops.hub.online_count() as i64);
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         ops.metrics.render(),
     )
 }
@@ -101,10 +93,5 @@ pub struct About {
 /// Names the server and points at its documentation.
 #[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, body = About)))]
 pub async fn about() -> Json<About> {
-    Json(About {
-        name: "relayhub",
-        version: env!("CARGO_PKG_VERSION"),
-        docs: "/docs",
-        openapi: "/openapi.json",
-    })
+    Json(About { name: "relayhub", version: env!("CARGO_PKG_VERSION"), docs: "/docs", openapi: "/openapi.json" })
 }

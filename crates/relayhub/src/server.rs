@@ -43,11 +43,7 @@ impl Server {
         let hub = Arc::new(Hub::new(config.relay.mailbox));
         let url = config.database_url()?;
         let stores = Stores::open(&url, hub.clone(), &metrics).await?;
-        stores
-            .relay
-            .reset_presence()
-            .await
-            .context("resetting device presence")?;
+        stores.relay.reset_presence().await.context("resetting device presence")?;
         let gateway = Gateway::new(config.gateway.clone(), &metrics);
         let relay = Relay {
             config: Arc::new(config.relay.clone()),
@@ -65,43 +61,23 @@ impl Server {
             hub,
         };
         let router = router(relay.clone(), ops, &config);
-        Ok(Self {
-            listener,
-            router,
-            relay,
-            stores,
-            gateway,
-        })
+        Ok(Self { listener, router, relay, stores, gateway })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stop
     /// accepting; close every device socket with a close frame (1001); end
     /// long polls; finish requests in flight; commit what is queued for the
     /// disk; stop.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Self {
-            listener,
-            router,
-            relay,
-            stores,
-            gateway,
-        } = self;
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, relay, stores, gateway } = self;
         let stop_services = CancellationToken::new();
         let services = TaskTracker::new();
         services.spawn(services::sweep(relay.clone(), stop_services.clone()));
-        services.spawn(services::watch_credentials(
-            relay.clone(),
-            stop_services.clone(),
-        ));
+        services.spawn(services::watch_credentials(relay.clone(), stop_services.clone()));
         services.close();
 
         let token = gateway.shutdown_token().clone();
@@ -112,12 +88,9 @@ impl Server {
             token.cancel();
         };
         tracing::info!(addr = %listener.local_addr()?, "relayhub listening");
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .await;
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .await;
         gateway.shutdown().await;
         stop_services.cancel();
         services.wait().await;

@@ -20,24 +20,15 @@ pub struct Stores {
 impl Stores {
     /// Opens the backend named by `url`, running its migrations. Committed
     /// changes are reported to `events`.
-    pub async fn open(
-        url: &DatabaseUrl,
-        events: Arc<dyn RelayEvents>,
-        metrics: &Metrics,
-    ) -> anyhow::Result<Self> {
+    pub async fn open(url: &DatabaseUrl, events: Arc<dyn RelayEvents>, metrics: &Metrics) -> anyhow::Result<Self> {
         match url {
             DatabaseUrl::Sqlite(path) => {
                 let store = SqliteStore::open(path, events, metrics)
                     .with_context(|| format!("opening the SQLite database {}", path.display()))?;
-                Ok(Self {
-                    identity: store.clone(),
-                    relay: store,
-                })
+                Ok(Self { identity: store.clone(), relay: store })
             }
             DatabaseUrl::Postgres(_) => {
-                anyhow::bail!(
-                    "PostgreSQL is not supported by this build yet; use the embedded SQLite default"
-                )
+                anyhow::bail!("PostgreSQL is not supported by this build yet; use the embedded SQLite default")
             }
         }
     }

@@ -24,14 +24,10 @@ pub(crate) fn time(row: &Row<'_>, column: usize) -> rusqlite::Result<Timestamp> 
 }
 
 pub(crate) fn opt_time(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<Timestamp>> {
-    row.get::<_, Option<i64>>(column)
-        .map(|t| t.map(Timestamp::from_millis))
+    row.get::<_, Option<i64>>(column).map(|t| t.map(Timestamp::from_millis))
 }
 
-pub(crate) fn license_number(
-    row: &Row<'_>,
-    column: usize,
-) -> rusqlite::Result<relayhub_core::ids::LicenseNumber> {
+pub(crate) fn license_number(row: &Row<'_>, column: usize) -> rusqlite::Result<relayhub_core::ids::LicenseNumber> {
     let raw: String = row.get(column)?;
     relayhub_core::ids::LicenseNumber::parse(&raw).map_err(|e| bad(column, e))
 }

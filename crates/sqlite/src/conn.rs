@@ -19,8 +19,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// migrations. `synchronous=FULL` makes every commit durable before the
 /// caller is answered; WAL keeps readers from blocking the writer.
 pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
-    let mut conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    let mut conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).sql()?;
     conn.pragma_update(None, "journal_mode", "WAL").sql()?;
     conn.pragma_update(None, "synchronous", "FULL").sql()?;
@@ -52,10 +51,6 @@ pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
 mod tests {
     #[test]
     fn migrations_are_valid() {
-        assert!(
-            rusqlite_migration::Migrations::from_slice(super::MIGRATIONS)
-                .validate()
-                .is_ok()
-        );
+        assert!(rusqlite_migration::Migrations::from_slice(super::MIGRATIONS).validate().is_ok());
     }
 }

@@ -37,13 +37,11 @@ fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialInfo> {
 }
 
 fn license_by_number(conn: &Connection, number: &str) -> StoreResult<Option<License>> {
-    conn.prepare_cached(&format!(
-        "SELECT {LICENSE_COLUMNS} FROM licenses WHERE number = ?1"
-    ))
-    .sql()?
-    .query_row([number], license_from_row)
-    .optional()
-    .sql()
+    conn.prepare_cached(&format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE number = ?1"))
+        .sql()?
+        .query_row([number], license_from_row)
+        .optional()
+        .sql()
 }
 
 fn is_unique_violation(err: &rusqlite::Error) -> bool {
@@ -91,17 +89,12 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
-    async fn update_license(
-        &self,
-        number: &LicenseNumber,
-        update: LicenseUpdate,
-    ) -> StoreResult<License> {
+    async fn update_license(&self, number: &LicenseNumber, update: LicenseUpdate) -> StoreResult<License> {
         let number = number.clone();
         self.writer
             .write(move |conn, _| {
-                let current = license_by_number(conn, number.as_str())?.ok_or_else(|| {
-                    StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}"))
-                })?;
+                let current = license_by_number(conn, number.as_str())?
+                    .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
                 let name = update.name.unwrap_or(current.name);
                 let expires_at = update.expires_at.unwrap_or(current.expires_at);
                 let max_devices = update.max_devices.unwrap_or(current.max_devices);
@@ -117,19 +110,14 @@ impl IdentityStore for SqliteStore {
 
     async fn license(&self, number: &LicenseNumber) -> StoreResult<Option<License>> {
         let number = number.clone();
-        self.readers
-            .read(move |conn| license_by_number(conn, number.as_str()))
-            .await
+        self.readers.read(move |conn| license_by_number(conn, number.as_str())).await
     }
 
     async fn licenses(&self) -> StoreResult<Vec<License>> {
         self.readers
             .read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached(&format!(
-                        "SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY number"
-                    ))
-                    .sql()?;
+                let mut stmt =
+                    conn.prepare_cached(&format!("SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY number")).sql()?;
                 let rows = stmt.query_map([], license_from_row).sql()?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().sql()
             })
@@ -137,9 +125,7 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()> {
-        self.writer
-            .write(move |conn, _| insert_token(conn, license, &token))
-            .await
+        self.writer.write(move |conn, _| insert_token(conn, license, &token)).await
     }
 
     async fn revoke_token(&self, license: LicensePk, id: &str, at: Timestamp) -> StoreResult<()> {
@@ -202,17 +188,10 @@ impl IdentityStore for SqliteStore {
     async fn add_api_key(&self, key: NewCredential) -> StoreResult<()> {
         self.writer
             .write(move |conn, _| {
-                conn.prepare_cached(
-                    "INSERT INTO api_keys (id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .sql()?
-                .execute(params![
-                    key.id,
-                    key.name,
-                    key.hash.as_bytes().as_slice(),
-                    key.created_at.millis()
-                ])
-                .sql()?;
+                conn.prepare_cached("INSERT INTO api_keys (id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)")
+                    .sql()?
+                    .execute(params![key.id, key.name, key.hash.as_bytes().as_slice(), key.created_at.millis()])
+                    .sql()?;
                 Ok(())
             })
             .await
@@ -223,17 +202,12 @@ impl IdentityStore for SqliteStore {
         self.writer
             .write(move |conn, _| {
                 let found = conn
-                    .prepare_cached(
-                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-                    )
+                    .prepare_cached("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1")
                     .sql()?
                     .execute(params![id, at.millis()])
                     .sql()?;
                 if found == 0 {
-                    return Err(StoreError::rejected(
-                        ErrorCode::CredentialNotFound,
-                        format!("no API key {id}"),
-                    ));
+                    return Err(StoreError::rejected(ErrorCode::CredentialNotFound, format!("no API key {id}")));
                 }
                 Ok(())
             })
@@ -283,9 +257,7 @@ impl IdentityStore for SqliteStore {
                          WHERE pk IN (SELECT value FROM json_each(?1)) AND expires_at <= ?2",
                     )
                     .sql()?
-                    .query_map(params![licenses, now.millis()], |row| {
-                        row.get(0).map(LicensePk)
-                    })
+                    .query_map(params![licenses, now.millis()], |row| row.get(0).map(LicensePk))
                     .sql()?
                     .collect::<rusqlite::Result<Vec<_>>>()
                     .sql()?;
@@ -299,26 +271,16 @@ impl IdentityStore for SqliteStore {
                     .sql()?
                     .collect::<rusqlite::Result<Vec<String>>>()
                     .sql()?;
-                Ok(Invalidated {
-                    licenses: expired,
-                    api_keys: revoked,
-                })
+                Ok(Invalidated { licenses: expired, api_keys: revoked })
             })
             .await
     }
 }
 
 fn insert_token(conn: &Connection, license: LicensePk, token: &NewCredential) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO license_tokens (id, license_pk, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .sql()?
-    .execute(params![
-        token.id,
-        license.0,
-        token.hash.as_bytes().as_slice(),
-        token.created_at.millis()
-    ])
-    .sql()?;
+    conn.prepare_cached("INSERT INTO license_tokens (id, license_pk, hash, created_at) VALUES (?1, ?2, ?3, ?4)")
+        .sql()?
+        .execute(params![token.id, license.0, token.hash.as_bytes().as_slice(), token.created_at.millis()])
+        .sql()?;
     Ok(())
 }

@@ -35,11 +35,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs migrations.
     /// Committed changes are reported to `events`.
-    pub fn open(
-        path: &Path,
-        events: Arc<dyn RelayEvents>,
-        metrics: &Metrics,
-    ) -> StoreResult<Arc<Self>> {
+    pub fn open(path: &Path, events: Arc<dyn RelayEvents>, metrics: &Metrics) -> StoreResult<Arc<Self>> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
@@ -47,11 +43,7 @@ impl SqliteStore {
         let writer_conn = conn::open_writer(path)?;
         let readers = Readers::start(path, READERS)?;
         let writer = Writer::start(writer_conn, events, BatchMetrics::new(metrics));
-        Ok(Arc::new(Self {
-            writer,
-            readers,
-            path: path.to_owned(),
-        }))
+        Ok(Arc::new(Self { writer, readers, path: path.to_owned() }))
     }
 
     /// The database file.

@@ -38,9 +38,7 @@ impl Readers {
                 })
                 .map_err(|e| StoreError::Internal(format!("spawning a reader thread: {e}")))?;
         }
-        Ok(Self {
-            tx: Mutex::new(Some(tx)),
-        })
+        Ok(Self { tx: Mutex::new(Some(tx)) })
     }
 
     /// Runs `work` on a reader connection.

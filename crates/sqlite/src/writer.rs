@@ -50,10 +50,10 @@ where
         };
         let result = work(conn, events);
         let ok = result.is_ok();
-        if let Err(err) = &result {
-            if !matches!(err, StoreError::Rejected(_)) {
-                tracing::warn!(%err, "write failed");
-            }
+        if let Err(err) = &result
+            && !matches!(err, StoreError::Rejected(_))
+        {
+            tracing::warn!(%err, "write failed");
         }
         self.result = Some(result);
         ok
@@ -105,36 +105,20 @@ impl BatchMetrics {
     pub(crate) fn new(metrics: &Metrics) -> Self {
         let size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let seconds = latency_histogram();
-        metrics.register(
-            "store_commit_batch_size",
-            "Writes committed together in one transaction",
-            size.clone(),
-        );
-        metrics.register_with_unit(
-            "store_commit",
-            "Time to run and commit one batch",
-            Unit::Seconds,
-            seconds.clone(),
-        );
+        metrics.register("store_commit_batch_size", "Writes committed together in one transaction", size.clone());
+        metrics.register_with_unit("store_commit", "Time to run and commit one batch", Unit::Seconds, seconds.clone());
         Self { size, seconds }
     }
 }
 
 impl Writer {
-    pub(crate) fn start(
-        conn: Connection,
-        events: Arc<dyn RelayEvents>,
-        stats: BatchMetrics,
-    ) -> Self {
+    pub(crate) fn start(conn: Connection, events: Arc<dyn RelayEvents>, stats: BatchMetrics) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, events, stats))
             .expect("spawning the SQLite writer thread");
-        Self {
-            tx,
-            thread: std::sync::Mutex::new(Some(thread)),
-        }
+        Self { tx, thread: std::sync::Mutex::new(Some(thread)) }
     }
 
     /// Runs `work` in the next batch and returns its result once committed.
@@ -144,15 +128,8 @@ impl Writer {
         F: FnOnce(&Connection, &mut Vec<RelayEvent>) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Call {
-            work: Some(work),
-            result: None,
-            reply: Some(reply),
-        };
-        self.tx
-            .send(Command::Job(Box::new(job)))
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let job = Call { work: Some(work), result: None, reply: Some(reply) };
+        self.tx.send(Command::Job(Box::new(job))).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -163,11 +140,7 @@ impl Writer {
     where
         F: FnOnce(&Connection, &mut Vec<RelayEvent>) -> StoreResult<()> + Send + 'static,
     {
-        let job = Command::Job(Box::new(Call::<(), F> {
-            work: Some(work),
-            result: None,
-            reply: None,
-        }));
+        let job = Command::Job(Box::new(Call::<(), F> { work: Some(work), result: None, reply: None }));
         match self.tx.try_send(job) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(job)) => {
@@ -187,12 +160,7 @@ impl Writer {
     }
 }
 
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Command>,
-    events: Arc<dyn RelayEvents>,
-    stats: BatchMetrics,
-) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn RelayEvents>, stats: BatchMetrics) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut stop = false;
     while !stop {

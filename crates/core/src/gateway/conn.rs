@@ -25,35 +25,17 @@ pub struct CloseReason {
 
 impl CloseReason {
     /// The node is shutting down; reconnect (to another node) shortly.
-    pub const SHUTDOWN: Self = Self {
-        code: 1001,
-        reason: "server shutting down",
-    };
+    pub const SHUTDOWN: Self = Self { code: 1001, reason: "server shutting down" };
     /// Nothing was heard from the client for the idle timeout.
-    pub const IDLE: Self = Self {
-        code: 1001,
-        reason: "idle timeout",
-    };
+    pub const IDLE: Self = Self { code: 1001, reason: "idle timeout" };
     /// A newer connection of the same device or user took over.
-    pub const REPLACED: Self = Self {
-        code: 4000,
-        reason: "replaced by a newer connection",
-    };
+    pub const REPLACED: Self = Self { code: 4000, reason: "replaced by a newer connection" };
     /// The API key used for this connection was revoked.
-    pub const KEY_REVOKED: Self = Self {
-        code: 4001,
-        reason: "api key revoked",
-    };
+    pub const KEY_REVOKED: Self = Self { code: 4001, reason: "api key revoked" };
     /// The license of this connection expired.
-    pub const LICENSE_EXPIRED: Self = Self {
-        code: 4003,
-        reason: "license expired",
-    };
+    pub const LICENSE_EXPIRED: Self = Self { code: 4003, reason: "license expired" };
     /// The device was unbound from its license.
-    pub const UNBOUND: Self = Self {
-        code: 4004,
-        reason: "device unbound",
-    };
+    pub const UNBOUND: Self = Self { code: 4004, reason: "device unbound" };
 }
 
 /// What happened on a socket.
@@ -92,11 +74,7 @@ impl CloseHandle {
 
     /// Asks the connection to close with this reason. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        let mut slot = self
-            .control
-            .reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.control.reason.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(reason);
         self.control.token.cancel();
     }
@@ -130,10 +108,7 @@ impl Conn {
         Self {
             ws,
             id,
-            control: Arc::new(Control {
-                token: gateway.next_control_token(),
-                reason: Mutex::new(None),
-            }),
+            control: Arc::new(Control { token: gateway.next_control_token(), reason: Mutex::new(None) }),
             max_frame: config.max_frame_bytes,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
@@ -149,10 +124,7 @@ impl Conn {
 
     /// A handle that closes this connection from elsewhere.
     pub fn close_handle(&self) -> CloseHandle {
-        CloseHandle {
-            id: self.id,
-            control: self.control.clone(),
-        }
+        CloseHandle { id: self.id, control: self.control.clone() }
     }
 
     /// The next event. Pings, pongs and the heartbeat are handled inside.
@@ -208,10 +180,7 @@ impl Conn {
 
     /// Sends a close frame and ends the connection.
     pub async fn close(mut self, reason: CloseReason) {
-        let frame = CloseFrame {
-            code: reason.code,
-            reason: reason.reason.into(),
-        };
+        let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
         // The peer may already be gone; there is nothing left to do then.
         let _ = self.ws.send(Message::Close(Some(frame))).await;
     }

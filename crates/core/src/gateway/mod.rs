@@ -86,11 +86,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: GatewayConfig, metrics: &Metrics) -> Self {
         let connections = Family::<KindLabel, Gauge>::default();
-        metrics.register(
-            "ws_connections",
-            "Open WebSocket connections, by kind",
-            connections.clone(),
-        );
+        metrics.register("ws_connections", "Open WebSocket connections, by kind", connections.clone());
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -114,28 +110,19 @@ impl Gateway {
 
     /// Open sockets of one kind.
     pub fn connections(&self, kind: &'static str) -> i64 {
-        self.inner
-            .connections
-            .get_or_create(&KindLabel { kind })
-            .get()
+        self.inner.connections.get_or_create(&KindLabel { kind }).get()
     }
 
     /// Completes an upgrade: applies the buffer sizes and frame limits, then
     /// runs `session` on the socket as a tracked task. Refused with 503
     /// while shutting down.
-    pub fn accept<F, Fut>(
-        &self,
-        upgrade: WebSocketUpgrade,
-        kind: &'static str,
-        session: F,
-    ) -> Response
+    pub fn accept<F, Fut>(&self, upgrade: WebSocketUpgrade, kind: &'static str, session: F) -> Response
     where
         F: FnOnce(Conn) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         if self.inner.shutdown.is_cancelled() {
-            return ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down")
-                .into_response();
+            return ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down").into_response();
         }
         let config = &self.inner.config;
         let gateway = self.clone();
@@ -158,15 +145,8 @@ impl Gateway {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         let open = self.inner.tracker.len();
-        if tokio::time::timeout(self.inner.config.shutdown_grace, self.inner.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                open,
-                left = self.inner.tracker.len(),
-                "sockets still open after the shutdown grace period"
-            );
+        if tokio::time::timeout(self.inner.config.shutdown_grace, self.inner.tracker.wait()).await.is_err() {
+            tracing::warn!(open, left = self.inner.tracker.len(), "sockets still open after the shutdown grace period");
         }
     }
 
@@ -175,9 +155,6 @@ impl Gateway {
     }
 
     fn connection_gauge(&self, kind: &'static str) -> Gauge {
-        self.inner
-            .connections
-            .get_or_create(&KindLabel { kind })
-            .clone()
+        self.inner.connections.get_or_create(&KindLabel { kind }).clone()
     }
 }

@@ -19,26 +19,20 @@ pub struct Issued {
 fn issue(kind: SecretKind, name: &str) -> (Issued, NewCredential) {
     let secret = Secret::generate(kind);
     let id = public_id(kind);
-    let stored = NewCredential {
-        id: id.clone(),
-        hash: secret.hash(),
-        name: name.to_owned(),
-        created_at: Timestamp::now(),
-    };
+    let stored =
+        NewCredential { id: id.clone(), hash: secret.hash(), name: name.to_owned(), created_at: Timestamp::now() };
     (Issued { id, secret }, stored)
 }
 
 async fn existing(store: &dyn IdentityStore, number: &LicenseNumber) -> StoreResult<License> {
-    store.license(number).await?.ok_or_else(|| {
-        StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}"))
-    })
+    store
+        .license(number)
+        .await?
+        .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))
 }
 
 /// Creates a license and its first bearer token.
-pub async fn create_license(
-    store: &dyn IdentityStore,
-    new: NewLicense,
-) -> StoreResult<(License, Issued)> {
+pub async fn create_license(store: &dyn IdentityStore, new: NewLicense) -> StoreResult<(License, Issued)> {
     let (issued, stored) = issue(SecretKind::LicenseToken, "");
     let license = store.create_license(new, stored).await?;
     Ok((license, issued))
@@ -53,11 +47,7 @@ pub async fn issue_token(store: &dyn IdentityStore, number: &LicenseNumber) -> S
 }
 
 /// Revokes one bearer token of a license; it stops working at once.
-pub async fn revoke_token(
-    store: &dyn IdentityStore,
-    number: &LicenseNumber,
-    id: &str,
-) -> StoreResult<()> {
+pub async fn revoke_token(store: &dyn IdentityStore, number: &LicenseNumber, id: &str) -> StoreResult<()> {
     let license = existing(store, number).await?;
     store.revoke_token(license.pk, id, Timestamp::now()).await
 }

@@ -27,10 +27,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::MissingToken,
-                "send the license token as 'Authorization: Bearer <token>'",
-            )
+            ApiError::new(ErrorCode::MissingToken, "send the license token as 'Authorization: Bearer <token>'")
         })?;
         let token = header
             .to_str()
@@ -40,21 +37,13 @@ where
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::MissingToken,
-                    "the Authorization header must be 'Bearer <token>'",
-                )
+                ApiError::new(ErrorCode::MissingToken, "the Authorization header must be 'Bearer <token>'")
             })?;
         let store = Arc::<dyn IdentityStore>::from_ref(state);
         let license = store
             .license_by_token(&Secret::new(token).hash())
             .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidToken,
-                    "the bearer token is unknown or revoked",
-                )
-            })?;
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the bearer token is unknown or revoked"))?;
         license.ensure_active(Timestamp::now())?;
         Ok(LicenseAuth(license))
     }
@@ -73,11 +62,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let from_header = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let from_header = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let raw = match from_header {
             Some(key) => Some(key),
             None => Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
@@ -85,10 +70,7 @@ where
                 .and_then(|Query(mut q)| q.remove("api_key")),
         };
         let raw = raw.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidApiKey,
-                "send the app API key as 'X-Api-Key' or '?api_key='",
-            )
+            ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key' or '?api_key='")
         })?;
         let store = Arc::<dyn IdentityStore>::from_ref(state);
         check_api_key(store.as_ref(), &raw).await.map(ApiKeyAuth)
@@ -96,16 +78,8 @@ where
 }
 
 /// Checks an app API key presented in clear text.
-pub async fn check_api_key(
-    store: &dyn IdentityStore,
-    raw: &str,
-) -> Result<CredentialInfo, ApiError> {
+pub async fn check_api_key(store: &dyn IdentityStore, raw: &str) -> Result<CredentialInfo, ApiError> {
     let hash = Secret::new(raw.trim()).hash();
     let key = store.api_key_by_hash(&hash).await?;
-    key.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidApiKey,
-            "the API key is unknown or revoked",
-        )
-    })
+    key.ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "the API key is unknown or revoked"))
 }

@@ -4,9 +4,7 @@
 mod admin;
 mod auth;
 
-pub use admin::{
-    Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token,
-};
+pub use admin::{Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token};
 pub use auth::{ApiKeyAuth, LicenseAuth, check_api_key};
 
 use async_trait::async_trait;
@@ -40,10 +38,7 @@ impl License {
     /// Refuses with 403 `license_expired` past the expiry date.
     pub fn ensure_active(&self, now: Timestamp) -> Result<(), ApiError> {
         if self.is_expired(now) {
-            let day = self
-                .expires_at
-                .map(|t| t.last_day().to_string())
-                .unwrap_or_default();
+            let day = self.expires_at.map(|t| t.last_day().to_string()).unwrap_or_default();
             return Err(ApiError::new(
                 ErrorCode::LicenseExpired,
                 format!("license {} expired at the end of {day}", self.number),
@@ -136,17 +131,9 @@ pub struct Invalidated {
 pub trait IdentityStore: Send + Sync + 'static {
     /// Creates a license with its first bearer token; `already_exists` if
     /// the number is taken.
-    async fn create_license(
-        &self,
-        license: NewLicense,
-        token: NewCredential,
-    ) -> StoreResult<License>;
+    async fn create_license(&self, license: NewLicense, token: NewCredential) -> StoreResult<License>;
     /// `license_not_found` if there is no such number.
-    async fn update_license(
-        &self,
-        number: &LicenseNumber,
-        update: LicenseUpdate,
-    ) -> StoreResult<License>;
+    async fn update_license(&self, number: &LicenseNumber, update: LicenseUpdate) -> StoreResult<License>;
     async fn license(&self, number: &LicenseNumber) -> StoreResult<Option<License>>;
     async fn licenses(&self) -> StoreResult<Vec<License>>;
 

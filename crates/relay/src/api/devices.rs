@@ -22,10 +22,7 @@ pub struct DeviceList {
 }
 
 fn device_not_found(device: &DeviceId) -> ApiError {
-    ApiError::new(
-        ErrorCode::DeviceNotFound,
-        format!("no device {device} in this license"),
-    )
+    ApiError::new(ErrorCode::DeviceNotFound, format!("no device {device} in this license"))
 }
 
 /// This license's devices: `device_id`, `status`, `online`, `last_seen`,
@@ -45,12 +42,7 @@ pub async fn list(
 ) -> Result<Json<DeviceList>, ApiError> {
     let page = page.request()?;
     let found = relay.store.devices(license.pk, page).await?;
-    Ok(Json(DeviceList {
-        devices: found.items,
-        page: page.page,
-        size: page.size,
-        total: found.total,
-    }))
+    Ok(Json(DeviceList { devices: found.items, page: page.page, size: page.size, total: found.total }))
 }
 
 /// One device of this license.
@@ -96,14 +88,7 @@ pub async fn bind(
 ) -> Result<(StatusCode, Json<DeviceInfo>), ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
     let (device, created) = relay.store.bind(&license, &device_id).await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(device),
-    ))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
 }
 
 /// Unbinds a device: its queue is dropped, its connection closed (code

@@ -67,19 +67,13 @@ pub async fn list(
 ) -> Result<Json<InboxPage>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid_field(format!(
-            "limit must be 1-{MAX_LIMIT}"
-        )));
+        return Err(ApiError::invalid_field(format!("limit must be 1-{MAX_LIMIT}")));
     }
     let wait = match params.wait {
         None => Duration::ZERO,
-        Some(w) if w.is_finite() && w >= 0.0 => {
-            Duration::from_secs_f64(w).min(relay.config.max_wait)
-        }
+        Some(w) if w.is_finite() && w >= 0.0 => Duration::from_secs_f64(w).min(relay.config.max_wait),
         Some(_) => {
-            return Err(ApiError::invalid_field(
-                "wait is a number of seconds, 0 or more",
-            ));
+            return Err(ApiError::invalid_field("wait is a number of seconds, 0 or more"));
         }
     };
     // Subscribe before reading, so a record stored between the read and the
@@ -87,6 +81,7 @@ pub async fn list(
     let mut changes = relay.hub.inbox_watch(license.pk);
     let deadline = tokio::time::Instant::now() + wait;
     let shutdown = relay.gateway.shutdown_token().clone();
+    let _waiting = Waiting::new(&relay.metrics.inbox_waiting);
     loop {
         changes.borrow_and_update();
         let records = relay.store.inbox(license.pk, limit).await?;
@@ -102,6 +97,22 @@ pub async fn list(
             () = tokio::time::sleep_until(deadline) => {}
             () = shutdown.cancelled() => return Ok(Json(InboxPage { records })),
         }
+    }
+}
+
+/// Counts a long poll in the `inbox_waiting` gauge while it lives.
+struct Waiting(prometheus_client::metrics::gauge::Gauge);
+
+impl Waiting {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -123,9 +134,7 @@ pub async fn ack(
     Json(body): Json<InboxAck>,
 ) -> Result<Json<InboxAcked>, ApiError> {
     if body.ids.len() > MAX_LIMIT {
-        return Err(ApiError::invalid_field(format!(
-            "ids: at most {MAX_LIMIT} per call"
-        )));
+        return Err(ApiError::invalid_field(format!("ids: at most {MAX_LIMIT} per call")));
     }
     let deleted = relay.store.inbox_ack(license.pk, body.ids).await?;
     relay.metrics.records_out.inc_by(deleted);

@@ -77,9 +77,7 @@ fn expiry(ttl: Option<u64>, now: Timestamp) -> Result<Option<Timestamp>, ApiErro
     match ttl {
         None => Ok(None),
         Some(0) => Err(ApiError::invalid_field("ttl must be at least 1 second")),
-        Some(secs) if secs > MAX_TTL_SECS => {
-            Err(ApiError::invalid_field("ttl is at most 10 years"))
-        }
+        Some(secs) if secs > MAX_TTL_SECS => Err(ApiError::invalid_field("ttl is at most 10 years")),
         Some(secs) => Ok(Some(now.plus(std::time::Duration::from_secs(secs)))),
     }
 }
@@ -87,9 +85,7 @@ fn expiry(ttl: Option<u64>, now: Timestamp) -> Result<Option<Timestamp>, ApiErro
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
         Some(k) if k.is_empty() || k.len() > MAX_KEY_LEN || k.chars().any(|c| c.is_control()) => {
-            Err(ApiError::invalid_field(format!(
-                "an idempotency key is 1-{MAX_KEY_LEN} printable characters"
-            )))
+            Err(ApiError::invalid_field(format!("an idempotency key is 1-{MAX_KEY_LEN} printable characters")))
         }
         other => Ok(other),
     }
@@ -133,33 +129,19 @@ pub async fn post_one(
 ) -> Result<Response, ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
     let key = headers.get("idempotency-key").map(|v| {
-        v.to_str().map(str::to_owned).map_err(|_| {
-            ApiError::invalid_field("the Idempotency-Key header must be printable ASCII")
-        })
+        v.to_str()
+            .map(str::to_owned)
+            .map_err(|_| ApiError::invalid_field("the Idempotency-Key header must be printable ASCII"))
     });
     let idempotency_key = check_key(key.transpose()?)?;
     if body.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::MalformedJson,
-            "the body is empty; send the message data as JSON",
-        ));
+        return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send the message data as JSON"));
     }
     let data: Box<RawValue> = parse_json(&body)?;
-    let message = NewMessage {
-        device_id,
-        data,
-        idempotency_key,
-        expires_at: expiry(params.ttl, Timestamp::now())?,
-    };
-    let queued = relay
-        .store
-        .enqueue(&license, vec![message], relay.config.queue_limit)
-        .await?;
+    let message = NewMessage { device_id, data, idempotency_key, expires_at: expiry(params.ttl, Timestamp::now())? };
+    let queued = relay.store.enqueue(&license, vec![message], relay.config.queue_limit).await?;
     let Some(&Enqueued { id, seq, replayed }) = queued.first() else {
-        return Err(ApiError::new(
-            ErrorCode::Internal,
-            "the store returned no message",
-        ));
+        return Err(ApiError::new(ErrorCode::Internal, "the store returned no message"));
     };
     if !replayed {
         relay.metrics.messages_in.inc();
@@ -201,9 +183,7 @@ pub async fn post_batch(
     Json(batch): Json<Batch>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     if batch.messages.is_empty() {
-        return Err(ApiError::invalid_field(
-            "messages: send at least one message",
-        ));
+        return Err(ApiError::invalid_field("messages: send at least one message"));
     }
     if batch.messages.len() > relay.config.max_batch {
         return Err(ApiError::new(
@@ -226,22 +206,10 @@ pub async fn post_batch(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let queued = relay
-        .store
-        .enqueue(&license, messages, relay.config.queue_limit)
-        .await?;
-    relay
-        .metrics
-        .messages_in
-        .inc_by(queued.iter().filter(|q| !q.replayed).count() as u64);
+    let queued = relay.store.enqueue(&license, messages, relay.config.queue_limit).await?;
+    relay.metrics.messages_in.inc_by(queued.iter().filter(|q| !q.replayed).count() as u64);
     let ids = queued.iter().map(|q| q.id).collect();
-    let messages = queued
-        .iter()
-        .map(|q| Accepted {
-            id: q.id,
-            seq: q.seq,
-        })
-        .collect();
+    let messages = queued.iter().map(|q| Accepted { id: q.id, seq: q.seq }).collect();
     Ok((StatusCode::ACCEPTED, Json(BatchAccepted { ids, messages })))
 }
 
@@ -266,13 +234,7 @@ pub async fn list_pending(
     let device_id = DeviceId::parse(&device_id)?;
     let page = page.request()?;
     let found = relay.store.pending(license.pk, &device_id, page).await?;
-    Ok(Json(PendingList {
-        device_id,
-        messages: found.items,
-        page: page.page,
-        size: page.size,
-        total: found.total,
-    }))
+    Ok(Json(PendingList { device_id, messages: found.items, page: page.page, size: page.size, total: found.total }))
 }
 
 /// A message's delivery receipt: `queued`, `sent`, `delivered` or `expired`.
@@ -294,17 +256,8 @@ pub async fn receipt(
     LicenseAuth(license): LicenseAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            ErrorCode::MessageNotFound,
-            format!("no message {id} in this license"),
-        )
-    };
+    let not_found = || ApiError::new(ErrorCode::MessageNotFound, format!("no message {id} in this license"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let receipt = relay
-        .store
-        .receipt(license.pk, uuid)
-        .await?
-        .ok_or_else(not_found)?;
+    let receipt = relay.store.receipt(license.pk, uuid).await?.ok_or_else(not_found)?;
     Ok(Json(receipt.as_of(Timestamp::now())))
 }

@@ -20,10 +20,7 @@ pub enum Inbound {
     /// `{"type":"ack","id":"…"}` or `{"type":"ack","ids":[…]}`.
     Ack(Vec<Uuid>),
     /// `{"type":"publish","ref":"…","data":…}`.
-    Publish {
-        reference: String,
-        data: Box<RawValue>,
-    },
+    Publish { reference: String, data: Box<RawValue> },
     /// `{"type":"ping"}`.
     Ping,
 }
@@ -54,38 +51,26 @@ struct PublishFrame {
 /// the connection up.
 pub fn parse(text: &str) -> Result<Inbound, ApiError> {
     let envelope: Envelope = parse_json(text.as_bytes())?;
-    let kind = envelope
-        .kind
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingField, "a frame needs a \"type\""))?;
+    let kind = envelope.kind.ok_or_else(|| ApiError::new(ErrorCode::MissingField, "a frame needs a \"type\""))?;
     match kind.as_ref() {
         "ack" => {
             let frame: AckFrame = parse_json(text.as_bytes())?;
             let mut ids = frame.ids.unwrap_or_default();
             ids.extend(frame.id);
             if ids.is_empty() {
-                return Err(ApiError::new(
-                    ErrorCode::MissingField,
-                    "an ack needs \"id\" or \"ids\"",
-                ));
+                return Err(ApiError::new(ErrorCode::MissingField, "an ack needs \"id\" or \"ids\""));
             }
             if ids.len() > MAX_ACK_IDS {
-                return Err(ApiError::invalid_field(format!(
-                    "an ack carries at most {MAX_ACK_IDS} ids"
-                )));
+                return Err(ApiError::invalid_field(format!("an ack carries at most {MAX_ACK_IDS} ids")));
             }
             Ok(Inbound::Ack(ids))
         }
         "publish" => {
             let frame: PublishFrame = parse_json(text.as_bytes())?;
             if frame.reference.is_empty() || frame.reference.len() > MAX_REF_LEN {
-                return Err(ApiError::invalid_field(format!(
-                    "ref must be 1-{MAX_REF_LEN} bytes"
-                )));
+                return Err(ApiError::invalid_field(format!("ref must be 1-{MAX_REF_LEN} bytes")));
             }
-            Ok(Inbound::Publish {
-                reference: frame.reference,
-                data: frame.data,
-            })
+            Ok(Inbound::Publish { reference: frame.reference, data: frame.data })
         }
         "ping" => Ok(Inbound::Ping),
         other => Err(ApiError::new(
@@ -117,13 +102,7 @@ struct MessageFrame<'a> {
 
 /// `{"type":"message","id":…,"seq":…,"time":…,"data":…}`.
 pub fn message(m: &QueuedMessage) -> String {
-    to_text(&MessageFrame {
-        kind: "message",
-        id: m.id,
-        seq: m.seq,
-        time: m.created_at,
-        data: &m.data,
-    })
+    to_text(&MessageFrame { kind: "message", id: m.id, seq: m.seq, time: m.created_at, data: &m.data })
 }
 
 #[derive(Serialize)]
@@ -140,12 +119,7 @@ struct PublishedFrame<'a> {
 /// `{"type":"published","ref":…,"id":…}`, with `"duplicate":true` when the
 /// ref was stored before.
 pub fn published(reference: &str, id: Uuid, duplicate: bool) -> String {
-    to_text(&PublishedFrame {
-        kind: "published",
-        reference,
-        id,
-        duplicate,
-    })
+    to_text(&PublishedFrame { kind: "published", reference, id, duplicate })
 }
 
 #[derive(Serialize)]
@@ -163,13 +137,7 @@ struct ErrorFrame<'a> {
 /// `{"type":"error","code":…,"message":…}`, naming the record (`ref`) or
 /// messages (`ids`) it concerns, if any.
 pub fn error(err: &ApiError, reference: Option<&str>, ids: &[Uuid]) -> String {
-    to_text(&ErrorFrame {
-        kind: "error",
-        code: err.code.as_str(),
-        message: &err.message,
-        reference,
-        ids,
-    })
+    to_text(&ErrorFrame { kind: "error", code: err.code.as_str(), message: &err.message, reference, ids })
 }
 
 /// `{"type":"pong"}`.
@@ -187,26 +155,15 @@ mod tests {
     #[test]
     fn frames_parse_or_explain() {
         let id = Uuid::now_v7();
-        assert!(
-            matches!(parse(&format!(r#"{{"type":"ack","id":"{id}"}}"#)), Ok(Inbound::Ack(ids)) if ids == vec![id])
-        );
+        assert!(matches!(parse(&format!(r#"{{"type":"ack","id":"{id}"}}"#)), Ok(Inbound::Ack(ids)) if ids == vec![id]));
         assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(Inbound::Ping)));
         let code = |text: &str| parse(text).unwrap_err().code;
         assert_eq!(code("{"), ErrorCode::MalformedJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownFrame);
         assert_eq!(code(r#"{"id":1}"#), ErrorCode::MissingField);
         assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MissingField);
-        assert_eq!(
-            code(r#"{"type":"ack","id":"nope"}"#),
-            ErrorCode::InvalidField
-        );
-        assert_eq!(
-            code(r#"{"type":"publish","ref":"","data":1}"#),
-            ErrorCode::InvalidField
-        );
-        assert_eq!(
-            code(r#"{"type":"publish","ref":"a"}"#),
-            ErrorCode::InvalidField
-        );
+        assert_eq!(code(r#"{"type":"ack","id":"nope"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"publish","ref":"","data":1}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"publish","ref":"a"}"#), ErrorCode::InvalidField);
     }
 }

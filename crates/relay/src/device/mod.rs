@@ -33,24 +33,14 @@ pub struct ConnectParams {
     pub license: Option<String>,
 }
 
-fn pick<'a>(
-    headers: &'a HeaderMap,
-    header: &str,
-    query: Option<&'a str>,
-    what: &str,
-) -> Result<&'a str, ApiError> {
+fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: &str) -> Result<&'a str, ApiError> {
     headers
         .get(header)
         .and_then(|v| v.to_str().ok())
         .or(query)
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::MissingField,
-                format!("send the {what} as '{header}'"),
-            )
-        })
+        .ok_or_else(|| ApiError::new(ErrorCode::MissingField, format!("send the {what} as '{header}'")))
 }
 
 /// Opens a device's WebSocket.
@@ -87,33 +77,17 @@ pub async fn connect(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let device_id = DeviceId::parse(pick(
-        &headers,
-        "x-device-id",
-        params.device_id.as_deref(),
-        "device id",
-    )?)?;
-    let number = LicenseNumber::parse(pick(
-        &headers,
-        "x-license",
-        params.license.as_deref(),
-        "license number",
-    )?)?;
-    let license =
-        relay.identity.license(&number).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}"))
-        })?;
+    let device_id = DeviceId::parse(pick(&headers, "x-device-id", params.device_id.as_deref(), "device id")?)?;
+    let number = LicenseNumber::parse(pick(&headers, "x-license", params.license.as_deref(), "license number")?)?;
+    let license = relay
+        .identity
+        .license(&number)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
     license.ensure_active(Timestamp::now())?;
-    let upgrade =
-        upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
     let connected = relay.store.attach(&license, &device_id).await?;
-    let handshake = Handshake {
-        connected,
-        license: number,
-        api_key: key.id,
-    };
+    let handshake = Handshake { connected, license: number, api_key: key.id };
     let gateway = relay.gateway.clone();
-    Ok(gateway.accept(upgrade, "device", move |conn| {
-        session::run(relay, conn, handshake)
-    }))
+    Ok(gateway.accept(upgrade, "device", move |conn| session::run(relay, conn, handshake)))
 }

@@ -38,11 +38,7 @@ pub struct Handshake {
 
 /// Runs a device's connection until it closes.
 pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
-    let Handshake {
-        connected,
-        license,
-        api_key,
-    } = handshake;
+    let Handshake { connected, license, api_key } = handshake;
     let device = connected.device;
     let conn_id = conn.id();
     let mailbox = relay.hub.register(&device, &api_key, conn.close_handle());
@@ -90,12 +86,7 @@ struct Session {
 
 impl Session {
     async fn start(&mut self, license: &LicenseNumber, pending: u64) -> Option<CloseReason> {
-        if let Err(err) = self
-            .relay
-            .store
-            .set_online(self.device.pk, self.conn.id())
-            .await
-        {
+        if let Err(err) = self.relay.store.set_online(self.device.pk, self.conn.id()).await {
             tracing::warn!(device = %self.device.device_id, %err, "could not record the device online");
         }
         let hello = frames::Hello {
@@ -152,12 +143,7 @@ impl Session {
                 Take::Ready(batch) => batch,
                 Take::Empty => break,
                 Take::Fetch(marker) => {
-                    let batch = match self
-                        .relay
-                        .store
-                        .fetch(self.device.pk, self.next_seq, room)
-                        .await
-                    {
+                    let batch = match self.relay.store.fetch(self.device.pk, self.next_seq, room).await {
                         Ok(batch) => batch,
                         Err(err) => {
                             // Not fatal: the next wake-up (a message, an ack,
@@ -183,10 +169,7 @@ impl Session {
             self.relay.store.mark_sent(self.device.pk, sent);
         }
         if !expired.is_empty() {
-            self.relay
-                .metrics
-                .messages_expired
-                .inc_by(expired.len() as u64);
+            self.relay.metrics.messages_expired.inc_by(expired.len() as u64);
             self.relay.store.mark_expired(self.device.pk, expired);
         }
         Ok(())
@@ -205,10 +188,7 @@ impl Session {
                 expired.push(message.seq);
                 continue;
             }
-            self.conn
-                .feed(frames::message(&message))
-                .await
-                .map_err(|_| Gone)?;
+            self.conn.feed(frames::message(&message)).await.map_err(|_| Gone)?;
             self.in_flight.push_back((message.seq, message.id));
             let latency = now.millis_since(message.created_at) as f64 / 1000.0;
             self.relay.metrics.delivery_latency.observe(latency);
@@ -239,10 +219,7 @@ impl Session {
             Inbound::Publish { reference, data } => {
                 let store = self.relay.store.clone();
                 let device = self.device.clone();
-                let record = NewRecord {
-                    reference: reference.clone(),
-                    data,
-                };
+                let record = NewRecord { reference: reference.clone(), data };
                 self.ops.push_back(Box::pin(async move {
                     let result = store.publish(&device, vec![record]).await;
                     Done::Published(reference, result)
@@ -256,39 +233,27 @@ impl Session {
         match done {
             Done::Pong => self.send(frames::PONG.to_owned()).await,
             Done::Acked(_, Ok(outcome)) => {
-                self.relay
-                    .metrics
-                    .messages_delivered
-                    .inc_by(outcome.delivered);
+                self.relay.metrics.messages_delivered.inc_by(outcome.delivered);
                 if outcome.unknown.is_empty() {
                     return Ok(());
                 }
-                let err = ApiError::new(
-                    ErrorCode::UnknownMessage,
-                    "no pending message of this device has these ids",
-                );
+                let err = ApiError::new(ErrorCode::UnknownMessage, "no pending message of this device has these ids");
                 self.send(frames::error(&err, None, &outcome.unknown)).await
             }
             Done::Acked(ids, Err(err)) => {
                 // The messages stay pending and are sent again after a
                 // reconnect; the device may also simply ack again.
-                self.send(frames::error(&ApiError::from(err), None, &ids))
-                    .await
+                self.send(frames::error(&ApiError::from(err), None, &ids)).await
             }
             Done::Published(reference, Ok(published)) => {
-                self.relay
-                    .metrics
-                    .records_in
-                    .inc_by(published.iter().filter(|p| !p.duplicate).count() as u64);
+                self.relay.metrics.records_in.inc_by(published.iter().filter(|p| !p.duplicate).count() as u64);
                 let Some(first) = published.first() else {
                     return Ok(());
                 };
-                self.send(frames::published(&reference, first.id, first.duplicate))
-                    .await
+                self.send(frames::published(&reference, first.id, first.duplicate)).await
             }
             Done::Published(reference, Err(err)) => {
-                self.send(frames::error(&ApiError::from(err), Some(&reference), &[]))
-                    .await
+                self.send(frames::error(&ApiError::from(err), Some(&reference), &[])).await
             }
         }
     }

@@ -35,19 +35,10 @@ async fn messages_arrive_in_order_and_are_deleted_when_acknowledged() {
     for id in &sent[..3] {
         assert_eq!(app.receipt(id).await["status"], "delivered");
     }
-    let pending: Value = app
-        .get(&format!("/api/v1/devices/{PHONE}/messages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pending: Value =
+        app.get(&format!("/api/v1/devices/{PHONE}/messages")).send().await.unwrap().json().await.unwrap();
     assert_eq!(pending["total"], 2);
-    assert_eq!(
-        ids(pending["messages"].as_array().unwrap()),
-        sent[3..].to_vec()
-    );
+    assert_eq!(ids(pending["messages"].as_array().unwrap()), sent[3..].to_vec());
     assert_eq!(pending["messages"][0]["status"], "sent");
 }
 
@@ -99,14 +90,7 @@ async fn the_newer_connection_of_a_device_wins() {
 
     // The old socket's disconnect does not mark the device offline.
     new.sync().await;
-    let device: Value = app
-        .get(&format!("/api/v1/devices/{PHONE}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let device: Value = app.get(&format!("/api/v1/devices/{PHONE}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(device["online"], true);
     assert_eq!(device["status"], "active");
 }
@@ -115,22 +99,11 @@ async fn the_newer_connection_of_a_device_wins() {
 async fn at_most_a_window_of_messages_is_unacknowledged() {
     let app = TestApp::spawn_with(|c| c.relay.window = 3).await;
     let body = json!({"messages": (0..10).map(|i| json!({"device_id": PHONE, "data": i})).collect::<Vec<_>>()});
-    assert_eq!(
-        app.post("/api/v1/messages")
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        202
-    );
+    assert_eq!(app.post("/api/v1/messages").json(&body).send().await.unwrap().status(), 202);
 
     let mut phone = app.connect(PHONE).await;
     let window = phone.messages(3).await;
-    assert!(
-        phone.sync().await.is_empty(),
-        "a fourth message was sent before an ack"
-    );
+    assert!(phone.sync().await.is_empty(), "a fourth message was sent before an ack");
     let mut received = ids(&window);
     while received.len() < 10 {
         let last = received.last().unwrap().clone();
@@ -148,44 +121,23 @@ async fn a_batch_is_queued_all_or_nothing() {
     let app = TestApp::spawn().await;
     let (other_token, _) = app.create_license("LIC-B", None).await;
     // LIC-B owns this device, so LIC-A's batch naming it must fail whole.
-    assert_eq!(
-        app.send_as(&other_token, "theirs", json!(1)).await.status(),
-        202
-    );
+    assert_eq!(app.send_as(&other_token, "theirs", json!(1)).await.status(), 202);
 
     let batch = json!({"messages": [
         {"device_id": "mine", "data": {"a": 1}},
         {"device_id": "theirs", "data": {"b": 2}},
     ]});
-    let response = app
-        .post("/api/v1/messages")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/api/v1/messages").json(&batch).send().await.unwrap();
     assert_eq!(response.status(), 404);
-    let response = app
-        .get("/api/v1/devices/mine/messages")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        404,
-        "the first device was not even bound"
-    );
+    let response = app.get("/api/v1/devices/mine/messages").send().await.unwrap();
+    assert_eq!(response.status(), 404, "the first device was not even bound");
 
     let batch = json!({"messages": [
         {"device_id": "mine", "data": {"a": 1}},
         {"device_id": "mine", "data": {"a": 2}},
         {"device_id": "also-mine", "data": [3]},
     ]});
-    let response = app
-        .post("/api/v1/messages")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post("/api/v1/messages").json(&batch).send().await.unwrap();
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["ids"].as_array().unwrap().len(), 3);
@@ -212,14 +164,8 @@ async fn receipts_follow_a_message_from_queued_to_delivered() {
     phone.ack(&[&id]).await;
     phone.sync().await;
     assert_eq!(app.receipt(&id).await["status"], "delivered");
-    let pending: Value = app
-        .get(&format!("/api/v1/devices/{PHONE}/messages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let pending: Value =
+        app.get(&format!("/api/v1/devices/{PHONE}/messages")).send().await.unwrap().json().await.unwrap();
     assert_eq!(pending["total"], 0, "the data is gone once delivered");
 
     // Acknowledging twice is harmless; an id the device never had is named.

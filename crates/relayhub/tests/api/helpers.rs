@@ -36,9 +36,7 @@ pub fn init_logs() {
 
 /// A configuration for tests: fast housekeeping, everything else default.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.data = dir.to_owned();
+    let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), data: dir.to_owned(), ..Config::default() };
     config.relay.sweep_interval = Duration::from_millis(100);
     config.relay.credential_check_interval = Duration::from_millis(100);
     config.gateway.shutdown_grace = Duration::from_secs(5);
@@ -77,21 +75,15 @@ impl TestApp {
         let (token, _) = app.create_license("LIC-A", None).await;
         app.license = "LIC-A".into();
         app.token = token;
-        let key = identity::create_api_key(app.admin.identity.as_ref(), "tests")
-            .await
-            .unwrap();
+        let key = identity::create_api_key(app.admin.identity.as_ref(), "tests").await.unwrap();
         app.api_key = key.secret.expose().to_owned();
         app.api_key_id = key.id;
         app
     }
 
     async fn start(config: Config, data: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("bind");
-        let server = relayhub::Server::build(config.clone(), listener)
-            .await
-            .expect("server builds");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
+        let server = relayhub::Server::build(config.clone(), listener).await.expect("server builds");
         let addr = server.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
@@ -100,9 +92,7 @@ impl TestApp {
         // The administration handle opens the same database, as the CLI
         // does from another process.
         let url = DatabaseUrl::Sqlite(data.join("relayhub.db"));
-        let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new())
-            .await
-            .expect("admin store");
+        let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new()).await.expect("admin store");
         Self {
             addr,
             http: reqwest::Client::new(),
@@ -139,11 +129,7 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("server stops in time")
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(PATIENCE, task).await.expect("server stops in time").unwrap().unwrap();
         }
         self.admin.close().await;
     }
@@ -164,9 +150,7 @@ impl TestApp {
             expires_at: None,
             max_devices,
         };
-        let (_, token) = identity::create_license(self.admin.identity.as_ref(), new)
-            .await
-            .unwrap();
+        let (_, token) = identity::create_license(self.admin.identity.as_ref(), new).await.unwrap();
         (token.secret.expose().to_owned(), token.id)
     }
 
@@ -204,11 +188,7 @@ impl TestApp {
 
     /// The receipt of a message.
     pub async fn receipt(&self, id: &str) -> Value {
-        let response = self
-            .get(&format!("/api/v1/messages/{id}"))
-            .send()
-            .await
-            .unwrap();
+        let response = self.get(&format!("/api/v1/messages/{id}")).send().await.unwrap();
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
@@ -221,32 +201,35 @@ impl TestApp {
             if receipt["status"] == status {
                 return receipt;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "message {id} never became {status}: {receipt}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "message {id} never became {status}: {receipt}");
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The current value of a metric series (a line's prefix), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines().find(|l| l.starts_with(series)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until a metric reaches `value`.
+    pub async fn await_metric(&self, series: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.metric(series).await != Some(value) {
+            assert!(tokio::time::Instant::now() < deadline, "{series} never reached {value}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
     /// Opens a device socket with this app's key and license.
     pub async fn connect(&self, device: &str) -> Device {
-        self.try_connect(device, &self.api_key, &self.license)
-            .await
-            .expect("device connects")
+        self.try_connect(device, &self.api_key, &self.license).await.expect("device connects")
     }
 
     /// Opens a device socket; `Err` carries the HTTP status and error body
     /// of a refused upgrade.
-    pub async fn try_connect(
-        &self,
-        device: &str,
-        key: &str,
-        license: &str,
-    ) -> Result<Device, (u16, Value)> {
-        let mut request = format!("ws://{}/ws/device", self.addr)
-            .into_client_request()
-            .unwrap();
+    pub async fn try_connect(&self, device: &str, key: &str, license: &str) -> Result<Device, (u16, Value)> {
+        let mut request = format!("ws://{}/ws/device", self.addr).into_client_request().unwrap();
         let headers = request.headers_mut();
         headers.insert("x-api-key", key.parse().unwrap());
         headers.insert("x-device-id", device.parse().unwrap());
@@ -273,10 +256,7 @@ impl Device {
     pub async fn open(request: http::Request<()>) -> Result<Device, (u16, Value)> {
         match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => {
-                let mut device = Device {
-                    ws,
-                    hello: Value::Null,
-                };
+                let mut device = Device { ws, hello: Value::Null };
                 let hello = device.next().await;
                 assert_eq!(hello["type"], "hello", "first frame: {hello}");
                 device.hello = hello;
@@ -284,11 +264,8 @@ impl Device {
             }
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
-                let body = response
-                    .body()
-                    .as_deref()
-                    .map(|b| serde_json::from_slice(b).unwrap())
-                    .unwrap_or(Value::Null);
+                let body =
+                    response.body().as_deref().map(|b| serde_json::from_slice(b).unwrap()).unwrap_or(Value::Null);
                 Err((status, body))
             }
             Err(other) => panic!("websocket connect failed: {other}"),
@@ -298,9 +275,7 @@ impl Device {
     /// The next JSON frame; fails the test after [`PATIENCE`].
     pub async fn next(&mut self) -> Value {
         loop {
-            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("a frame in time");
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a frame in time");
             match frame {
                 Some(Ok(Message::Text(text))) => {
                     return serde_json::from_str(&text).expect("JSON frame");
@@ -335,6 +310,10 @@ impl Device {
         self.ws.send(Message::text(text)).await.expect("send");
     }
 
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.expect("send");
+    }
+
     pub async fn ack(&mut self, ids: &[&str]) {
         self.send(json!({"type": "ack", "ids": ids})).await;
     }
@@ -357,9 +336,7 @@ impl Device {
     /// Waits for the server to close the socket; returns the close frame.
     pub async fn closed(&mut self) -> Option<CloseFrame> {
         loop {
-            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
-                .await
-                .expect("closed in time");
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("closed in time");
             match frame {
                 Some(Ok(Message::Close(frame))) => return frame,
                 Some(Ok(_)) => continue,
@@ -378,10 +355,7 @@ impl Device {
 
 /// Ids of message frames, as &str.
 pub fn ids(frames: &[Value]) -> Vec<String> {
-    frames
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_owned())
-        .collect()
+    frames.iter().map(|f| f["id"].as_str().unwrap().to_owned()).collect()
 }
 
 /// `seq` of message frames.

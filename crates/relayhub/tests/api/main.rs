@@ -1,6 +1,12 @@
 //! relayhub's integration tests: one binary (link time), real servers on
 //! 127.0.0.1:0 with their own temporary databases, real HTTP and WebSocket
-//! clients.
+//! clients, and `relayhub` child processes where a crash is the point.
 
+mod bad_input;
 mod delivery;
+mod durability;
 mod helpers;
+mod inbox;
+mod ops;
+mod queueing;
+mod tenancy;

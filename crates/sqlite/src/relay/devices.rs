@@ -35,17 +35,11 @@ pub(crate) fn resolve_or_bind(
     purpose: Purpose,
 ) -> StoreResult<(DeviceRow, bool)> {
     let found = conn
-        .prepare_cached(
-            "SELECT pk, license_pk, next_seq, pending FROM devices WHERE device_id = ?1",
-        )
+        .prepare_cached("SELECT pk, license_pk, next_seq, pending FROM devices WHERE device_id = ?1")
         .sql()?
         .query_row([device.as_str()], |row| {
             Ok((
-                DeviceRow {
-                    pk: DevicePk(row.get(0)?),
-                    next_seq: row.get(2)?,
-                    pending: row.get(3)?,
-                },
+                DeviceRow { pk: DevicePk(row.get(0)?), next_seq: row.get(2)?, pending: row.get(3)? },
                 row.get::<_, i64>(1)?,
             ))
         })
@@ -71,66 +65,36 @@ pub(crate) fn resolve_or_bind(
         if used >= i64::from(max) {
             return Err(StoreError::rejected(
                 ErrorCode::DeviceLimit,
-                format!(
-                    "license {} already has its maximum of {max} devices",
-                    license.number
-                ),
+                format!("license {} already has its maximum of {max} devices", license.number),
             ));
         }
     }
-    conn.prepare_cached(
-        "INSERT INTO devices (device_id, license_pk, bound_at) VALUES (?1, ?2, ?3)",
-    )
-    .sql()?
-    .execute(params![
-        device.as_str(),
-        license.pk.0,
-        Timestamp::now().millis()
-    ])
-    .sql()?;
-    Ok((
-        DeviceRow {
-            pk: DevicePk(conn.last_insert_rowid()),
-            next_seq: 1,
-            pending: 0,
-        },
-        true,
-    ))
+    conn.prepare_cached("INSERT INTO devices (device_id, license_pk, bound_at) VALUES (?1, ?2, ?3)")
+        .sql()?
+        .execute(params![device.as_str(), license.pk.0, Timestamp::now().millis()])
+        .sql()?;
+    Ok((DeviceRow { pk: DevicePk(conn.last_insert_rowid()), next_seq: 1, pending: 0 }, true))
 }
 
 pub(crate) fn not_found(device: &DeviceId) -> StoreError {
-    StoreError::rejected(
-        ErrorCode::DeviceNotFound,
-        format!("no device {device} in this license"),
-    )
+    StoreError::rejected(ErrorCode::DeviceNotFound, format!("no device {device} in this license"))
 }
 
 /// A device's pk if it is bound to this license.
-pub(crate) fn owned(
-    conn: &Connection,
-    license: LicensePk,
-    device: &DeviceId,
-) -> StoreResult<Option<DevicePk>> {
+pub(crate) fn owned(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DevicePk>> {
     conn.prepare_cached("SELECT pk FROM devices WHERE device_id = ?1 AND license_pk = ?2")
         .sql()?
-        .query_row(params![device.as_str(), license.0], |row| {
-            row.get(0).map(DevicePk)
-        })
+        .query_row(params![device.as_str(), license.0], |row| row.get(0).map(DevicePk))
         .optional()
         .sql()
 }
 
-const INFO_COLUMNS: &str =
-    "device_id, active, online_conn IS NOT NULL, last_seen, pending, bound_at";
+const INFO_COLUMNS: &str = "device_id, active, online_conn IS NOT NULL, last_seen, pending, bound_at";
 
 fn info_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceInfo> {
     Ok(DeviceInfo {
         device_id: columns::device_id(row, 0)?,
-        status: if row.get::<_, bool>(1)? {
-            DeviceStatus::Active
-        } else {
-            DeviceStatus::Registered
-        },
+        status: if row.get::<_, bool>(1)? { DeviceStatus::Active } else { DeviceStatus::Registered },
         online: row.get(2)?,
         last_seen: columns::opt_time(row, 3)?,
         pending: row.get::<_, i64>(4)?.max(0) as u64,
@@ -138,41 +102,23 @@ fn info_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceInfo> {
     })
 }
 
-pub(crate) fn info(
-    conn: &Connection,
-    license: LicensePk,
-    device: &DeviceId,
-) -> StoreResult<Option<DeviceInfo>> {
-    conn.prepare_cached(&format!(
-        "SELECT {INFO_COLUMNS} FROM devices WHERE device_id = ?1 AND license_pk = ?2"
-    ))
-    .sql()?
-    .query_row(params![device.as_str(), license.0], info_from_row)
-    .optional()
-    .sql()
+pub(crate) fn info(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceInfo>> {
+    conn.prepare_cached(&format!("SELECT {INFO_COLUMNS} FROM devices WHERE device_id = ?1 AND license_pk = ?2"))
+        .sql()?
+        .query_row(params![device.as_str(), license.0], info_from_row)
+        .optional()
+        .sql()
 }
 
-pub(crate) fn list(
-    conn: &Connection,
-    license: LicensePk,
-    page: PageRequest,
-) -> StoreResult<Page<DeviceInfo>> {
+pub(crate) fn list(conn: &Connection, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceInfo>> {
     let total = count(conn, license)?;
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {INFO_COLUMNS} FROM devices WHERE license_pk = ?1 ORDER BY device_id LIMIT ?2 OFFSET ?3"
         ))
         .sql()?;
-    let rows = stmt
-        .query_map(
-            params![license.0, page.size, page.offset() as i64],
-            info_from_row,
-        )
-        .sql()?;
-    Ok(Page {
-        items: rows.collect::<rusqlite::Result<Vec<_>>>().sql()?,
-        total,
-    })
+    let rows = stmt.query_map(params![license.0, page.size, page.offset() as i64], info_from_row).sql()?;
+    Ok(Page { items: rows.collect::<rusqlite::Result<Vec<_>>>().sql()?, total })
 }
 
 pub(crate) fn count(conn: &Connection, license: LicensePk) -> StoreResult<u64> {
@@ -185,40 +131,26 @@ pub(crate) fn count(conn: &Connection, license: LicensePk) -> StoreResult<u64> {
 }
 
 /// Unbinds a device: its messages and receipts go with it.
-pub(crate) fn unbind(
-    conn: &Connection,
-    license: LicensePk,
-    device: &DeviceId,
-) -> StoreResult<DevicePk> {
+pub(crate) fn unbind(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk> {
     let pk = owned(conn, license, device)?.ok_or_else(|| not_found(device))?;
-    conn.prepare_cached("DELETE FROM messages WHERE device_pk = ?1")
-        .sql()?
-        .execute([pk.0])
-        .sql()?;
-    conn.prepare_cached("DELETE FROM devices WHERE pk = ?1")
-        .sql()?
-        .execute([pk.0])
-        .sql()?;
+    conn.prepare_cached("DELETE FROM messages WHERE device_pk = ?1").sql()?.execute([pk.0]).sql()?;
+    conn.prepare_cached("DELETE FROM devices WHERE pk = ?1").sql()?.execute([pk.0]).sql()?;
     Ok(pk)
 }
 
 pub(crate) fn set_online(conn: &Connection, device: DevicePk, conn_id: u64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE devices SET online_conn = ?2, active = 1, last_seen = ?3 WHERE pk = ?1",
-    )
-    .sql()?
-    .execute(params![device.0, conn_id as i64, Timestamp::now().millis()])
-    .sql()?;
+    conn.prepare_cached("UPDATE devices SET online_conn = ?2, active = 1, last_seen = ?3 WHERE pk = ?1")
+        .sql()?
+        .execute(params![device.0, conn_id as i64, Timestamp::now().millis()])
+        .sql()?;
     Ok(())
 }
 
 pub(crate) fn set_offline(conn: &Connection, device: DevicePk, conn_id: u64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE devices SET online_conn = NULL, last_seen = ?3 WHERE pk = ?1 AND online_conn = ?2",
-    )
-    .sql()?
-    .execute(params![device.0, conn_id as i64, Timestamp::now().millis()])
-    .sql()?;
+    conn.prepare_cached("UPDATE devices SET online_conn = NULL, last_seen = ?3 WHERE pk = ?1 AND online_conn = ?2")
+        .sql()?
+        .execute(params![device.0, conn_id as i64, Timestamp::now().millis()])
+        .sql()?;
     Ok(())
 }
 

@@ -20,9 +20,7 @@ pub(crate) fn publish(
     records: Vec<NewRecord>,
 ) -> StoreResult<Vec<Published>> {
     let now = Timestamp::now().millis();
-    let mut seen = conn
-        .prepare_cached("SELECT id FROM inbox WHERE device_pk = ?1 AND ref = ?2")
-        .sql()?;
+    let mut seen = conn.prepare_cached("SELECT id FROM inbox WHERE device_pk = ?1 AND ref = ?2").sql()?;
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO inbox (id, license_pk, device_pk, device_id, ref, data, created_at)
@@ -31,15 +29,10 @@ pub(crate) fn publish(
         .sql()?;
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let earlier: Option<Uuid> = seen
-            .query_row(params![device.pk.0, record.reference], |row| row.get(0))
-            .optional()
-            .sql()?;
+        let earlier: Option<Uuid> =
+            seen.query_row(params![device.pk.0, record.reference], |row| row.get(0)).optional().sql()?;
         if let Some(id) = earlier {
-            out.push(Published {
-                id,
-                duplicate: true,
-            });
+            out.push(Published { id, duplicate: true });
             continue;
         }
         let id = Uuid::now_v7();
@@ -54,24 +47,15 @@ pub(crate) fn publish(
                 now
             ])
             .sql()?;
-        out.push(Published {
-            id,
-            duplicate: false,
-        });
+        out.push(Published { id, duplicate: false });
     }
     if out.iter().any(|p| !p.duplicate) {
-        events.push(RelayEvent::Published {
-            license: device.license,
-        });
+        events.push(RelayEvent::Published { license: device.license });
     }
     Ok(out)
 }
 
-pub(crate) fn list(
-    conn: &Connection,
-    license: LicensePk,
-    limit: usize,
-) -> StoreResult<Vec<InboxRecord>> {
+pub(crate) fn list(conn: &Connection, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, device_id, ref, created_at, data FROM inbox

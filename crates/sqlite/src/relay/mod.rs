@@ -14,8 +14,8 @@ use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{Page, PageRequest, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{
-    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord,
-    PendingMessage, Published, Receipt, SharedMessage, SweepReport,
+    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
+    Published, Receipt, SharedMessage, SweepReport,
 };
 use relayhub_relay::store::{RelayEvent, RelayStore};
 use uuid::Uuid;
@@ -33,11 +33,7 @@ impl RelayStore for SqliteStore {
         queue_limit: u32,
     ) -> StoreResult<Vec<Enqueued>> {
         let license = license.clone();
-        self.writer
-            .write(move |conn, events| {
-                queue::enqueue(conn, events, &license, messages, queue_limit)
-            })
-            .await
+        self.writer.write(move |conn, events| queue::enqueue(conn, events, &license, messages, queue_limit)).await
     }
 
     async fn pending(
@@ -47,25 +43,19 @@ impl RelayStore for SqliteStore {
         page: PageRequest,
     ) -> StoreResult<Page<PendingMessage>> {
         let device = device.clone();
-        self.readers
-            .read(move |conn| queue::pending(conn, license, &device, page))
-            .await
+        self.readers.read(move |conn| queue::pending(conn, license, &device, page)).await
     }
 
     async fn receipt(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
-        self.readers
-            .read(move |conn| queue::receipt(conn, license, id))
-            .await
+        self.readers.read(move |conn| queue::receipt(conn, license, id)).await
     }
 
     async fn bind(&self, license: &License, device: &DeviceId) -> StoreResult<(DeviceInfo, bool)> {
         let (license, device) = (license.clone(), device.clone());
         self.writer
             .write(move |conn, _| {
-                let (_, created) =
-                    devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?;
-                let info = devices::info(conn, license.pk, &device)?
-                    .ok_or_else(|| devices::not_found(&device))?;
+                let (_, created) = devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?;
+                let info = devices::info(conn, license.pk, &device)?.ok_or_else(|| devices::not_found(&device))?;
                 Ok((info, created))
             })
             .await
@@ -82,41 +72,23 @@ impl RelayStore for SqliteStore {
             .await
     }
 
-    async fn device(
-        &self,
-        license: LicensePk,
-        device: &DeviceId,
-    ) -> StoreResult<Option<DeviceInfo>> {
+    async fn device(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceInfo>> {
         let device = device.clone();
-        self.readers
-            .read(move |conn| devices::info(conn, license, &device))
-            .await
+        self.readers.read(move |conn| devices::info(conn, license, &device)).await
     }
 
-    async fn devices(
-        &self,
-        license: LicensePk,
-        page: PageRequest,
-    ) -> StoreResult<Page<DeviceInfo>> {
-        self.readers
-            .read(move |conn| devices::list(conn, license, page))
-            .await
+    async fn devices(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceInfo>> {
+        self.readers.read(move |conn| devices::list(conn, license, page)).await
     }
 
     async fn device_count(&self, license: LicensePk) -> StoreResult<u64> {
-        self.readers
-            .read(move |conn| devices::count(conn, license))
-            .await
+        self.readers.read(move |conn| devices::count(conn, license)).await
     }
 
     async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<Connected> {
         let (license, device) = (license.clone(), device.clone());
         let connected = |row: devices::DeviceRow, license: &License, device: DeviceId| Connected {
-            device: DeviceRef {
-                pk: row.pk,
-                license: license.pk,
-                device_id: device,
-            },
+            device: DeviceRef { pk: row.pk, license: license.pk, device_id: device },
             pending: row.pending.max(0) as u64,
         };
         // Reconnects of bound devices, by far the common case, need no write.
@@ -124,8 +96,7 @@ impl RelayStore for SqliteStore {
         let bound = self
             .readers
             .read(move |conn| match devices::owned(conn, l.pk, &d)? {
-                Some(_) => devices::resolve_or_bind(conn, &l, &d, Purpose::Connect)
-                    .map(|(row, _)| Some(row)),
+                Some(_) => devices::resolve_or_bind(conn, &l, &d, Purpose::Connect).map(|(row, _)| Some(row)),
                 None => Ok(None),
             })
             .await?;
@@ -141,67 +112,43 @@ impl RelayStore for SqliteStore {
     }
 
     async fn set_online(&self, device: DevicePk, conn: ConnId) -> StoreResult<()> {
-        self.writer
-            .write(move |db, _| devices::set_online(db, device, conn.0))
-            .await
+        self.writer.write(move |db, _| devices::set_online(db, device, conn.0)).await
     }
 
     fn set_offline(&self, device: DevicePk, conn: ConnId) {
-        self.writer
-            .submit(move |db, _| devices::set_offline(db, device, conn.0));
+        self.writer.submit(move |db, _| devices::set_offline(db, device, conn.0));
     }
 
-    async fn fetch(
-        &self,
-        device: DevicePk,
-        from_seq: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<SharedMessage>> {
-        self.readers
-            .read(move |conn| queue::fetch(conn, device, from_seq, limit))
-            .await
+    async fn fetch(&self, device: DevicePk, from_seq: i64, limit: usize) -> StoreResult<Vec<SharedMessage>> {
+        self.readers.read(move |conn| queue::fetch(conn, device, from_seq, limit)).await
     }
 
     fn mark_sent(&self, device: DevicePk, seqs: Vec<i64>) {
         let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
             return;
         };
-        self.writer
-            .submit(move |conn, _| queue::mark_sent(conn, device, first, last));
+        self.writer.submit(move |conn, _| queue::mark_sent(conn, device, first, last));
     }
 
     async fn ack(&self, device: DevicePk, ids: Vec<Uuid>) -> StoreResult<AckOutcome> {
-        self.writer
-            .write(move |conn, _| queue::ack(conn, device, &ids))
-            .await
+        self.writer.write(move |conn, _| queue::ack(conn, device, &ids)).await
     }
 
     fn mark_expired(&self, device: DevicePk, seqs: Vec<i64>) {
-        self.writer
-            .submit(move |conn, _| queue::mark_expired(conn, device, &seqs));
+        self.writer.submit(move |conn, _| queue::mark_expired(conn, device, &seqs));
     }
 
-    async fn publish(
-        &self,
-        device: &DeviceRef,
-        records: Vec<NewRecord>,
-    ) -> StoreResult<Vec<Published>> {
+    async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>> {
         let device = device.clone();
-        self.writer
-            .write(move |conn, events| inbox::publish(conn, events, &device, records))
-            .await
+        self.writer.write(move |conn, events| inbox::publish(conn, events, &device, records)).await
     }
 
     async fn inbox(&self, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>> {
-        self.readers
-            .read(move |conn| inbox::list(conn, license, limit))
-            .await
+        self.readers.read(move |conn| inbox::list(conn, license, limit)).await
     }
 
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64> {
-        self.writer
-            .write(move |conn, _| inbox::ack(conn, license, &ids))
-            .await
+        self.writer.write(move |conn, _| inbox::ack(conn, license, &ids)).await
     }
 
     async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport> {
@@ -218,11 +165,7 @@ impl RelayStore for SqliteStore {
     async fn reset_presence(&self) -> StoreResult<()> {
         self.writer
             .write(|conn, _| {
-                conn.execute(
-                    "UPDATE devices SET online_conn = NULL WHERE online_conn IS NOT NULL",
-                    [],
-                )
-                .sql()?;
+                conn.execute("UPDATE devices SET online_conn = NULL WHERE online_conn IS NOT NULL", []).sql()?;
                 Ok(())
             })
             .await

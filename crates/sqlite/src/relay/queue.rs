@@ -11,8 +11,7 @@ use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{
-    AckOutcome, Enqueued, MessageStatus, NewMessage, PendingMessage, QueuedMessage, Receipt,
-    SharedMessage,
+    AckOutcome, Enqueued, MessageStatus, NewMessage, PendingMessage, QueuedMessage, Receipt, SharedMessage,
 };
 use relayhub_relay::store::RelayEvent;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -41,19 +40,13 @@ struct Previous {
 }
 
 fn previous(conn: &Connection, license: LicensePk, key: &str) -> StoreResult<Option<Previous>> {
-    conn.prepare_cached(
-        "SELECT id, seq, idem_hash FROM messages WHERE license_pk = ?1 AND idem_key = ?2",
-    )
-    .sql()?
-    .query_row(params![license.0, key], |row| {
-        Ok(Previous {
-            id: row.get(0)?,
-            seq: row.get(1)?,
-            fingerprint: row.get(2)?,
+    conn.prepare_cached("SELECT id, seq, idem_hash FROM messages WHERE license_pk = ?1 AND idem_key = ?2")
+        .sql()?
+        .query_row(params![license.0, key], |row| {
+            Ok(Previous { id: row.get(0)?, seq: row.get(1)?, fingerprint: row.get(2)? })
         })
-    })
-    .optional()
-    .sql()
+        .optional()
+        .sql()
 }
 
 /// How one message of a batch is answered.
@@ -83,8 +76,7 @@ pub(crate) fn enqueue(
 
     for (i, message) in messages.iter().enumerate() {
         if !targets.contains_key(&message.device_id) {
-            let (row, _) =
-                devices::resolve_or_bind(conn, license, &message.device_id, Purpose::Queue)?;
+            let (row, _) = devices::resolve_or_bind(conn, license, &message.device_id, Purpose::Queue)?;
             order.push(row.pk);
             targets.insert(message.device_id.clone(), row);
         }
@@ -93,11 +85,7 @@ pub(crate) fn enqueue(
         };
         let fingerprint = message.fingerprint();
         let (matches, outcome) = if let Some(earlier) = previous(conn, license.pk, key)? {
-            let replay = Enqueued {
-                id: earlier.id,
-                seq: earlier.seq,
-                replayed: true,
-            };
+            let replay = Enqueued { id: earlier.id, seq: earlier.seq, replayed: true };
             (earlier.fingerprint == fingerprint, Outcome::Replay(replay))
         } else if let Some(&(first, first_fingerprint)) = keys_in_batch.get(key) {
             (first_fingerprint == fingerprint, Outcome::SameAs(first))
@@ -117,9 +105,7 @@ pub(crate) fn enqueue(
     let mut new_per_device: HashMap<DevicePk, i64> = HashMap::new();
     for (message, outcome) in messages.iter().zip(&outcomes) {
         if matches!(outcome, Outcome::New(_)) {
-            *new_per_device
-                .entry(targets[&message.device_id].pk)
-                .or_default() += 1;
+            *new_per_device.entry(targets[&message.device_id].pk).or_default() += 1;
         }
     }
     for (device_id, row) in &targets {
@@ -127,10 +113,7 @@ pub(crate) fn enqueue(
         if adding > 0 && row.pending + adding > i64::from(queue_limit) {
             return Err(StoreError::rejected(
                 ErrorCode::QueueFull,
-                format!(
-                    "device {device_id} has {} pending messages; the limit is {queue_limit}",
-                    row.pending
-                ),
+                format!("device {device_id} has {} pending messages; the limit is {queue_limit}", row.pending),
             ));
         }
     }
@@ -147,16 +130,11 @@ pub(crate) fn enqueue(
         if !matches!(outcome, Outcome::New(_)) {
             continue;
         }
-        let row = targets
-            .get_mut(&message.device_id)
-            .ok_or_else(|| StoreError::Internal("lost a device".into()))?;
+        let row = targets.get_mut(&message.device_id).ok_or_else(|| StoreError::Internal("lost a device".into()))?;
         let seq = row.next_seq;
         row.next_seq += 1;
         let id = Uuid::now_v7();
-        let fingerprint = message
-            .idempotency_key
-            .as_ref()
-            .map(|_| message.fingerprint());
+        let fingerprint = message.idempotency_key.as_ref().map(|_| message.fingerprint());
         insert
             .execute(params![
                 id,
@@ -170,11 +148,7 @@ pub(crate) fn enqueue(
                 fingerprint.as_ref().map(|f| f.as_slice()),
             ])
             .sql()?;
-        *outcome = Outcome::New(Some(Enqueued {
-            id,
-            seq,
-            replayed: false,
-        }));
+        *outcome = Outcome::New(Some(Enqueued { id, seq, replayed: false }));
         let entry = queued.entry(row.pk).or_insert_with(|| (seq, Vec::new()));
         entry.1.push(Arc::new(QueuedMessage {
             id,
@@ -188,21 +162,15 @@ pub(crate) fn enqueue(
     for row in targets.values() {
         let added = new_per_device.get(&row.pk).copied().unwrap_or(0);
         if added > 0 {
-            conn.prepare_cached(
-                "UPDATE devices SET next_seq = ?2, pending = pending + ?3 WHERE pk = ?1",
-            )
-            .sql()?
-            .execute(params![row.pk.0, row.next_seq, added])
-            .sql()?;
+            conn.prepare_cached("UPDATE devices SET next_seq = ?2, pending = pending + ?3 WHERE pk = ?1")
+                .sql()?
+                .execute(params![row.pk.0, row.next_seq, added])
+                .sql()?;
         }
     }
     for pk in order {
         if let Some((first_seq, messages)) = queued.remove(&pk) {
-            events.push(RelayEvent::Queued {
-                device: pk,
-                first_seq,
-                messages,
-            });
+            events.push(RelayEvent::Queued { device: pk, first_seq, messages });
         }
     }
     outcomes
@@ -210,13 +178,8 @@ pub(crate) fn enqueue(
         .map(|outcome| match *outcome {
             Outcome::New(Some(done)) | Outcome::Replay(done) => Ok(done),
             Outcome::SameAs(first) => match outcomes[first] {
-                Outcome::New(Some(done)) => Ok(Enqueued {
-                    replayed: true,
-                    ..done
-                }),
-                _ => Err(StoreError::Internal(
-                    "a repeated key lost its first message".into(),
-                )),
+                Outcome::New(Some(done)) => Ok(Enqueued { replayed: true, ..done }),
+                _ => Err(StoreError::Internal("a repeated key lost its first message".into())),
             },
             Outcome::New(None) => Err(StoreError::Internal("a message was left unqueued".into())),
         })
@@ -253,17 +216,10 @@ pub(crate) fn pending(
             })
         })
         .sql()?;
-    Ok(Page {
-        items: rows.collect::<rusqlite::Result<Vec<_>>>().sql()?,
-        total: total.max(0) as u64,
-    })
+    Ok(Page { items: rows.collect::<rusqlite::Result<Vec<_>>>().sql()?, total: total.max(0) as u64 })
 }
 
-pub(crate) fn receipt(
-    conn: &Connection,
-    license: LicensePk,
-    id: Uuid,
-) -> StoreResult<Option<Receipt>> {
+pub(crate) fn receipt(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
     conn.prepare_cached(
         "SELECT m.id, d.device_id, m.seq, m.status, m.created_at, m.updated_at, m.expires_at
          FROM messages m JOIN devices d ON d.pk = m.device_pk
@@ -307,21 +263,14 @@ pub(crate) fn fetch(
              WHERE device_pk = ?1 AND seq >= ?2 AND status < 2 ORDER BY seq LIMIT ?3",
         )
         .sql()?;
-    let rows = stmt
-        .query_map(params![device.0, from_seq, limit as i64], queued_from_row)
-        .sql()?;
+    let rows = stmt.query_map(params![device.0, from_seq, limit as i64], queued_from_row).sql()?;
     rows.collect::<rusqlite::Result<Vec<_>>>().sql()
 }
 
 /// Marks a contiguous run of a device's messages sent. Every pending
 /// message in `first..=last` went through the connection, in order; those it
 /// skipped as expired are marked expired by their own call.
-pub(crate) fn mark_sent(
-    conn: &Connection,
-    device: DevicePk,
-    first: i64,
-    last: i64,
-) -> StoreResult<()> {
+pub(crate) fn mark_sent(conn: &Connection, device: DevicePk, first: i64, last: i64) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE messages SET status = 1, updated_at = ?4
          WHERE device_pk = ?1 AND seq BETWEEN ?2 AND ?3 AND status = 0",
@@ -355,9 +304,7 @@ pub(crate) fn ack(conn: &Connection, device: DevicePk, ids: &[Uuid]) -> StoreRes
              WHERE id = ?1 AND device_pk = ?2 AND status < 2",
         )
         .sql()?;
-    let mut known = conn
-        .prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND device_pk = ?2")
-        .sql()?;
+    let mut known = conn.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND device_pk = ?2").sql()?;
     let mut outcome = AckOutcome::default();
     for id in ids {
         if deliver.execute(params![id, device.0, now]).sql()? == 1 {
@@ -384,11 +331,7 @@ pub(crate) fn expire_due(conn: &Connection, now: Timestamp) -> StoreResult<u64> 
         )
         .sql()?;
     let mut per_device: HashMap<i64, i64> = HashMap::new();
-    let rows = stmt
-        .query_map(params![now.millis(), SWEEP_CHUNK], |row| {
-            row.get::<_, i64>(0)
-        })
-        .sql()?;
+    let rows = stmt.query_map(params![now.millis(), SWEEP_CHUNK], |row| row.get::<_, i64>(0)).sql()?;
     for device in rows {
         *per_device.entry(device.sql()?).or_default() += 1;
     }

@@ -1,0 +1,179 @@
+//! What got a 202 survives: a graceful restart, and a SIGKILL in the middle
+//! of a burst of producers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Device, PATIENCE, TestApp, ids};
+
+#[tokio::test]
+async fn pending_messages_and_receipts_survive_a_restart() {
+    let app = TestApp::spawn().await;
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        sent.push(app.send_ok("van-7", json!({"stop": i})).await);
+    }
+    let mut van = app.connect("van-7").await;
+    van.messages(6).await;
+    van.ack(&[&sent[0], &sent[1]]).await;
+    van.sync().await;
+
+    let app = app.restart().await;
+    // The socket was closed by the shutdown.
+    assert_eq!(u16::from(van.closed().await.expect("close frame").code), 1001);
+
+    assert_eq!(app.receipt(&sent[0]).await["status"], "delivered");
+    let mut van = app.connect("van-7").await;
+    assert_eq!(van.hello["pending"], 4);
+    let frames = van.messages(4).await;
+    assert_eq!(ids(&frames), sent[2..].to_vec());
+    // Sequence numbers continue where they were.
+    let next: Value = app.send("van-7", json!("after")).await.json().await.unwrap();
+    assert_eq!(next["seq"], 7);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_sockets_and_finishes_requests() {
+    let mut app = TestApp::spawn().await;
+    let mut phone = app.connect("p").await;
+    let poll = {
+        let request = app.get("/api/v1/inbox?wait=30");
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    app.await_metric("relayhub_inbox_waiting", 1.0).await;
+    app.stop().await;
+    let close = phone.closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1001);
+    assert_eq!(close.reason.as_str(), "server shutting down");
+    let answered = tokio::time::timeout(PATIENCE, poll).await.expect("the long poll ended").unwrap();
+    assert_eq!(answered.status(), 200, "a waiting long poll is answered, not cut");
+}
+
+/// A `relayhub serve` child process on a free loopback port.
+struct ChildServer {
+    child: Child,
+    addr: String,
+}
+
+impl ChildServer {
+    async fn start(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relayhub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data")
+            .arg(data)
+            .env("RELAYHUB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn relayhub");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+                if log["message"] == "relayhub listening" {
+                    return log["addr"].as_str().unwrap().to_owned();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server listens in time");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, addr }
+    }
+}
+
+fn cli(data: &Path, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
+        .args(args)
+        .arg("--json")
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run relayhub");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn every_202_survives_sigkill_during_a_burst() {
+    const DEVICES: usize = 8;
+    const PRODUCERS: usize = 16;
+    const KILL_AFTER: usize = 1500;
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = cli(dir.path(), &["license", "create", "--number", "LIC-K"])["token"].as_str().unwrap().to_owned();
+    let key = cli(dir.path(), &["apikey", "create"])["key"].as_str().unwrap().to_owned();
+
+    let mut server = ChildServer::start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let (http, token, addr, accepted) = (http.clone(), token.clone(), server.addr.clone(), accepted.clone());
+        producers.push(tokio::spawn(async move {
+            let mut acked: Vec<(String, String)> = Vec::new();
+            // Bounded: stops at the first failure (the kill) or after 10k.
+            for n in 0..10_000 {
+                let device = format!("dev-{}", (p + n) % DEVICES);
+                let url = format!("http://{addr}/api/v1/devices/{device}/messages");
+                let body = json!({"producer": p, "n": n});
+                let Ok(response) = http.post(url).bearer_auth(&token).json(&body).send().await else { break };
+                if response.status() != 202 {
+                    break;
+                }
+                let Ok(answer) = response.json::<Value>().await else { break };
+                acked.push((device, answer["id"].as_str().unwrap().to_owned()));
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            acked
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while accepted.load(Ordering::Relaxed) < KILL_AFTER {
+        assert!(tokio::time::Instant::now() < deadline, "the burst was too slow");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.child.start_kill().expect("SIGKILL");
+    server.child.wait().await.unwrap();
+
+    let mut promised: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for producer in producers {
+        for (device, id) in producer.await.unwrap() {
+            promised.entry(device).or_default().insert(id);
+        }
+    }
+    let total: usize = promised.values().map(HashSet::len).sum();
+    assert!(total >= KILL_AFTER, "only {total} accepted");
+
+    let server = ChildServer::start(dir.path()).await;
+    for (device, ids_promised) in &promised {
+        let url = format!("ws://{}/ws/device?api_key={key}&device_id={device}&license=LIC-K", server.addr);
+        let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+        let mut phone = Device::open(request).await.expect("device connects after the crash");
+        let pending = phone.hello["pending"].as_u64().unwrap() as usize;
+        assert!(pending >= ids_promised.len(), "{device}: {pending} pending < {} promised", ids_promised.len());
+        let mut received = HashSet::new();
+        let mut last_seq = 0;
+        while received.len() < pending {
+            let frame = phone.expect("message").await;
+            let seq = frame["seq"].as_i64().unwrap();
+            assert!(seq > last_seq, "{device}: seq {seq} after {last_seq}");
+            last_seq = seq;
+            let id = frame["id"].as_str().unwrap().to_owned();
+            phone.ack(&[&id]).await;
+            assert!(received.insert(id), "{device}: duplicate delivery");
+        }
+        let lost: Vec<_> = ids_promised.difference(&received).collect();
+        assert!(lost.is_empty(), "{device}: {} acknowledged messages lost: {lost:?}", lost.len());
+    }
+}

@@ -1,0 +1,172 @@
+//! Licenses are isolated; expired licenses, revoked tokens and revoked keys
+//! stop working at once.
+
+use chrono::NaiveDate;
+use relayhub_core::identity::{self, LicenseUpdate};
+use relayhub_core::ids::LicenseNumber;
+use relayhub_core::time::Timestamp;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn two_licenses_cannot_see_each_others_devices_messages_or_inbox() {
+    let app = TestApp::spawn().await;
+    let (b_token, _) = app.create_license("LIC-B", None).await;
+    let a_msg = app.send_ok("a-phone", json!({"secret": "A"})).await;
+    let mut a_phone = app.connect("a-phone").await;
+    a_phone.expect("message").await;
+    a_phone.send(json!({"type": "publish", "ref": "r1", "data": {"from": "A"}})).await;
+    a_phone.expect("published").await;
+
+    let b = |method: reqwest::Method, path: &str| app.http.request(method, app.url(path)).bearer_auth(&b_token);
+    use reqwest::Method;
+    // Every read and write B could try on A's objects: 404, as if absent.
+    for (method, path) in [
+        (Method::GET, "/api/v1/devices/a-phone"),
+        (Method::GET, "/api/v1/devices/a-phone/messages"),
+        (Method::DELETE, "/api/v1/devices/a-phone"),
+        (Method::PUT, "/api/v1/devices/a-phone"),
+        (Method::GET, &format!("/api/v1/messages/{a_msg}")),
+    ] {
+        let response = b(method.clone(), path).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(!body.to_string().contains("LIC-A"), "{body}");
+    }
+    let post = b(Method::POST, "/api/v1/devices/a-phone/messages").json(&json!(1)).send().await.unwrap();
+    assert_eq!(post.status(), 404);
+    let batch = json!({"messages": [{"device_id": "a-phone", "data": 1}]});
+    assert_eq!(b(Method::POST, "/api/v1/messages").json(&batch).send().await.unwrap().status(), 404);
+
+    let devices: Value = b(Method::GET, "/api/v1/devices").send().await.unwrap().json().await.unwrap();
+    assert_eq!(devices["total"], 0);
+    let inbox: Value = b(Method::GET, "/api/v1/inbox").send().await.unwrap().json().await.unwrap();
+    assert_eq!(inbox["records"], json!([]));
+    let license: Value = b(Method::GET, "/api/v1/license").send().await.unwrap().json().await.unwrap();
+    assert_eq!(license["number"], "LIC-B");
+    assert_eq!(license["devices"], 0);
+
+    // B cannot acknowledge A's inbox record away.
+    let a_inbox: Value = app.get("/api/v1/inbox").send().await.unwrap().json().await.unwrap();
+    let record = a_inbox["records"][0]["id"].clone();
+    let acked: Value = b(Method::POST, "/api/v1/inbox/ack")
+        .json(&json!({"ids": [record]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acked["deleted"], 0);
+    let a_inbox: Value = app.get("/api/v1/inbox").send().await.unwrap().json().await.unwrap();
+    assert_eq!(a_inbox["records"].as_array().unwrap().len(), 1);
+
+    // A's phone cannot be taken over by connecting with license B.
+    let (status, body) = app.try_connect("a-phone", &app.api_key, "LIC-B").await.err().expect("refused");
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "device_bound_elsewhere");
+}
+
+#[tokio::test]
+async fn an_expired_license_gets_403_and_its_devices_are_disconnected() {
+    let app = TestApp::spawn().await;
+    app.send_ok("pos-1", json!(1)).await;
+    let mut pos = app.connect("pos-1").await;
+    pos.expect("message").await;
+
+    // As `relayhub license update LIC-A --expires 2020-01-01` would, from
+    // another process.
+    let update = LicenseUpdate {
+        expires_at: Some(Some(Timestamp::end_of_day(NaiveDate::from_ymd_opt(2020, 1, 1).unwrap()))),
+        ..LicenseUpdate::default()
+    };
+    app.admin().identity.update_license(&LicenseNumber::parse("LIC-A").unwrap(), update).await.unwrap();
+
+    assert_eq!(u16::from(pos.closed().await.expect("close frame").code), 4003);
+    for response in [
+        app.send("pos-1", json!(2)).await,
+        app.get("/api/v1/devices").send().await.unwrap(),
+        app.get("/api/v1/inbox").send().await.unwrap(),
+        app.get("/api/v1/license").send().await.unwrap(),
+    ] {
+        assert_eq!(response.status(), 403);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "license_expired");
+        assert!(body["error"]["message"].as_str().unwrap().contains("2020-01-01"));
+    }
+    let (status, body) = app.try_connect("pos-1", &app.api_key, "LIC-A").await.err().expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("license_expired")));
+
+    // Renewal brings everything back, the queue included.
+    let renew = LicenseUpdate { expires_at: Some(None), ..LicenseUpdate::default() };
+    app.admin().identity.update_license(&LicenseNumber::parse("LIC-A").unwrap(), renew).await.unwrap();
+    let mut pos = app.connect("pos-1").await;
+    assert_eq!(pos.expect("message").await["data"], 1);
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_and_others_keep_working() {
+    let app = TestApp::spawn().await;
+    let number = LicenseNumber::parse("LIC-A").unwrap();
+    let second = identity::issue_token(app.admin().identity.as_ref(), &number).await.unwrap();
+    let tokens =
+        app.admin().identity.tokens(app.admin().identity.license(&number).await.unwrap().unwrap().pk).await.unwrap();
+    let first_id = tokens.iter().find(|t| t.id != second.id).unwrap().id.clone();
+
+    assert_eq!(app.get("/api/v1/license").send().await.unwrap().status(), 200);
+    identity::revoke_token(app.admin().identity.as_ref(), &number, &first_id).await.unwrap();
+    let refused = app.get("/api/v1/license").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "invalid_token");
+    let ok = app.http.get(app.url("/api/v1/license")).bearer_auth(second.secret.expose()).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let none = app.http.get(app.url("/api/v1/license")).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.json::<Value>().await.unwrap()["error"]["code"], "missing_token");
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_refuses_new_sockets_and_closes_open_ones() {
+    let app = TestApp::spawn().await;
+    let mut phone = app.connect("phone-1").await;
+    identity::revoke_api_key(app.admin().identity.as_ref(), &app.api_key_id).await.unwrap();
+    assert_eq!(u16::from(phone.closed().await.expect("close frame").code), 4001);
+    let (status, body) = app.try_connect("phone-1", &app.api_key, "LIC-A").await.err().expect("refused");
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+
+    let other = identity::create_api_key(app.admin().identity.as_ref(), "v2").await.unwrap();
+    app.try_connect("phone-1", other.secret.expose(), "LIC-A").await.expect("a new key works");
+}
+
+#[tokio::test]
+async fn the_upgrade_refuses_missing_or_unknown_credentials_before_upgrading() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.try_connect("p", "rhk_nope", "LIC-A").await.err().unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
+    let (status, body) = app.try_connect("p", &app.api_key, "LIC-NONE").await.err().unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("license_not_found")));
+    let (status, body) = app.try_connect("bad id!", &app.api_key, "LIC-A").await.err().unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_field")));
+
+    // Query parameters work for clients that cannot set headers.
+    let url = format!("ws://{}/ws/device?api_key={}&device_id=q-phone&license=LIC-A", app.addr, app.api_key);
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    let device = crate::helpers::Device::open(request).await.expect("connects with query credentials");
+    assert_eq!(device.hello["device_id"], "q-phone");
+
+    // A plain GET is not an upgrade.
+    let plain = app
+        .http
+        .get(app.url("/ws/device"))
+        .header("x-api-key", &app.api_key)
+        .header("x-device-id", "p")
+        .header("x-license", "LIC-A")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 400);
+    assert!(plain.json::<Value>().await.unwrap()["error"]["code"].is_string());
+}
