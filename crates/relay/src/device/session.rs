@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -17,6 +18,7 @@ use relayhub_core::gateway::{CloseReason, Conn, Event};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::frames::{self, Inbound};
@@ -27,6 +29,16 @@ use crate::model::{AckOutcome, Connected, DeviceRef, NewRecord, Published, Share
 /// Frames whose store calls may be in flight at once; past it the
 /// connection stops reading until some complete.
 const MAX_IN_FLIGHT_OPS: usize = 256;
+
+/// After a failed queue read, when to try again.
+const READ_RETRY: Duration = Duration::from_secs(1);
+
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What the upgrade request established.
 pub struct Handshake {
@@ -51,6 +63,7 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
         next_seq: 0,
         in_flight: VecDeque::new(),
         ops: FuturesOrdered::new(),
+        retry_at: None,
     };
     let reason = session.start(&license, connected.pending).await;
     relay.hub.unregister(device.pk, conn_id);
@@ -82,6 +95,8 @@ struct Session {
     /// Sent and not yet acknowledged, in `seq` order.
     in_flight: VecDeque<(i64, Uuid)>,
     ops: FuturesOrdered<BoxFuture<'static, Done>>,
+    /// Set after a failed queue read: read again then.
+    retry_at: Option<Instant>,
 }
 
 impl Session {
@@ -127,6 +142,7 @@ impl Session {
                     Event::Gone => return Ok(None),
                 },
                 () = self.mailbox.changed(), if has_room => {}
+                () = sleep_until_or_never(self.retry_at), if self.retry_at.is_some() => self.retry_at = None,
                 Some(done) = self.ops.next() => self.on_done(done).await?,
             }
         }
@@ -146,9 +162,10 @@ impl Session {
                     let batch = match self.relay.store.fetch(self.device.pk, self.next_seq, room).await {
                         Ok(batch) => batch,
                         Err(err) => {
-                            // Not fatal: the next wake-up (a message, an ack,
-                            // a ping) tries again.
+                            // Not fatal: try again shortly (or on the next
+                            // wake-up, whichever comes first).
                             tracing::warn!(device = %self.device.device_id, %err, "could not read the queue");
+                            self.retry_at = Some(Instant::now() + READ_RETRY);
                             break;
                         }
                     };

@@ -21,6 +21,20 @@ use super::devices::{self, DeviceRow, Purpose};
 use crate::columns;
 use crate::error::SqlResult;
 
+// The statements on the delivery path, named so that a test can check that
+// each uses the partial queue index (SQLite uses a partial index only when
+// the query repeats its `status < 2` term literally).
+const FETCH: &str = "SELECT id, seq, created_at, expires_at, data FROM messages
+     WHERE device_pk = ?1 AND seq >= ?2 AND status < 2 ORDER BY seq LIMIT ?3";
+const MARK_SENT: &str = "UPDATE messages SET status = 1, updated_at = ?4
+     WHERE device_pk = ?1 AND seq BETWEEN ?2 AND ?3 AND status < 2 AND status = 0";
+const MARK_EXPIRED: &str = "UPDATE messages SET status = 3, data = NULL, updated_at = ?3
+     WHERE device_pk = ?1 AND seq = ?2 AND status < 2";
+const DELIVER: &str = "UPDATE messages SET status = 2, data = NULL, updated_at = ?3
+     WHERE id = ?1 AND device_pk = ?2 AND status < 2";
+const PENDING: &str = "SELECT id, seq, created_at, status, expires_at, data FROM messages
+     WHERE device_pk = ?1 AND status < 2 ORDER BY seq LIMIT ?2 OFFSET ?3";
+
 /// The `status` column: 0 queued, 1 sent, 2 delivered, 3 expired. The SQL
 /// below relies on `status < 2` meaning "pending".
 fn status_from(code: i64) -> MessageStatus {
@@ -198,12 +212,7 @@ pub(crate) fn pending(
         .sql()?
         .query_row([pk.0], |row| row.get(0))
         .sql()?;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, seq, created_at, status, expires_at, data FROM messages
-             WHERE device_pk = ?1 AND status < 2 ORDER BY seq LIMIT ?2 OFFSET ?3",
-        )
-        .sql()?;
+    let mut stmt = conn.prepare_cached(PENDING).sql()?;
     let rows = stmt
         .query_map(params![pk.0, page.size, page.offset() as i64], |row| {
             Ok(PendingMessage {
@@ -257,12 +266,7 @@ pub(crate) fn fetch(
     from_seq: i64,
     limit: usize,
 ) -> StoreResult<Vec<SharedMessage>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, seq, created_at, expires_at, data FROM messages
-             WHERE device_pk = ?1 AND seq >= ?2 AND status < 2 ORDER BY seq LIMIT ?3",
-        )
-        .sql()?;
+    let mut stmt = conn.prepare_cached(FETCH).sql()?;
     let rows = stmt.query_map(params![device.0, from_seq, limit as i64], queued_from_row).sql()?;
     rows.collect::<rusqlite::Result<Vec<_>>>().sql()
 }
@@ -271,24 +275,13 @@ pub(crate) fn fetch(
 /// message in `first..=last` went through the connection, in order; those it
 /// skipped as expired are marked expired by their own call.
 pub(crate) fn mark_sent(conn: &Connection, device: DevicePk, first: i64, last: i64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "UPDATE messages SET status = 1, updated_at = ?4
-         WHERE device_pk = ?1 AND seq BETWEEN ?2 AND ?3 AND status = 0",
-    )
-    .sql()?
-    .execute(params![device.0, first, last, Timestamp::now().millis()])
-    .sql()?;
+    conn.prepare_cached(MARK_SENT).sql()?.execute(params![device.0, first, last, Timestamp::now().millis()]).sql()?;
     Ok(())
 }
 
 pub(crate) fn mark_expired(conn: &Connection, device: DevicePk, seqs: &[i64]) -> StoreResult<()> {
     let now = Timestamp::now().millis();
-    let mut stmt = conn
-        .prepare_cached(
-            "UPDATE messages SET status = 3, data = NULL, updated_at = ?3
-             WHERE device_pk = ?1 AND seq = ?2 AND status < 2",
-        )
-        .sql()?;
+    let mut stmt = conn.prepare_cached(MARK_EXPIRED).sql()?;
     let mut expired = 0;
     for seq in seqs {
         expired += stmt.execute(params![device.0, seq, now]).sql()? as i64;
@@ -298,12 +291,7 @@ pub(crate) fn mark_expired(conn: &Connection, device: DevicePk, seqs: &[i64]) ->
 
 pub(crate) fn ack(conn: &Connection, device: DevicePk, ids: &[Uuid]) -> StoreResult<AckOutcome> {
     let now = Timestamp::now().millis();
-    let mut deliver = conn
-        .prepare_cached(
-            "UPDATE messages SET status = 2, data = NULL, updated_at = ?3
-             WHERE id = ?1 AND device_pk = ?2 AND status < 2",
-        )
-        .sql()?;
+    let mut deliver = conn.prepare_cached(DELIVER).sql()?;
     let mut known = conn.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND device_pk = ?2").sql()?;
     let mut outcome = AckOutcome::default();
     for id in ids {
@@ -363,4 +351,28 @@ pub(crate) fn total_pending(conn: &Connection) -> StoreResult<u64> {
         .query_row([], |row| row.get(0))
         .sql()?;
     Ok(n.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = stmt.parameter_count();
+        let params: Vec<i64> = vec![1; n];
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| row.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn delivery_statements_use_the_queue_index_not_the_receipts() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(include_str!("../../migrations/0001_init.sql")).unwrap();
+        for sql in [FETCH, MARK_SENT, MARK_EXPIRED, PENDING] {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains("USING INDEX messages_queue"), "{sql}\n→ {plan}");
+        }
+        assert!(plan(&conn, DELIVER).contains("sqlite_autoindex_messages_1 (id=?)"));
+    }
 }
