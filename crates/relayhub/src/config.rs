@@ -13,7 +13,7 @@ use relayhub_relay::RelayConfig;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables read by clap or the logger rather than figment.
-const OTHER_ENV: &[&str] = &["RELAYHUB_CONFIG", "RELAYHUB_LOG", "RELAYHUB_JSON"];
+const OTHER_ENV: &[&str] = &["RELAYHUB_CONFIG", "RELAYHUB_LOG"];
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -89,8 +89,13 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
+        // Only variables that name a setting reach figment: a stray
+        // RELAYHUB_… variable is a warning, not a failed start.
+        let known = known_keys();
         let config: Config = figment
-            .merge(Env::prefixed("RELAYHUB_").split("__").ignore(&["config", "log", "json"]))
+            .merge(
+                Env::prefixed("RELAYHUB_").split("__").filter(move |k| known.iter().any(|known| k == known.as_str())),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .context("invalid configuration")?;
@@ -119,26 +124,36 @@ fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
     bail!("unsupported database URL (expected sqlite://PATH or postgres://…)")
 }
 
-/// `RELAYHUB_…` variables that name no setting.
-fn unknown_env_vars() -> Vec<String> {
-    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
-    let mut known = Vec::new();
-    collect_keys(&defaults, "RELAYHUB", &mut known);
-    std::env::vars()
-        .map(|(k, _)| k)
-        .filter(|k| k.starts_with("RELAYHUB_") && !OTHER_ENV.contains(&k.as_str()))
-        .filter(|k| !known.iter().any(|known| known.eq_ignore_ascii_case(k)))
-        .collect()
-}
-
-fn collect_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
-    if let serde_json::Value::Object(map) = value {
-        for (key, value) in map {
-            let name = format!("{prefix}{}{}", if prefix == "RELAYHUB" { "_" } else { "__" }, key.to_uppercase());
-            out.push(name.clone());
-            collect_keys(value, &name, out);
+/// Every setting's key in figment's dotted form (`relay.queue_limit`).
+fn known_keys() -> Vec<String> {
+    fn collect(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, value) in map {
+                let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                out.push(name.clone());
+                collect(value, &name, out);
+            }
         }
     }
+    let mut out = Vec::new();
+    collect(&serde_json::to_value(Config::default()).unwrap_or_default(), "", &mut out);
+    out
+}
+
+/// The setting a `RELAYHUB_…` variable names: `RELAYHUB_RELAY__QUEUE_LIMIT`
+/// → `relay.queue_limit`.
+fn env_key(var: &str) -> Option<String> {
+    var.strip_prefix("RELAYHUB_").map(|rest| rest.to_lowercase().replace("__", "."))
+}
+
+/// `RELAYHUB_…` variables that name no setting.
+fn unknown_env_vars() -> Vec<String> {
+    let known = known_keys();
+    std::env::vars()
+        .map(|(var, _)| var)
+        .filter(|var| !OTHER_ENV.contains(&var.as_str()))
+        .filter(|var| env_key(var).is_some_and(|key| !known.contains(&key)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,10 +170,10 @@ mod tests {
 
     #[test]
     fn nested_env_names_are_known() {
-        let defaults = serde_json::to_value(Config::default()).unwrap();
-        let mut known = Vec::new();
-        collect_keys(&defaults, "RELAYHUB", &mut known);
-        assert!(known.contains(&"RELAYHUB_LISTEN".to_owned()));
-        assert!(known.contains(&"RELAYHUB_RELAY__QUEUE_LIMIT".to_owned()));
+        let known = known_keys();
+        for var in ["RELAYHUB_LISTEN", "RELAYHUB_RELAY__QUEUE_LIMIT", "RELAYHUB_GATEWAY__IDLE_TIMEOUT"] {
+            assert!(known.contains(&env_key(var).unwrap()), "{var}");
+        }
+        assert!(!known.contains(&env_key("RELAYHUB_RELAY__QUEUE_LIMT").unwrap()));
     }
 }

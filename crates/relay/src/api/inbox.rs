@@ -71,7 +71,9 @@ pub async fn list(
     }
     let wait = match params.wait {
         None => Duration::ZERO,
-        Some(w) if w.is_finite() && w >= 0.0 => Duration::from_secs_f64(w).min(relay.config.max_wait),
+        // Anything longer than the cap is the cap (`from_secs_f64` would
+        // panic on 1e300).
+        Some(w) if w >= 0.0 => Duration::try_from_secs_f64(w).unwrap_or(Duration::MAX).min(relay.config.max_wait),
         Some(_) => {
             return Err(ApiError::invalid_field("wait is a number of seconds, 0 or more"));
         }

@@ -30,6 +30,10 @@ use crate::model::{AckOutcome, Connected, DeviceRef, NewRecord, Published, Share
 /// connection stops reading until some complete.
 const MAX_IN_FLIGHT_OPS: usize = 256;
 
+/// Bytes of published records whose commit is awaited, at most; past it the
+/// connection stops reading (a device cannot make the server hold more).
+const MAX_IN_FLIGHT_BYTES: usize = 4 * 1024 * 1024;
+
 /// After a failed queue read, when to try again.
 const READ_RETRY: Duration = Duration::from_secs(1);
 
@@ -63,6 +67,7 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
         next_seq: 0,
         in_flight: VecDeque::new(),
         ops: FuturesOrdered::new(),
+        ops_bytes: 0,
         retry_at: None,
     };
     let reason = session.start(&license, connected.pending).await;
@@ -77,7 +82,7 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
 /// A store call started by a frame, and what to answer when it completes.
 enum Done {
     Acked(Vec<Uuid>, StoreResult<AckOutcome>),
-    Published(String, StoreResult<Vec<Published>>),
+    Published { reference: String, bytes: usize, result: StoreResult<Vec<Published>> },
     Pong,
 }
 
@@ -95,6 +100,8 @@ struct Session {
     /// Sent and not yet acknowledged, in `seq` order.
     in_flight: VecDeque<(i64, Uuid)>,
     ops: FuturesOrdered<BoxFuture<'static, Done>>,
+    /// Bytes of record data held by `ops`.
+    ops_bytes: usize,
     /// Set after a failed queue read: read again then.
     retry_at: Option<Instant>,
 }
@@ -121,7 +128,7 @@ impl Session {
     async fn serve(&mut self) -> Result<Option<CloseReason>, Gone> {
         loop {
             self.fill_window().await?;
-            let can_read = self.ops.len() < MAX_IN_FLIGHT_OPS;
+            let can_read = self.ops.len() < MAX_IN_FLIGHT_OPS && self.ops_bytes < MAX_IN_FLIGHT_BYTES;
             let has_room = self.in_flight.len() < self.window;
             tokio::select! {
                 event = self.conn.recv(), if can_read => match event {
@@ -236,10 +243,12 @@ impl Session {
             Inbound::Publish { reference, data } => {
                 let store = self.relay.store.clone();
                 let device = self.device.clone();
+                let bytes = data.get().len();
+                self.ops_bytes += bytes;
                 let record = NewRecord { reference: reference.clone(), data };
                 self.ops.push_back(Box::pin(async move {
                     let result = store.publish(&device, vec![record]).await;
-                    Done::Published(reference, result)
+                    Done::Published { reference, bytes, result }
                 }));
             }
         }
@@ -262,14 +271,16 @@ impl Session {
                 // reconnect; the device may also simply ack again.
                 self.send(frames::error(&ApiError::from(err), None, &ids)).await
             }
-            Done::Published(reference, Ok(published)) => {
+            Done::Published { reference, bytes, result: Ok(published) } => {
+                self.ops_bytes -= bytes;
                 self.relay.metrics.records_in.inc_by(published.iter().filter(|p| !p.duplicate).count() as u64);
                 let Some(first) = published.first() else {
                     return Ok(());
                 };
                 self.send(frames::published(&reference, first.id, first.duplicate)).await
             }
-            Done::Published(reference, Err(err)) => {
+            Done::Published { reference, bytes, result: Err(err) } => {
+                self.ops_bytes -= bytes;
                 self.send(frames::error(&ApiError::from(err), Some(&reference), &[])).await
             }
         }

@@ -65,8 +65,12 @@ async fn a_long_poll_wakes_as_soon_as_a_record_arrives() {
     app.post("/api/v1/inbox/ack").json(&acked).send().await.unwrap();
     let empty: Value = app.get("/api/v1/inbox?wait=0.2").send().await.unwrap().json().await.unwrap();
     assert_eq!(empty["records"], json!([]));
+    // An absurd wait is capped (here to 300 ms), not an error or a crash.
+    let app = TestApp::spawn_with(|c| c.relay.max_wait = Duration::from_millis(300)).await;
+    let capped = app.get("/api/v1/inbox?wait=1e300").send().await.unwrap();
+    assert_eq!(capped.status(), 200);
 
-    for bad in ["wait=-1", "wait=x", "limit=0", "limit=100000"] {
+    for bad in ["wait=-1", "wait=x", "wait=NaN", "limit=0", "limit=100000"] {
         let response = app.get(&format!("/api/v1/inbox?{bad}")).send().await.unwrap();
         assert_eq!(response.status(), 422, "{bad}");
     }

@@ -161,3 +161,17 @@ async fn administration_commands_print_json_and_act_on_the_database() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("shown only once") && text.contains("rhb_"), "{text}");
 }
+
+#[tokio::test]
+async fn the_demo_shows_traffic_both_ways_and_checks_it() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
+        .args(["demo", "--devices", "4", "--messages", "400", "--records", "3"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("delivered   400/400 messages, 0 duplicates, 0 out of order"), "{stdout}");
+    assert!(stdout.contains("returned    12 records"), "{stdout}");
+    assert!(stdout.contains("p99"), "{stdout}");
+}
