@@ -91,6 +91,29 @@ error_codes! {
     UnsupportedFrame => (BAD_REQUEST, "unsupported_frame"),
     /// An acknowledgement for a message this device does not have.
     UnknownMessage => (NOT_FOUND, "unknown_message"),
+    /// A settings write based on a version whose changes conflict with
+    /// newer ones; the current document comes with the error.
+    SettingsConflict => (CONFLICT, "settings_conflict"),
+    /// No account was linked to settings in this license.
+    AccountNotLinked => (NOT_FOUND, "account_not_linked"),
+    /// An ID token that is not a signed JWT, or lacks a required claim.
+    TokenMalformed => (UNAUTHORIZED, "token_malformed"),
+    /// An ID token past its `exp`.
+    TokenExpired => (UNAUTHORIZED, "token_expired"),
+    /// An ID token issued for another client id (`aud`).
+    TokenWrongAudience => (UNAUTHORIZED, "token_wrong_audience"),
+    /// An ID token from an issuer that is not accepted (`iss`).
+    TokenWrongIssuer => (UNAUTHORIZED, "token_wrong_issuer"),
+    /// An ID token whose signature does not verify.
+    TokenBadSignature => (UNAUTHORIZED, "token_bad_signature"),
+    /// An ID token signed by a key (`kid`) the JWKS does not have.
+    TokenUnknownKey => (UNAUTHORIZED, "token_unknown_key"),
+    /// An ID token whose email is not verified.
+    EmailUnverified => (UNAUTHORIZED, "email_unverified"),
+    /// The feature needs configuration this server does not have.
+    NotConfigured => (NOT_IMPLEMENTED, "not_configured"),
+    /// The identity provider's signing keys cannot be fetched.
+    JwksUnavailable => (SERVICE_UNAVAILABLE, "jwks_unavailable"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.

@@ -7,14 +7,17 @@
 //! - [`http`]: extractors that answer bad input in that shape;
 //! - [`gateway`]: the node's WebSocket gateway (heartbeat, limits, shutdown);
 //! - [`metrics`]: the Prometheus registry;
+//! - [`oidc`]: verifying Google (and other OpenID Connect) ID tokens;
 //! - [`ids`], [`time`], [`secret`], [`store`]: the vocabulary in between.
 
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod http_client;
 pub mod identity;
 pub mod ids;
 pub mod metrics;
+pub mod oidc;
 pub mod secret;
 pub mod store;
 pub mod time;

@@ -11,6 +11,7 @@ use relayhub_core::ids::{DevicePk, LicensePk};
 use tokio::sync::{Notify, watch};
 
 use crate::model::{DeviceRef, SharedMessage};
+use crate::settings::Settings;
 use crate::store::{RelayEvent, RelayEvents};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -26,6 +27,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Mailbox {
     state: Mutex<MailboxState>,
     notify: Notify,
+    /// The newest settings pushed for the device, until its socket takes them.
+    settings: Mutex<Option<Arc<Settings>>>,
+    settings_notify: Notify,
 }
 
 struct MailboxState {
@@ -55,7 +59,33 @@ impl Mailbox {
     /// backlog from the store.
     fn new(capacity: usize) -> Self {
         let state = MailboxState { queue: VecDeque::new(), capacity, stale: 1, generation: 1 };
-        Self { state: Mutex::new(state), notify: Notify::new() }
+        Self {
+            state: Mutex::new(state),
+            notify: Notify::new(),
+            settings: Mutex::new(None),
+            settings_notify: Notify::new(),
+        }
+    }
+
+    fn push_settings(&self, settings: Arc<Settings>) {
+        {
+            let mut slot = lock(&self.settings);
+            if slot.as_ref().is_some_and(|s| s.version >= settings.version) {
+                return;
+            }
+            *slot = Some(settings);
+        }
+        self.settings_notify.notify_one();
+    }
+
+    /// The newest settings pushed since the last call, if any.
+    pub fn take_settings(&self) -> Option<Arc<Settings>> {
+        lock(&self.settings).take()
+    }
+
+    /// Waits until settings are pushed.
+    pub async fn settings_changed(&self) {
+        self.settings_notify.notified().await
     }
 
     fn push(&self, first_seq: i64, messages: Vec<SharedMessage>) {
@@ -216,6 +246,12 @@ impl RelayEvents for Hub {
             RelayEvent::Unbound { device } => {
                 if let Some(slot) = lock(&self.devices).get(&device) {
                     slot.close.close(CloseReason::UNBOUND);
+                }
+            }
+            RelayEvent::Settings { device, settings } => {
+                let mailbox = lock(&self.devices).get(&device).map(|slot| slot.mailbox.clone());
+                if let Some(mailbox) = mailbox {
+                    mailbox.push_settings(settings);
                 }
             }
         }

@@ -5,6 +5,8 @@
 //! - [`api`]: the back-office HTTP API;
 //! - [`device`]: the device WebSocket;
 //! - [`hub`]: which devices are online on this node, and their mailboxes;
+//! - [`settings`]: per-device settings synced both ways, restorable through
+//!   a linked Google account;
 //! - [`store`]: what the relay needs from a storage backend;
 //! - [`services`]: housekeeping (TTL expiry, retention, revoked credentials).
 
@@ -13,6 +15,7 @@ pub mod device;
 pub mod hub;
 pub mod model;
 pub mod services;
+pub mod settings;
 pub mod store;
 
 use std::sync::Arc;
@@ -28,7 +31,9 @@ use relayhub_core::metrics::{Metrics, latency_histogram};
 use serde::{Deserialize, Serialize};
 
 use crate::hub::Hub;
+use crate::settings::DynSettingsStore;
 use crate::store::DynRelayStore;
+use relayhub_core::oidc::IdTokenVerifier;
 
 /// Relay settings (`[relay]` in the configuration file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +62,8 @@ pub struct RelayConfig {
     /// expired license or revoked key disconnects them.
     #[serde(with = "humantime_serde")]
     pub credential_check_interval: Duration,
+    /// Largest settings document, in bytes of JSON.
+    pub settings_limit: usize,
 }
 
 impl Default for RelayConfig {
@@ -70,6 +77,7 @@ impl Default for RelayConfig {
             max_wait: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(5),
             credential_check_interval: Duration::from_secs(10),
+            settings_limit: 64 * 1024,
         }
     }
 }
@@ -131,7 +139,11 @@ impl RelayMetrics {
 pub struct Relay {
     pub config: Arc<RelayConfig>,
     pub store: DynRelayStore,
+    pub settings: DynSettingsStore,
     pub identity: Arc<dyn IdentityStore>,
+    /// Verifies Google ID tokens for account link and restore; `None` when
+    /// no `google.client_id` is configured.
+    pub google: Option<Arc<IdTokenVerifier>>,
     pub hub: Arc<Hub>,
     pub gateway: Gateway,
     pub metrics: RelayMetrics,

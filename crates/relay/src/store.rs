@@ -25,6 +25,7 @@ use crate::model::{
     AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
     Published, Receipt, SharedMessage, SweepReport,
 };
+use crate::settings::Settings;
 
 /// What a backend reports after a commit.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub enum RelayEvent {
     Published { license: LicensePk },
     /// A device was unbound: its connection must close.
     Unbound { device: DevicePk },
+    /// A device's settings changed; an online device gets them at once.
+    Settings { device: DevicePk, settings: Arc<Settings> },
 }
 
 /// Receives [`RelayEvent`]s. Called on the committing thread: must not block.

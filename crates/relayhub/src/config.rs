@@ -41,6 +41,20 @@ pub struct Config {
     pub log_format: LogFormat,
     pub gateway: GatewayConfig,
     pub relay: RelayConfig,
+    pub google: GoogleConfig,
+}
+
+/// Google sign-in, for linking device settings to an account and restoring
+/// them on a new device (`[google]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoogleConfig {
+    /// The app's OAuth client id: ID tokens must be issued for it (`aud`).
+    /// Link and restore are refused (`not_configured`) without it.
+    pub client_id: Option<String>,
+    /// Google's signing keys: a JWKS file path or URL
+    /// [default: https://www.googleapis.com/oauth2/v3/certs].
+    pub jwks: Option<String>,
 }
 
 impl Default for Config {
@@ -53,6 +67,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             gateway: GatewayConfig::default(),
             relay: RelayConfig::default(),
+            google: GoogleConfig::default(),
         }
     }
 }
@@ -140,10 +155,15 @@ fn known_keys() -> Vec<String> {
     out
 }
 
-/// The setting a `RELAYHUB_…` variable names: `RELAYHUB_RELAY__QUEUE_LIMIT`
-/// → `relay.queue_limit`.
-fn env_key(var: &str) -> Option<String> {
-    var.strip_prefix("RELAYHUB_").map(|rest| rest.to_lowercase().replace("__", "."))
+/// The setting a variable names, without its `RELAYHUB_` prefix:
+/// `RELAY__QUEUE_LIMIT` → `relay.queue_limit`. The Google settings also go
+/// by the single-underscore names operators expect.
+fn env_key(name: &str) -> String {
+    match name.to_lowercase().as_str() {
+        "google_client_id" => "google.client_id".into(),
+        "google_jwks" => "google.jwks".into(),
+        other => other.replace("__", "."),
+    }
 }
 
 /// `RELAYHUB_…` variables that name no setting.
@@ -152,7 +172,7 @@ fn unknown_env_vars() -> Vec<String> {
     std::env::vars()
         .map(|(var, _)| var)
         .filter(|var| !OTHER_ENV.contains(&var.as_str()))
-        .filter(|var| env_key(var).is_some_and(|key| !known.contains(&key)))
+        .filter(|var| var.strip_prefix("RELAYHUB_").is_some_and(|name| !known.contains(&env_key(name))))
         .collect()
 }
 
@@ -171,9 +191,9 @@ mod tests {
     #[test]
     fn nested_env_names_are_known() {
         let known = known_keys();
-        for var in ["RELAYHUB_LISTEN", "RELAYHUB_RELAY__QUEUE_LIMIT", "RELAYHUB_GATEWAY__IDLE_TIMEOUT"] {
-            assert!(known.contains(&env_key(var).unwrap()), "{var}");
+        for var in ["LISTEN", "RELAY__QUEUE_LIMIT", "GATEWAY__IDLE_TIMEOUT", "GOOGLE_CLIENT_ID", "GOOGLE__JWKS"] {
+            assert!(known.contains(&env_key(var)), "{var}");
         }
-        assert!(!known.contains(&env_key("RELAYHUB_RELAY__QUEUE_LIMT").unwrap()));
+        assert!(!known.contains(&env_key("RELAY__QUEUE_LIMT")));
     }
 }

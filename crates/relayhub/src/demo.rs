@@ -99,7 +99,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         devices.push(tokio::spawn(device(ws, *expected as u64, args.records, started, down.clone(), i)));
     }
 
-    let http = reqwest::Client::new();
+    let http = relayhub_core::http_client::client().map_err(anyhow::Error::msg)?;
     let next = Arc::new(AtomicU64::new(0));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|_| {

@@ -18,6 +18,7 @@ use utoipa_swagger_ui::SwaggerUi;
     tags(
         (name = "messages", description = "Queue messages for devices and follow their delivery"),
         (name = "devices", description = "The license's devices"),
+        (name = "settings", description = "Per-device settings, synced both ways"),
         (name = "inbox", description = "Records sent up by devices"),
         (name = "license", description = "The license itself"),
         (name = "device", description = "The device WebSocket"),

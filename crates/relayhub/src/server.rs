@@ -12,6 +12,7 @@ use axum::extract::DefaultBodyLimit;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::Gateway;
 use relayhub_core::metrics::{Metrics, track_http};
+use relayhub_core::oidc::IdTokenVerifier;
 use relayhub_relay::hub::Hub;
 use relayhub_relay::{Relay, RelayMetrics, services};
 use tokio::net::TcpListener;
@@ -45,10 +46,21 @@ impl Server {
         let stores = Stores::open(&url, hub.clone(), &metrics).await?;
         stores.relay.reset_presence().await.context("resetting device presence")?;
         let gateway = Gateway::new(config.gateway.clone(), &metrics);
+        let google = match &config.google.client_id {
+            None => None,
+            Some(client_id) => {
+                let verifier =
+                    IdTokenVerifier::google(client_id, config.google.jwks.as_deref()).map_err(anyhow::Error::msg)?;
+                verifier.preload().await.map_err(|e| anyhow::anyhow!("google.jwks: {e}"))?;
+                Some(Arc::new(verifier))
+            }
+        };
         let relay = Relay {
             config: Arc::new(config.relay.clone()),
             store: stores.relay.clone(),
+            settings: stores.settings.clone(),
             identity: stores.identity.clone(),
+            google,
             hub: hub.clone(),
             gateway: gateway.clone(),
             metrics: RelayMetrics::new(&metrics),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::metrics::Metrics;
+use relayhub_relay::settings::SettingsStore;
 use relayhub_relay::store::{RelayEvents, RelayStore};
 use relayhub_sqlite::SqliteStore;
 
@@ -15,6 +16,7 @@ use crate::config::DatabaseUrl;
 pub struct Stores {
     pub identity: Arc<dyn IdentityStore>,
     pub relay: Arc<dyn RelayStore>,
+    pub settings: Arc<dyn SettingsStore>,
 }
 
 impl Stores {
@@ -25,7 +27,7 @@ impl Stores {
             DatabaseUrl::Sqlite(path) => {
                 let store = SqliteStore::open(path, events, metrics)
                     .with_context(|| format!("opening the SQLite database {}", path.display()))?;
-                Ok(Self { identity: store.clone(), relay: store })
+                Ok(Self { identity: store.clone(), relay: store.clone(), settings: store })
             }
             DatabaseUrl::Postgres(_) => {
                 anyhow::bail!("PostgreSQL is not supported by this build yet; use the embedded SQLite default")

@@ -9,7 +9,8 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::SqlResult;
 
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[M<'static>] =
+    &[M::up(include_str!("../migrations/0001_init.sql")), M::up(include_str!("../migrations/0002_settings.sql"))];
 
 /// How long a statement waits for another process's lock (e.g. an
 /// administration command) before the call fails with 503.

@@ -21,6 +21,7 @@ pub fn router(relay: Relay) -> OpenApiRouter {
         .routes(routes!(devices::license))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::ack))
+        .routes(routes!(crate::settings::api::get, crate::settings::api::put))
         .routes(routes!(crate::device::connect))
         .with_state(relay)
 }

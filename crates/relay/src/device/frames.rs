@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::model::QueuedMessage;
+use crate::settings::{Document, Settings};
 
 /// The longest `ref` a device may give a record.
 pub const MAX_REF_LEN: usize = 200;
@@ -23,6 +24,15 @@ pub enum Inbound {
     Publish { reference: String, data: Box<RawValue> },
     /// `{"type":"ping"}`.
     Ping,
+    /// `{"type":"settings","version":N,"settings":{…}}`: the device's settings
+    /// as it wants them, based on version N.
+    Settings { version: i64, settings: Document },
+    /// `{"type":"link_account","id_token":"…"}`: link the settings to the
+    /// Google account of the ID token.
+    LinkAccount { id_token: String },
+    /// `{"type":"restore","id_token":"…"}`: take the settings linked to the
+    /// Google account of the ID token.
+    Restore { id_token: String },
 }
 
 #[derive(Deserialize)]
@@ -38,6 +48,23 @@ struct AckFrame {
     _type: String,
     id: Option<Uuid>,
     ids: Option<Vec<Uuid>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFrame {
+    #[serde(rename = "type")]
+    _type: String,
+    version: i64,
+    settings: Document,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFrame {
+    #[serde(rename = "type")]
+    _type: String,
+    id_token: String,
 }
 
 #[derive(Deserialize)]
@@ -73,9 +100,21 @@ pub fn parse(text: &str) -> Result<Inbound, ApiError> {
             Ok(Inbound::Publish { reference: frame.reference, data: frame.data })
         }
         "ping" => Ok(Inbound::Ping),
+        "settings" => {
+            let frame: SettingsFrame = parse_json(text.as_bytes())?;
+            Ok(Inbound::Settings { version: frame.version, settings: frame.settings })
+        }
+        "link_account" => {
+            let frame: TokenFrame = parse_json(text.as_bytes())?;
+            Ok(Inbound::LinkAccount { id_token: frame.id_token })
+        }
+        "restore" => {
+            let frame: TokenFrame = parse_json(text.as_bytes())?;
+            Ok(Inbound::Restore { id_token: frame.id_token })
+        }
         other => Err(ApiError::new(
             ErrorCode::UnknownFrame,
-            format!("unknown frame type {other:?}; expected ack, publish or ping"),
+            format!("unknown frame type {other:?}; expected ack, publish, ping, settings, link_account or restore"),
         )),
     }
 }
@@ -138,6 +177,60 @@ struct ErrorFrame<'a> {
 /// messages (`ids`) it concerns, if any.
 pub fn error(err: &ApiError, reference: Option<&str>, ids: &[Uuid]) -> String {
     to_text(&ErrorFrame { kind: "error", code: err.code.as_str(), message: &err.message, reference, ids })
+}
+
+#[derive(Serialize)]
+struct SettingsOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: i64,
+    settings: &'a Document,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    merged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restored_from: Option<&'a str>,
+}
+
+/// `{"type":"settings","version":N,"settings":{…}}`, with `"merged":true`
+/// when the device's write was merged with newer changes, and
+/// `"restored_from":"google:…"` after a restore.
+pub fn settings(current: &Settings, merged: bool, restored_from: Option<&str>) -> String {
+    to_text(&SettingsOut {
+        kind: "settings",
+        version: current.version,
+        settings: &current.settings,
+        merged,
+        restored_from,
+    })
+}
+
+#[derive(Serialize)]
+struct ConflictOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'a str,
+    version: i64,
+    settings: &'a Document,
+    conflicts: &'a [String],
+}
+
+/// The `error` frame of a refused settings write: the current document and
+/// the conflicting paths.
+pub fn settings_conflict(current: &Settings, paths: &[String], message: &str) -> String {
+    to_text(&ConflictOut {
+        kind: "error",
+        code: ErrorCode::SettingsConflict.as_str(),
+        message,
+        version: current.version,
+        settings: &current.settings,
+        conflicts: paths,
+    })
+}
+
+/// `{"type":"linked","account":"google:…"}`.
+pub fn linked(account: &str) -> String {
+    to_text(&serde_json::json!({"type": "linked", "account": account}))
 }
 
 /// `{"type":"pong"}`.

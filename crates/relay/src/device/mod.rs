@@ -1,6 +1,7 @@
 //! `GET /ws/device`: the device's WebSocket. Everything that can be refused
 //! is checked before the upgrade, so a refusal is an ordinary HTTP error.
 
+mod account;
 pub mod frames;
 mod session;
 
@@ -31,6 +32,10 @@ pub struct ConnectParams {
     pub device_id: Option<String>,
     /// The license number (else header `X-License`).
     pub license: Option<String>,
+    /// The settings version the device already has (else header
+    /// `X-Settings-Version`); without it the current settings are sent
+    /// after `hello`.
+    pub settings_version: Option<i64>,
 }
 
 fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: &str) -> Result<&'a str, ApiError> {
@@ -46,8 +51,10 @@ fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: 
 /// Opens a device's WebSocket.
 ///
 /// Frames are JSON text with a `type`. Server → device: `hello` (first),
-/// `message` (in `seq` order), `published`, `error`, `pong`. Device →
-/// server: `ack` (`id` or `ids`), `publish` (`ref`, `data`), `ping`. A
+/// `settings` (after `hello`, and whenever they change), `message` (in
+/// `seq` order), `published`, `linked`, `error`, `pong`. Device → server:
+/// `ack` (`id` or `ids`), `publish` (`ref`, `data`), `settings` (`version`,
+/// `settings`), `link_account` / `restore` (`id_token`), `ping`. A
 /// device connecting again replaces its older connection (closed with code
 /// 4000). Close codes: 1001 shutdown or idle, 4001 key revoked, 4003
 /// license expired, 4004 device unbound.
@@ -60,6 +67,7 @@ fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: 
         ("X-Api-Key" = Option<String>, Header, description = "The app API key"),
         ("X-Device-Id" = Option<String>, Header, description = "The device's UUID, generated on the device"),
         ("X-License" = Option<String>, Header, description = "The license number"),
+        ("X-Settings-Version" = Option<i64>, Header, description = "The settings version the device has"),
     ),
     responses(
         (status = 101, description = "Upgraded; the server sends `hello` first"),
@@ -87,7 +95,16 @@ pub async fn connect(
     license.ensure_active(Timestamp::now())?;
     let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
     let connected = relay.store.attach(&license, &device_id).await?;
-    let handshake = Handshake { connected, license: number, api_key: key.id };
+    let settings_version = match headers.get("x-settings-version") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| ApiError::invalid_field("X-Settings-Version must be a number"))?,
+        ),
+        None => params.settings_version,
+    };
+    let handshake = Handshake { connected, license: number, api_key: key.id, settings_version };
     let gateway = relay.gateway.clone();
     Ok(gateway.accept(upgrade, "device", move |conn| session::run(relay, conn, handshake)))
 }

@@ -21,6 +21,7 @@ use relayhub_core::time::Timestamp;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::account::AccountDone;
 use super::frames::{self, Inbound};
 use crate::Relay;
 use crate::hub::{Mailbox, Take};
@@ -50,11 +51,14 @@ pub struct Handshake {
     pub license: LicenseNumber,
     /// The id of the API key the device presented.
     pub api_key: String,
+    /// The settings version the device says it has (`X-Settings-Version`),
+    /// so that it is not sent again.
+    pub settings_version: Option<i64>,
 }
 
 /// Runs a device's connection until it closes.
 pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
-    let Handshake { connected, license, api_key } = handshake;
+    let Handshake { connected, license, api_key, settings_version } = handshake;
     let device = connected.device;
     let conn_id = conn.id();
     let mailbox = relay.hub.register(&device, &api_key, conn.close_handle());
@@ -69,8 +73,9 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
         ops: FuturesOrdered::new(),
         ops_bytes: 0,
         retry_at: None,
+        settings_sent: 0,
     };
-    let reason = session.start(&license, connected.pending).await;
+    let reason = session.start(&license, connected.pending, settings_version).await;
     relay.hub.unregister(device.pk, conn_id);
     relay.store.set_offline(device.pk, conn_id);
     tracing::debug!(device = %device.device_id, conn = conn_id.0, ?reason, "device disconnected");
@@ -80,34 +85,37 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
 }
 
 /// A store call started by a frame, and what to answer when it completes.
-enum Done {
+pub(super) enum Done {
     Acked(Vec<Uuid>, StoreResult<AckOutcome>),
     Published { reference: String, bytes: usize, result: StoreResult<Vec<Published>> },
     Pong,
+    Account(AccountDone),
 }
 
 /// The socket failed or the peer left; nothing more can be sent.
-struct Gone;
+pub(super) struct Gone;
 
-struct Session {
-    relay: Relay,
-    device: DeviceRef,
+pub(super) struct Session {
+    pub(super) relay: Relay,
+    pub(super) device: DeviceRef,
     conn: Conn,
-    mailbox: Arc<Mailbox>,
+    pub(super) mailbox: Arc<Mailbox>,
     window: usize,
     /// The next `seq` to send; everything below was sent or skipped.
     next_seq: i64,
     /// Sent and not yet acknowledged, in `seq` order.
     in_flight: VecDeque<(i64, Uuid)>,
-    ops: FuturesOrdered<BoxFuture<'static, Done>>,
+    pub(super) ops: FuturesOrdered<BoxFuture<'static, Done>>,
     /// Bytes of record data held by `ops`.
     ops_bytes: usize,
     /// Set after a failed queue read: read again then.
     retry_at: Option<Instant>,
+    /// The newest settings version the device has (sent or written by it).
+    pub(super) settings_sent: i64,
 }
 
 impl Session {
-    async fn start(&mut self, license: &LicenseNumber, pending: u64) -> Option<CloseReason> {
+    async fn start(&mut self, license: &LicenseNumber, pending: u64, settings: Option<i64>) -> Option<CloseReason> {
         if let Err(err) = self.relay.store.set_online(self.device.pk, self.conn.id()).await {
             tracing::warn!(device = %self.device.device_id, %err, "could not record the device online");
         }
@@ -117,7 +125,7 @@ impl Session {
             license: license.as_str(),
             pending,
         };
-        if self.conn.send(frames::to_text(&hello)).await.is_err() {
+        if self.conn.send(frames::to_text(&hello)).await.is_err() || self.initial_settings(settings).await.is_err() {
             return None;
         }
         self.serve().await.unwrap_or(None)
@@ -149,6 +157,7 @@ impl Session {
                     Event::Gone => return Ok(None),
                 },
                 () = self.mailbox.changed(), if has_room => {}
+                () = self.mailbox.settings_changed() => self.push_settings().await?,
                 () = sleep_until_or_never(self.retry_at), if self.retry_at.is_some() => self.retry_at = None,
                 Some(done) = self.ops.next() => self.on_done(done).await?,
             }
@@ -240,6 +249,9 @@ impl Session {
                     Done::Acked(ids, result)
                 }));
             }
+            Inbound::Settings { version, settings } => self.write_settings(version, settings).await?,
+            Inbound::LinkAccount { id_token } => self.link_account(id_token).await?,
+            Inbound::Restore { id_token } => self.restore(id_token).await?,
             Inbound::Publish { reference, data } => {
                 let store = self.relay.store.clone();
                 let device = self.device.clone();
@@ -279,6 +291,7 @@ impl Session {
                 };
                 self.send(frames::published(&reference, first.id, first.duplicate)).await
             }
+            Done::Account(done) => self.on_account_done(done).await,
             Done::Published { reference, bytes, result: Err(err) } => {
                 self.ops_bytes -= bytes;
                 self.send(frames::error(&ApiError::from(err), Some(&reference), &[])).await
@@ -286,7 +299,7 @@ impl Session {
         }
     }
 
-    async fn send(&mut self, text: String) -> Result<(), Gone> {
+    pub(super) async fn send(&mut self, text: String) -> Result<(), Gone> {
         self.conn.send(text).await.map_err(|_| Gone)
     }
 }

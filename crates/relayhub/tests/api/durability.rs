@@ -115,7 +115,7 @@ async fn every_202_survives_sigkill_during_a_burst() {
     let key = cli(dir.path(), &["apikey", "create"])["key"].as_str().unwrap().to_owned();
 
     let mut server = ChildServer::start(dir.path()).await;
-    let http = reqwest::Client::new();
+    let http = relayhub_core::http_client::client().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let mut producers = Vec::new();
     for p in 0..PRODUCERS {

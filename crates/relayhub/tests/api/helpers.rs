@@ -95,7 +95,7 @@ impl TestApp {
         let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new()).await.expect("admin store");
         Self {
             addr,
-            http: reqwest::Client::new(),
+            http: relayhub_core::http_client::client().expect("an HTTP client"),
             license: String::new(),
             token: String::new(),
             api_key: String::new(),

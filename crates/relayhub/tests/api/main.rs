@@ -9,4 +9,5 @@ mod helpers;
 mod inbox;
 mod ops;
 mod queueing;
+mod settings;
 mod tenancy;

@@ -61,6 +61,8 @@ async fn the_openapi_document_covers_the_contract_and_the_docs_page_is_served() 
         ("/api/v1/devices/{device_id}", "put"),
         ("/api/v1/devices/{device_id}", "delete"),
         ("/api/v1/license", "get"),
+        ("/api/v1/devices/{device_id}/settings", "get"),
+        ("/api/v1/devices/{device_id}/settings", "put"),
         ("/ws/device", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),

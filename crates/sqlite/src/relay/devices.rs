@@ -130,9 +130,10 @@ pub(crate) fn count(conn: &Connection, license: LicensePk) -> StoreResult<u64> {
     Ok(n as u64)
 }
 
-/// Unbinds a device: its messages and receipts go with it.
+/// Unbinds a device: its messages, receipts and settings go with it.
 pub(crate) fn unbind(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk> {
     let pk = owned(conn, license, device)?.ok_or_else(|| not_found(device))?;
+    super::settings::forget_device(conn, pk)?;
     conn.prepare_cached("DELETE FROM messages WHERE device_pk = ?1").sql()?.execute([pk.0]).sql()?;
     conn.prepare_cached("DELETE FROM devices WHERE pk = ?1").sql()?.execute([pk.0]).sql()?;
     Ok(pk)

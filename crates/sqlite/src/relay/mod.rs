@@ -4,6 +4,7 @@
 mod devices;
 mod inbox;
 mod queue;
+mod settings;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use relayhub_relay::model::{
     AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
     Published, Receipt, SharedMessage, SweepReport,
 };
+use relayhub_relay::settings::{Outcome, Proposal, Settings, SettingsStore, Target};
 use relayhub_relay::store::{RelayEvent, RelayStore};
 use uuid::Uuid;
 
@@ -178,5 +180,46 @@ impl RelayStore for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.readers.close();
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn settings(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Settings> {
+        let device = device.clone();
+        self.readers
+            .read(move |conn| {
+                let pk = devices::owned(conn, license, &device)?.ok_or_else(|| devices::not_found(&device))?;
+                settings::load(conn, pk)
+            })
+            .await
+    }
+
+    async fn device_settings(&self, device: DevicePk) -> StoreResult<Settings> {
+        self.readers.read(move |conn| settings::load(conn, device)).await
+    }
+
+    async fn write_settings(&self, target: Target, proposal: Proposal) -> StoreResult<Outcome> {
+        self.writer
+            .write(move |conn, events| {
+                let device = match target {
+                    Target::Device(pk) => pk,
+                    Target::BackOffice { license, device } => {
+                        devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?.0.pk
+                    }
+                };
+                settings::write(conn, events, device, proposal)
+            })
+            .await
+    }
+
+    async fn link_account(&self, device: &DeviceRef, account: &str) -> StoreResult<()> {
+        let (device, account) = (device.clone(), account.to_owned());
+        self.writer.write(move |conn, _| settings::link(conn, &device, &account)).await
+    }
+
+    async fn restore_account(&self, device: &DeviceRef, account: &str) -> StoreResult<Option<Settings>> {
+        let (device, account) = (device.clone(), account.to_owned());
+        self.writer.write(move |conn, events| settings::restore(conn, events, &device, &account)).await
     }
 }

@@ -1,0 +1,130 @@
+//! The settings side of a device's connection: the current settings on
+//! connect, pushes when the back-office changes them, the device's own
+//! writes, and linking to / restoring from a Google account.
+
+use std::sync::Arc;
+
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::oidc::IdTokenVerifier;
+use relayhub_core::store::StoreResult;
+
+use super::frames;
+use super::session::{Done, Gone, Session};
+use crate::settings::api::check;
+use crate::settings::{Author, Document, Outcome, Proposal, Settings, Target};
+
+/// What a settings or account operation came to.
+pub(super) enum AccountDone {
+    Written(StoreResult<Outcome>),
+    Linked(Result<String, ApiError>),
+    Restored(Result<(String, Settings), ApiError>),
+}
+
+/// `google:<sub>` of a verified ID token.
+async fn account_of(verifier: Option<Arc<IdTokenVerifier>>, token: &str) -> Result<String, ApiError> {
+    let verifier = verifier.ok_or_else(|| {
+        ApiError::new(ErrorCode::NotConfigured, "this server has no Google sign-in configured (google.client_id)")
+    })?;
+    let identity = verifier.verify(token).await?;
+    Ok(format!("google:{}", identity.subject))
+}
+
+impl Session {
+    /// After `hello`: the device's settings, unless it says it has them.
+    pub(super) async fn initial_settings(&mut self, device_has: Option<i64>) -> Result<(), Gone> {
+        let current = match self.relay.settings.device_settings(self.device.pk).await {
+            Ok(current) => current,
+            Err(err) => {
+                // The device still gets them with the next change or connection.
+                tracing::warn!(device = %self.device.device_id, %err, "could not read settings");
+                return Ok(());
+            }
+        };
+        self.settings_sent = current.version;
+        if current.version > 0 && device_has != Some(current.version) {
+            self.send(frames::settings(&current, false, None)).await?;
+        }
+        Ok(())
+    }
+
+    /// Settings changed elsewhere (the back-office). What the device itself
+    /// caused (its writes, its restores) is answered by the reply to that
+    /// frame, not pushed back: it would arrive twice.
+    pub(super) async fn push_settings(&mut self) -> Result<(), Gone> {
+        match self.mailbox.take_settings() {
+            Some(settings)
+                if settings.version > self.settings_sent && settings.updated_by == Some(Author::BackOffice) =>
+            {
+                self.settings_sent = settings.version;
+                self.send(frames::settings(&settings, false, None)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn write_settings(&mut self, version: i64, settings: Document) -> Result<(), Gone> {
+        if let Err(err) = check(&settings, version, self.relay.config.settings_limit) {
+            return self.send(frames::error(&err, None, &[])).await;
+        }
+        let store = self.relay.settings.clone();
+        let target = Target::Device(self.device.pk);
+        let proposal = Proposal { base_version: version, document: settings, author: Author::Device };
+        self.ops.push_back(Box::pin(async move {
+            Done::Account(AccountDone::Written(store.write_settings(target, proposal).await))
+        }));
+        Ok(())
+    }
+
+    pub(super) async fn link_account(&mut self, token: String) -> Result<(), Gone> {
+        let (verifier, store, device) = (self.relay.google.clone(), self.relay.settings.clone(), self.device.clone());
+        self.ops.push_back(Box::pin(async move {
+            let linked = async {
+                let account = account_of(verifier, &token).await?;
+                store.link_account(&device, &account).await?;
+                Ok::<_, ApiError>(account)
+            };
+            Done::Account(AccountDone::Linked(linked.await))
+        }));
+        Ok(())
+    }
+
+    pub(super) async fn restore(&mut self, token: String) -> Result<(), Gone> {
+        let (verifier, store, device) = (self.relay.google.clone(), self.relay.settings.clone(), self.device.clone());
+        self.ops.push_back(Box::pin(async move {
+            let restored = async {
+                let account = account_of(verifier, &token).await?;
+                let settings = store.restore_account(&device, &account).await?.ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::AccountNotLinked,
+                        format!("{account} has no settings linked in this license; send link_account first"),
+                    )
+                })?;
+                Ok::<_, ApiError>((account, settings))
+            };
+            Done::Account(AccountDone::Restored(restored.await))
+        }));
+        Ok(())
+    }
+
+    pub(super) async fn on_account_done(&mut self, done: AccountDone) -> Result<(), Gone> {
+        match done {
+            AccountDone::Written(Ok(Outcome::Applied { settings, merged })) => {
+                self.settings_sent = self.settings_sent.max(settings.version);
+                self.send(frames::settings(&settings, merged, None)).await
+            }
+            AccountDone::Written(Ok(Outcome::Conflict { current, paths, reason })) => {
+                self.settings_sent = self.settings_sent.max(current.version);
+                self.send(frames::settings_conflict(&current, &paths, &reason)).await
+            }
+            AccountDone::Written(Err(err)) => self.send(frames::error(&ApiError::from(err), None, &[])).await,
+            AccountDone::Linked(Ok(account)) => self.send(frames::linked(&account)).await,
+            AccountDone::Restored(Ok((account, settings))) => {
+                self.settings_sent = self.settings_sent.max(settings.version);
+                self.send(frames::settings(&settings, false, Some(&account))).await
+            }
+            AccountDone::Linked(Err(err)) | AccountDone::Restored(Err(err)) => {
+                self.send(frames::error(&err, None, &[])).await
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Settings documents, their recent versions, and account links.
+
+use std::sync::Arc;
+
+use relayhub_core::ids::DevicePk;
+use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::time::Timestamp;
+use relayhub_relay::model::DeviceRef;
+use relayhub_relay::settings::{Author, Decision, Document, HISTORY, Outcome, Proposal, Settings, decide};
+use relayhub_relay::store::RelayEvent;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::SqlResult;
+
+fn document(raw: &str) -> StoreResult<Document> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Internal(format!("stored settings are not an object: {e}")))
+}
+
+fn text(document: &Document) -> String {
+    serde_json::to_string(document).unwrap_or_else(|_| "{}".into())
+}
+
+pub(crate) fn load(conn: &Connection, device: DevicePk) -> StoreResult<Settings> {
+    let row = conn
+        .prepare_cached("SELECT version, document, updated_at, updated_by FROM settings WHERE device_pk = ?1")
+        .sql()?
+        .query_row([device.0], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, String>(3)?))
+        })
+        .optional()
+        .sql()?;
+    match row {
+        None => Ok(Settings::empty()),
+        Some((version, raw, at, by)) => Ok(Settings {
+            version,
+            settings: document(&raw)?,
+            updated_at: Some(Timestamp::from_millis(at)),
+            updated_by: Author::parse(&by),
+        }),
+    }
+}
+
+/// The document as it was at `version`, if still kept.
+fn base(conn: &Connection, device: DevicePk, version: i64) -> StoreResult<Option<Document>> {
+    if version == 0 {
+        return Ok(Some(Document::new()));
+    }
+    let raw: Option<String> = conn
+        .prepare_cached("SELECT document FROM settings_history WHERE device_pk = ?1 AND version = ?2")
+        .sql()?
+        .query_row(params![device.0, version], |row| row.get(0))
+        .optional()
+        .sql()?;
+    raw.as_deref().map(document).transpose()
+}
+
+/// Stores `document` as the next version, keeping the last [`HISTORY`].
+fn store(
+    conn: &Connection,
+    events: &mut Vec<RelayEvent>,
+    device: DevicePk,
+    version: i64,
+    document: Document,
+    author: Author,
+) -> StoreResult<Settings> {
+    let now = Timestamp::now();
+    let raw = text(&document);
+    conn.prepare_cached(
+        "INSERT INTO settings (device_pk, version, document, updated_at, updated_by) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (device_pk) DO UPDATE SET version = ?2, document = ?3, updated_at = ?4, updated_by = ?5",
+    )
+    .sql()?
+    .execute(params![device.0, version, raw, now.millis(), author.as_str()])
+    .sql()?;
+    conn.prepare_cached("INSERT INTO settings_history (device_pk, version, document) VALUES (?1, ?2, ?3)")
+        .sql()?
+        .execute(params![device.0, version, raw])
+        .sql()?;
+    conn.prepare_cached("DELETE FROM settings_history WHERE device_pk = ?1 AND version <= ?2")
+        .sql()?
+        .execute(params![device.0, version - HISTORY])
+        .sql()?;
+    let settings = Settings { version, settings: document, updated_at: Some(now), updated_by: Some(author) };
+    events.push(RelayEvent::Settings { device, settings: Arc::new(settings.clone()) });
+    Ok(settings)
+}
+
+pub(crate) fn write(
+    conn: &Connection,
+    events: &mut Vec<RelayEvent>,
+    device: DevicePk,
+    proposal: Proposal,
+) -> StoreResult<Outcome> {
+    let current = load(conn, device)?;
+    let base = if proposal.base_version < current.version { base(conn, device, proposal.base_version)? } else { None };
+    Ok(match decide(&current, base.as_ref(), &proposal) {
+        Decision::Write { document, merged } => {
+            let settings = store(conn, events, device, current.version + 1, document, proposal.author)?;
+            Outcome::Applied { settings, merged }
+        }
+        Decision::Unchanged => Outcome::Applied { settings: current, merged: false },
+        Decision::Conflict { paths, reason } => Outcome::Conflict { current, paths, reason },
+    })
+}
+
+pub(crate) fn link(conn: &Connection, device: &DeviceRef, account: &str) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO accounts (license_pk, account, device_pk, snapshot, linked_at) VALUES (?1, ?2, ?3, NULL, ?4)
+         ON CONFLICT (license_pk, account) DO UPDATE SET device_pk = ?3, snapshot = NULL, linked_at = ?4",
+    )
+    .sql()?
+    .execute(params![device.license.0, account, device.pk.0, Timestamp::now().millis()])
+    .sql()?;
+    Ok(())
+}
+
+pub(crate) fn restore(
+    conn: &Connection,
+    events: &mut Vec<RelayEvent>,
+    device: &DeviceRef,
+    account: &str,
+) -> StoreResult<Option<Settings>> {
+    let linked = conn
+        .prepare_cached("SELECT device_pk, snapshot FROM accounts WHERE license_pk = ?1 AND account = ?2")
+        .sql()?
+        .query_row(params![device.license.0, account], |row| {
+            Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<String>>(1)?))
+        })
+        .optional()
+        .sql()?;
+    let source = match linked {
+        None => return Ok(None),
+        Some((Some(pk), _)) => load(conn, DevicePk(pk))?.settings,
+        Some((None, Some(snapshot))) => document(&snapshot)?,
+        Some((None, None)) => Document::new(),
+    };
+    let current = load(conn, device.pk)?;
+    let settings = if source == current.settings {
+        current
+    } else {
+        store(conn, events, device.pk, current.version + 1, source, Author::Restore)?
+    };
+    // The new device is the account's device from now on.
+    link(conn, device, account)?;
+    Ok(Some(settings))
+}
+
+/// Before a device is unbound: accounts that follow it keep a copy of its
+/// settings, and its own settings go.
+pub(crate) fn forget_device(conn: &Connection, device: DevicePk) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE accounts SET snapshot = (SELECT document FROM settings WHERE device_pk = ?1), device_pk = NULL
+         WHERE device_pk = ?1",
+    )
+    .sql()?
+    .execute([device.0])
+    .sql()?;
+    conn.prepare_cached("DELETE FROM settings WHERE device_pk = ?1").sql()?.execute([device.0]).sql()?;
+    conn.prepare_cached("DELETE FROM settings_history WHERE device_pk = ?1").sql()?.execute([device.0]).sql()?;
+    Ok(())
+}
