@@ -10,14 +10,16 @@ use relayhub_core::store::StoreResult;
 
 use super::frames;
 use super::session::{Done, Gone, Session};
+use crate::model::DeviceRef;
 use crate::settings::api::check;
-use crate::settings::{Author, Document, Outcome, Proposal, Settings, Target};
+use crate::settings::{Author, Document, DynSettingsStore, Outcome, Proposal, Settings, Target};
 
 /// What a settings or account operation came to.
 pub(super) enum AccountDone {
     Written(StoreResult<Outcome>),
-    Linked(Result<String, ApiError>),
-    Restored(Result<(String, Settings), ApiError>),
+    Linked(String),
+    Restored(String, Settings),
+    Failed(ApiError),
 }
 
 /// `google:<sub>` of a verified ID token.
@@ -76,34 +78,41 @@ impl Session {
     }
 
     pub(super) async fn link_account(&mut self, token: String) -> Result<(), Gone> {
-        let (verifier, store, device) = (self.relay.google.clone(), self.relay.settings.clone(), self.device.clone());
-        self.ops.push_back(Box::pin(async move {
-            let linked = async {
-                let account = account_of(verifier, &token).await?;
-                store.link_account(&device, &account).await?;
-                Ok::<_, ApiError>(account)
-            };
-            Done::Account(AccountDone::Linked(linked.await))
-        }));
+        self.with_account(token, |store, device, account| async move {
+            store.link_account(&device, &account).await?;
+            Ok(AccountDone::Linked(account))
+        });
         Ok(())
     }
 
     pub(super) async fn restore(&mut self, token: String) -> Result<(), Gone> {
+        self.with_account(token, |store, device, account| async move {
+            let settings = store.restore_account(&device, &account).await?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::AccountNotLinked,
+                    format!("{account} has no settings linked in this license; send link_account first"),
+                )
+            })?;
+            Ok(AccountDone::Restored(account, settings))
+        });
+        Ok(())
+    }
+
+    /// Verifies `token`, then runs `then` with the account it names, as an
+    /// operation of this connection; a failure becomes an `error` frame.
+    fn with_account<F, Fut>(&mut self, token: String, then: F)
+    where
+        F: FnOnce(DynSettingsStore, DeviceRef, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<AccountDone, ApiError>> + Send + 'static,
+    {
         let (verifier, store, device) = (self.relay.google.clone(), self.relay.settings.clone(), self.device.clone());
         self.ops.push_back(Box::pin(async move {
-            let restored = async {
+            let done = async {
                 let account = account_of(verifier, &token).await?;
-                let settings = store.restore_account(&device, &account).await?.ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::AccountNotLinked,
-                        format!("{account} has no settings linked in this license; send link_account first"),
-                    )
-                })?;
-                Ok::<_, ApiError>((account, settings))
+                then(store, device, account).await
             };
-            Done::Account(AccountDone::Restored(restored.await))
+            Done::Account(done.await.unwrap_or_else(AccountDone::Failed))
         }));
-        Ok(())
     }
 
     pub(super) async fn on_account_done(&mut self, done: AccountDone) -> Result<(), Gone> {
@@ -117,14 +126,12 @@ impl Session {
                 self.send(frames::settings_conflict(&current, &paths, &reason)).await
             }
             AccountDone::Written(Err(err)) => self.send(frames::error(&ApiError::from(err), None, &[])).await,
-            AccountDone::Linked(Ok(account)) => self.send(frames::linked(&account)).await,
-            AccountDone::Restored(Ok((account, settings))) => {
+            AccountDone::Linked(account) => self.send(frames::linked(&account)).await,
+            AccountDone::Restored(account, settings) => {
                 self.settings_sent = self.settings_sent.max(settings.version);
                 self.send(frames::settings(&settings, false, Some(&account))).await
             }
-            AccountDone::Linked(Err(err)) | AccountDone::Restored(Err(err)) => {
-                self.send(frames::error(&err, None, &[])).await
-            }
+            AccountDone::Failed(err) => self.send(frames::error(&err, None, &[])).await,
         }
     }
 }
