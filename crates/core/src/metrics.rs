@@ -96,3 +96,27 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
     metrics.http_seconds.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
     response
 }
+
+/// How well a backend's group commit works: writes per transaction and
+/// time to run and commit a batch.
+#[derive(Clone)]
+pub struct CommitMetrics {
+    size: Histogram,
+    seconds: Histogram,
+}
+
+impl CommitMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        let size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let seconds = latency_histogram();
+        metrics.register("store_commit_batch_size", "Writes committed together in one transaction", size.clone());
+        metrics.register_with_unit("store_commit", "Time to run and commit one batch", Unit::Seconds, seconds.clone());
+        Self { size, seconds }
+    }
+
+    /// Records a batch of `size` writes that started at `started`.
+    pub fn observe(&self, size: usize, started: Instant) {
+        self.size.observe(size as f64);
+        self.seconds.observe(started.elapsed().as_secs_f64());
+    }
+}

@@ -3,7 +3,7 @@
 use crate::error::{ApiError, ErrorCode};
 
 /// A storage call's failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A rule of the domain refused the call (queue full, device limit,
     /// unknown object…). Nothing was written.

@@ -27,9 +27,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Mailbox {
     state: Mutex<MailboxState>,
     notify: Notify,
-    /// The newest settings pushed for the device, until its socket takes them.
-    settings: Mutex<Option<Arc<Settings>>>,
-    settings_notify: Notify,
+    /// Settings and presence news, until the connection takes them.
+    signals: Mutex<Signals>,
+    signal: Notify,
+}
+
+/// News for a connection other than messages.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// The newest settings pushed for the device.
+    pub settings: Option<SettingsNews>,
+    /// The device connected elsewhere: check whether this is still its
+    /// current connection.
+    pub recheck_presence: bool,
+}
+
+/// Settings as pushed: with the document, or only the fact of a change.
+#[derive(Debug, Clone)]
+pub enum SettingsNews {
+    Known(Arc<Settings>),
+    Changed,
 }
 
 struct MailboxState {
@@ -59,33 +76,37 @@ impl Mailbox {
     /// backlog from the store.
     fn new(capacity: usize) -> Self {
         let state = MailboxState { queue: VecDeque::new(), capacity, stale: 1, generation: 1 };
-        Self {
-            state: Mutex::new(state),
-            notify: Notify::new(),
-            settings: Mutex::new(None),
-            settings_notify: Notify::new(),
-        }
+        Self { state: Mutex::new(state), notify: Notify::new(), signals: Mutex::default(), signal: Notify::new() }
     }
 
-    fn push_settings(&self, settings: Arc<Settings>) {
+    fn push_settings(&self, news: SettingsNews) {
         {
-            let mut slot = lock(&self.settings);
-            if slot.as_ref().is_some_and(|s| s.version >= settings.version) {
-                return;
+            let mut signals = lock(&self.signals);
+            let newer = match (&signals.settings, &news) {
+                (Some(SettingsNews::Known(had)), SettingsNews::Known(new)) => new.version > had.version,
+                // An unknown change must be read whatever was pushed before.
+                _ => true,
+            };
+            if newer {
+                signals.settings = Some(news);
             }
-            *slot = Some(settings);
         }
-        self.settings_notify.notify_one();
+        self.signal.notify_one();
     }
 
-    /// The newest settings pushed since the last call, if any.
-    pub fn take_settings(&self) -> Option<Arc<Settings>> {
-        lock(&self.settings).take()
+    fn recheck_presence(&self) {
+        lock(&self.signals).recheck_presence = true;
+        self.signal.notify_one();
     }
 
-    /// Waits until settings are pushed.
-    pub async fn settings_changed(&self) {
-        self.settings_notify.notified().await
+    /// Takes the news pushed since the last call.
+    pub fn take_signals(&self) -> Signals {
+        std::mem::take(&mut *lock(&self.signals))
+    }
+
+    /// Waits until there is news.
+    pub async fn signalled(&self) {
+        self.signal.notified().await
     }
 
     fn push(&self, first_seq: i64, messages: Vec<SharedMessage>) {
@@ -223,6 +244,10 @@ impl Hub {
         closed
     }
 
+    fn mailbox(&self, device: DevicePk) -> Option<Arc<Mailbox>> {
+        lock(&self.devices).get(&device).map(|slot| slot.mailbox.clone())
+    }
+
     /// A receiver that changes whenever the license's inbox gets records.
     pub fn inbox_watch(&self, license: LicensePk) -> watch::Receiver<u64> {
         lock(&self.inboxes).entry(license).or_insert_with(|| watch::channel(0).0).subscribe()
@@ -233,8 +258,7 @@ impl RelayEvents for Hub {
     fn emit(&self, event: RelayEvent) {
         match event {
             RelayEvent::Queued { device, first_seq, messages } => {
-                let mailbox = lock(&self.devices).get(&device).map(|slot| slot.mailbox.clone());
-                if let Some(mailbox) = mailbox {
+                if let Some(mailbox) = self.mailbox(device) {
                     mailbox.push(first_seq, messages);
                 }
             }
@@ -249,9 +273,23 @@ impl RelayEvents for Hub {
                 }
             }
             RelayEvent::Settings { device, settings } => {
-                let mailbox = lock(&self.devices).get(&device).map(|slot| slot.mailbox.clone());
-                if let Some(mailbox) = mailbox {
-                    mailbox.push_settings(settings);
+                if let Some(mailbox) = self.mailbox(device) {
+                    mailbox.push_settings(settings.map_or(SettingsNews::Changed, SettingsNews::Known));
+                }
+            }
+            RelayEvent::ConnectedElsewhere { device } => {
+                if let Some(mailbox) = self.mailbox(device) {
+                    mailbox.recheck_presence();
+                }
+            }
+            RelayEvent::Resync => {
+                let mailboxes: Vec<_> = lock(&self.devices).values().map(|slot| slot.mailbox.clone()).collect();
+                for mailbox in mailboxes {
+                    mailbox.push(0, Vec::new());
+                    mailbox.push_settings(SettingsNews::Changed);
+                }
+                for sender in lock(&self.inboxes).values() {
+                    sender.send_modify(|v| *v = v.wrapping_add(1));
                 }
             }
         }

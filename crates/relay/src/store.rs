@@ -39,7 +39,15 @@ pub enum RelayEvent {
     /// A device was unbound: its connection must close.
     Unbound { device: DevicePk },
     /// A device's settings changed; an online device gets them at once.
-    Settings { device: DevicePk, settings: Arc<Settings> },
+    /// Without the document (another node changed them): read them.
+    Settings { device: DevicePk, settings: Option<Arc<Settings>> },
+    /// The device opened a socket on another node: the one here, if any,
+    /// should check whether it is still the device's current connection.
+    ConnectedElsewhere { device: DevicePk },
+    /// Events may have been missed (the link to the other nodes was lost and
+    /// restored): every connection re-reads its queue and settings, every
+    /// long poll re-reads the inbox.
+    Resync,
 }
 
 /// Receives [`RelayEvent`]s. Called on the committing thread: must not block.
@@ -136,9 +144,14 @@ pub trait RelayStore: Send + Sync + 'static {
     /// acknowledged records older than `retention`.
     async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport>;
 
-    /// Forgets connections this node recorded as open but that did not
-    /// close cleanly (a crash). Called once when the server starts.
-    async fn reset_presence(&self) -> StoreResult<()>;
+    /// This process starts serving devices: it forgets connections recorded
+    /// as open that did not close cleanly (a crash), and, with several
+    /// nodes, joins them (heartbeat, their events). Called once by `serve`.
+    async fn start_serving(&self) -> StoreResult<()>;
+
+    /// Whether `conn` (on this node) is still the device's current
+    /// connection, after it connected elsewhere.
+    async fn is_current_connection(&self, device: DevicePk, conn: ConnId) -> StoreResult<bool>;
 
     /// Messages waiting in all queues, for the queue-depth metric.
     async fn total_pending(&self) -> StoreResult<u64>;

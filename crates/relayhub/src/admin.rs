@@ -70,7 +70,7 @@ fn describe_credentials(items: &[CredentialInfo]) -> String {
 }
 
 async fn open(url: &DatabaseUrl) -> anyhow::Result<Stores> {
-    Stores::open(url, Arc::new(NoEvents), &Metrics::new()).await
+    Stores::open(url, Arc::new(NoEvents), &Metrics::new(), 2).await
 }
 
 /// Runs a `license` command.

@@ -36,6 +36,8 @@ pub struct Config {
     pub data: PathBuf,
     /// Database URL (`sqlite://PATH` or `postgres://…`); overrides `data`.
     pub database: Option<String>,
+    /// PostgreSQL connections this node opens at most.
+    pub pool_size: u32,
     /// Largest request body, in bytes (413 beyond).
     pub body_limit: usize,
     pub log_format: LogFormat,
@@ -63,6 +65,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("relayhub-data"),
             database: None,
+            pool_size: 16,
             body_limit: 1024 * 1024,
             log_format: LogFormat::Text,
             gateway: GatewayConfig::default(),

@@ -59,7 +59,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // Administration, as `relayhub license create` / `apikey create` would.
     let admin =
-        Stores::open(&DatabaseUrl::Sqlite(dir.path().join("relayhub.db")), Arc::new(NoEvents), &Metrics::new()).await?;
+        Stores::open(&DatabaseUrl::Sqlite(dir.path().join("relayhub.db")), Arc::new(NoEvents), &Metrics::new(), 2)
+            .await?;
     let new = NewLicense {
         number: LicenseNumber::parse(LICENSE)?,
         name: "Demo accounting".into(),

@@ -43,8 +43,8 @@ impl Server {
         let metrics = Metrics::new();
         let hub = Arc::new(Hub::new(config.relay.mailbox));
         let url = config.database_url()?;
-        let stores = Stores::open(&url, hub.clone(), &metrics).await?;
-        stores.relay.reset_presence().await.context("resetting device presence")?;
+        let stores = Stores::open(&url, hub.clone(), &metrics, config.pool_size).await?;
+        stores.relay.start_serving().await.context("starting to serve devices")?;
         let gateway = Gateway::new(config.gateway.clone(), &metrics);
         let google = match &config.google.client_id {
             None => None,

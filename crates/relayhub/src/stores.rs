@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::metrics::Metrics;
+use relayhub_postgres::{PgOptions, PgStore};
 use relayhub_relay::settings::SettingsStore;
 use relayhub_relay::store::{RelayEvents, RelayStore};
 use relayhub_sqlite::SqliteStore;
@@ -22,15 +23,25 @@ pub struct Stores {
 impl Stores {
     /// Opens the backend named by `url`, running its migrations. Committed
     /// changes are reported to `events`.
-    pub async fn open(url: &DatabaseUrl, events: Arc<dyn RelayEvents>, metrics: &Metrics) -> anyhow::Result<Self> {
+    /// `pool_size` is the most connections a PostgreSQL backend opens.
+    pub async fn open(
+        url: &DatabaseUrl,
+        events: Arc<dyn RelayEvents>,
+        metrics: &Metrics,
+        pool_size: u32,
+    ) -> anyhow::Result<Self> {
         match url {
             DatabaseUrl::Sqlite(path) => {
                 let store = SqliteStore::open(path, events, metrics)
                     .with_context(|| format!("opening the SQLite database {}", path.display()))?;
                 Ok(Self { identity: store.clone(), relay: store.clone(), settings: store })
             }
-            DatabaseUrl::Postgres(_) => {
-                anyhow::bail!("PostgreSQL is not supported by this build yet; use the embedded SQLite default")
+            DatabaseUrl::Postgres(url) => {
+                let options = PgOptions { max_connections: pool_size, ..PgOptions::default() };
+                // The error never shows the URL: it may hold a password.
+                let store =
+                    PgStore::open(url, events, metrics, options).await.context("opening the PostgreSQL database")?;
+                Ok(Self { identity: store.clone(), relay: store.clone(), settings: store })
             }
         }
     }

@@ -15,12 +15,12 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use relayhub_core::metrics::Metrics;
+use relayhub_core::metrics::{CommitMetrics, Metrics};
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_relay::store::RelayEvents;
 
 use crate::readers::Readers;
-use crate::writer::{BatchMetrics, Writer};
+use crate::writer::Writer;
 
 /// Reader threads; reads are short, two cores are the target machine.
 const READERS: usize = 4;
@@ -42,7 +42,7 @@ impl SqliteStore {
         }
         let writer_conn = conn::open_writer(path)?;
         let readers = Readers::start(path, READERS)?;
-        let writer = Writer::start(writer_conn, events, BatchMetrics::new(metrics));
+        let writer = Writer::start(writer_conn, events, CommitMetrics::new(metrics));
         Ok(Arc::new(Self { writer, readers, path: path.to_owned() }))
     }
 

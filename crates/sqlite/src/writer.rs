@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Unit;
-use relayhub_core::metrics::{Metrics, latency_histogram};
+use relayhub_core::metrics::CommitMetrics;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_relay::store::{RelayEvent, RelayEvents};
 use rusqlite::Connection;
@@ -63,7 +61,7 @@ where
         let result = match (self.result.take(), batch) {
             (Some(Err(own)), _) => Err(own),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(err)) => Err(copy_error(err)),
+            (_, Err(err)) => Err(err.clone()),
             (None, Ok(())) => Err(StoreError::Internal("job was not run".into())),
         };
         if let Some(reply) = self.reply.take() {
@@ -71,15 +69,6 @@ where
             // stands regardless.
             let _ = reply.send(result);
         }
-    }
-}
-
-fn copy_error(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::Rejected(api) => StoreError::Rejected(api.clone()),
-        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
-        StoreError::Closed => StoreError::Closed,
-        StoreError::Internal(s) => StoreError::Internal(s.clone()),
     }
 }
 
@@ -94,25 +83,8 @@ pub(crate) struct Writer {
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-/// How well group commit works: jobs per transaction and time to commit.
-#[derive(Clone)]
-pub(crate) struct BatchMetrics {
-    size: Histogram,
-    seconds: Histogram,
-}
-
-impl BatchMetrics {
-    pub(crate) fn new(metrics: &Metrics) -> Self {
-        let size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
-        let seconds = latency_histogram();
-        metrics.register("store_commit_batch_size", "Writes committed together in one transaction", size.clone());
-        metrics.register_with_unit("store_commit", "Time to run and commit one batch", Unit::Seconds, seconds.clone());
-        Self { size, seconds }
-    }
-}
-
 impl Writer {
-    pub(crate) fn start(conn: Connection, events: Arc<dyn RelayEvents>, stats: BatchMetrics) -> Self {
+    pub(crate) fn start(conn: Connection, events: Arc<dyn RelayEvents>, stats: CommitMetrics) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -160,7 +132,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn RelayEvents>, stats: BatchMetrics) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn RelayEvents>, stats: CommitMetrics) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut stop = false;
     while !stop {
@@ -179,9 +151,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn Re
             }
         }
         let started = Instant::now();
-        stats.size.observe(jobs.len() as f64);
+        let size = jobs.len();
         commit_batch(&mut conn, &mut jobs, events.as_ref());
-        stats.seconds.observe(started.elapsed().as_secs_f64());
+        stats.observe(size, started);
     }
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(%err, "final checkpoint failed");

@@ -10,9 +10,11 @@ use relayhub_core::store::StoreResult;
 
 use super::frames;
 use super::session::{Done, Gone, Session};
+use crate::hub::SettingsNews;
 use crate::model::DeviceRef;
 use crate::settings::api::check;
 use crate::settings::{Author, Document, DynSettingsStore, Outcome, Proposal, Settings, Target};
+use relayhub_core::gateway::CloseReason;
 
 /// What a settings or account operation came to.
 pub(super) enum AccountDone {
@@ -49,19 +51,37 @@ impl Session {
         Ok(())
     }
 
-    /// Settings changed elsewhere (the back-office). What the device itself
-    /// caused (its writes, its restores) is answered by the reply to that
-    /// frame, not pushed back: it would arrive twice.
-    pub(super) async fn push_settings(&mut self) -> Result<(), Gone> {
-        match self.mailbox.take_settings() {
-            Some(settings)
-                if settings.version > self.settings_sent && settings.updated_by == Some(Author::BackOffice) =>
-            {
-                self.settings_sent = settings.version;
-                self.send(frames::settings(&settings, false, None)).await
+    /// News from elsewhere: changed settings, or the device connecting on
+    /// another node.
+    pub(super) async fn on_signals(&mut self) -> Result<Option<CloseReason>, Gone> {
+        let signals = self.mailbox.take_signals();
+        if signals.recheck_presence {
+            match self.relay.store.is_current_connection(self.device.pk, self.conn_id()).await {
+                Ok(false) => return Ok(Some(CloseReason::REPLACED)),
+                Ok(true) => {}
+                // Unknown: keep the connection; at worst the device has two
+                // sockets for a while and gets some messages twice.
+                Err(err) => tracing::warn!(device = %self.device.device_id, %err, "could not check presence"),
             }
-            _ => Ok(()),
         }
+        let settings = match signals.settings {
+            None => return Ok(None),
+            Some(SettingsNews::Known(settings)) => settings,
+            Some(SettingsNews::Changed) => match self.relay.settings.device_settings(self.device.pk).await {
+                Ok(settings) => Arc::new(settings),
+                Err(err) => {
+                    tracing::warn!(device = %self.device.device_id, %err, "could not read changed settings");
+                    return Ok(None);
+                }
+            },
+        };
+        // Changes the device caused itself (its writes, its restores) are
+        // answered by the reply to that frame, not pushed back twice.
+        if settings.version > self.settings_sent && settings.updated_by == Some(Author::BackOffice) {
+            self.settings_sent = settings.version;
+            self.send(frames::settings(&settings, false, None)).await?;
+        }
+        Ok(None)
     }
 
     pub(super) async fn write_settings(&mut self, version: i64, settings: Document) -> Result<(), Gone> {

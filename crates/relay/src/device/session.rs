@@ -157,7 +157,11 @@ impl Session {
                     Event::Gone => return Ok(None),
                 },
                 () = self.mailbox.changed(), if has_room => {}
-                () = self.mailbox.settings_changed() => self.push_settings().await?,
+                () = self.mailbox.signalled() => {
+                    if let Some(reason) = self.on_signals().await? {
+                        return Ok(Some(reason));
+                    }
+                }
                 () = sleep_until_or_never(self.retry_at), if self.retry_at.is_some() => self.retry_at = None,
                 Some(done) = self.ops.next() => self.on_done(done).await?,
             }
@@ -297,6 +301,10 @@ impl Session {
                 self.send(frames::error(&ApiError::from(err), Some(&reference), &[])).await
             }
         }
+    }
+
+    pub(super) fn conn_id(&self) -> relayhub_core::gateway::ConnId {
+        self.conn.id()
     }
 
     pub(super) async fn send(&mut self, text: String) -> Result<(), Gone> {

@@ -2,7 +2,6 @@
 //! of a burst of producers.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Device, PATIENCE, TestApp, ids};
+use crate::helpers::{Device, PATIENCE, PgDatabase, TestApp, database_args, ids};
 
 #[tokio::test]
 async fn pending_messages_and_receipts_survive_a_restart() {
@@ -63,11 +62,10 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    async fn start(data: &Path) -> Self {
+    async fn start(database: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_relayhub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .arg("--data")
-            .arg(data)
+            .args(database)
             .env("RELAYHUB_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -92,12 +90,11 @@ impl ChildServer {
     }
 }
 
-fn cli(data: &Path, args: &[&str]) -> Value {
+fn cli(database: &[String], args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
         .args(args)
         .arg("--json")
-        .arg("--data")
-        .arg(data)
+        .args(database)
         .output()
         .expect("run relayhub");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -111,10 +108,12 @@ async fn every_202_survives_sigkill_during_a_burst() {
     const KILL_AFTER: usize = 1500;
 
     let dir = tempfile::tempdir().unwrap();
-    let token = cli(dir.path(), &["license", "create", "--number", "LIC-K"])["token"].as_str().unwrap().to_owned();
-    let key = cli(dir.path(), &["apikey", "create"])["key"].as_str().unwrap().to_owned();
+    let pg = PgDatabase::create().await;
+    let database = database_args(dir.path(), pg.as_ref());
+    let token = cli(&database, &["license", "create", "--number", "LIC-K"])["token"].as_str().unwrap().to_owned();
+    let key = cli(&database, &["apikey", "create"])["key"].as_str().unwrap().to_owned();
 
-    let mut server = ChildServer::start(dir.path()).await;
+    let mut server = ChildServer::start(&database).await;
     let http = relayhub_core::http_client::client().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let mut producers = Vec::new();
@@ -155,7 +154,7 @@ async fn every_202_survives_sigkill_during_a_burst() {
     let total: usize = promised.values().map(HashSet::len).sum();
     assert!(total >= KILL_AFTER, "only {total} accepted");
 
-    let server = ChildServer::start(dir.path()).await;
+    let server = ChildServer::start(&database).await;
     for (device, ids_promised) in &promised {
         let url = format!("ws://{}/ws/device?api_key={key}&device_id={device}&license=LIC-K", server.addr);
         let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();

@@ -5,13 +5,11 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use relayhub::Config;
-use relayhub::config::DatabaseUrl;
 use relayhub::stores::Stores;
 use relayhub_core::identity::{self, NewLicense};
 use relayhub_core::ids::LicenseNumber;
@@ -34,12 +32,74 @@ pub fn init_logs() {
     }
 }
 
+/// The environment variable naming a PostgreSQL server (an admin URL such
+/// as `postgres://relayhub@127.0.0.1/postgres`): when set, the suite runs
+/// against PostgreSQL instead of SQLite, each test in a database of its own.
+pub const POSTGRES_ENV: &str = "RELAYHUB_TEST_POSTGRES";
+
+/// A test's database on the PostgreSQL server, dropped when the test ends.
+pub struct PgDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// A fresh database, if the suite runs against PostgreSQL.
+    pub async fn create() -> Option<Self> {
+        let admin = std::env::var(POSTGRES_ENV).ok()?;
+        let name = format!("relayhub_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.expect("the test PostgreSQL answers");
+        sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create a test database");
+        let base = admin.split('?').next().unwrap_or(&admin);
+        let base = base.rsplit_once('/').map(|(b, _)| b).unwrap_or(base);
+        Some(Self { url: format!("{base}/{name}"), admin, name })
+    }
+
+    /// The command-line options that select this database.
+    pub fn args(&self) -> Vec<String> {
+        vec!["--database".into(), self.url.clone()]
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop runs outside any runtime's reach: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql)).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// The command-line options that select a test's database: `--data DIR`,
+/// or `--database URL` when the suite runs against PostgreSQL.
+pub fn database_args(dir: &std::path::Path, pg: Option<&PgDatabase>) -> Vec<String> {
+    match pg {
+        Some(pg) => pg.args(),
+        None => vec!["--data".into(), dir.display().to_string()],
+    }
+}
+
 /// A configuration for tests: fast housekeeping, everything else default.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), data: dir.to_owned(), ..Config::default() };
     config.relay.sweep_interval = Duration::from_millis(100);
     config.relay.credential_check_interval = Duration::from_millis(100);
     config.gateway.shutdown_grace = Duration::from_secs(5);
+    config.pool_size = 4;
     config
 }
 
@@ -56,7 +116,7 @@ pub struct TestApp {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     dir: Option<tempfile::TempDir>,
-    data: PathBuf,
+    pg: Option<std::sync::Arc<PgDatabase>>,
 }
 
 impl TestApp {
@@ -68,10 +128,11 @@ impl TestApp {
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
+        let pg = PgDatabase::create().await.map(std::sync::Arc::new);
         let mut config = test_config(dir.path());
+        config.database = pg.as_ref().map(|pg| pg.url.clone());
         tweak(&mut config);
-        let data = dir.path().to_owned();
-        let mut app = Self::start(config, data, Some(dir)).await;
+        let mut app = Self::start(config, Some(dir), pg).await;
         let (token, _) = app.create_license("LIC-A", None).await;
         app.license = "LIC-A".into();
         app.token = token;
@@ -81,7 +142,7 @@ impl TestApp {
         app
     }
 
-    async fn start(config: Config, data: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
+    async fn start(config: Config, dir: Option<tempfile::TempDir>, pg: Option<std::sync::Arc<PgDatabase>>) -> Self {
         let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
         let server = relayhub::Server::build(config.clone(), listener).await.expect("server builds");
         let addr = server.local_addr();
@@ -91,8 +152,8 @@ impl TestApp {
         }));
         // The administration handle opens the same database, as the CLI
         // does from another process.
-        let url = DatabaseUrl::Sqlite(data.join("relayhub.db"));
-        let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new()).await.expect("admin store");
+        let url = config.database_url().expect("a database URL");
+        let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new(), 2).await.expect("admin store");
         Self {
             addr,
             http: relayhub_core::http_client::client().expect("an HTTP client"),
@@ -105,7 +166,7 @@ impl TestApp {
             shutdown: Some(tx),
             task: Some(task),
             dir,
-            data,
+            pg,
         }
     }
 
@@ -115,7 +176,7 @@ impl TestApp {
         self.stop().await;
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
-        let mut next = Self::start(config, self.data.clone(), self.dir.take()).await;
+        let mut next = Self::start(config, self.dir.take(), self.pg.take()).await;
         next.license = self.license.clone();
         next.token = self.token.clone();
         next.api_key = self.api_key.clone();

@@ -1,10 +1,8 @@
 //! Operator endpoints, the OpenAPI document, and the administration CLI.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{PgDatabase, TestApp, database_args};
 
 #[tokio::test]
 async fn health_readiness_and_metrics_report_what_happens() {
@@ -78,11 +76,10 @@ async fn the_openapi_document_covers_the_contract_and_the_docs_page_is_served() 
     assert!(docs.text().await.unwrap().contains("swagger"), "the docs page is Swagger UI");
 }
 
-fn relayhub(data: &Path, args: &[&str]) -> std::process::Output {
+fn relayhub(database: &[String], args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
         .args(args)
-        .arg("--data")
-        .arg(data)
+        .args(database)
         .env_remove("RELAYHUB_DATABASE")
         .output()
         .expect("run relayhub")
@@ -96,7 +93,8 @@ fn json_of(out: &std::process::Output) -> Value {
 #[tokio::test]
 async fn administration_commands_print_json_and_act_on_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path();
+    let pg = PgDatabase::create().await;
+    let data = &database_args(dir.path(), pg.as_ref());
     let created = json_of(&relayhub(
         data,
         &[

@@ -164,7 +164,13 @@ impl RelayStore for SqliteStore {
             .await
     }
 
-    async fn reset_presence(&self) -> StoreResult<()> {
+    async fn is_current_connection(&self, _: DevicePk, _: ConnId) -> StoreResult<bool> {
+        // One node: a newer connection of the device replaced this one in
+        // the hub directly; nothing is ever connected elsewhere.
+        Ok(true)
+    }
+
+    async fn start_serving(&self) -> StoreResult<()> {
         self.writer
             .write(|conn, _| {
                 conn.execute("UPDATE devices SET online_conn = NULL WHERE online_conn IS NOT NULL", []).sql()?;

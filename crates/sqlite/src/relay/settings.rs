@@ -81,7 +81,7 @@ fn store(
         .execute(params![device.0, version - HISTORY])
         .sql()?;
     let settings = Settings { version, settings: document, updated_at: Some(now), updated_by: Some(author) };
-    events.push(RelayEvent::Settings { device, settings: Arc::new(settings.clone()) });
+    events.push(RelayEvent::Settings { device, settings: Some(Arc::new(settings.clone())) });
     Ok(settings)
 }
 

@@ -1,0 +1,242 @@
+//! Licenses, bearer tokens and API keys on PostgreSQL.
+
+use async_trait::async_trait;
+use relayhub_core::error::ErrorCode;
+use relayhub_core::identity::{
+    CredentialInfo, IdentityStore, Invalidated, License, LicenseUpdate, NewCredential, NewLicense,
+};
+use relayhub_core::ids::{LicenseNumber, LicensePk};
+use relayhub_core::secret::SecretHash;
+use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::time::Timestamp;
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Row};
+
+use crate::PgStore;
+use crate::error::{SqlResult, is_unique_violation};
+use crate::time::{at, opt_at, opt_time, time};
+
+/// `SELECT … FROM licenses` and a tail, as one literal (sqlx accepts only
+/// audited or literal SQL).
+macro_rules! select_license {
+    ($tail:literal) => {
+        concat!("SELECT pk, number, name, expires_at, max_devices, created_at FROM licenses ", $tail)
+    };
+}
+
+fn license_from_row(row: &PgRow) -> StoreResult<License> {
+    let number: String = row.try_get(1).sql()?;
+    Ok(License {
+        pk: LicensePk(row.try_get(0).sql()?),
+        number: LicenseNumber::parse(&number).map_err(|e| StoreError::Internal(e.message))?,
+        name: row.try_get(2).sql()?,
+        expires_at: opt_time(row.try_get(3).sql()?),
+        max_devices: row.try_get::<Option<i32>, _>(4).sql()?.map(|n| n.max(0) as u32),
+        created_at: time(row.try_get(5).sql()?),
+    })
+}
+
+fn credential_from_row(row: &PgRow) -> StoreResult<CredentialInfo> {
+    Ok(CredentialInfo {
+        id: row.try_get(0).sql()?,
+        name: row.try_get(1).sql()?,
+        created_at: time(row.try_get(2).sql()?),
+        revoked_at: opt_time(row.try_get(3).sql()?),
+    })
+}
+
+async fn license_by_number<'e>(db: impl PgExecutor<'e>, number: &str) -> StoreResult<Option<License>> {
+    let row = sqlx::query(select_license!("WHERE number = $1")).bind(number).fetch_optional(db).await.sql()?;
+    row.as_ref().map(license_from_row).transpose()
+}
+
+fn max_devices(n: Option<u32>) -> Option<i32> {
+    n.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+async fn insert_token<'e>(db: impl PgExecutor<'e>, license: LicensePk, token: &NewCredential) -> StoreResult<()> {
+    sqlx::query("INSERT INTO license_tokens (id, license_pk, hash, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&token.id)
+        .bind(license.0)
+        .bind(token.hash.as_bytes().as_slice())
+        .bind(at(token.created_at))
+        .execute(db)
+        .await
+        .sql()?;
+    Ok(())
+}
+
+#[async_trait]
+impl IdentityStore for PgStore {
+    async fn create_license(&self, new: NewLicense, token: NewCredential) -> StoreResult<License> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (number, name, expires_at, max_devices, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING pk",
+        )
+        .bind(new.number.as_str())
+        .bind(&new.name)
+        .bind(opt_at(new.expires_at))
+        .bind(max_devices(new.max_devices))
+        .bind(at(token.created_at))
+        .fetch_one(&mut *tx)
+        .await;
+        let pk = match inserted {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(StoreError::rejected(
+                    ErrorCode::AlreadyExists,
+                    format!("license {} already exists", new.number),
+                ));
+            }
+            other => LicensePk(other.sql()?.try_get(0).sql()?),
+        };
+        insert_token(&mut *tx, pk, &token).await?;
+        let license = license_by_number(&mut *tx, new.number.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Internal("license vanished after insert".into()))?;
+        tx.commit().await.sql()?;
+        Ok(license)
+    }
+
+    async fn update_license(&self, number: &LicenseNumber, update: LicenseUpdate) -> StoreResult<License> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let current = license_by_number(&mut *tx, number.as_str())
+            .await?
+            .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
+        sqlx::query("UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4 WHERE pk = $1")
+            .bind(current.pk.0)
+            .bind(update.name.unwrap_or(current.name))
+            .bind(opt_at(update.expires_at.unwrap_or(current.expires_at)))
+            .bind(max_devices(update.max_devices.unwrap_or(current.max_devices)))
+            .execute(&mut *tx)
+            .await
+            .sql()?;
+        let license = license_by_number(&mut *tx, number.as_str())
+            .await?
+            .ok_or_else(|| StoreError::Internal("license vanished after update".into()))?;
+        tx.commit().await.sql()?;
+        Ok(license)
+    }
+
+    async fn license(&self, number: &LicenseNumber) -> StoreResult<Option<License>> {
+        license_by_number(&self.ctx.pool, number.as_str()).await
+    }
+
+    async fn licenses(&self) -> StoreResult<Vec<License>> {
+        let rows = sqlx::query(select_license!("ORDER BY number")).fetch_all(&self.ctx.pool).await.sql()?;
+        rows.iter().map(license_from_row).collect()
+    }
+
+    async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()> {
+        insert_token(&self.ctx.pool, license, &token).await
+    }
+
+    async fn revoke_token(&self, license: LicensePk, id: &str, when: Timestamp) -> StoreResult<()> {
+        let found = sqlx::query(
+            "UPDATE license_tokens SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 AND license_pk = $2",
+        )
+        .bind(id)
+        .bind(license.0)
+        .bind(at(when))
+        .execute(&self.ctx.pool)
+        .await
+        .sql()?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::rejected(ErrorCode::CredentialNotFound, format!("no token {id} in this license")));
+        }
+        Ok(())
+    }
+
+    async fn tokens(&self, license: LicensePk) -> StoreResult<Vec<CredentialInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, '' AS name, created_at, revoked_at FROM license_tokens WHERE license_pk = $1 ORDER BY created_at, id",
+        )
+        .bind(license.0)
+        .fetch_all(&self.ctx.pool)
+        .await
+        .sql()?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    async fn license_by_token(&self, hash: &SecretHash) -> StoreResult<Option<License>> {
+        // Looked up by the hash of the presented token: timing reveals
+        // nothing about any stored secret.
+        let row = sqlx::query(
+            "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at
+             FROM license_tokens t JOIN licenses l ON l.pk = t.license_pk
+             WHERE t.hash = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&self.ctx.pool)
+        .await
+        .sql()?;
+        row.as_ref().map(license_from_row).transpose()
+    }
+
+    async fn add_api_key(&self, key: NewCredential) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_keys (id, name, hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(key.hash.as_bytes().as_slice())
+            .bind(at(key.created_at))
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, id: &str, when: Timestamp) -> StoreResult<()> {
+        let found = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+            .bind(id)
+            .bind(at(when))
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::rejected(ErrorCode::CredentialNotFound, format!("no API key {id}")));
+        }
+        Ok(())
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<CredentialInfo>> {
+        let rows = sqlx::query("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+            .fetch_all(&self.ctx.pool)
+            .await
+            .sql()?;
+        rows.iter().map(credential_from_row).collect()
+    }
+
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>> {
+        let row =
+            sqlx::query("SELECT id, name, created_at, revoked_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL")
+                .bind(hash.as_bytes().as_slice())
+                .fetch_optional(&self.ctx.pool)
+                .await
+                .sql()?;
+        row.as_ref().map(credential_from_row).transpose()
+    }
+
+    async fn invalidated(
+        &self,
+        licenses: &[LicensePk],
+        api_keys: &[String],
+        now: Timestamp,
+    ) -> StoreResult<Invalidated> {
+        let pks: Vec<i64> = licenses.iter().map(|l| l.0).collect();
+        let expired: Vec<i64> = sqlx::query_scalar("SELECT pk FROM licenses WHERE pk = ANY($1) AND expires_at <= $2")
+            .bind(&pks)
+            .bind(at(now))
+            .fetch_all(&self.ctx.pool)
+            .await
+            .sql()?;
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "SELECT k FROM unnest($1::text[]) AS k
+             WHERE k NOT IN (SELECT id FROM api_keys WHERE revoked_at IS NULL)",
+        )
+        .bind(api_keys)
+        .fetch_all(&self.ctx.pool)
+        .await
+        .sql()?;
+        Ok(Invalidated { licenses: expired.into_iter().map(LicensePk).collect(), api_keys: revoked })
+    }
+}

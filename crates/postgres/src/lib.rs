@@ -1,0 +1,172 @@
+//! The PostgreSQL backend: several relayhub nodes share one database.
+//!
+//! - Writes on the hot paths (queueing, delivery bookkeeping, publishing)
+//!   are group-committed: whatever is waiting goes into one transaction of a
+//!   few set-based statements. A 202 still means committed.
+//! - Nodes learn of each other's commits by LISTEN/NOTIFY ([`notify`]); a
+//!   node reports its own commits to its hub directly, with the data.
+//! - Each node keeps a heartbeat row; a device counts as online while the
+//!   node holding its socket is alive.
+
+mod batch;
+mod error;
+mod identity;
+mod notify;
+mod relay;
+mod time;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relayhub_core::metrics::{CommitMetrics, Metrics};
+use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_relay::store::RelayEvents;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::batch::Batcher;
+use crate::error::may_retry;
+use crate::relay::{BookJob, EnqueueJob, PublishJob};
+
+/// Jobs per group commit, at most.
+const MAX_BATCH: usize = 1024;
+/// Attempts of a batch whose transaction certainly rolled back (deadlock,
+/// serialization failure, a device bound by another node meanwhile).
+const ATTEMPTS: usize = 3;
+
+/// Connection pool settings.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it fails with 503
+    /// (short, so that callers learn of an outage quickly).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(3) }
+    }
+}
+
+/// What every batch and task of the store shares.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub pool: PgPool,
+    /// This process's node id, unique per start.
+    pub node: Arc<str>,
+    pub events: Arc<dyn RelayEvents>,
+}
+
+impl Ctx {
+    /// Runs `attempt` again while it fails in a way that certainly rolled
+    /// back — never after a lost connection, when the commit may have
+    /// happened.
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let mut tries = 1;
+        loop {
+            match attempt().await {
+                Err(err) if tries < ATTEMPTS && may_retry(&err) => tries += 1,
+                done => return done,
+            }
+        }
+    }
+}
+
+/// The PostgreSQL store: implements the identity, relay and settings store
+/// traits.
+pub struct PgStore {
+    ctx: Ctx,
+    enqueue: Batcher<EnqueueJob>,
+    books: Batcher<BookJob>,
+    publish: Batcher<PublishJob>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn batcher<J, F, Fut>(ctx: &Ctx, metrics: &CommitMetrics, run: F) -> Batcher<J>
+where
+    J: Send + 'static,
+    F: Fn(Ctx, Vec<J>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let (ctx, metrics) = (ctx.clone(), metrics.clone());
+    Batcher::start(MAX_BATCH, move |jobs: Vec<J>| {
+        let (ctx, metrics, started, size) = (ctx.clone(), metrics.clone(), Instant::now(), jobs.len());
+        let batch = run(ctx, jobs);
+        async move {
+            batch.await;
+            metrics.observe(size, started);
+        }
+    })
+}
+
+impl PgStore {
+    /// Connects, runs the migrations (safe when several nodes start at once:
+    /// they take an advisory lock) and starts the group-commit batchers.
+    pub async fn open(
+        url: &str,
+        events: Arc<dyn RelayEvents>,
+        metrics: &Metrics,
+        options: PgOptions,
+    ) -> StoreResult<Arc<Self>> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("connecting to PostgreSQL: {e}")))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migrating the PostgreSQL schema: {e}")))?;
+        let node: Arc<str> = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).into();
+        let ctx = Ctx { pool, node, events };
+        let commits = CommitMetrics::new(metrics);
+        Ok(Arc::new(Self {
+            enqueue: batcher(&ctx, &commits, |ctx, jobs| async move { relay::enqueue_run(&ctx, jobs).await }),
+            books: batcher(&ctx, &commits, |ctx, jobs| async move { relay::books_run(&ctx, jobs).await }),
+            publish: batcher(&ctx, &commits, |ctx, jobs| async move { relay::publish_run(&ctx, jobs).await }),
+            ctx,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    /// This node's id (as in the `nodes` table and the logs).
+    pub fn node(&self) -> &str {
+        &self.ctx.node
+    }
+
+    /// Joins the other nodes: a heartbeat row, and their events.
+    async fn join(&self) -> StoreResult<()> {
+        sqlx::query("INSERT INTO nodes (id, started_at, seen_at) VALUES ($1, now(), now())")
+            .bind(self.ctx.node.as_ref())
+            .execute(&self.ctx.pool)
+            .await
+            .map_err(error::from_sqlx)?;
+        tracing::info!(node = %self.ctx.node, "joined the nodes sharing this database");
+        let ctx = &self.ctx;
+        self.tasks.spawn(notify::listen(ctx.pool.clone(), ctx.node.to_string(), ctx.events.clone(), self.stop.clone()));
+        self.tasks.spawn(notify::heartbeat(ctx.pool.clone(), ctx.node.to_string(), self.stop.clone()));
+        Ok(())
+    }
+
+    /// Commits what is queued, leaves the other nodes, closes the pool.
+    async fn shutdown(&self) {
+        self.enqueue.close().await;
+        self.books.close().await;
+        self.publish.close().await;
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.ctx.pool.close().await;
+    }
+}
