@@ -2,15 +2,12 @@
 //! of a burst of producers.
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-use crate::helpers::{Device, PATIENCE, PgDatabase, TestApp, database_args, ids};
+use crate::helpers::{ChildServer, Device, PATIENCE, PgDatabase, TestApp, cli, database_args, ids};
 
 #[tokio::test]
 async fn pending_messages_and_receipts_survive_a_restart() {
@@ -53,52 +50,6 @@ async fn graceful_shutdown_closes_sockets_and_finishes_requests() {
     assert_eq!(close.reason.as_str(), "server shutting down");
     let answered = tokio::time::timeout(PATIENCE, poll).await.expect("the long poll ended").unwrap();
     assert_eq!(answered.status(), 200, "a waiting long poll is answered, not cut");
-}
-
-/// A `relayhub serve` child process on a free loopback port.
-struct ChildServer {
-    child: Child,
-    addr: String,
-}
-
-impl ChildServer {
-    async fn start(database: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relayhub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(database)
-            .env("RELAYHUB_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn relayhub");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = tokio::time::timeout(PATIENCE, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
-                if log["message"] == "relayhub listening" {
-                    return log["addr"].as_str().unwrap().to_owned();
-                }
-            }
-            panic!("the server exited before listening");
-        })
-        .await
-        .expect("the server listens in time");
-        // Keep draining its log so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, addr }
-    }
-}
-
-fn cli(database: &[String], args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
-        .args(args)
-        .arg("--json")
-        .args(database)
-        .output()
-        .expect("run relayhub");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[tokio::test]

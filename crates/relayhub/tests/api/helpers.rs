@@ -16,7 +16,10 @@ use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
 use relayhub_relay::store::NoEvents;
 use serde_json::{Value, json};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -124,13 +127,40 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// Another node on this app's database, with the same credentials.
+    pub async fn join(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.data = dir.path().to_owned();
+        let mut node = Self::start(config, Some(dir), self.pg.clone()).await;
+        node.license = self.license.clone();
+        node.token = self.token.clone();
+        node.api_key = self.api_key.clone();
+        node.api_key_id = self.api_key_id.clone();
+        node
+    }
+
+    /// Starts a server on an existing PostgreSQL database (`url`).
+    pub async fn spawn_on(url: &str) -> Self {
+        Self::spawn_inner(Some(url.to_owned()), None, |_| {}).await
+    }
+
     /// Starts a server whose configuration `tweak` may change.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let pg = PgDatabase::create().await.map(std::sync::Arc::new);
+        Self::spawn_inner(pg.as_ref().map(|pg| pg.url.clone()), pg, tweak).await
+    }
+
+    async fn spawn_inner(
+        database: Option<String>,
+        pg: Option<std::sync::Arc<PgDatabase>>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
-        let pg = PgDatabase::create().await.map(std::sync::Arc::new);
         let mut config = test_config(dir.path());
-        config.database = pg.as_ref().map(|pg| pg.url.clone());
+        config.database = database;
         tweak(&mut config);
         let mut app = Self::start(config, Some(dir), pg).await;
         let (token, _) = app.create_license("LIC-A", None).await;
@@ -422,4 +452,51 @@ pub fn ids(frames: &[Value]) -> Vec<String> {
 /// `seq` of message frames.
 pub fn seqs(frames: &[Value]) -> Vec<i64> {
     frames.iter().map(|f| f["seq"].as_i64().unwrap()).collect()
+}
+
+/// A `relayhub serve` child process on a free loopback port.
+pub struct ChildServer {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl ChildServer {
+    pub async fn start(database: &[String]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relayhub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(database)
+            .env("RELAYHUB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn relayhub");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let Ok(log) = serde_json::from_str::<Value>(&line) else { continue };
+                if log["message"] == "relayhub listening" {
+                    return log["addr"].as_str().unwrap().to_owned();
+                }
+            }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server listens in time");
+        // Keep draining its log so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, addr }
+    }
+}
+
+/// Runs a `relayhub` administration command with `--json`; its output.
+pub fn cli(database: &[String], args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
+        .args(args)
+        .arg("--json")
+        .args(database)
+        .output()
+        .expect("run relayhub");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }

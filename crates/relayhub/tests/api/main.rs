@@ -3,11 +3,14 @@
 //! clients, and `relayhub` child processes where a crash is the point.
 
 mod bad_input;
+mod cluster;
 mod delivery;
 mod durability;
+mod field;
 mod helpers;
 mod inbox;
 mod ops;
+mod private_pg;
 mod queueing;
 mod settings;
 mod tenancy;

@@ -1,0 +1,96 @@
+//! A simulated field device for cluster tests: it connects to its node,
+//! moves on to the next one when that node dies, acknowledges everything,
+//! and checks that every connection delivers in `seq` order.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// What a field device saw.
+#[derive(Debug, Default)]
+pub struct FieldLog {
+    pub device: String,
+    pub received: HashSet<String>,
+    pub connections: usize,
+    /// `seq` that went backwards within one connection.
+    pub out_of_order: Vec<String>,
+}
+
+/// Whether the test should require what is missing rather than skip: set
+/// in CI (`RELAYHUB_TEST_REQUIRE_ALL=1`) so that a skipped test fails.
+pub fn available(what: &str, present: bool) -> bool {
+    if !present {
+        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: {what}");
+        eprintln!("skipped: {what} is not available here");
+    }
+    present
+}
+
+/// Runs a device until it has received every id `expected` names (once
+/// known), or `patience` runs out. `nodes` are `host:port`, its own first.
+pub async fn run(
+    nodes: Vec<String>,
+    device: String,
+    key: String,
+    license: String,
+    mut expected: watch::Receiver<Option<HashSet<String>>>,
+    patience: Duration,
+) -> FieldLog {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut log = FieldLog { device: device.clone(), ..FieldLog::default() };
+    let mut node = 0;
+    let done = |log: &FieldLog, expected: &Option<HashSet<String>>| {
+        expected.as_ref().is_some_and(|e| e.is_subset(&log.received))
+    };
+    while tokio::time::Instant::now() < deadline {
+        let url =
+            format!("ws://{}/ws/device?api_key={key}&device_id={device}&license={license}", nodes[node % nodes.len()]);
+        let request = url.into_client_request().unwrap();
+        let Ok(Ok((ws, _))) =
+            tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(request)).await
+        else {
+            // That node is gone: try the next.
+            node += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        log.connections += 1;
+        let (mut tx, mut rx) = ws.split();
+        let mut last_seq = 0;
+        loop {
+            if done(&log, &expected.borrow()) {
+                return log;
+            }
+            let frame = tokio::select! {
+                frame = rx.next() => frame,
+                _ = expected.changed() => continue,
+                () = tokio::time::sleep_until(deadline) => return log,
+            };
+            let Some(Ok(Message::Text(text))) = frame else {
+                // Closed or broken: reconnect (elsewhere if the node died).
+                if !matches!(frame, Some(Ok(Message::Close(_)))) {
+                    node += 1;
+                }
+                break;
+            };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] != "message" {
+                continue;
+            }
+            let seq = frame["seq"].as_i64().unwrap();
+            if seq <= last_seq {
+                log.out_of_order.push(format!("seq {seq} after {last_seq}"));
+            }
+            last_seq = seq;
+            let id = frame["id"].as_str().unwrap().to_owned();
+            let _ = tx.send(Message::text(json!({"type": "ack", "id": id}).to_string())).await;
+            log.received.insert(id);
+        }
+    }
+    log
+}
