@@ -114,6 +114,22 @@ error_codes! {
     NotConfigured => (NOT_IMPLEMENTED, "not_configured"),
     /// The identity provider's signing keys cannot be fetched.
     JwksUnavailable => (SERVICE_UNAVAILABLE, "jwks_unavailable"),
+    /// Signaling: the socket has not said who it is (`ADD_USER`) yet.
+    NotRegistered => (FORBIDDEN, "not_registered"),
+    /// Signaling: the frame names a user other than the socket's.
+    WrongUser => (FORBIDDEN, "wrong_user"),
+    /// Signaling: the callee has no open socket.
+    PeerUnavailable => (NOT_FOUND, "peer_unavailable"),
+    /// Signaling: the callee is in, or being offered, another call.
+    PeerBusy => (CONFLICT, "peer_busy"),
+    /// Signaling: the caller is already in a call.
+    AlreadyInCall => (CONFLICT, "already_in_call"),
+    /// Signaling: the callee is calling the caller at the same moment; answer
+    /// that call instead.
+    Glare => (CONFLICT, "glare"),
+    /// Signaling: there is no call for this frame (nothing to answer, or the
+    /// call already ended).
+    NoCall => (CONFLICT, "no_call"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.

@@ -7,9 +7,11 @@
 //! - [`http`]: extractors that answer bad input in that shape;
 //! - [`gateway`]: the node's WebSocket gateway (heartbeat, limits, shutdown);
 //! - [`metrics`]: the Prometheus registry;
+//! - [`alerts`]: rate-limited alerts to an operator's webhook (Telegram);
 //! - [`oidc`]: verifying Google (and other OpenID Connect) ID tokens;
 //! - [`ids`], [`time`], [`secret`], [`store`]: the vocabulary in between.
 
+pub mod alerts;
 pub mod error;
 pub mod gateway;
 pub mod http;

@@ -31,10 +31,14 @@ struct RouteLabels {
     route: String,
 }
 
+/// Runs just before each render, to set gauges read from elsewhere.
+type Refresh = Box<dyn Fn() + Send + Sync>;
+
 /// The server's metric registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
+    refreshers: Arc<RwLock<Vec<Refresh>>>,
     http_requests: Family<HttpLabels, Counter>,
     http_seconds: Family<RouteLabels, Histogram>,
 }
@@ -57,7 +61,7 @@ impl Metrics {
             Unit::Seconds,
             http_seconds.clone(),
         );
-        Self { registry: Arc::new(RwLock::new(registry)), http_requests, http_seconds }
+        Self { registry: Arc::new(RwLock::new(registry)), refreshers: Arc::default(), http_requests, http_seconds }
     }
 
     /// Adds a metric (names get the `relayhub_` prefix).
@@ -70,8 +74,16 @@ impl Metrics {
         self.registry.write().unwrap_or_else(|e| e.into_inner()).register_with_unit(name, help, unit, metric);
     }
 
+    /// Runs `refresh` before every render (gauges computed from state).
+    pub fn on_render(&self, refresh: impl Fn() + Send + Sync + 'static) {
+        self.refreshers.write().unwrap_or_else(|e| e.into_inner()).push(Box::new(refresh));
+    }
+
     /// The text exposition format served at `/metrics`.
     pub fn render(&self) -> String {
+        for refresh in self.refreshers.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            refresh();
+        }
         let mut out = String::new();
         let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
         // Writing to a String cannot fail.

@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Log format; the level is set with RELAYHUB_LOG (e.g. info, relayhub=debug)
     #[arg(long, env = "RELAYHUB_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Accept call-signaling sockets (/ws/signal) without an API key, as seed 003 did
+    #[arg(long)]
+    pub signal_open: bool,
 }
 
 /// A date (the last valid day, UTC) or `never`.

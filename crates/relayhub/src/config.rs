@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use relayhub_core::alerts::AlertConfig;
 use relayhub_core::gateway::GatewayConfig;
 use relayhub_relay::RelayConfig;
+use relayhub_signal::SignalConfig;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables read by clap or the logger rather than figment.
@@ -43,6 +45,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub gateway: GatewayConfig,
     pub relay: RelayConfig,
+    pub signal: SignalConfig,
+    pub alerts: AlertConfig,
     pub google: GoogleConfig,
 }
 
@@ -70,6 +74,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             gateway: GatewayConfig::default(),
             relay: RelayConfig::default(),
+            signal: SignalConfig::default(),
+            alerts: AlertConfig::default(),
             google: GoogleConfig::default(),
         }
     }
@@ -86,6 +92,9 @@ pub struct Overrides {
     pub database: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// `{"open": true}` for `--signal-open`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<serde_json::Value>,
 }
 
 /// Where the data lives, resolved from `data` and `database`.

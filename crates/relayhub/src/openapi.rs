@@ -22,6 +22,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "inbox", description = "Records sent up by devices"),
         (name = "license", description = "The license itself"),
         (name = "device", description = "The device WebSocket"),
+        (name = "signal", description = "WebRTC call signaling over WebSocket (seed 003)"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use relayhub_core::alerts::Alerter;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::Gateway;
 use relayhub_core::metrics::{Metrics, track_http};
 use relayhub_core::oidc::IdTokenVerifier;
 use relayhub_relay::hub::Hub;
 use relayhub_relay::{Relay, RelayMetrics, services};
+use relayhub_signal::Signal;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +67,11 @@ impl Server {
             gateway: gateway.clone(),
             metrics: RelayMetrics::new(&metrics),
         };
+        let alerter = Alerter::start(&config.alerts, &metrics).map_err(anyhow::Error::msg)?;
+        if config.signal.open {
+            tracing::warn!("call signaling accepts sockets without an API key (--signal-open)");
+        }
+        let signal = Signal::new(config.signal.clone(), stores.identity.clone(), gateway.clone(), alerter, &metrics);
         let ops = Ops {
             stores: stores.clone(),
             gateway: gateway.clone(),
@@ -72,7 +79,7 @@ impl Server {
             relay_metrics: relay.metrics.clone(),
             hub,
         };
-        let router = router(relay.clone(), ops, &config);
+        let router = router(relay.clone(), signal, ops, &config);
         Ok(Self { listener, router, relay, stores, gateway })
     }
 
@@ -112,7 +119,7 @@ impl Server {
     }
 }
 
-fn router(relay: Relay, ops: Ops, config: &Config) -> Router {
+fn router(relay: Relay, signal: Signal, ops: Ops, config: &Config) -> Router {
     let metrics = ops.metrics.clone();
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
@@ -122,6 +129,7 @@ fn router(relay: Relay, ops: Ops, config: &Config) -> Router {
         .with_state(ops);
     let (routes, api) = OpenApiRouter::with_openapi(openapi::base())
         .merge(relayhub_relay::api::router(relay))
+        .merge(relayhub_signal::router(signal))
         .merge(operations)
         .split_for_parts();
     routes

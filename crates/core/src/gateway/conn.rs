@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
 
+/// How long a closing server waits for the client's close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// A connection's number, unique within this node's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -26,8 +29,10 @@ pub struct CloseReason {
 impl CloseReason {
     /// The node is shutting down; reconnect (to another node) shortly.
     pub const SHUTDOWN: Self = Self { code: 1001, reason: "server shutting down" };
-    /// Nothing was heard from the client for the idle timeout.
-    pub const IDLE: Self = Self { code: 1001, reason: "idle timeout" };
+    /// Nothing was heard from the client for the heartbeat timeout.
+    pub const IDLE: Self = Self { code: 1001, reason: "heartbeat timeout" };
+    /// The client reads too slowly: its bounded send buffer filled up.
+    pub const TOO_SLOW: Self = Self { code: 4008, reason: "send buffer full" };
     /// A newer connection of the same device or user took over.
     pub const REPLACED: Self = Self { code: 4000, reason: "replaced by a newer connection" };
     /// The API key used for this connection was revoked.
@@ -86,22 +91,41 @@ impl std::fmt::Debug for CloseHandle {
     }
 }
 
+/// What counts as a sign of life from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Any frame, WebSocket pongs included (devices).
+    AnyFrame,
+    /// Only what the capability reports with [`Conn::alive`] (seed 003's
+    /// text `PING`).
+    Explicit,
+}
+
+/// How a socket's life is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    /// How often the server checks; each check also sends a WebSocket ping,
+    /// which keeps proxies from closing a quiet socket.
+    pub interval: Duration,
+    /// A socket without a sign of life for this long is closed.
+    pub timeout: Duration,
+    pub liveness: Liveness,
+}
+
 /// An upgraded WebSocket with the gateway's policies applied.
 pub struct Conn {
     ws: WebSocket,
     id: ConnId,
     control: Arc<Control>,
     max_frame: usize,
-    ping_interval: Duration,
-    idle_timeout: Duration,
-    last_heard: Instant,
-    heartbeat: Pin<Box<Sleep>>,
+    heartbeat: Heartbeat,
+    last_alive: Instant,
+    next_check: Pin<Box<Sleep>>,
     gauge: Gauge,
 }
 
 impl Conn {
-    pub(super) fn new(ws: WebSocket, id: ConnId, kind: &'static str, gateway: Gateway) -> Self {
-        let config = gateway.config();
+    pub(super) fn new(ws: WebSocket, id: ConnId, kind: &'static str, heartbeat: Heartbeat, gateway: Gateway) -> Self {
         let now = Instant::now();
         let gauge = gateway.connection_gauge(kind);
         gauge.inc();
@@ -109,13 +133,17 @@ impl Conn {
             ws,
             id,
             control: Arc::new(Control { token: gateway.next_control_token(), reason: Mutex::new(None) }),
-            max_frame: config.max_frame_bytes,
-            ping_interval: config.ping_interval,
-            idle_timeout: config.idle_timeout,
-            last_heard: now,
-            heartbeat: Box::pin(sleep_until(now + config.ping_interval)),
+            max_frame: gateway.config().max_frame_bytes,
+            heartbeat,
+            last_alive: now,
+            next_check: Box::pin(sleep_until(now + heartbeat.interval)),
             gauge,
         }
+    }
+
+    /// Records a sign of life (for [`Liveness::Explicit`] sockets).
+    pub fn alive(&mut self) {
+        self.last_alive = Instant::now();
     }
 
     pub fn id(&self) -> ConnId {
@@ -137,18 +165,20 @@ impl Conn {
                     let reason = *self.control.reason.lock().unwrap_or_else(|e| e.into_inner());
                     return Event::Close(reason.unwrap_or(CloseReason::SHUTDOWN));
                 }
-                () = &mut self.heartbeat => {
-                    if self.last_heard.elapsed() >= self.idle_timeout {
+                () = &mut self.next_check => {
+                    if self.last_alive.elapsed() >= self.heartbeat.timeout {
                         return Event::Close(CloseReason::IDLE);
                     }
-                    let next = Instant::now() + self.ping_interval;
-                    self.heartbeat.as_mut().reset(next);
+                    let next = Instant::now() + self.heartbeat.interval;
+                    self.next_check.as_mut().reset(next);
                     if self.ws.send(Message::Ping(Default::default())).await.is_err() {
                         return Event::Gone;
                     }
                 }
                 frame = self.ws.recv() => {
-                    self.last_heard = Instant::now();
+                    if self.heartbeat.liveness == Liveness::AnyFrame {
+                        self.last_alive = Instant::now();
+                    }
                     match frame {
                         Some(Ok(Message::Text(text))) if text.len() > self.max_frame => {
                             return Event::TooLarge(text.len());
@@ -178,11 +208,24 @@ impl Conn {
         self.ws.flush().await
     }
 
-    /// Sends a close frame and ends the connection.
+    /// Sends a close frame and ends the connection after the client's
+    /// answering close frame (the closing handshake), or a short wait: a
+    /// client that was not reading still finds the close frame, instead of
+    /// a reset connection.
     pub async fn close(mut self, reason: CloseReason) {
         let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
         // The peer may already be gone; there is nothing left to do then.
-        let _ = self.ws.send(Message::Close(Some(frame))).await;
+        if self.ws.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        let handshake = async {
+            while let Some(Ok(message)) = self.ws.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, handshake).await;
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod conn;
 
-pub use conn::{CloseHandle, CloseReason, Conn, ConnId, Event};
+pub use conn::{CloseHandle, CloseReason, Conn, ConnId, Event, Heartbeat, Liveness};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,10 +113,23 @@ impl Gateway {
         self.inner.connections.get_or_create(&KindLabel { kind }).get()
     }
 
+    /// The heartbeat of device sockets: server pings every `ping_interval`,
+    /// any frame counts as life, closed after `idle_timeout` of silence.
+    pub fn default_heartbeat(&self) -> Heartbeat {
+        let config = &self.inner.config;
+        Heartbeat { interval: config.ping_interval, timeout: config.idle_timeout, liveness: Liveness::AnyFrame }
+    }
+
     /// Completes an upgrade: applies the buffer sizes and frame limits, then
-    /// runs `session` on the socket as a tracked task. Refused with 503
-    /// while shutting down.
-    pub fn accept<F, Fut>(&self, upgrade: WebSocketUpgrade, kind: &'static str, session: F) -> Response
+    /// runs `session` on the socket as a tracked task with this heartbeat.
+    /// Refused with 503 while shutting down.
+    pub fn accept<F, Fut>(
+        &self,
+        upgrade: WebSocketUpgrade,
+        kind: &'static str,
+        heartbeat: Heartbeat,
+        session: F,
+    ) -> Response
     where
         F: FnOnce(Conn) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -134,7 +147,7 @@ impl Gateway {
             .max_frame_size(config.max_frame_bytes.saturating_mul(2))
             .on_upgrade(move |socket| {
                 let id = ConnId(gateway.inner.next_id.fetch_add(1, Ordering::Relaxed));
-                let conn = Conn::new(socket, id, kind, gateway);
+                let conn = Conn::new(socket, id, kind, heartbeat, gateway);
                 tracker.track_future(session(conn))
             })
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts, Query};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 
 use super::{CredentialInfo, IdentityStore, License};
 use crate::error::{ApiError, ErrorCode};
@@ -62,19 +63,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let from_header = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let raw = match from_header {
-            Some(key) => Some(key),
-            None => Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-                .ok()
-                .and_then(|Query(mut q)| q.remove("api_key")),
-        };
-        let raw = raw.ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key' or '?api_key='")
-        })?;
+        let raw = presented_api_key(&parts.headers, &parts.uri).ok_or_else(missing_api_key)?;
         let store = Arc::<dyn IdentityStore>::from_ref(state);
         check_api_key(store.as_ref(), &raw).await.map(ApiKeyAuth)
     }
+}
+
+/// The API key a request presents: header `X-Api-Key`, else the query
+/// parameter `api_key`.
+pub fn presented_api_key(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned).or_else(|| {
+        Query::<HashMap<String, String>>::try_from_uri(uri).ok().and_then(|Query(mut q)| q.remove("api_key"))
+    })
+}
+
+/// The refusal of a request without an API key.
+pub fn missing_api_key() -> ApiError {
+    ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key' or '?api_key='")
 }
 
 /// Checks an app API key presented in clear text.

@@ -5,7 +5,7 @@ mod admin;
 mod auth;
 
 pub use admin::{Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token};
-pub use auth::{ApiKeyAuth, LicenseAuth, check_api_key};
+pub use auth::{ApiKeyAuth, LicenseAuth, check_api_key, missing_api_key, presented_api_key};
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -106,5 +106,6 @@ pub async fn connect(
     };
     let handshake = Handshake { connected, license: number, api_key: key.id, settings_version };
     let gateway = relay.gateway.clone();
-    Ok(gateway.accept(upgrade, "device", move |conn| session::run(relay, conn, handshake)))
+    let heartbeat = gateway.default_heartbeat();
+    Ok(gateway.accept(upgrade, "device", heartbeat, move |conn| session::run(relay, conn, handshake)))
 }

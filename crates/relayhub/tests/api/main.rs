@@ -13,4 +13,6 @@ mod ops;
 mod private_pg;
 mod queueing;
 mod settings;
+mod signal;
 mod tenancy;
+mod webrtc;

@@ -1,0 +1,118 @@
+//! Signaling for peers nobody here wrote: two aiortc WebRTC peers (Python,
+//! from PyPI) set up a call through `/ws/signal` and talk over a data
+//! channel; with a real coturn, they do it through TURN relays only, with
+//! the time-limited credentials relayhub hands out.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::field;
+use crate::helpers::{PATIENCE, TestApp};
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webrtc/peers.py");
+
+fn aiortc_installed() -> bool {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import aiortc, websockets"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    field::available("Python aiortc and websockets (pip install aiortc websockets)", present)
+}
+
+/// Runs the two peers against `app`; their output.
+async fn run_peers(app: &TestApp, relay_only: bool) -> String {
+    let url = format!("ws://{}/ws/signal?api_key={}", app.addr, app.api_key);
+    let mut command = tokio::process::Command::new("python3");
+    command.arg(PEERS).arg(url).kill_on_drop(true);
+    if relay_only {
+        command.arg("--relay-only");
+    }
+    let out = tokio::time::timeout(Duration::from_secs(90), command.output()).await.expect("the peers finish");
+    let out = out.expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_webrtc_peers_open_a_data_channel_through_our_signaling() {
+    if !aiortc_installed() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let out = run_peers(&app, false).await;
+    assert!(out.contains("signaling: connected"), "{out}");
+    assert!(out.contains("data channel: pong: hello over webrtc"), "{out}");
+    assert!(out.contains("hangup: hangup"), "{out}");
+}
+
+/// A coturn on a free loopback port with `use-auth-secret`.
+struct Coturn {
+    _child: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Coturn {
+    async fn start(secret: &str) -> Option<Self> {
+        let binary =
+            ["/usr/bin/turnserver", "/usr/sbin/turnserver"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+        let dir = tempfile::tempdir().ok()?;
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let mut child = tokio::process::Command::new(binary)
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--realm=relayhub.test"])
+            .arg(format!("--listening-port={port}"))
+            .args(["--min-port=49200", "--max-port=49400", "--use-auth-secret"])
+            .arg(format!("--static-auth-secret={secret}"))
+            .args(["--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--log-file=stdout", "--simple-log"])
+            .arg(format!("--pidfile={}", dir.path().join("turn.pid").display()))
+            .arg(format!("--userdb={}", dir.path().join("turndb").display()))
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        let mut lines = BufReader::new(child.stdout.take()?).lines();
+        let ready = tokio::time::timeout(PATIENCE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("Total General servers") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "coturn did not start");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Some(Self { _child: child, port, _dir: dir })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_accepts_our_turn_credentials_and_relays_the_call() {
+    if !aiortc_installed() {
+        return;
+    }
+    let secret = "shared-with-coturn";
+    let Some(coturn) = Coturn::start(secret).await else {
+        field::available("coturn (Debian package coturn)", false);
+        return;
+    };
+    let app = TestApp::spawn_with(|c| {
+        c.signal.turn.urls = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)];
+        c.signal.turn.secret = Some(secret.to_owned());
+        c.signal.turn.ttl = Duration::from_secs(600);
+    })
+    .await;
+    let out = run_peers(&app, true).await;
+    assert!(out.contains("relay candidates: yes"), "{out}");
+    assert!(out.contains("data channel: pong: hello over webrtc"), "{out}");
+    let username = out.lines().find_map(|l| l.strip_prefix("turn username: ")).expect("a TURN username");
+    let (expiry, user) = username.split_once(':').expect("<expiry>:<userId>");
+    assert_eq!(user, "py-alice");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(expiry > now + 500 && expiry <= now + 600, "valid for the configured 10 minutes");
+}

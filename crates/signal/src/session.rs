@@ -1,0 +1,47 @@
+//! One signaling socket: frames in, the socket's outbox out.
+
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::gateway::{Conn, Event};
+use tokio::sync::mpsc;
+
+use crate::Signal;
+use crate::protocol::{self, Frame};
+
+pub async fn run(signal: Signal, mut conn: Conn) {
+    let (tx, mut outbox) = mpsc::channel::<String>(signal.config.outbox);
+    let id = conn.id();
+    signal.attach(id, tx.clone(), conn.close_handle());
+    let reason = loop {
+        tokio::select! {
+            event = conn.recv() => match event {
+                Event::Text(text) => match protocol::parse(&text) {
+                    Ok(Frame::Ping) => {
+                        conn.alive();
+                        let _ = tx.try_send("PONG".to_owned());
+                    }
+                    Ok(Frame::Json(frame)) => signal.handle(id, frame),
+                    Err(err) => signal.refuse(id, None, None, &err),
+                },
+                Event::TooLarge(len) => {
+                    let err = ApiError::new(ErrorCode::PayloadTooLarge, format!("a frame of {len} bytes is over the limit"));
+                    signal.refuse(id, None, None, &err);
+                }
+                Event::Binary => {
+                    let err = ApiError::new(ErrorCode::UnsupportedFrame, "send text frames");
+                    signal.refuse(id, None, None, &err);
+                }
+                Event::Close(reason) => break Some(reason),
+                Event::Gone => break None,
+            },
+            Some(text) = outbox.recv() => {
+                if conn.send(text).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    signal.detach(id);
+    if let Some(reason) = reason {
+        conn.close(reason).await;
+    }
+}
