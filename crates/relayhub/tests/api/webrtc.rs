@@ -3,10 +3,12 @@
 //! channel; with a real coturn, they do it through TURN relays only, with
 //! the time-limited credentials relayhub hands out.
 
+use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::field;
 use crate::helpers::{PATIENCE, TestApp};
@@ -23,7 +25,7 @@ fn aiortc_installed() -> bool {
 }
 
 /// Runs the two peers against `app`; their output.
-async fn run_peers(app: &TestApp, relay_only: bool) -> String {
+async fn run_peers(app: &TestApp, relay_only: bool, context: impl Fn() -> String) -> String {
     let url = format!("ws://{}/ws/signal?api_key={}", app.addr, app.api_key);
     let mut command = tokio::process::Command::new("python3");
     command.arg(PEERS).arg(url).kill_on_drop(true);
@@ -33,7 +35,7 @@ async fn run_peers(app: &TestApp, relay_only: bool) -> String {
     let out = tokio::time::timeout(Duration::from_secs(90), command.output()).await.expect("the peers finish");
     let out = out.expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{}\n{}", String::from_utf8_lossy(&out.stderr), context());
     stdout
 }
 
@@ -43,17 +45,30 @@ async fn real_webrtc_peers_open_a_data_channel_through_our_signaling() {
         return;
     }
     let app = TestApp::spawn().await;
-    let out = run_peers(&app, false).await;
+    let out = run_peers(&app, false, String::new).await;
     assert!(out.contains("signaling: connected"), "{out}");
     assert!(out.contains("data channel: pong: hello over webrtc"), "{out}");
     assert!(out.contains("hangup: hangup"), "{out}");
 }
 
-/// A coturn on a free loopback port with `use-auth-secret`.
+/// A coturn on a free loopback port with `use-auth-secret`, UDP only.
 struct Coturn {
     _child: tokio::process::Child,
     port: u16,
+    /// Everything coturn printed, for the failure message.
+    log: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
+}
+
+/// Relay ports just below the kernel's ephemeral range: inside it, the
+/// other tests' sockets take ports coturn then fails to bind.
+fn relay_port_range() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let max = first_ephemeral.saturating_sub(1).max(2048);
+    (max - 1000, max)
 }
 
 impl Coturn {
@@ -62,31 +77,49 @@ impl Coturn {
             ["/usr/bin/turnserver", "/usr/sbin/turnserver"].into_iter().find(|p| std::path::Path::new(p).exists())?;
         let dir = tempfile::tempdir().ok()?;
         let port = std::net::UdpSocket::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let (min_port, max_port) = relay_port_range();
         let mut child = tokio::process::Command::new(binary)
             .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--realm=relayhub.test"])
             .arg(format!("--listening-port={port}"))
-            .args(["--min-port=49200", "--max-port=49400", "--use-auth-secret"])
+            .arg(format!("--min-port={min_port}"))
+            .arg(format!("--max-port={max_port}"))
+            .args(["--use-auth-secret"])
             .arg(format!("--static-auth-secret={secret}"))
-            .args(["--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers", "--log-file=stdout", "--simple-log"])
+            // One UDP port only: no RFC 5780 second port, no TCP listener.
+            .args(["--no-rfc5780", "--no-tcp", "--no-tls", "--no-dtls", "--no-tcp-relay", "--no-cli"])
+            .args(["--allow-loopback-peers", "--log-file=stdout", "--simple-log", "--verbose"])
             .arg(format!("--pidfile={}", dir.path().join("turn.pid").display()))
             .arg(format!("--userdb={}", dir.path().join("turndb").display()))
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .ok()?;
-        let mut lines = BufReader::new(child.stdout.take()?).lines();
-        let ready = tokio::time::timeout(PATIENCE, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("Total General servers") {
-                    return true;
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        for stream in [Box::pin(child.stdout.take()?) as Pin<Box<dyn AsyncRead + Send>>, Box::pin(child.stderr.take()?)]
+        {
+            let log = log.clone();
+            // coturn announces readiness on stdout, the first stream.
+            let mut ready_tx = ready_tx.take();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("Total General servers") {
+                        if let Some(tx) = ready_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
                 }
-            }
-            false
-        })
-        .await;
-        assert_eq!(ready, Ok(true), "coturn did not start");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Some(Self { _child: child, port, _dir: dir })
+            });
+        }
+        let ready = tokio::time::timeout(PATIENCE, ready_rx).await;
+        assert!(matches!(ready, Ok(Ok(()))), "coturn did not start:\n{}", log.lock().unwrap());
+        Some(Self { _child: child, port, log, _dir: dir })
     }
 }
 
@@ -106,7 +139,7 @@ async fn coturn_accepts_our_turn_credentials_and_relays_the_call() {
         c.signal.turn.ttl = Duration::from_secs(600);
     })
     .await;
-    let out = run_peers(&app, true).await;
+    let out = run_peers(&app, true, || format!("coturn said:\n{}", coturn.log.lock().unwrap())).await;
     assert!(out.contains("relay candidates: yes"), "{out}");
     assert!(out.contains("data channel: pong: hello over webrtc"), "{out}");
     let username = out.lines().find_map(|l| l.strip_prefix("turn username: ")).expect("a TURN username");
