@@ -9,8 +9,11 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::SqlResult;
 
-const MIGRATIONS: &[M<'static>] =
-    &[M::up(include_str!("../migrations/0001_init.sql")), M::up(include_str!("../migrations/0002_settings.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../migrations/0001_init.sql")),
+    M::up(include_str!("../migrations/0002_settings.sql")),
+    M::up(include_str!("../migrations/0003_receipts_unindexed.sql")),
+];
 
 /// How long a statement waits for another process's lock (e.g. an
 /// administration command) before the call fails with 503.
@@ -27,11 +30,14 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON").sql()?;
     conn.pragma_update(None, "cache_size", -65536).sql()?;
     conn.pragma_update(None, "temp_store", "MEMORY").sql()?;
-    Migrations::from_slice(MIGRATIONS)
-        .to_latest(&mut conn)
-        .map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
+    migrate(&mut conn).map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Brings the schema to the latest migration.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite_migration::Result<()> {
+    Migrations::from_slice(MIGRATIONS).to_latest(conn)
 }
 
 /// Opens a reading connection (after the writer created the file). Not

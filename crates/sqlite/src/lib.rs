@@ -29,6 +29,7 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    sent: relay::SentMarks,
     path: PathBuf,
 }
 
@@ -43,7 +44,7 @@ impl SqliteStore {
         let writer_conn = conn::open_writer(path)?;
         let readers = Readers::start(path, READERS)?;
         let writer = Writer::start(writer_conn, events, CommitMetrics::new(metrics));
-        Ok(Arc::new(Self { writer, readers, path: path.to_owned() }))
+        Ok(Arc::new(Self { writer, readers, sent: relay::SentMarks::default(), path: path.to_owned() }))
     }
 
     /// The database file.

@@ -1,10 +1,15 @@
 //! The single writer: one thread, one connection, group commit.
 //!
 //! SQLite takes one writer at a time, so all writes go through this thread.
-//! It takes whatever jobs are waiting (up to a bound), runs each in its own
-//! savepoint inside one transaction, commits once — one fsync for the whole
-//! batch — and only then answers each caller and reports the batch's
-//! events. A job that fails rolls back to its savepoint alone.
+//! It takes whatever jobs are waiting (up to a bound), runs them in one
+//! transaction, commits once — one fsync for the whole batch — and only
+//! then answers each caller and reports the batch's events.
+//!
+//! Jobs run without savepoints (a savepoint copies every page a job touches
+//! into a sub-journal: measured, it cost more than the job). The rule that
+//! replaces them: a job refuses (`StoreError::Rejected`) before it writes
+//! anything, and the writer checks it — a refusal that changed rows, or any
+//! other error, rolls the whole batch back and every job in it fails.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,11 +26,20 @@ use crate::error::from_sqlite;
 /// Jobs taken into one transaction, at most.
 const MAX_BATCH: usize = 2048;
 
+/// How a job went.
+enum Step {
+    Done,
+    /// Refused by a rule of the domain, having written nothing.
+    Refused,
+    /// A storage error: the transaction may hold part of the job's writes.
+    Failed(StoreError),
+}
+
 /// Work for the writer thread, run inside the batch transaction.
 trait Job: Send {
     /// Runs the job's statements; events it pushes are reported after the
     /// commit, or dropped if the job or the batch fails.
-    fn run(&mut self, conn: &Connection, events: &mut Vec<RelayEvent>) -> bool;
+    fn run(&mut self, conn: &Connection, events: &mut Vec<RelayEvent>) -> Step;
     /// Answers the caller: with the job's own result if the batch committed,
     /// else with the batch's error.
     fn finish(self: Box<Self>, batch: &StoreResult<()>);
@@ -42,19 +56,24 @@ where
     T: Send,
     F: FnOnce(&Connection, &mut Vec<RelayEvent>) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection, events: &mut Vec<RelayEvent>) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
+    fn run(&mut self, conn: &Connection, events: &mut Vec<RelayEvent>) -> Step {
+        let Some(work) = self.work.take() else { return Step::Done };
+        let before = conn.total_changes();
         let result = work(conn, events);
-        let ok = result.is_ok();
-        if let Err(err) = &result
-            && !matches!(err, StoreError::Rejected(_))
-        {
-            tracing::warn!(%err, "write failed");
-        }
+        let step = match &result {
+            Ok(_) => Step::Done,
+            Err(StoreError::Rejected(_)) if conn.total_changes() == before => Step::Refused,
+            Err(StoreError::Rejected(api)) => {
+                tracing::error!(code = api.code.as_str(), "a job refused after writing: the batch is rolled back");
+                Step::Failed(StoreError::Internal("a refused write left changes behind".into()))
+            }
+            Err(err) => {
+                tracing::warn!(%err, "write failed");
+                Step::Failed(err.clone())
+            }
+        };
         self.result = Some(result);
-        ok
+        step
     }
 
     fn finish(mut self: Box<Self>, batch: &StoreResult<()>) {
@@ -183,21 +202,13 @@ fn run_in_transaction(
     conn.execute_batch("BEGIN IMMEDIATE").map_err(from_sqlite)?;
     let mut job_events = Vec::new();
     for job in jobs.iter_mut() {
-        let step = (|| {
-            conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-            if job.run(conn, &mut job_events) {
-                conn.prepare_cached("RELEASE job")?.execute([])?;
-                events.append(&mut job_events);
-            } else {
-                job_events.clear();
-                conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
-                conn.prepare_cached("RELEASE job")?.execute([])?;
+        match job.run(conn, &mut job_events) {
+            Step::Done => events.append(&mut job_events),
+            Step::Refused => job_events.clear(),
+            Step::Failed(err) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(err);
             }
-            Ok::<_, rusqlite::Error>(())
-        })();
-        if let Err(err) = step {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(from_sqlite(err));
         }
     }
     if let Err(err) = conn.execute_batch("COMMIT") {
@@ -205,4 +216,83 @@ fn run_in_transaction(
         return Err(from_sqlite(err));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use relayhub_core::error::ErrorCode;
+    use relayhub_core::ids::LicensePk;
+
+    use super::*;
+
+    /// Collects what a batch reports.
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<i64>>);
+
+    impl RelayEvents for Seen {
+        fn emit(&self, event: RelayEvent) {
+            if let RelayEvent::Published { license } = event {
+                self.0.lock().unwrap().push(license.0);
+            }
+        }
+    }
+
+    type Reply = oneshot::Receiver<StoreResult<()>>;
+
+    /// A job that inserts `n`, reports it, and then refuses if `refuse`.
+    fn job(n: i64, write: bool, refuse: bool) -> (Box<dyn Job>, Reply) {
+        let (reply, answer) = oneshot::channel();
+        let work = move |conn: &Connection, events: &mut Vec<RelayEvent>| {
+            if write {
+                conn.execute("INSERT INTO t VALUES (?1)", [n]).map_err(from_sqlite)?;
+                events.push(RelayEvent::Published { license: LicensePk(n) });
+            }
+            if refuse {
+                return Err(StoreError::rejected(ErrorCode::QueueFull, "full"));
+            }
+            Ok(())
+        };
+        (Box::new(Call { work: Some(work), result: None, reply: Some(reply) }), answer)
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        stmt.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    fn run_batch(conn: &mut Connection, jobs: Vec<(Box<dyn Job>, Reply)>) -> (Vec<StoreResult<()>>, Vec<i64>) {
+        let (mut jobs, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let seen = Seen::default();
+        commit_batch(conn, &mut jobs, &seen);
+        let results = answers.into_iter().map(|mut a| a.try_recv().expect("every job is answered")).collect();
+        (results, seen.0.into_inner().unwrap())
+    }
+
+    #[test]
+    fn a_clean_refusal_fails_alone_and_a_refusal_after_writing_fails_the_batch() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)").unwrap();
+
+        // Refused before writing: the others commit, with their events.
+        let (results, events) =
+            run_batch(&mut conn, vec![job(1, true, false), job(2, false, true), job(3, true, false)]);
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert!(matches!(&results[1], Err(StoreError::Rejected(api)) if api.code == ErrorCode::QueueFull));
+        assert_eq!(events, [1, 3]);
+        assert_eq!(rows(&conn), [1, 3]);
+
+        // Refused after writing: nothing of the batch stands, and no job is
+        // told it succeeded.
+        let (results, events) = run_batch(&mut conn, vec![job(4, true, false), job(5, true, true)]);
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        assert!(events.is_empty());
+        assert_eq!(rows(&conn), [1, 3]);
+
+        // The writer goes on.
+        let (results, _) = run_batch(&mut conn, vec![job(6, true, false)]);
+        assert!(results[0].is_ok());
+        assert_eq!(rows(&conn), [1, 3, 6]);
+    }
 }

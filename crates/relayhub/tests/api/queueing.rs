@@ -143,3 +143,23 @@ async fn unbinding_drops_the_queue_and_closes_the_socket() {
     let again = app.http.delete(app.url("/api/v1/devices/kiosk")).bearer_auth(&app.token).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_is_free_again_once_its_device_is_unbound() {
+    let app = TestApp::spawn().await;
+    let post = || {
+        app.post("/api/v1/devices/kiosk/messages").header("Idempotency-Key", "order-9").json(&json!({"doc": 9})).send()
+    };
+    let first: Value = post().await.unwrap().json().await.unwrap();
+    let del = app.http.delete(app.url("/api/v1/devices/kiosk")).bearer_auth(&app.token).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+
+    // The same key for the device bound anew is a new message, delivered.
+    let second = post().await.unwrap();
+    assert_eq!(second.status(), 202);
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    let second: Value = second.json().await.unwrap();
+    assert_ne!(second["id"], first["id"]);
+    let mut kiosk = app.connect("kiosk").await;
+    assert_eq!(kiosk.expect("message").await["id"], second["id"]);
+}

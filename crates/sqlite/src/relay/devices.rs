@@ -34,6 +34,21 @@ pub(crate) fn resolve_or_bind(
     device: &DeviceId,
     purpose: Purpose,
 ) -> StoreResult<(DeviceRow, bool)> {
+    if let Some(row) = lookup(conn, license, device, purpose)? {
+        return Ok((row, false));
+    }
+    check_room(conn, license, 1)?;
+    Ok((insert(conn, license, device)?, true))
+}
+
+/// The device if bound to `license`; `None` if bound to none; refused if it
+/// is another license's. Reads only.
+pub(crate) fn lookup(
+    conn: &Connection,
+    license: &License,
+    device: &DeviceId,
+    purpose: Purpose,
+) -> StoreResult<Option<DeviceRow>> {
     let found = conn
         .prepare_cached("SELECT pk, license_pk, next_seq, pending FROM devices WHERE device_id = ?1")
         .sql()?
@@ -46,34 +61,43 @@ pub(crate) fn resolve_or_bind(
         .optional()
         .sql()?;
     match found {
-        Some((row, owner)) if owner == license.pk.0 => return Ok((row, false)),
-        Some(_) if purpose == Purpose::Connect => {
-            return Err(StoreError::rejected(
-                ErrorCode::DeviceBoundElsewhere,
-                format!("device {device} is bound to another license"),
-            ));
-        }
-        Some(_) => return Err(not_found(device)),
-        None => {}
+        Some((row, owner)) if owner == license.pk.0 => Ok(Some(row)),
+        Some(_) if purpose == Purpose::Connect => Err(StoreError::rejected(
+            ErrorCode::DeviceBoundElsewhere,
+            format!("device {device} is bound to another license"),
+        )),
+        Some(_) => Err(not_found(device)),
+        None => Ok(None),
     }
-    if let Some(max) = license.max_devices {
-        let used: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM devices WHERE license_pk = ?1")
-            .sql()?
-            .query_row([license.pk.0], |row| row.get(0))
-            .sql()?;
-        if used >= i64::from(max) {
-            return Err(StoreError::rejected(
-                ErrorCode::DeviceLimit,
-                format!("license {} already has its maximum of {max} devices", license.number),
-            ));
-        }
+}
+
+/// Refuses if binding `adding` more devices would exceed `max_devices`.
+pub(crate) fn check_room(conn: &Connection, license: &License, adding: usize) -> StoreResult<()> {
+    let Some(max) = license.max_devices else { return Ok(()) };
+    if adding == 0 {
+        return Ok(());
     }
+    let used: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM devices WHERE license_pk = ?1")
+        .sql()?
+        .query_row([license.pk.0], |row| row.get(0))
+        .sql()?;
+    if used + adding as i64 > i64::from(max) {
+        return Err(StoreError::rejected(
+            ErrorCode::DeviceLimit,
+            format!("license {} already has its maximum of {max} devices", license.number),
+        ));
+    }
+    Ok(())
+}
+
+/// Binds an unbound device to `license`.
+pub(crate) fn insert(conn: &Connection, license: &License, device: &DeviceId) -> StoreResult<DeviceRow> {
     conn.prepare_cached("INSERT INTO devices (device_id, license_pk, bound_at) VALUES (?1, ?2, ?3)")
         .sql()?
         .execute(params![device.as_str(), license.pk.0, Timestamp::now().millis()])
         .sql()?;
-    Ok((DeviceRow { pk: DevicePk(conn.last_insert_rowid()), next_seq: 1, pending: 0 }, true))
+    Ok(DeviceRow { pk: DevicePk(conn.last_insert_rowid()), next_seq: 1, pending: 0 })
 }
 
 pub(crate) fn not_found(device: &DeviceId) -> StoreError {
@@ -130,11 +154,13 @@ pub(crate) fn count(conn: &Connection, license: LicensePk) -> StoreResult<u64> {
     Ok(n as u64)
 }
 
-/// Unbinds a device: its messages, receipts and settings go with it.
+/// Unbinds a device: its pending messages, idempotency keys and settings go
+/// with it; its receipts become unreachable and leave with the retention
+/// purge (see migration 0003).
 pub(crate) fn unbind(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk> {
     let pk = owned(conn, license, device)?.ok_or_else(|| not_found(device))?;
     super::settings::forget_device(conn, pk)?;
-    conn.prepare_cached("DELETE FROM messages WHERE device_pk = ?1").sql()?.execute([pk.0]).sql()?;
+    super::queue::forget_device(conn, pk)?;
     conn.prepare_cached("DELETE FROM devices WHERE pk = ?1").sql()?.execute([pk.0]).sql()?;
     Ok(pk)
 }

@@ -4,7 +4,10 @@
 mod devices;
 mod inbox;
 mod queue;
+mod sent;
 mod settings;
+
+pub(crate) use sent::SentMarks;
 
 use std::time::Duration;
 
@@ -44,12 +47,13 @@ impl RelayStore for SqliteStore {
         device: &DeviceId,
         page: PageRequest,
     ) -> StoreResult<Page<PendingMessage>> {
-        let device = device.clone();
-        self.readers.read(move |conn| queue::pending(conn, license, &device, page)).await
+        let (device, sent) = (device.clone(), self.sent.clone());
+        self.readers.read(move |conn| queue::pending(conn, license, &device, page, &sent)).await
     }
 
     async fn receipt(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
-        self.readers.read(move |conn| queue::receipt(conn, license, id)).await
+        let sent = self.sent.clone();
+        self.readers.read(move |conn| queue::receipt(conn, license, id, &sent)).await
     }
 
     async fn bind(&self, license: &License, device: &DeviceId) -> StoreResult<(DeviceInfo, bool)> {
@@ -64,10 +68,11 @@ impl RelayStore for SqliteStore {
     }
 
     async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<()> {
-        let device = device.clone();
+        let (device, sent) = (device.clone(), self.sent.clone());
         self.writer
             .write(move |conn, events| {
                 let pk = devices::unbind(conn, license, &device)?;
+                sent.forget(pk);
                 events.push(RelayEvent::Unbound { device: pk });
                 Ok(())
             })
@@ -126,10 +131,9 @@ impl RelayStore for SqliteStore {
     }
 
     fn mark_sent(&self, device: DevicePk, seqs: Vec<i64>) {
-        let (Some(&first), Some(&last)) = (seqs.iter().min(), seqs.iter().max()) else {
-            return;
-        };
-        self.writer.submit(move |conn, _| queue::mark_sent(conn, device, first, last));
+        if let Some(&last) = seqs.iter().max() {
+            self.sent.mark(device, last);
+        }
     }
 
     async fn ack(&self, device: DevicePk, ids: Vec<Uuid>) -> StoreResult<AckOutcome> {

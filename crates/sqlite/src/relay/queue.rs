@@ -18,6 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::devices::{self, DeviceRow, Purpose};
+use super::sent::SentMarks;
 use crate::columns;
 use crate::error::SqlResult;
 
@@ -26,12 +27,14 @@ use crate::error::SqlResult;
 // the query repeats its `status < 2` term literally).
 const FETCH: &str = "SELECT id, seq, created_at, expires_at, data FROM messages
      WHERE device_pk = ?1 AND seq >= ?2 AND status < 2 ORDER BY seq LIMIT ?3";
-const MARK_SENT: &str = "UPDATE messages SET status = 1, updated_at = ?4
-     WHERE device_pk = ?1 AND seq BETWEEN ?2 AND ?3 AND status < 2 AND status = 0";
 const MARK_EXPIRED: &str = "UPDATE messages SET status = 3, data = NULL, updated_at = ?3
      WHERE device_pk = ?1 AND seq = ?2 AND status < 2";
 const DELIVER: &str = "UPDATE messages SET status = 2, data = NULL, updated_at = ?3
      WHERE id = ?1 AND device_pk = ?2 AND status < 2";
+/// What unbinding removes: the pending queue, and messages with an
+/// idempotency key (so that the key is free for the license again).
+const FORGET_PENDING: &str = "DELETE FROM messages WHERE device_pk = ?1 AND status < 2";
+const FORGET_KEYED: &str = "DELETE FROM messages WHERE device_pk = ?1 AND idem_key IS NOT NULL";
 const PENDING: &str = "SELECT id, seq, created_at, status, expires_at, data FROM messages
      WHERE device_pk = ?1 AND status < 2 ORDER BY seq LIMIT ?2 OFFSET ?3";
 
@@ -83,15 +86,17 @@ pub(crate) fn enqueue(
     queue_limit: u32,
 ) -> StoreResult<Vec<Enqueued>> {
     let now = Timestamp::now();
-    let mut targets: HashMap<DeviceId, DeviceRow> = HashMap::new();
-    let mut order: Vec<DevicePk> = Vec::new();
+    // First decide, reading only (a refusal must leave nothing written);
+    // `None`: a device this call binds.
+    let mut targets: HashMap<DeviceId, Option<DeviceRow>> = HashMap::new();
+    let mut order: Vec<DeviceId> = Vec::new();
     let mut outcomes = vec![Outcome::New(None); messages.len()];
     let mut keys_in_batch: HashMap<&str, (usize, [u8; 32])> = HashMap::new();
 
     for (i, message) in messages.iter().enumerate() {
         if !targets.contains_key(&message.device_id) {
-            let (row, _) = devices::resolve_or_bind(conn, license, &message.device_id, Purpose::Queue)?;
-            order.push(row.pk);
+            let row = devices::lookup(conn, license, &message.device_id, Purpose::Queue)?;
+            order.push(message.device_id.clone());
             targets.insert(message.device_id.clone(), row);
         }
         let Some(key) = message.idempotency_key.as_deref() else {
@@ -116,20 +121,32 @@ pub(crate) fn enqueue(
         outcomes[i] = outcome;
     }
 
-    let mut new_per_device: HashMap<DevicePk, i64> = HashMap::new();
+    devices::check_room(conn, license, targets.values().filter(|row| row.is_none()).count())?;
+    let mut new_per_device: HashMap<DeviceId, i64> = HashMap::new();
     for (message, outcome) in messages.iter().zip(&outcomes) {
         if matches!(outcome, Outcome::New(_)) {
-            *new_per_device.entry(targets[&message.device_id].pk).or_default() += 1;
+            *new_per_device.entry(message.device_id.clone()).or_default() += 1;
         }
     }
     for (device_id, row) in &targets {
-        let adding = new_per_device.get(&row.pk).copied().unwrap_or(0);
-        if adding > 0 && row.pending + adding > i64::from(queue_limit) {
+        let adding = new_per_device.get(device_id).copied().unwrap_or(0);
+        let pending = row.map_or(0, |r| r.pending);
+        if adding > 0 && pending + adding > i64::from(queue_limit) {
             return Err(StoreError::rejected(
                 ErrorCode::QueueFull,
-                format!("device {device_id} has {} pending messages; the limit is {queue_limit}", row.pending),
+                format!("device {device_id} has {pending} pending messages; the limit is {queue_limit}"),
             ));
         }
+    }
+
+    // Decided: now write, binding the new devices first.
+    let mut rows: HashMap<DeviceId, DeviceRow> = HashMap::with_capacity(order.len());
+    for device_id in &order {
+        let row = match targets[device_id] {
+            Some(row) => row,
+            None => devices::insert(conn, license, device_id)?,
+        };
+        rows.insert(device_id.clone(), row);
     }
 
     let mut queued: HashMap<DevicePk, (i64, Vec<SharedMessage>)> = HashMap::new();
@@ -144,7 +161,7 @@ pub(crate) fn enqueue(
         if !matches!(outcome, Outcome::New(_)) {
             continue;
         }
-        let row = targets.get_mut(&message.device_id).ok_or_else(|| StoreError::Internal("lost a device".into()))?;
+        let row = rows.get_mut(&message.device_id).ok_or_else(|| StoreError::Internal("lost a device".into()))?;
         let seq = row.next_seq;
         row.next_seq += 1;
         let id = Uuid::now_v7();
@@ -173,8 +190,8 @@ pub(crate) fn enqueue(
         }));
     }
 
-    for row in targets.values() {
-        let added = new_per_device.get(&row.pk).copied().unwrap_or(0);
+    for (device_id, row) in &rows {
+        let added = new_per_device.get(device_id).copied().unwrap_or(0);
         if added > 0 {
             conn.prepare_cached("UPDATE devices SET next_seq = ?2, pending = pending + ?3 WHERE pk = ?1")
                 .sql()?
@@ -182,7 +199,8 @@ pub(crate) fn enqueue(
                 .sql()?;
         }
     }
-    for pk in order {
+    for device_id in &order {
+        let pk = rows[device_id].pk;
         if let Some((first_seq, messages)) = queued.remove(&pk) {
             events.push(RelayEvent::Queued { device: pk, first_seq, messages });
         }
@@ -205,6 +223,7 @@ pub(crate) fn pending(
     license: LicensePk,
     device: &DeviceId,
     page: PageRequest,
+    sent: &SentMarks,
 ) -> StoreResult<Page<PendingMessage>> {
     let pk = devices::owned(conn, license, device)?.ok_or_else(|| devices::not_found(device))?;
     let total: i64 = conn
@@ -215,11 +234,12 @@ pub(crate) fn pending(
     let mut stmt = conn.prepare_cached(PENDING).sql()?;
     let rows = stmt
         .query_map(params![pk.0, page.size, page.offset() as i64], |row| {
+            let seq = row.get(1)?;
             Ok(PendingMessage {
                 id: row.get(0)?,
-                seq: row.get(1)?,
+                seq,
                 time: columns::time(row, 2)?,
-                status: status_from(row.get(3)?),
+                status: sent.status(pk, seq, status_from(row.get(3)?)),
                 expires_at: columns::opt_time(row, 4)?,
                 data: columns::json(row, 5)?,
             })
@@ -228,19 +248,25 @@ pub(crate) fn pending(
     Ok(Page { items: rows.collect::<rusqlite::Result<Vec<_>>>().sql()?, total: total.max(0) as u64 })
 }
 
-pub(crate) fn receipt(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
+pub(crate) fn receipt(
+    conn: &Connection,
+    license: LicensePk,
+    id: Uuid,
+    sent: &SentMarks,
+) -> StoreResult<Option<Receipt>> {
     conn.prepare_cached(
-        "SELECT m.id, d.device_id, m.seq, m.status, m.created_at, m.updated_at, m.expires_at
+        "SELECT m.id, d.device_id, m.seq, m.status, m.created_at, m.updated_at, m.expires_at, m.device_pk
          FROM messages m JOIN devices d ON d.pk = m.device_pk
          WHERE m.id = ?1 AND m.license_pk = ?2",
     )
     .sql()?
     .query_row(params![id, license.0], |row| {
+        let seq = row.get(2)?;
         Ok(Receipt {
             id: row.get(0)?,
             device_id: columns::device_id(row, 1)?,
-            seq: row.get(2)?,
-            status: status_from(row.get(3)?),
+            seq,
+            status: sent.status(DevicePk(row.get(7)?), seq, status_from(row.get(3)?)),
             time: columns::time(row, 4)?,
             updated_at: columns::time(row, 5)?,
             expires_at: columns::opt_time(row, 6)?,
@@ -269,14 +295,6 @@ pub(crate) fn fetch(
     let mut stmt = conn.prepare_cached(FETCH).sql()?;
     let rows = stmt.query_map(params![device.0, from_seq, limit as i64], queued_from_row).sql()?;
     rows.collect::<rusqlite::Result<Vec<_>>>().sql()
-}
-
-/// Marks a contiguous run of a device's messages sent. Every pending
-/// message in `first..=last` went through the connection, in order; those it
-/// skipped as expired are marked expired by their own call.
-pub(crate) fn mark_sent(conn: &Connection, device: DevicePk, first: i64, last: i64) -> StoreResult<()> {
-    conn.prepare_cached(MARK_SENT).sql()?.execute(params![device.0, first, last, Timestamp::now().millis()]).sql()?;
-    Ok(())
 }
 
 pub(crate) fn mark_expired(conn: &Connection, device: DevicePk, seqs: &[i64]) -> StoreResult<()> {
@@ -344,6 +362,15 @@ pub(crate) fn purge_receipts(conn: &Connection, before: Timestamp) -> StoreResul
     Ok(n as u64)
 }
 
+/// Deletes what an unbound device leaves behind that could still matter;
+/// its other receipts are unreachable and leave with the purge.
+pub(crate) fn forget_device(conn: &Connection, device: DevicePk) -> StoreResult<()> {
+    for sql in [FORGET_PENDING, FORGET_KEYED] {
+        conn.prepare_cached(sql).sql()?.execute([device.0]).sql()?;
+    }
+    Ok(())
+}
+
 pub(crate) fn total_pending(conn: &Connection) -> StoreResult<u64> {
     let n: i64 = conn
         .prepare_cached("SELECT COALESCE(SUM(pending), 0) FROM devices")
@@ -367,12 +394,13 @@ mod tests {
 
     #[test]
     fn delivery_statements_use_the_queue_index_not_the_receipts() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(include_str!("../../migrations/0001_init.sql")).unwrap();
-        for sql in [FETCH, MARK_SENT, MARK_EXPIRED, PENDING] {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::conn::migrate(&mut conn).unwrap();
+        for sql in [FETCH, MARK_EXPIRED, PENDING, FORGET_PENDING] {
             let plan = plan(&conn, sql);
             assert!(plan.contains("USING INDEX messages_queue"), "{sql}\n→ {plan}");
         }
         assert!(plan(&conn, DELIVER).contains("sqlite_autoindex_messages_1 (id=?)"));
+        assert!(plan(&conn, FORGET_KEYED).contains("USING INDEX messages_device_keyed"));
     }
 }
