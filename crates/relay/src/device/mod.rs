@@ -4,6 +4,7 @@
 mod account;
 pub mod frames;
 mod session;
+mod uplink;
 
 pub use session::Handshake;
 

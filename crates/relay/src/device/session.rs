@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::account::AccountDone;
 use super::frames::{self, Inbound};
+use super::uplink::Uplink;
 use crate::Relay;
 use crate::hub::{Mailbox, Take};
 use crate::model::{AckOutcome, Connected, DeviceRef, NewRecord, Published, SharedMessage};
@@ -71,6 +72,7 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
         next_seq: 0,
         in_flight: VecDeque::new(),
         ops: FuturesOrdered::new(),
+        uplink: Uplink::default(),
         ops_bytes: 0,
         retry_at: None,
         settings_sent: 0,
@@ -87,7 +89,7 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
 /// A store call started by a frame, and what to answer when it completes.
 pub(super) enum Done {
     Acked(Vec<Uuid>, StoreResult<AckOutcome>),
-    Published { reference: String, bytes: usize, result: StoreResult<Vec<Published>> },
+    Published { reference: String, bytes: usize, result: StoreResult<Published> },
     Pong,
     Account(AccountDone),
 }
@@ -106,6 +108,8 @@ pub(super) struct Session {
     /// Sent and not yet acknowledged, in `seq` order.
     in_flight: VecDeque<(i64, Uuid)>,
     pub(super) ops: FuturesOrdered<BoxFuture<'static, Done>>,
+    /// Publishes, chained so that they are stored in order.
+    uplink: Uplink,
     /// Bytes of record data held by `ops`.
     ops_bytes: usize,
     /// Set after a failed queue read: read again then.
@@ -257,15 +261,11 @@ impl Session {
             Inbound::LinkAccount { id_token } => self.link_account(id_token).await?,
             Inbound::Restore { id_token } => self.restore(id_token).await?,
             Inbound::Publish { reference, data } => {
-                let store = self.relay.store.clone();
-                let device = self.device.clone();
                 let bytes = data.get().len();
                 self.ops_bytes += bytes;
                 let record = NewRecord { reference: reference.clone(), data };
-                self.ops.push_back(Box::pin(async move {
-                    let result = store.publish(&device, vec![record]).await;
-                    Done::Published { reference, bytes, result }
-                }));
+                let stored = self.uplink.push(&self.relay.store, &self.device, record);
+                self.ops.push_back(Box::pin(async move { Done::Published { reference, bytes, result: stored.await } }));
             }
         }
         Ok(())
@@ -289,11 +289,10 @@ impl Session {
             }
             Done::Published { reference, bytes, result: Ok(published) } => {
                 self.ops_bytes -= bytes;
-                self.relay.metrics.records_in.inc_by(published.iter().filter(|p| !p.duplicate).count() as u64);
-                let Some(first) = published.first() else {
-                    return Ok(());
-                };
-                self.send(frames::published(&reference, first.id, first.duplicate)).await
+                if !published.duplicate {
+                    self.relay.metrics.records_in.inc();
+                }
+                self.send(frames::published(&reference, published.id, published.duplicate)).await
             }
             Done::Account(done) => self.on_account_done(done).await,
             Done::Published { reference, bytes, result: Err(err) } => {

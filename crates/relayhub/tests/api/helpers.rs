@@ -397,6 +397,15 @@ impl Device {
         self.send_text(frame.to_string()).await;
     }
 
+    /// Writes all frames back to back, then flushes once: the server gets
+    /// them as fast as a busy device would send them.
+    pub async fn send_burst(&mut self, frames: impl IntoIterator<Item = Value>) {
+        for frame in frames {
+            self.ws.feed(Message::text(frame.to_string())).await.expect("send");
+        }
+        self.ws.flush().await.expect("flush");
+    }
+
     pub async fn send_text(&mut self, text: String) {
         self.ws.send(Message::text(text)).await.expect("send");
     }

@@ -43,6 +43,35 @@ async fn published_records_are_on_disk_listed_in_order_and_deleted_on_ack() {
 }
 
 #[tokio::test]
+async fn a_burst_of_records_is_stored_in_the_order_it_was_sent() {
+    let app = TestApp::spawn().await;
+    let mut phones = Vec::new();
+    for name in ["burst-a", "burst-b"] {
+        phones.push(app.connect(name).await);
+    }
+    const N: usize = 400;
+    for phone in &mut phones {
+        phone.send_burst((0..N).map(|i| json!({"type": "publish", "ref": format!("r{i}"), "data": i}))).await;
+    }
+    for phone in &mut phones {
+        for i in 0..N {
+            assert_eq!(phone.expect("published").await["ref"], format!("r{i}"), "answers come in order");
+        }
+    }
+    let inbox: Value = app.get("/api/v1/inbox?limit=1000").send().await.unwrap().json().await.unwrap();
+    for name in ["burst-a", "burst-b"] {
+        let order: Vec<u64> = inbox["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["device_id"] == name)
+            .map(|r| r["data"].as_u64().unwrap())
+            .collect();
+        assert_eq!(order, (0..N as u64).collect::<Vec<_>>(), "{name}'s records, oldest first");
+    }
+}
+
+#[tokio::test]
 async fn a_long_poll_wakes_as_soon_as_a_record_arrives() {
     let app = TestApp::spawn().await;
     let mut phone = app.connect("sensor").await;
