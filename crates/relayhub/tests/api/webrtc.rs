@@ -106,10 +106,10 @@ impl Coturn {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if line.contains("Total General servers") {
-                        if let Some(tx) = ready_tx.take() {
-                            let _ = tx.send(());
-                        }
+                    if line.contains("Total General servers")
+                        && let Some(tx) = ready_tx.take()
+                    {
+                        let _ = tx.send(());
                     }
                     let mut log = log.lock().unwrap();
                     log.push_str(&line);
