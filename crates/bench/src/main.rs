@@ -1,0 +1,313 @@
+//! `relayhub-bench`: relayhub side by side with Mosquitto and NATS
+//! JetStream on this machine, in one run. Each system is started here on
+//! free loopback ports with a temporary data directory, driven with its own
+//! client library, and checked (every message arrived, in order, duplicates
+//! counted).
+
+mod connections;
+mod drivers;
+mod payload;
+mod servers;
+mod stats;
+mod storage;
+mod workloads;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::servers::System;
+use crate::stats::Outcome;
+use crate::workloads::{LatencyParams, RelayParams};
+
+#[derive(Debug, Parser)]
+#[command(name = "relayhub-bench", version, about, max_term_width = 100)]
+struct Cli {
+    /// Small sizes: every workload in well under a minute (a smoke run)
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Print one JSON object per workload instead of a table
+    #[arg(long, global = true)]
+    json: bool,
+    /// Systems to measure, in this order
+    #[arg(long, global = true, value_delimiter = ',', default_values = ["relayhub", "nats-jetstream", "mosquitto"])]
+    systems: Vec<System>,
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Debug, Subcommand)]
+enum Workload {
+    /// Producers post messages to connected devices, which acknowledge each
+    Relay {
+        #[arg(long)]
+        devices: Option<usize>,
+        #[arg(long)]
+        messages: Option<usize>,
+        #[arg(long, default_value_t = 8)]
+        producers: usize,
+        /// Messages per producer call
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+    },
+    /// An open loop at a fixed rate: latency percentiles
+    Latency {
+        #[arg(long)]
+        devices: Option<usize>,
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Idle device connections: server memory per connection, connect rate
+    Connections {
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Devices send records up; the back-office drains them
+    Uplink {
+        #[arg(long)]
+        devices: Option<usize>,
+        #[arg(long)]
+        records: Option<u64>,
+    },
+    /// relayhub's storage layer alone: enqueue, fetch, ack per second
+    Storage {
+        #[arg(long)]
+        messages: Option<usize>,
+        /// A PostgreSQL URL; SQLite (a temporary file) without it
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Every workload, one after the other
+    All,
+    /// (internal) hold idle connections for `connections`
+    #[command(hide = true)]
+    ConnectWorker {
+        #[arg(long)]
+        system: System,
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "")]
+        api_key: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        worker: usize,
+    },
+}
+
+/// Every workload's size: the defaults (smaller with `--quick`), and what
+/// the chosen workload's options change.
+struct Sizes {
+    relay: RelayParams,
+    latency: LatencyParams,
+    connections: usize,
+    uplink: (usize, u64),
+    storage: (usize, Option<String>),
+}
+
+impl Sizes {
+    fn of(cli: &Cli) -> Self {
+        let q = cli.quick;
+        let mut sizes = Sizes {
+            relay: RelayParams {
+                devices: if q { 100 } else { 1000 },
+                messages: if q { 20_000 } else { 200_000 },
+                producers: 8,
+                batch: 100,
+            },
+            latency: LatencyParams { devices: if q { 50 } else { 100 }, rate: 5000, seconds: if q { 4 } else { 30 } },
+            connections: if q { 2000 } else { 19_000 },
+            uplink: (if q { 100 } else { 1000 }, if q { 100 } else { 200 }),
+            storage: (if q { 20_000 } else { 100_000 }, None),
+        };
+        match &cli.workload {
+            Workload::Relay { devices, messages, producers, batch } => {
+                let r = &mut sizes.relay;
+                r.devices = devices.unwrap_or(r.devices);
+                r.messages = messages.unwrap_or(r.messages);
+                (r.producers, r.batch) = (*producers, *batch);
+            }
+            Workload::Latency { devices, rate, seconds } => {
+                let l = &mut sizes.latency;
+                l.devices = devices.unwrap_or(l.devices);
+                l.rate = *rate;
+                l.seconds = seconds.unwrap_or(l.seconds);
+            }
+            Workload::Connections { count } => sizes.connections = count.unwrap_or(sizes.connections),
+            Workload::Uplink { devices, records } => {
+                sizes.uplink = (devices.unwrap_or(sizes.uplink.0), records.unwrap_or(sizes.uplink.1));
+            }
+            Workload::Storage { messages, database } => {
+                sizes.storage = (messages.unwrap_or(sizes.storage.0), database.clone());
+            }
+            Workload::All | Workload::ConnectWorker { .. } => {}
+        }
+        sizes
+    }
+}
+
+/// Runs one workload on every system; a system that cannot run is listed
+/// as skipped, with the reason.
+async fn each<F, Fut>(cli: &Cli, run: F) -> Vec<Outcome>
+where
+    F: Fn(System) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
+{
+    let mut results = Vec::new();
+    for &system in &cli.systems {
+        eprintln!("  {} ...", system.name());
+        results.push(match run(system).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                eprintln!("  skipping {}: {err:#}", system.name());
+                Outcome::skipped(system.name(), system.fsync(), format!("{err:#}"))
+            }
+        });
+    }
+    results
+}
+
+async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value> {
+    eprintln!("{name}:");
+    let results = match name {
+        "relay" => each(cli, |s| workloads::relay(s, sizes.relay)).await,
+        "latency" => each(cli, |s| workloads::latency(s, sizes.latency)).await,
+        "connections" => each(cli, |s| connections::run(s, sizes.connections)).await,
+        "uplink" => each(cli, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
+        "storage" => {
+            let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
+            return Ok(json!({"workload": "storage", "results": [outcome]}));
+        }
+        _ => anyhow::bail!("unknown workload {name}"),
+    };
+    Ok(json!({"workload": name, "results": results}))
+}
+
+/// A ratio between relayhub's result and another system's.
+type Ratio = fn(&Value, &Value) -> Option<f64>;
+
+/// A table for people, with each peer's number as a ratio to relayhub's.
+fn table(report: &Value) -> String {
+    let name = report["workload"].as_str().unwrap_or("");
+    let results = report["results"].as_array().cloned().unwrap_or_default();
+    let mut out = format!("\n{name}\n");
+    if name == "storage" {
+        for r in &results {
+            out += &format!(
+                "  {:<10} {} messages: enqueue {} /s (one per call), {} /s (batches of 100), fetch {} /s, ack {} /s\n",
+                r["backend"].as_str().unwrap_or(""),
+                r["messages"],
+                r["enqueue_per_s"],
+                r["enqueue_batched_per_s"],
+                r["fetch_per_s"],
+                r["ack_per_s"]
+            );
+        }
+        return out;
+    }
+    let ours = results.iter().find(|r| r["system"] == "relayhub");
+    let num = |r: &Value, k: &str| r[k].as_f64();
+    let cell = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+    if name == "connections" {
+        out += &format!(
+            "  {:<16} {:>12} {:>14} {:>14} {:>18}\n",
+            "system", "connections", "KiB/conn", "connects/s", "relayhub ÷ system"
+        );
+        for r in &results {
+            let ratio = ours.and_then(|o| Some(num(o, "kib_per_connection")? / num(r, "kib_per_connection")?));
+            out += &format!(
+                "  {:<16} {:>12} {:>14} {:>14} {:>18}\n",
+                r["system"].as_str().unwrap_or(""),
+                cell(num(r, "connections")),
+                cell(num(r, "kib_per_connection")),
+                cell(num(r, "connects_per_s")),
+                cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+            );
+        }
+    } else {
+        // At a fixed rate the ratio that matters is latency; else throughput.
+        let (label, ratio_of): (&str, Ratio) = if name == "latency" {
+            ("system p99 ÷ relayhub's", |ours, r| Some(r["p99_ms"].as_f64()? / ours["p99_ms"].as_f64()?))
+        } else {
+            ("relayhub ÷ system", |ours, r| Some(ours["msgs_per_s"].as_f64()? / r["msgs_per_s"].as_f64()?))
+        };
+        out += &format!(
+            "  {:<16} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>24}\n",
+            "system", "msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "lost", "dup", "order", label
+        );
+        for r in &results {
+            let ratio = ours.and_then(|o| ratio_of(o, r));
+            out += &format!(
+                "  {:<16} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>24}\n",
+                r["system"].as_str().unwrap_or(""),
+                cell(num(r, "msgs_per_s")),
+                cell(num(r, "p50_ms")),
+                cell(num(r, "p99_ms")),
+                cell(num(r, "p999_ms")),
+                cell(num(r, "lost")),
+                cell(num(r, "duplicates")),
+                cell(num(r, "out_of_order")),
+                cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+            );
+        }
+    }
+    for r in &results {
+        let system = r["system"].as_str().unwrap_or("");
+        if let Some(why) = r["skipped"].as_str() {
+            out += &format!("  {system}: skipped ({why})\n");
+        } else {
+            out += &format!("  {system}: {}\n", r["fsync"].as_str().unwrap_or(""));
+        }
+    }
+    out
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Workload::ConnectWorker { system, addr, api_key, count, source, worker } = &cli.workload {
+        return connections::worker(*system, addr, api_key, *count, source, *worker).await;
+    }
+    let names: Vec<&str> = match &cli.workload {
+        Workload::Relay { .. } => vec!["relay"],
+        Workload::Latency { .. } => vec!["latency"],
+        Workload::Connections { .. } => vec!["connections"],
+        Workload::Uplink { .. } => vec!["uplink"],
+        Workload::Storage { .. } => vec!["storage"],
+        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage"],
+        Workload::ConnectWorker { .. } => unreachable!("handled above"),
+    };
+    let sizes = Sizes::of(&cli);
+    let mut reports = Vec::new();
+    for name in names {
+        let report = workload(&cli, &sizes, name).await?;
+        if !cli.json {
+            println!("{}", table(&report));
+        }
+        reports.push(report);
+    }
+    if cli.json {
+        let out = if reports.len() == 1 { reports.remove(0) } else { Value::Array(reports) };
+        println!("{out}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let Ok(runtime) = runtime else {
+        eprintln!("error: starting the async runtime");
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

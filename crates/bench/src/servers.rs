@@ -1,0 +1,201 @@
+//! The systems under test, each started as a child process on a free
+//! loopback port with a temporary data directory, and stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Which system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    Relayhub,
+    #[value(name = "nats-jetstream")]
+    Nats,
+    Mosquitto,
+}
+
+impl System {
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Relayhub => "relayhub",
+            System::Nats => "nats-jetstream",
+            System::Mosquitto => "mosquitto",
+        }
+    }
+
+    /// When each system makes an accepted message durable.
+    pub fn fsync(self) -> &'static str {
+        match self {
+            System::Relayhub => "fsync before every 202 (group commit)",
+            System::Nats => "page cache per write, fsync every 2 min (2.9 default)",
+            System::Mosquitto => "memory; snapshot to disk every 30 min (autosave_interval)",
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub system: System,
+    /// `host:port`.
+    pub addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// relayhub only: the license's bearer token and the app API key.
+    pub token: String,
+    pub api_key: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The `relayhub` binary: `RELAYHUB_BIN`, else next to this one.
+fn relayhub_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RELAYHUB_BIN") {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe()?;
+    let sibling = exe.with_file_name("relayhub");
+    if !sibling.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release -p relayhub) or set RELAYHUB_BIN",
+            sibling.display()
+        );
+    }
+    Ok(sibling)
+}
+
+/// Finds a program, or says which Debian package has it.
+fn program(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return Ok(path);
+        }
+    }
+    bail!("{name} is not installed (apt-get install {package})")
+}
+
+impl Server {
+    /// Starts `system`; `extra` are extra `relayhub serve` arguments.
+    pub async fn start(system: System, extra: &[String]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        match system {
+            System::Relayhub => Self::relayhub(dir, extra).await,
+            System::Nats => Self::nats(dir).await,
+            System::Mosquitto => Self::mosquitto(dir).await,
+        }
+    }
+
+    async fn relayhub(dir: tempfile::TempDir, extra: &[String]) -> anyhow::Result<Self> {
+        let bin = relayhub_binary()?;
+        let admin = |args: &[&str]| -> anyhow::Result<Value> {
+            let out =
+                std::process::Command::new(&bin).args(args).arg("--json").arg("--data").arg(dir.path()).output()?;
+            if !out.status.success() {
+                bail!("relayhub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(serde_json::from_slice(&out.stdout)?)
+        };
+        let token =
+            admin(&["license", "create", "--number", "BENCH"])?["token"].as_str().unwrap_or_default().to_owned();
+        let api_key = admin(&["apikey", "create"])?["key"].as_str().unwrap_or_default().to_owned();
+        let mut child = Command::new(&bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--data")
+            .arg(dir.path())
+            .args(extra)
+            .env("RELAYHUB_LOG", "warn,relayhub::server=info")
+            // A queue deep enough for any device of the benchmarks.
+            .env("RELAYHUB_RELAY__QUEUE_LIMIT", "1000000")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting relayhub")?;
+        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Ok(log) = serde_json::from_str::<Value>(&line)
+                    && log["message"] == "relayhub listening"
+                {
+                    return Ok(log["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            bail!("relayhub exited before listening")
+        })
+        .await
+        .context("relayhub did not start")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { system: System::Relayhub, addr, child, _dir: dir, token, api_key })
+    }
+
+    async fn nats(dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let bin = program("nats-server", "nats-server")?;
+        let port = free_port()?;
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting nats-server")?;
+        let addr = format!("127.0.0.1:{port}");
+        wait_listening(&addr).await?;
+        Ok(Self { system: System::Nats, addr, child, _dir: dir, token: String::new(), api_key: String::new() })
+    }
+
+    async fn mosquitto(dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let bin = program("mosquitto", "mosquitto")?;
+        let port = free_port()?;
+        let config = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+                 max_queued_messages 1000000\nmax_inflight_messages 128\nlog_dest none\n",
+                dir.path().display()
+            ),
+        )?;
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting mosquitto")?;
+        let addr = format!("127.0.0.1:{port}");
+        wait_listening(&addr).await?;
+        Ok(Self { system: System::Mosquitto, addr, child, _dir: dir, token: String::new(), api_key: String::new() })
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("the server has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS")
+    }
+}
+
+async fn wait_listening(addr: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("{addr} never started listening");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! What receivers saw, and the results a workload reports.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::payload::{Stamp, now_ns};
+
+/// One receiver's record: order, duplicates, latencies.
+pub struct Log {
+    seen: Vec<bool>,
+    next: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub latency: Histogram<u64>,
+    /// When the last expected message arrived.
+    pub done_ns: u64,
+}
+
+impl Log {
+    pub fn new(expected: u64) -> Self {
+        Self {
+            seen: vec![false; expected as usize],
+            next: 0,
+            received: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            latency: Histogram::new(3).expect("a histogram"),
+            done_ns: 0,
+        }
+    }
+
+    /// Records a message; `true` once every expected message has arrived.
+    pub fn record(&mut self, stamp: &Stamp) -> bool {
+        let now = now_ns();
+        let i = stamp.i as usize;
+        if i >= self.seen.len() || self.seen[i] {
+            self.duplicates += 1;
+        } else {
+            self.seen[i] = true;
+            self.received += 1;
+            let _ = self.latency.record(now.saturating_sub(stamp.t).max(1));
+        }
+        if stamp.i < self.next {
+            self.out_of_order += 1;
+        }
+        self.next = self.next.max(stamp.i + 1);
+        if self.complete() {
+            self.done_ns = now;
+        }
+        self.complete()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.received as usize == self.seen.len()
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.seen.len() as u64 - self.received
+    }
+}
+
+/// One system's result in a workload.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub system: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p999_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_order: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kib_per_connection: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connects_per_s: Option<f64>,
+    pub fsync: String,
+    /// Why a system has no numbers (not installed, failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl Outcome {
+    /// Counts, rate and latency percentiles from receivers' logs.
+    pub fn from_logs(system: &str, fsync: &str, logs: &[Log], started_ns: u64) -> Self {
+        let mut latency = Histogram::<u64>::new(3).expect("a histogram");
+        for log in logs {
+            let _ = latency.add(&log.latency);
+        }
+        let received: u64 = logs.iter().map(|l| l.received).sum();
+        let end = logs.iter().map(|l| l.done_ns).max().unwrap_or(started_ns);
+        let secs = (end.saturating_sub(started_ns)) as f64 / 1e9;
+        let ms = |q: f64| (latency.value_at_quantile(q) as f64 / 1e6 * 1000.0).round() / 1000.0;
+        Self {
+            system: system.to_owned(),
+            msgs_per_s: Some((received as f64 / secs.max(1e-9)).round()),
+            p50_ms: Some(ms(0.50)),
+            p99_ms: Some(ms(0.99)),
+            p999_ms: Some(ms(0.999)),
+            lost: Some(logs.iter().map(Log::lost).sum()),
+            duplicates: Some(logs.iter().map(|l| l.duplicates).sum()),
+            out_of_order: Some(logs.iter().map(|l| l.out_of_order).sum()),
+            fsync: fsync.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn skipped(system: &str, fsync: &str, why: String) -> Self {
+        Self { system: system.to_owned(), fsync: fsync.to_owned(), skipped: Some(why), ..Self::default() }
+    }
+}

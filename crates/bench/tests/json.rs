@@ -1,0 +1,35 @@
+//! The harness's contract with scripts: `relay --json` prints one JSON
+//! object with each system's verified result. Runs against the `relayhub`
+//! binary built next to the harness (as `cargo test --workspace` does).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn relay_json_reports_every_message_delivered_once_and_in_order() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
+    if !bench.with_file_name("relayhub").exists() {
+        assert!(
+            std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(),
+            "required for this run: the relayhub binary (cargo test --workspace builds it)"
+        );
+        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+        return;
+    }
+    let out = Command::new(bench)
+        .args(["relay", "--json", "--systems", "relayhub", "--devices", "20", "--messages", "2000"])
+        .args(["--producers", "2", "--batch", "50"])
+        .output()
+        .expect("the harness runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(report["workload"], "relay");
+    let ours = &report["results"][0];
+    assert_eq!(ours["system"], "relayhub");
+    assert_eq!((&ours["lost"], &ours["duplicates"], &ours["out_of_order"]), (&0.into(), &0.into(), &0.into()));
+    assert!(ours["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0), "{ours}");
+    assert!(ours["p99_ms"].as_f64().is_some_and(|p| p >= ours["p50_ms"].as_f64().unwrap()), "{ours}");
+    assert!(ours["fsync"].as_str().is_some_and(|f| f.contains("fsync before every 202")), "{ours}");
+}
