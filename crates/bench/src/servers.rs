@@ -138,17 +138,9 @@ impl Server {
     async fn nats(dir: tempfile::TempDir) -> anyhow::Result<Self> {
         let bin = program("nats-server", "nats-server")?;
         let port = free_port()?;
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting nats-server")?;
-        let addr = format!("127.0.0.1:{port}");
-        wait_listening(&addr).await?;
-        Ok(Self { system: System::Nats, addr, child, _dir: dir, token: String::new(), api_key: String::new() })
+        let mut command = Command::new(bin);
+        command.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"]).arg(dir.path());
+        Self::peer(System::Nats, command, port, dir).await
     }
 
     async fn mosquitto(dir: tempfile::TempDir) -> anyhow::Result<Self> {
@@ -163,17 +155,22 @@ impl Server {
                 dir.path().display()
             ),
         )?;
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&config)
+        let mut command = Command::new(bin);
+        command.arg("-c").arg(&config);
+        Self::peer(System::Mosquitto, command, port, dir).await
+    }
+
+    /// Starts a peer quietly and waits until it listens on `port`.
+    async fn peer(system: System, mut command: Command, port: u16, dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .context("starting mosquitto")?;
+            .with_context(|| format!("starting {}", system.name()))?;
         let addr = format!("127.0.0.1:{port}");
         wait_listening(&addr).await?;
-        Ok(Self { system: System::Mosquitto, addr, child, _dir: dir, token: String::new(), api_key: String::new() })
+        Ok(Self { system, addr, child, _dir: dir, token: String::new(), api_key: String::new() })
     }
 
     /// The server's resident memory, in KiB.
