@@ -339,7 +339,7 @@ impl Drop for TestApp {
 
 /// A device's WebSocket, as a phone would hold it.
 pub struct Device {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: Socket,
     pub hello: Value,
 }
 
@@ -435,14 +435,7 @@ impl Device {
 
     /// Waits for the server to close the socket; returns the close frame.
     pub async fn closed(&mut self) -> Option<CloseFrame> {
-        loop {
-            let frame = tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("closed in time");
-            match frame {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return None,
-            }
-        }
+        server_close(&mut self.ws).await
     }
 
     /// Closes from the device side.
@@ -450,6 +443,21 @@ impl Device {
         let _ = self.ws.close(None).await;
         // Drain until the server's close arrives so the server has seen it.
         while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, self.ws.next()).await {}
+    }
+}
+
+/// A client's WebSocket to the server under test.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Waits for the server to close `ws`; its close frame, if it sent one
+/// (`None` when the socket just ended).
+pub async fn server_close(ws: &mut Socket) -> Option<CloseFrame> {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await.expect("closed in time") {
+            Some(Ok(Message::Close(frame))) => return frame,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
     }
 }
 
@@ -508,101 +516,4 @@ pub fn cli(database: &[String], args: &[&str]) -> Value {
         .expect("run relayhub");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A call-signaling client (seed 003's protocol) over a real WebSocket.
-pub struct Caller {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    pub user: String,
-}
-
-impl Caller {
-    /// Connects to `/ws/signal` with this app's API key, as `user`.
-    pub async fn connect(app: &TestApp, user: &str) -> Caller {
-        Self::open(app, user, Some(&app.api_key)).await.expect("signal socket")
-    }
-
-    /// Connects with `key` (or none); `Err` carries a refusal's status.
-    pub async fn open(app: &TestApp, user: &str, key: Option<&str>) -> Result<Caller, u16> {
-        let mut request = format!("ws://{}/ws/signal", app.addr).into_client_request().unwrap();
-        if let Some(key) = key {
-            request.headers_mut().insert("x-api-key", key.parse().unwrap());
-        }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(Caller { ws, user: user.to_owned() }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
-            Err(other) => panic!("signal connect failed: {other}"),
-        }
-    }
-
-    /// Sends `{"route":…,"userId":<user>,"data":…}`.
-    pub async fn send(&mut self, route: &str, data: Value) {
-        let frame = json!({"route": route, "userId": self.user, "data": data});
-        self.ws.send(Message::text(frame.to_string())).await.expect("send");
-    }
-
-    pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::text(text.to_owned())).await.expect("send");
-    }
-
-    /// The next text frame: JSON, or `{"text": "PONG"}` for plain text.
-    pub async fn next(&mut self) -> Value {
-        loop {
-            let frame = tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a frame in time");
-            match frame {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(&text).unwrap_or_else(|_| json!({"text": text.as_str()}));
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("{}: expected a frame, got {other:?}", self.user),
-            }
-        }
-    }
-
-    /// The next frame, which must have this route; returns its data.
-    pub async fn expect(&mut self, route: &str) -> Value {
-        let frame = self.next().await;
-        assert_eq!(frame["route"], route, "{}: expected {route}, got {frame}", self.user);
-        frame["data"].clone()
-    }
-
-    /// `ADD_USER` and its `userConnect`.
-    pub async fn join(app: &TestApp, user: &str) -> Caller {
-        let mut caller = Self::connect(app, user).await;
-        caller.send("ADD_USER", json!({"name": format!("{user} name"), "photo": "p.png", "device": "android"})).await;
-        caller.expect("userConnect").await;
-        caller
-    }
-
-    /// Sends `PING` and returns every frame that came before the `PONG`.
-    pub async fn sync(&mut self) -> Vec<Value> {
-        self.send_text("PING").await;
-        let mut before = Vec::new();
-        loop {
-            let frame = self.next().await;
-            if frame["text"] == "PONG" {
-                return before;
-            }
-            before.push(frame);
-        }
-    }
-
-    /// Waits for the server to close the socket.
-    pub async fn closed(&mut self) -> Option<CloseFrame> {
-        loop {
-            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("closed in time") {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => continue,
-                other => {
-                    eprintln!("{}: the socket ended with {other:?}", self.user);
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Drops the connection abruptly (a phone losing its network).
-    pub fn drop_connection(self) {
-        drop(self.ws);
-    }
 }

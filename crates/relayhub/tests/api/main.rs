@@ -3,6 +3,7 @@
 //! clients, and `relayhub` child processes where a crash is the point.
 
 mod bad_input;
+mod caller;
 mod cluster;
 mod delivery;
 mod durability;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Caller, TestApp};
+use crate::caller::Caller;
+use crate::helpers::TestApp;
 
 /// A call from `a` to `b`, answered and connected; returns their frames'
 /// data up to `/connect`.
