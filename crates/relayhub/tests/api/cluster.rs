@@ -213,6 +213,9 @@ async fn a_killed_nodes_devices_reconnect_elsewhere_and_get_everything_in_order(
     let devices = spawn_devices(&addrs, DEVICES, &key, "LIC-C", &receivers);
 
     let http = relayhub_core::http_client::client().unwrap();
+    // Every device on its own node before anything happens, so that the
+    // killed node surely has devices to lose.
+    await_online(&http, &addrs[0], &token, DEVICES).await;
     let accepted = Arc::new(AtomicUsize::new(0));
     let producers: Vec<_> = ["p0", "p1", "p2"]
         .into_iter()
@@ -242,8 +245,28 @@ async fn a_killed_nodes_devices_reconnect_elsewhere_and_get_everything_in_order(
     let total: usize = promised.values().map(HashSet::len).sum();
     assert!(total >= 2 * PER_PRODUCER, "the surviving producers finished: {total}");
     let logs = settle(promised, senders, devices).await;
-    let moved = logs.iter().filter(|l| l.connections > 1).count();
-    assert!(moved >= DEVICES / 3, "the killed node's devices reconnected elsewhere ({moved} moved)");
+    let killed = &addrs[2];
+    let on_killed: Vec<_> = logs.iter().filter(|l| l.connections.contains(killed)).collect();
+    assert!(!on_killed.is_empty(), "some devices were on the killed node: {logs:?}");
+    for log in on_killed {
+        assert_ne!(log.connections.last(), Some(killed), "{} reconnected elsewhere", log.device);
+    }
+}
+
+/// Waits until `count` devices `dev-0..` are online, as node `addr` sees it.
+async fn await_online(http: &reqwest::Client, addr: &str, token: &str, count: usize) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    for i in 0..count {
+        loop {
+            let url = format!("http://{addr}/api/v1/devices/dev-{i}");
+            let device: Value = http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+            if device["online"] == true {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "dev-{i} never came online: {device}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[tokio::test]

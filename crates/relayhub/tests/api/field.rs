@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub struct FieldLog {
     pub device: String,
     pub received: HashSet<String>,
-    pub connections: usize,
+    /// The node (`host:port`) of each connection, in the order made.
+    pub connections: Vec<String>,
     /// `seq` that went backwards within one connection.
     pub out_of_order: Vec<String>,
 }
@@ -48,18 +49,18 @@ pub async fn run(
         expected.as_ref().is_some_and(|e| e.is_subset(&log.received))
     };
     while tokio::time::Instant::now() < deadline {
-        let url =
-            format!("ws://{}/ws/device?api_key={key}&device_id={device}&license={license}", nodes[node % nodes.len()]);
+        let addr = &nodes[node % nodes.len()];
+        let url = format!("ws://{addr}/ws/device?api_key={key}&device_id={device}&license={license}");
         let request = url.into_client_request().unwrap();
         let Ok(Ok((ws, _))) =
-            tokio::time::timeout(Duration::from_secs(2), tokio_tungstenite::connect_async(request)).await
+            tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(request)).await
         else {
-            // That node is gone: try the next.
+            // That node is gone (refused at once) or hung: try the next.
             node += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        log.connections += 1;
+        log.connections.push(addr.clone());
         let (mut tx, mut rx) = ws.split();
         let mut last_seq = 0;
         loop {
