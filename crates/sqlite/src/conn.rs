@@ -37,7 +37,7 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
 
 /// Brings the schema to the latest migration.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite_migration::Result<()> {
-    Migrations::from_slice(MIGRATIONS).to_latest(conn)
+    Migrations::new(MIGRATIONS.to_vec()).to_latest(conn)
 }
 
 /// Opens a reading connection (after the writer created the file). Not
@@ -58,6 +58,6 @@ pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
 mod tests {
     #[test]
     fn migrations_are_valid() {
-        assert!(rusqlite_migration::Migrations::from_slice(super::MIGRATIONS).validate().is_ok());
+        assert!(rusqlite_migration::Migrations::new(super::MIGRATIONS.to_vec()).validate().is_ok());
     }
 }

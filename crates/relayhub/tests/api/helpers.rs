@@ -54,7 +54,7 @@ impl PgDatabase {
         let name = format!("relayhub_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn =
             <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.expect("the test PostgreSQL answers");
-        sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create a test database");
         let base = admin.split('?').next().unwrap_or(&admin);
@@ -77,7 +77,7 @@ impl Drop for PgDatabase {
             runtime.block_on(async {
                 let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.ok()?;
                 let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql)).await.ok()
+                sqlx::Executor::execute(&mut conn, sql.as_str()).await.ok()
             })
         })
         .join();
