@@ -35,9 +35,13 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+fn migrations() -> Migrations<'static> {
+    Migrations::new(MIGRATIONS.to_vec())
+}
+
 /// Brings the schema to the latest migration.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite_migration::Result<()> {
-    Migrations::new(MIGRATIONS.to_vec()).to_latest(conn)
+    migrations().to_latest(conn)
 }
 
 /// Opens a reading connection (after the writer created the file). Not
@@ -58,6 +62,6 @@ pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
 mod tests {
     #[test]
     fn migrations_are_valid() {
-        assert!(rusqlite_migration::Migrations::new(super::MIGRATIONS.to_vec()).validate().is_ok());
+        assert!(super::migrations().validate().is_ok());
     }
 }
