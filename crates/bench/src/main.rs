@@ -191,6 +191,16 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
 /// A ratio between relayhub's result and another system's.
 type Ratio = fn(&Value, &Value) -> Option<f64>;
 
+/// One line of a table: the first cell left-aligned, the others right,
+/// each padded to its width, so header and rows always line up.
+fn row(widths: &[usize], cells: &[String]) -> String {
+    let mut line = String::from(" ");
+    for (i, (cell, &width)) in cells.iter().zip(widths).enumerate() {
+        line += &if i == 0 { format!(" {cell:<width$}") } else { format!(" {cell:>width$}") };
+    }
+    line + "\n"
+}
+
 /// A table for people, with each peer's number as a ratio to relayhub's.
 fn table(report: &Value) -> String {
     let name = report["workload"].as_str().unwrap_or("");
@@ -214,19 +224,20 @@ fn table(report: &Value) -> String {
     let num = |r: &Value, k: &str| r[k].as_f64();
     let cell = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
     if name == "connections" {
-        out += &format!(
-            "  {:<16} {:>12} {:>14} {:>14} {:>18}\n",
-            "system", "connections", "KiB/conn", "connects/s", "relayhub ÷ system"
-        );
+        const WIDTHS: &[usize] = &[16, 12, 14, 14, 18];
+        out +=
+            &row(WIDTHS, &["system", "connections", "KiB/conn", "connects/s", "relayhub ÷ system"].map(String::from));
         for r in &results {
             let ratio = ours.and_then(|o| Some(num(o, "kib_per_connection")? / num(r, "kib_per_connection")?));
-            out += &format!(
-                "  {:<16} {:>12} {:>14} {:>14} {:>18}\n",
-                r["system"].as_str().unwrap_or(""),
-                cell(num(r, "connections")),
-                cell(num(r, "kib_per_connection")),
-                cell(num(r, "connects_per_s")),
-                cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+            out += &row(
+                WIDTHS,
+                &[
+                    r["system"].as_str().unwrap_or("").to_owned(),
+                    cell(num(r, "connections")),
+                    cell(num(r, "kib_per_connection")),
+                    cell(num(r, "connects_per_s")),
+                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+                ],
             );
         }
     } else {
@@ -236,23 +247,24 @@ fn table(report: &Value) -> String {
         } else {
             ("relayhub ÷ system", |ours, r| Some(ours["msgs_per_s"].as_f64()? / r["msgs_per_s"].as_f64()?))
         };
-        out += &format!(
-            "  {:<16} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>24}\n",
-            "system", "msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "lost", "dup", "order", label
-        );
+        const WIDTHS: &[usize] = &[16, 10, 9, 9, 9, 6, 6, 6, 24];
+        let header = ["system", "msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "lost", "dup", "order", label];
+        out += &row(WIDTHS, &header.map(String::from));
         for r in &results {
             let ratio = ours.and_then(|o| ratio_of(o, r));
-            out += &format!(
-                "  {:<16} {:>10} {:>9} {:>9} {:>9} {:>6} {:>6} {:>6} {:>24}\n",
-                r["system"].as_str().unwrap_or(""),
-                cell(num(r, "msgs_per_s")),
-                cell(num(r, "p50_ms")),
-                cell(num(r, "p99_ms")),
-                cell(num(r, "p999_ms")),
-                cell(num(r, "lost")),
-                cell(num(r, "duplicates")),
-                cell(num(r, "out_of_order")),
-                cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+            out += &row(
+                WIDTHS,
+                &[
+                    r["system"].as_str().unwrap_or("").to_owned(),
+                    cell(num(r, "msgs_per_s")),
+                    cell(num(r, "p50_ms")),
+                    cell(num(r, "p99_ms")),
+                    cell(num(r, "p999_ms")),
+                    cell(num(r, "lost")),
+                    cell(num(r, "duplicates")),
+                    cell(num(r, "out_of_order")),
+                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+                ],
             );
         }
     }
