@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::try_join_all;
-use relayhub_core::identity::{self, IdentityStore, License, NewLicense};
+use relayhub_core::backend::Stores;
+use relayhub_core::bus::Bus;
+use relayhub_core::identity::{self, License, NewLicense};
 use relayhub_core::ids::{DeviceId, LicenseNumber};
 use relayhub_core::metrics::Metrics;
 use relayhub_relay::model::NewMessage;
-use relayhub_relay::store::{NoEvents, RelayStore};
+use relayhub_relay::store::QueueStore;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -34,18 +36,16 @@ const DEVICES: usize = 100;
 
 pub async fn run(database: Option<&str>, messages: usize) -> anyhow::Result<StorageOutcome> {
     let dir = tempfile::tempdir()?;
-    let (backend, identity, relay): (String, Arc<dyn IdentityStore>, Arc<dyn RelayStore>) = match database {
-        None => {
-            let store =
-                relayhub_sqlite::SqliteStore::open(&dir.path().join("bench.db"), Arc::new(NoEvents), &Metrics::new())?;
-            ("sqlite".into(), store.clone(), store)
-        }
+    let (bus, metrics) = (Bus::new(), Metrics::new());
+    let stores: Stores = match database {
+        None => relayhub_sqlite::open(&dir.path().join("bench.db"), &bus, &metrics)?,
         Some(url) => {
             let options = relayhub_postgres::PgOptions { max_connections: 16, ..Default::default() };
-            let store = relayhub_postgres::PgStore::open(url, Arc::new(NoEvents), &Metrics::new(), options).await?;
-            ("postgres".into(), store.clone(), store)
+            relayhub_postgres::open(url, &bus, &metrics, options).await?
         }
     };
+    let backend = stores.backend.kind().to_owned();
+    let (identity, relay) = (stores.identity.clone(), stores.get::<dyn QueueStore>().map_err(anyhow::Error::msg)?);
     let number = LicenseNumber::parse(&format!("BENCH-{}", uuid::Uuid::new_v4().simple()))?;
     let new = NewLicense { number, name: String::new(), expires_at: None, max_devices: None };
     let (license, _) = identity::create_license(identity.as_ref(), new).await?;
@@ -91,7 +91,7 @@ pub async fn run(database: Option<&str>, messages: usize) -> anyhow::Result<Stor
     // acknowledges each window.
     let mut pks = Vec::with_capacity(DEVICES);
     for d in 0..DEVICES {
-        pks.push(relay.attach(&license, &device(d)).await?.device.pk);
+        pks.push(stores.devices.attach(&license, &device(d)).await?.pk);
     }
     let started = Instant::now();
     let mut fetched = Vec::new();
@@ -113,11 +113,11 @@ pub async fn run(database: Option<&str>, messages: usize) -> anyhow::Result<Stor
     }))
     .await?;
     let ack_per_s = rate(total, started);
-    relay.close().await;
+    stores.close().await;
     Ok(StorageOutcome { backend, messages: total, enqueue_per_s, enqueue_batched_per_s, fetch_per_s, ack_per_s })
 }
 
-async fn enqueue_each(relay: Arc<dyn RelayStore>, license: License, batch: Vec<NewMessage>) -> anyhow::Result<usize> {
+async fn enqueue_each(relay: Arc<dyn QueueStore>, license: License, batch: Vec<NewMessage>) -> anyhow::Result<usize> {
     let n = batch.len();
     for message in batch {
         relay.enqueue(&license, vec![message], u32::MAX).await?;

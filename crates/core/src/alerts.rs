@@ -54,10 +54,14 @@ fn count(outcomes: &Family<Outcome, Counter>, outcome: &'static str) {
 const QUEUE: usize = 64;
 
 impl Alerter {
-    /// Starts the sender task (it ends when every `Alerter` is dropped).
-    /// Counts alerts by outcome (`sent`, `suppressed`, `failed`) in
+    /// Starts the sender task on `tasks` (it ends on shutdown). Counts
+    /// alerts by outcome (`sent`, `suppressed`, `failed`) in
     /// `relayhub_alerts_total`.
-    pub fn start(config: &AlertConfig, metrics: &crate::metrics::Metrics) -> Result<Self, String> {
+    pub fn start(
+        config: &AlertConfig,
+        metrics: &crate::metrics::Metrics,
+        tasks: &crate::tasks::Tasks,
+    ) -> Result<Self, String> {
         let outcomes = Family::<Outcome, Counter>::default();
         metrics.register("alerts", "Alerts for the webhook, by outcome", outcomes.clone());
         let Some(url) = config.webhook.clone() else { return Ok(Self { tx: None, outcomes }) };
@@ -70,7 +74,7 @@ impl Alerter {
             per_minute: config.per_minute.max(1),
             outcomes: outcomes.clone(),
         };
-        tokio::spawn(task.run(rx));
+        tasks.spawn(move |stop| task.run(rx, stop));
         Ok(Self { tx: Some(tx), outcomes })
     }
 
@@ -94,12 +98,16 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn run(self, mut rx: mpsc::Receiver<String>) {
+    async fn run(self, mut rx: mpsc::Receiver<String>, stop: tokio_util::sync::CancellationToken) {
         let Delivery { http, url, name, per_minute, outcomes } = self;
         let window = Duration::from_secs(60);
         let mut sent_at: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
         let mut suppressed = 0u64;
-        while let Some(text) = rx.recv().await {
+        loop {
+            let text = tokio::select! {
+                text = rx.recv() => match text { Some(text) => text, None => return },
+                () = stop.cancelled() => return,
+            };
             let now = Instant::now();
             while sent_at.front().is_some_and(|t| now.duration_since(*t) >= window) {
                 sent_at.pop_front();

@@ -9,9 +9,18 @@
 //! - [`metrics`]: the Prometheus registry;
 //! - [`alerts`]: rate-limited alerts to an operator's webhook (Telegram);
 //! - [`oidc`]: verifying Google (and other OpenID Connect) ID tokens;
+//! - [`capability`]: the seam every capability plugs into;
+//! - [`backend`]: a storage backend's lifecycle and its store traits;
+//! - [`bus`]: the after-commit event bus, across nodes too;
+//! - [`devices`]: devices, their binding to licenses, their presence;
+//! - [`tasks`]: the node's tracked background work;
 //! - [`ids`], [`time`], [`secret`], [`store`]: the vocabulary in between.
 
 pub mod alerts;
+pub mod backend;
+pub mod bus;
+pub mod capability;
+pub mod devices;
 pub mod error;
 pub mod gateway;
 pub mod http;
@@ -22,6 +31,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod secret;
 pub mod store;
+pub mod tasks;
 pub mod time;
 
 pub use error::{ApiError, ErrorCode};

@@ -9,19 +9,23 @@
 //!   node holding its socket is alive.
 
 mod batch;
+mod devices;
 mod error;
 mod identity;
 mod notify;
 mod relay;
+mod signal;
 mod time;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use relayhub_core::backend::{Backend, Stores};
+use relayhub_core::bus::{Bus, Event};
 use relayhub_core::metrics::{CommitMetrics, Metrics};
 use relayhub_core::store::{StoreError, StoreResult};
-use relayhub_relay::store::RelayEvents;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
@@ -58,10 +62,23 @@ pub(crate) struct Ctx {
     pub pool: PgPool,
     /// This process's node id, unique per start.
     pub node: Arc<str>,
-    pub events: Arc<dyn RelayEvents>,
+    pub bus: Bus,
 }
 
 impl Ctx {
+    /// Commits `tx` with `events`: to the other nodes with the transaction,
+    /// to this node's bus once committed.
+    pub(crate) async fn commit_with(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        events: Vec<Event>,
+    ) -> StoreResult<()> {
+        notify::send(&mut tx, &self.node, &events).await?;
+        tx.commit().await.map_err(error::from_sqlx)?;
+        self.bus.publish(events);
+        Ok(())
+    }
+
     /// Runs `attempt` again while it fails in a way that certainly rolled
     /// back — never after a lost connection, when the commit may have
     /// happened.
@@ -80,8 +97,8 @@ impl Ctx {
     }
 }
 
-/// The PostgreSQL store: implements the identity, relay and settings store
-/// traits.
+/// The PostgreSQL store: implements the core's store traits and, through
+/// its capability modules, each capability's.
 pub struct PgStore {
     ctx: Ctx,
     enqueue: Batcher<EnqueueJob>,
@@ -108,15 +125,20 @@ where
     })
 }
 
+/// Connects, runs the migrations (safe when several nodes start at once:
+/// they take an advisory lock), and hands back the store traits. Committed
+/// changes are published on `bus`, and on the other nodes' once serving.
+pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -> StoreResult<Stores> {
+    let store = PgStore::open(url, bus, metrics, options).await?;
+    let mut stores = Stores::new(store.clone(), store.clone(), store.clone(), store.clone());
+    // One line per capability module of this backend.
+    relay::provide(&store, &mut stores);
+    signal::provide(&store, &mut stores);
+    Ok(stores)
+}
+
 impl PgStore {
-    /// Connects, runs the migrations (safe when several nodes start at once:
-    /// they take an advisory lock) and starts the group-commit batchers.
-    pub async fn open(
-        url: &str,
-        events: Arc<dyn RelayEvents>,
-        metrics: &Metrics,
-        options: PgOptions,
-    ) -> StoreResult<Arc<Self>> {
+    async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -> StoreResult<Arc<Self>> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -128,7 +150,7 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Internal(format!("migrating the PostgreSQL schema: {e}")))?;
         let node: Arc<str> = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).into();
-        let ctx = Ctx { pool, node, events };
+        let ctx = Ctx { pool, node, bus: bus.clone() };
         let commits = CommitMetrics::new(metrics);
         Ok(Arc::new(Self {
             enqueue: batcher(&ctx, &commits, |ctx, jobs| async move { relay::enqueue_run(&ctx, jobs).await }),
@@ -154,8 +176,13 @@ impl PgStore {
             .map_err(error::from_sqlx)?;
         tracing::info!(node = %self.ctx.node, "joined the nodes sharing this database");
         let ctx = &self.ctx;
-        self.tasks.spawn(notify::listen(ctx.pool.clone(), ctx.node.to_string(), ctx.events.clone(), self.stop.clone()));
+        self.tasks.spawn(notify::listen(ctx.pool.clone(), ctx.node.to_string(), ctx.bus.clone(), self.stop.clone()));
         self.tasks.spawn(notify::heartbeat(ctx.pool.clone(), ctx.node.to_string(), self.stop.clone()));
+        ctx.bus.set_remote(Arc::new(notify::PgRemote {
+            pool: ctx.pool.clone(),
+            node: ctx.node.clone(),
+            order: Arc::default(),
+        }));
         Ok(())
     }
 
@@ -168,5 +195,25 @@ impl PgStore {
         self.tasks.close();
         self.tasks.wait().await;
         self.ctx.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Backend for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn start_serving(&self) -> StoreResult<()> {
+        self.join().await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.ctx.pool).await.map_err(error::from_sqlx)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.shutdown().await;
     }
 }

@@ -1,81 +1,64 @@
 //! How nodes sharing one database learn of each other's commits: every
-//! transaction that changes something a connection may wait for sends a
-//! NOTIFY on one channel, delivered by PostgreSQL to every listening node
-//! at commit, in commit order. The committing node reports the change to its
-//! own hub directly (with the messages themselves); the others get a small
-//! payload and read what they need.
+//! transaction that publishes events sends them with NOTIFY on one channel,
+//! delivered by PostgreSQL to every listening node at commit, in commit
+//! order. The committing node publishes on its own bus directly (with the
+//! events' full data); the others receive each event's wire form, tagged by
+//! its topic, and publish that on theirs.
+//!
+//! A payload is `<node>|<topic>|i|<wire>`, or `<node>|<topic>|s|<id>` when
+//! the wire form is too large for NOTIFY (8000 bytes): it is then written
+//! to `bus_spill` in the same transaction and read by the receivers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use relayhub_core::ids::{DevicePk, LicensePk};
-use relayhub_relay::store::{RelayEvent, RelayEvents};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use relayhub_core::bus::{Bus, Event, Remote};
+use relayhub_core::store::StoreResult;
 use sqlx::postgres::PgListener;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::SqlResult;
-use relayhub_core::store::StoreResult;
 
 /// The one channel.
 pub(crate) const CHANNEL: &str = "relayhub_events";
 
-/// An event as it crosses nodes: `<node>|<kind>|<number>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wire {
-    Queued(DevicePk),
-    Published(LicensePk),
-    Unbound(DevicePk),
-    Settings(DevicePk),
-    Connected(DevicePk),
+/// Wire forms longer than this go through `bus_spill`.
+const INLINE_MAX: usize = 7000;
+
+/// How long spilled payloads are kept for nodes that read them late.
+const SPILL_KEPT: &str = "10 minutes";
+
+/// Sends the wire forms of a transaction's events (delivered at commit).
+pub(crate) async fn send(tx: &mut Transaction<'_, Postgres>, node: &str, events: &[Event]) -> StoreResult<()> {
+    let wires: Vec<(&str, &str)> = events.iter().filter_map(|e| Some((e.topic(), e.wire()?))).collect();
+    send_wires(tx, node, &wires).await
 }
 
-impl Wire {
-    pub(crate) fn encode(self, node: &str) -> String {
-        let (kind, n) = match self {
-            Wire::Queued(d) => ('q', d.0),
-            Wire::Published(l) => ('p', l.0),
-            Wire::Unbound(d) => ('u', d.0),
-            Wire::Settings(d) => ('s', d.0),
-            Wire::Connected(d) => ('c', d.0),
+async fn send_wires(tx: &mut Transaction<'_, Postgres>, node: &str, wires: &[(&str, &str)]) -> StoreResult<()> {
+    let mut payloads: Vec<String> = Vec::with_capacity(wires.len());
+    for (topic, wire) in wires {
+        let payload = if wire.len() <= INLINE_MAX {
+            format!("{node}|{topic}|i|{wire}")
+        } else {
+            let id: i64 = sqlx::query_scalar("INSERT INTO bus_spill (payload) VALUES ($1) RETURNING id")
+                .bind(*wire)
+                .fetch_one(&mut **tx)
+                .await
+                .sql()?;
+            format!("{node}|{topic}|s|{id}")
         };
-        format!("{node}|{kind}|{n}")
-    }
-
-    pub(crate) fn decode(payload: &str) -> Option<(&str, Wire)> {
-        let mut parts = payload.split('|');
-        let (node, kind, n) = (parts.next()?, parts.next()?, parts.next()?.parse().ok()?);
-        let wire = match kind {
-            "q" => Wire::Queued(DevicePk(n)),
-            "p" => Wire::Published(LicensePk(n)),
-            "u" => Wire::Unbound(DevicePk(n)),
-            "s" => Wire::Settings(DevicePk(n)),
-            "c" => Wire::Connected(DevicePk(n)),
-            _ => return None,
-        };
-        Some((node, wire))
-    }
-
-    /// What this node's hub makes of another node's event.
-    fn into_event(self) -> RelayEvent {
-        match self {
-            Wire::Queued(device) => RelayEvent::Queued { device, first_seq: 0, messages: Vec::new() },
-            Wire::Published(license) => RelayEvent::Published { license },
-            Wire::Unbound(device) => RelayEvent::Unbound { device },
-            Wire::Settings(device) => RelayEvent::Settings { device, settings: None },
-            Wire::Connected(device) => RelayEvent::ConnectedElsewhere { device },
+        // Repeats in a row say nothing new (PostgreSQL would fold them anyway).
+        if payloads.last() != Some(&payload) {
+            payloads.push(payload);
         }
     }
-}
-
-/// Sends the notifications of a transaction's events (delivered at commit).
-pub(crate) async fn send(tx: &mut Transaction<'_, Postgres>, node: &str, wires: &[Wire]) -> StoreResult<()> {
-    if wires.is_empty() {
+    if payloads.is_empty() {
         return Ok(());
     }
-    let mut payloads: Vec<String> = wires.iter().map(|w| w.encode(node)).collect();
-    payloads.sort_unstable();
-    payloads.dedup();
+    // `unnest` yields the array in order: notifications keep the events' order.
     sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
         .bind(CHANNEL)
         .bind(payloads)
@@ -85,10 +68,51 @@ pub(crate) async fn send(tx: &mut Transaction<'_, Postgres>, node: &str, wires: 
     Ok(())
 }
 
+/// The bus's link to the other nodes, for events no transaction carries.
+pub(crate) struct PgRemote {
+    pub pool: PgPool,
+    pub node: Arc<str>,
+    /// One send at a time: a node's broadcasts reach the others in order.
+    pub order: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Remote for PgRemote {
+    fn send(&self, events: Vec<(&'static str, String)>) -> BoxFuture<'static, StoreResult<()>> {
+        let (pool, node, order) = (self.pool.clone(), self.node.clone(), self.order.clone());
+        async move {
+            let _turn = order.lock().await;
+            let mut tx = pool.begin().await.sql()?;
+            let wires: Vec<(&str, &str)> = events.iter().map(|(t, w)| (*t, w.as_str())).collect();
+            send_wires(&mut tx, &node, &wires).await?;
+            tx.commit().await.sql()
+        }
+        .boxed()
+    }
+}
+
+/// One notification, parsed.
+struct Payload<'a> {
+    node: &'a str,
+    topic: &'a str,
+    spilled: bool,
+    body: &'a str,
+}
+
+fn parse(payload: &str) -> Option<Payload<'_>> {
+    let mut parts = payload.splitn(4, '|');
+    let (node, topic, kind, body) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let spilled = match kind {
+        "i" => false,
+        "s" => true,
+        _ => return None,
+    };
+    Some(Payload { node, topic, spilled, body })
+}
+
 /// Listens for other nodes' events until `stop`. The link reconnects by
-/// itself; after any gap every connection is told to re-read
-/// ([`RelayEvent::Resync`]), since notifications sent meanwhile are lost.
-pub(crate) async fn listen(pool: PgPool, node: String, events: Arc<dyn RelayEvents>, stop: CancellationToken) {
+/// itself; after any gap every subscriber is told to re-read
+/// ([`Bus::resync`]), since notifications sent meanwhile are lost.
+pub(crate) async fn listen(pool: PgPool, node: String, bus: Bus, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
@@ -113,8 +137,8 @@ pub(crate) async fn listen(pool: PgPool, node: String, events: Arc<dyn RelayEven
             },
         };
         if !first {
-            tracing::info!("listening to other nodes again; every connection re-reads its state");
-            events.emit(RelayEvent::Resync);
+            tracing::info!("listening to other nodes again; every subscriber re-reads its state");
+            bus.resync();
         }
         first = false;
         backoff = Duration::from_millis(100);
@@ -124,12 +148,8 @@ pub(crate) async fn listen(pool: PgPool, node: String, events: Arc<dyn RelayEven
                 next = listener.try_recv() => next,
             };
             match next {
-                Ok(Some(notification)) => match Wire::decode(notification.payload()) {
-                    Some((from, wire)) if from != node => events.emit(wire.into_event()),
-                    Some(_) => {} // our own: already reported with its data
-                    None => tracing::warn!(payload = notification.payload(), "unknown notification"),
-                },
-                Ok(None) => events.emit(RelayEvent::Resync),
+                Ok(Some(notification)) => deliver(&pool, &node, &bus, notification.payload()).await,
+                Ok(None) => bus.resync(),
                 Err(err) => {
                     tracing::warn!(%err, "lost the link to other nodes; reconnecting");
                     break;
@@ -139,12 +159,38 @@ pub(crate) async fn listen(pool: PgPool, node: String, events: Arc<dyn RelayEven
     }
 }
 
+async fn deliver(pool: &PgPool, node: &str, bus: &Bus, raw: &str) {
+    let Some(payload) = parse(raw) else {
+        tracing::warn!(payload = raw, "unknown notification");
+        return;
+    };
+    if payload.node == node {
+        return; // our own: already published with its data
+    }
+    if !payload.spilled {
+        bus.receive(payload.topic, payload.body);
+        return;
+    }
+    let Ok(id) = payload.body.parse::<i64>() else { return };
+    let body: Result<Option<String>, _> =
+        sqlx::query_scalar("SELECT payload FROM bus_spill WHERE id = $1").bind(id).fetch_optional(pool).await;
+    match body {
+        Ok(Some(body)) => bus.receive(payload.topic, &body),
+        Ok(None) => tracing::warn!(id, "a spilled event is gone"),
+        Err(err) => {
+            // Lost: let every subscriber re-read rather than miss it.
+            tracing::warn!(%err, id, "could not read a spilled event");
+            bus.resync();
+        }
+    }
+}
+
 /// How often a node says it is alive; 30 s without a beat and its devices
 /// count as offline (see `devices.rs`).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// Keeps this node's row fresh until `stop`, and forgets nodes gone for a
-/// day.
+/// Keeps this node's row fresh until `stop`, forgets nodes gone for a day
+/// and spilled events nobody needs any more.
 pub(crate) async fn heartbeat(pool: PgPool, node: String, stop: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -170,8 +216,11 @@ pub(crate) async fn heartbeat(pool: PgPool, node: String, stop: CancellationToke
         )
         .execute(&pool)
         .await;
-        if let Err(err) = forget {
-            tracing::debug!(%err, "could not forget old nodes");
+        let spill = sqlx::query(&format!("DELETE FROM bus_spill WHERE created_at < now() - interval '{SPILL_KEPT}'"))
+            .execute(&pool)
+            .await;
+        if let Err(err) = forget.and(spill) {
+            tracing::debug!(%err, "could not forget old nodes or spilled events");
         }
     }
     // Leaving cleanly: this node's devices are offline at once.
@@ -183,17 +232,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_round_trip() {
-        for wire in [
-            Wire::Queued(DevicePk(7)),
-            Wire::Published(LicensePk(1)),
-            Wire::Unbound(DevicePk(9)),
-            Wire::Settings(DevicePk(3)),
-            Wire::Connected(DevicePk(4)),
-        ] {
-            assert_eq!(Wire::decode(&wire.encode("n1")), Some(("n1", wire)));
-        }
-        assert_eq!(Wire::decode("n1|x|1"), None);
-        assert_eq!(Wire::decode("garbage"), None);
+    fn payloads_carry_node_topic_and_body_which_may_hold_bars() {
+        let p = parse("node-1|signal|i|{\"a\":\"x|y\"}").unwrap();
+        assert_eq!((p.node, p.topic, p.spilled, p.body), ("node-1", "signal", false, "{\"a\":\"x|y\"}"));
+        assert!(parse("node-1|relay|s|42").unwrap().spilled);
+        assert!(parse("node-1|relay|x|42").is_none());
+        assert!(parse("garbage").is_none());
     }
 }

@@ -1,18 +1,20 @@
 //! The node's live view of the relay: which devices are connected here,
 //! each with a mailbox of committed messages, and who waits on which
-//! license's inbox. Fed by [`RelayEvent`]s from the store, right after
-//! each commit, so delivery needs no polling.
+//! license's inbox. Fed by the bus ([`RelayEvent`]s and the core's
+//! [`DeviceEvent`]s) right after each commit, so delivery needs no polling.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use relayhub_core::bus::{Bus, Delivery};
+use relayhub_core::devices::DeviceEvent;
 use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId};
 use relayhub_core::ids::{DevicePk, LicensePk};
 use tokio::sync::{Notify, watch};
 
 use crate::model::{DeviceRef, SharedMessage};
 use crate::settings::Settings;
-use crate::store::{RelayEvent, RelayEvents};
+use crate::store::RelayEvent;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -254,44 +256,68 @@ impl Hub {
     }
 }
 
-impl RelayEvents for Hub {
-    fn emit(&self, event: RelayEvent) {
+impl Hub {
+    /// Feeds this hub from the bus.
+    pub fn subscribe(self: &Arc<Self>, bus: &Bus) {
+        let hub = self.clone();
+        bus.subscribe::<RelayEvent>(move |delivery| match delivery {
+            Delivery::Event(event) => hub.on_relay(event),
+            Delivery::Resync => hub.resync(),
+        });
+        let hub = self.clone();
+        // A resync reaches every topic; the relay's subscription handles it.
+        bus.subscribe::<DeviceEvent>(move |delivery| {
+            if let Delivery::Event(event) = delivery {
+                hub.on_device(*event);
+            }
+        });
+    }
+
+    fn on_relay(&self, event: &RelayEvent) {
         match event {
             RelayEvent::Queued { device, first_seq, messages } => {
-                if let Some(mailbox) = self.mailbox(device) {
-                    mailbox.push(first_seq, messages);
+                if let Some(mailbox) = self.mailbox(*device) {
+                    mailbox.push(*first_seq, messages.clone());
                 }
             }
             RelayEvent::Published { license } => {
-                if let Some(sender) = lock(&self.inboxes).get(&license) {
+                if let Some(sender) = lock(&self.inboxes).get(license) {
                     sender.send_modify(|v| *v = v.wrapping_add(1));
                 }
             }
-            RelayEvent::Unbound { device } => {
+            RelayEvent::Settings { device, settings } => {
+                if let Some(mailbox) = self.mailbox(*device) {
+                    mailbox.push_settings(settings.clone().map_or(SettingsNews::Changed, SettingsNews::Known));
+                }
+            }
+        }
+    }
+
+    fn on_device(&self, event: DeviceEvent) {
+        match event {
+            DeviceEvent::Unbound { device } => {
                 if let Some(slot) = lock(&self.devices).get(&device) {
                     slot.close.close(CloseReason::UNBOUND);
                 }
             }
-            RelayEvent::Settings { device, settings } => {
-                if let Some(mailbox) = self.mailbox(device) {
-                    mailbox.push_settings(settings.map_or(SettingsNews::Changed, SettingsNews::Known));
-                }
-            }
-            RelayEvent::ConnectedElsewhere { device } => {
+            DeviceEvent::ConnectedElsewhere { device } => {
                 if let Some(mailbox) = self.mailbox(device) {
                     mailbox.recheck_presence();
                 }
             }
-            RelayEvent::Resync => {
-                let mailboxes: Vec<_> = lock(&self.devices).values().map(|slot| slot.mailbox.clone()).collect();
-                for mailbox in mailboxes {
-                    mailbox.push(0, Vec::new());
-                    mailbox.push_settings(SettingsNews::Changed);
-                }
-                for sender in lock(&self.inboxes).values() {
-                    sender.send_modify(|v| *v = v.wrapping_add(1));
-                }
-            }
+        }
+    }
+
+    /// Events may have been missed: every connection re-reads its queue
+    /// and settings, every long poll re-reads the inbox.
+    fn resync(&self) {
+        let mailboxes: Vec<_> = lock(&self.devices).values().map(|slot| slot.mailbox.clone()).collect();
+        for mailbox in mailboxes {
+            mailbox.push(0, Vec::new());
+            mailbox.push_settings(SettingsNews::Changed);
+        }
+        for sender in lock(&self.inboxes).values() {
+            sender.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
 }

@@ -7,13 +7,15 @@
 //! - [`hub`]: which devices are online on this node, and their mailboxes;
 //! - [`settings`]: per-device settings synced both ways, restorable through
 //!   a linked Google account;
-//! - [`store`]: what the relay needs from a storage backend;
+//! - [`store`]: what the relay needs from a storage backend, and
+//!   [`plan`]: the queueing rule every backend follows;
 //! - [`services`]: housekeeping (TTL expiry, retention, revoked credentials).
 
 pub mod api;
 pub mod device;
 pub mod hub;
 pub mod model;
+pub mod plan;
 pub mod services;
 pub mod settings;
 pub mod store;
@@ -21,19 +23,24 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
+use relayhub_core::capability::{Capability, Platform, Section, Spec};
+use relayhub_core::devices::{DeviceStore, PresenceStore};
 use relayhub_core::gateway::Gateway;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::metrics::{Metrics, latency_histogram};
+use relayhub_core::oidc::IdTokenVerifier;
+use relayhub_core::tasks::Tasks;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::hub::Hub;
-use crate::settings::DynSettingsStore;
-use crate::store::DynRelayStore;
-use relayhub_core::oidc::IdTokenVerifier;
+use crate::settings::SettingsStore;
+use crate::store::{InboxStore, QueueStore};
 
 /// Relay settings (`[relay]` in the configuration file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +71,10 @@ pub struct RelayConfig {
     pub credential_check_interval: Duration,
     /// Largest settings document, in bytes of JSON.
     pub settings_limit: usize,
+}
+
+impl Section for RelayConfig {
+    const NAME: &'static str = "relay";
 }
 
 impl Default for RelayConfig {
@@ -138,9 +149,12 @@ impl RelayMetrics {
 #[derive(Clone)]
 pub struct Relay {
     pub config: Arc<RelayConfig>,
-    pub store: DynRelayStore,
-    pub settings: DynSettingsStore,
+    pub queue: Arc<dyn QueueStore>,
+    pub inbox: Arc<dyn InboxStore>,
+    pub settings: Arc<dyn SettingsStore>,
     pub identity: Arc<dyn IdentityStore>,
+    pub devices: Arc<dyn DeviceStore>,
+    pub presence: Arc<dyn PresenceStore>,
     /// Verifies Google ID tokens for account link and restore; `None` when
     /// no `google.client_id` is configured.
     pub google: Option<Arc<IdTokenVerifier>>,
@@ -152,5 +166,66 @@ pub struct Relay {
 impl axum::extract::FromRef<Relay> for Arc<dyn IdentityStore> {
     fn from_ref(relay: &Relay) -> Self {
         relay.identity.clone()
+    }
+}
+
+impl Spec for Relay {
+    const NAME: &'static str = RelayConfig::NAME;
+    const TAGS: &'static [(&'static str, &'static str)] = &[
+        ("messages", "Queue messages for devices and follow their delivery"),
+        ("devices", "The license's devices"),
+        ("settings", "Per-device settings, synced both ways"),
+        ("inbox", "Records sent up by devices"),
+        ("license", "The license itself"),
+        ("device", "The device WebSocket"),
+    ];
+    type Config = RelayConfig;
+
+    fn build(config: RelayConfig, platform: &Platform) -> Result<Self, String> {
+        let stores = &platform.stores;
+        let hub = Arc::new(Hub::new(config.mailbox));
+        hub.subscribe(&platform.bus);
+        Ok(Self {
+            config: Arc::new(config),
+            queue: stores.get()?,
+            inbox: stores.get()?,
+            settings: stores.get()?,
+            identity: stores.identity.clone(),
+            devices: stores.devices.clone(),
+            presence: stores.presence.clone(),
+            google: platform.google.clone(),
+            hub,
+            gateway: platform.gateway.clone(),
+            metrics: RelayMetrics::new(&platform.metrics),
+        })
+    }
+}
+
+#[async_trait]
+impl Capability for Relay {
+    fn name(&self) -> &'static str {
+        RelayConfig::NAME
+    }
+
+    fn router(&self) -> OpenApiRouter {
+        api::router(self.clone())
+    }
+
+    fn start(&self, tasks: &Tasks) {
+        let relay = self.clone();
+        tasks.spawn(move |stop| services::sweep(relay, stop));
+        let relay = self.clone();
+        tasks.spawn(move |stop| services::watch_credentials(relay, stop));
+    }
+
+    async fn refresh_metrics(&self) {
+        // Queue depth is read at scrape time: exact, and nothing to keep in step.
+        match self.queue.total_pending().await {
+            Ok(depth) => {
+                self.metrics.queue_depth.set(depth as i64);
+            }
+            Err(err) => tracing::warn!(%err, "queue depth unavailable for this scrape"),
+        }
+        self.metrics.online_devices.set(self.hub.online_count() as i64);
     }
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
+use relayhub_core::devices::DeviceRecord;
+pub use relayhub_core::devices::{DeviceRef, DeviceStatus};
+use relayhub_core::ids::DeviceId;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -124,16 +126,6 @@ impl Receipt {
     }
 }
 
-/// Whether a bound device has ever connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceStatus {
-    /// Bound by the back-office (or by a message), never connected yet.
-    Registered,
-    /// Has connected at least once.
-    Active,
-}
-
 /// A device as the back-office sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeviceInfo {
@@ -148,20 +140,18 @@ pub struct DeviceInfo {
     pub bound_at: Timestamp,
 }
 
-/// A bound device, as a connection knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceRef {
-    pub pk: DevicePk,
-    pub license: LicensePk,
-    pub device_id: DeviceId,
-}
-
-/// A device that just connected.
-#[derive(Debug, Clone)]
-pub struct Connected {
-    pub device: DeviceRef,
-    /// Messages waiting for it.
-    pub pending: u64,
+impl DeviceInfo {
+    /// The core's record of a device and its pending count.
+    pub fn new(record: DeviceRecord, pending: u64) -> Self {
+        Self {
+            device_id: record.device_id,
+            status: record.status,
+            online: record.online,
+            last_seen: record.last_seen,
+            pending,
+            bound_at: record.bound_at,
+        }
+    }
 }
 
 /// What an acknowledgement changed.

@@ -15,7 +15,7 @@ pub async fn sweep(relay: Relay, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match relay.store.sweep(Timestamp::now(), relay.config.retention).await {
+        match relay.queue.sweep(Timestamp::now(), relay.config.retention).await {
             Ok(report) => {
                 relay.metrics.messages_expired.inc_by(report.expired);
                 if report.expired + report.purged > 0 {

@@ -1,20 +1,25 @@
-//! What the relay needs from storage. Backends (SQLite, PostgreSQL)
-//! implement [`RelayStore`]; the capability never sees SQL.
+//! What the relay needs from storage, in small traits per concern; the
+//! backends (SQLite, PostgreSQL) implement them and the capability never
+//! sees SQL. Devices and their presence are the core's
+//! ([`relayhub_core::devices`]).
 //!
 //! Contract every backend keeps:
 //! - a write returns only after it is committed to disk; concurrent writes
 //!   are committed together (group commit);
+//! - the decisions are the shared rules' ([`crate::plan`],
+//!   [`crate::settings::decide`]), so a refusal reads the same everywhere;
 //! - per device, `seq` grows by one per message, in commit order;
 //! - every call that names a license sees only that license's objects;
-//! - after a commit, the backend reports what changed through
-//!   [`RelayEvents`], in commit order, so online devices and waiting inbox
+//! - after a commit, the backend publishes what changed on the bus
+//!   ([`RelayEvent`]), in commit order, so online devices and waiting inbox
 //!   polls wake at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use relayhub_core::gateway::ConnId;
+use relayhub_core::bus::Topic;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{Page, PageRequest, StoreResult};
@@ -22,54 +27,52 @@ use relayhub_core::time::Timestamp;
 use uuid::Uuid;
 
 use crate::model::{
-    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
-    Published, Receipt, SharedMessage, SweepReport,
+    AckOutcome, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage, Published, Receipt,
+    SharedMessage, SweepReport,
 };
 use crate::settings::Settings;
 
-/// What a backend reports after a commit.
+/// What the relay announces after a commit.
 #[derive(Debug, Clone)]
 pub enum RelayEvent {
-    /// New messages for a device, in `seq` order. Backends that can carry
-    /// the messages themselves do (the device's socket then needs no read);
-    /// `messages` may be empty, meaning "read from `seq` on".
+    /// New messages for a device, in `seq` order. Committed on this node,
+    /// the event carries the messages (the device's socket then needs no
+    /// read); from another node `messages` is empty: "read from `seq` on".
     Queued { device: DevicePk, first_seq: i64, messages: Vec<SharedMessage> },
     /// New records in a license's inbox.
     Published { license: LicensePk },
-    /// A device was unbound: its connection must close.
-    Unbound { device: DevicePk },
     /// A device's settings changed; an online device gets them at once.
     /// Without the document (another node changed them): read them.
     Settings { device: DevicePk, settings: Option<Arc<Settings>> },
-    /// The device opened a socket on another node: the one here, if any,
-    /// should check whether it is still the device's current connection.
-    ConnectedElsewhere { device: DevicePk },
-    /// Events may have been missed (the link to the other nodes was lost and
-    /// restored): every connection re-reads its queue and settings, every
-    /// long poll re-reads the inbox.
-    Resync,
 }
 
-/// Receives [`RelayEvent`]s. Called on the committing thread: must not block.
-pub trait RelayEvents: Send + Sync + 'static {
-    fn emit(&self, event: RelayEvent);
+impl Topic for RelayEvent {
+    const NAME: &'static str = "relay";
+
+    fn encode(&self) -> Option<String> {
+        Some(match self {
+            RelayEvent::Queued { device, .. } => format!("q{}", device.0),
+            RelayEvent::Published { license } => format!("p{}", license.0),
+            RelayEvent::Settings { device, .. } => format!("s{}", device.0),
+        })
+    }
+
+    fn decode(wire: &str) -> Option<Self> {
+        let n: i64 = wire.get(1..)?.parse().ok()?;
+        match wire.as_bytes().first()? {
+            b'q' => Some(RelayEvent::Queued { device: DevicePk(n), first_seq: 0, messages: Vec::new() }),
+            b'p' => Some(RelayEvent::Published { license: LicensePk(n) }),
+            b's' => Some(RelayEvent::Settings { device: DevicePk(n), settings: None }),
+            _ => None,
+        }
+    }
 }
 
-/// Discards events: for administration commands that run without a server.
-pub struct NoEvents;
-
-impl RelayEvents for NoEvents {
-    fn emit(&self, _: RelayEvent) {}
-}
-
-/// Storage of queues, devices and the inbox.
+/// Message queues and receipts.
 #[async_trait]
-pub trait RelayStore: Send + Sync + 'static {
-    /// Queues messages, all or nothing, and returns them in order. Binds
-    /// devices not yet bound (`device_limit` past the license's
-    /// `max_devices`); `device_not_found` for a device of another license;
-    /// `queue_full` past `queue_limit` pending messages for a device;
-    /// `idempotency_key_reused` when a key comes back with other content.
+pub trait QueueStore: Send + Sync + 'static {
+    /// Queues messages, all or nothing, as [`crate::plan::plan`] decides,
+    /// and returns them in order. Binds devices not yet bound.
     async fn enqueue(
         &self,
         license: &License,
@@ -77,7 +80,8 @@ pub trait RelayStore: Send + Sync + 'static {
         queue_limit: u32,
     ) -> StoreResult<Vec<Enqueued>>;
 
-    /// A device's pending messages, oldest first.
+    /// A device's pending messages, oldest first; `device_not_found` unless
+    /// it is this license's.
     async fn pending(
         &self,
         license: LicensePk,
@@ -85,33 +89,11 @@ pub trait RelayStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> StoreResult<Page<PendingMessage>>;
 
+    /// Messages waiting for each of these devices.
+    async fn pending_counts(&self, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>>;
+
     /// A message's receipt, if it is this license's.
     async fn receipt(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>>;
-
-    /// Binds a device to a license in advance. Returns the device and
-    /// whether it was newly bound.
-    async fn bind(&self, license: &License, device: &DeviceId) -> StoreResult<(DeviceInfo, bool)>;
-
-    /// Unbinds a device and drops its queue; `device_not_found` if it is not
-    /// this license's.
-    async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<()>;
-
-    async fn device(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceInfo>>;
-    async fn devices(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceInfo>>;
-    async fn device_count(&self, license: LicensePk) -> StoreResult<u64>;
-
-    /// A device asks to open its socket (before the upgrade, so that a
-    /// refusal is an HTTP error): binds it if new, with the rules of
-    /// [`RelayStore::enqueue`] but `device_bound_elsewhere` for another
-    /// license's device.
-    async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<Connected>;
-
-    /// The device's socket `conn` is open: online, active, last seen now.
-    async fn set_online(&self, device: DevicePk, conn: ConnId) -> StoreResult<()>;
-
-    /// The socket `conn` closed. Not awaited; a newer socket of the same
-    /// device (another `conn`) stays online.
-    fn set_offline(&self, device: DevicePk, conn: ConnId);
 
     /// Up to `limit` pending messages of a device with `seq >= from_seq`,
     /// in order.
@@ -130,7 +112,19 @@ pub trait RelayStore: Send + Sync + 'static {
     /// live ran out.
     fn mark_expired(&self, device: DevicePk, seqs: Vec<i64>);
 
-    /// Stores records sent up by a device, in order.
+    /// Expires messages past their time to live and purges receipts and
+    /// acknowledged records older than `retention`.
+    async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport>;
+
+    /// Messages waiting in all queues, for the queue-depth metric.
+    async fn total_pending(&self) -> StoreResult<u64>;
+}
+
+/// The back-office inbox: records devices send up.
+#[async_trait]
+pub trait InboxStore: Send + Sync + 'static {
+    /// Stores records sent up by a device, in order; a `ref` the device
+    /// used before answers the first record (`duplicate`).
     async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>>;
 
     /// Up to `limit` unacknowledged inbox records of a license, oldest first.
@@ -139,26 +133,19 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Deletes inbox records; returns how many were this license's and
     /// still there.
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64>;
-
-    /// Expires messages past their time to live and purges receipts and
-    /// acknowledged records older than `retention`.
-    async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport>;
-
-    /// This process starts serving devices: it forgets connections recorded
-    /// as open that did not close cleanly (a crash), and, with several
-    /// nodes, joins them (heartbeat, their events). Called once by `serve`.
-    async fn start_serving(&self) -> StoreResult<()>;
-
-    /// Whether `conn` (on this node) is still the device's current
-    /// connection, after it connected elsewhere.
-    async fn is_current_connection(&self, device: DevicePk, conn: ConnId) -> StoreResult<bool>;
-
-    /// Messages waiting in all queues, for the queue-depth metric.
-    async fn total_pending(&self) -> StoreResult<u64>;
-
-    /// Commits what is waiting and stops accepting writes.
-    async fn close(&self);
 }
 
-/// The store as the capability holds it.
-pub type DynRelayStore = Arc<dyn RelayStore>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_cross_nodes_without_their_data() {
+        let queued = RelayEvent::Queued { device: DevicePk(3), first_seq: 9, messages: Vec::new() };
+        let wire = queued.encode().unwrap();
+        assert!(matches!(RelayEvent::decode(&wire), Some(RelayEvent::Queued { device: DevicePk(3), .. })));
+        let published = RelayEvent::decode(&RelayEvent::Published { license: LicensePk(5) }.encode().unwrap());
+        assert!(matches!(published, Some(RelayEvent::Published { license: LicensePk(5) })));
+        assert!(RelayEvent::decode("z1").is_none());
+    }
+}

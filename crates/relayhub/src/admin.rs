@@ -1,32 +1,20 @@
 //! `relayhub license …` and `relayhub apikey …`: administration straight on
 //! the database the server uses, whether or not a server is running.
 
-use std::sync::Arc;
-
+use relayhub_core::backend::Stores;
+use relayhub_core::bus::Bus;
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::{self, CredentialInfo, LicenseUpdate, LicenseView, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
 use relayhub_core::time::Timestamp;
-use relayhub_relay::store::NoEvents;
-use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::{ApikeyCommand, Expiry, LicenseCommand, Limit, TokenCommand};
 use crate::config::DatabaseUrl;
-use crate::stores::Stores;
 
 /// What a command prints: JSON with `--json`, else text for people.
-pub struct Output {
-    pub json: serde_json::Value,
-    pub text: String,
-}
-
-impl Output {
-    fn new(json: impl Serialize, text: impl Into<String>) -> Self {
-        Self { json: serde_json::to_value(json).unwrap_or_default(), text: text.into() }
-    }
-}
+pub use relayhub_core::capability::CommandOutput as Output;
 
 fn expiry(e: Expiry) -> Option<Timestamp> {
     match e {
@@ -70,7 +58,7 @@ fn describe_credentials(items: &[CredentialInfo]) -> String {
 }
 
 async fn open(url: &DatabaseUrl) -> anyhow::Result<Stores> {
-    Stores::open(url, Arc::new(NoEvents), &Metrics::new(), 2).await
+    crate::stores::open(url, &Bus::new(), &Metrics::new(), 2).await
 }
 
 /// Runs a `license` command.
@@ -112,7 +100,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             let licenses = ids.licenses().await?;
             let mut views = Vec::with_capacity(licenses.len());
             for license in &licenses {
-                views.push(license.view(Some(stores.relay.device_count(license.pk).await?)));
+                views.push(license.view(Some(stores.devices.device_count(license.pk).await?)));
             }
             let text = if views.is_empty() {
                 "No licenses yet: relayhub license create --number LIC".to_owned()
@@ -123,7 +111,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
         }
         LicenseCommand::Show { number } => {
             let license = find(stores, &number).await?;
-            let view = license.view(Some(stores.relay.device_count(license.pk).await?));
+            let view = license.view(Some(stores.devices.device_count(license.pk).await?));
             let tokens = ids.tokens(license.pk).await?;
             let text = format!("{}\ntokens:\n{}", describe(&view), describe_credentials(&tokens));
             let mut json = serde_json::to_value(&view).unwrap_or_default();
@@ -134,7 +122,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             let number = LicenseNumber::parse(&number)?;
             let update = LicenseUpdate { name, expires_at: expires.map(expiry), max_devices: max_devices.map(limit) };
             let license = ids.update_license(&number, update).await?;
-            let view = license.view(Some(stores.relay.device_count(license.pk).await?));
+            let view = license.view(Some(stores.devices.device_count(license.pk).await?));
             let text = format!("Updated {}", describe(&view));
             Ok(Output::new(&view, text))
         }

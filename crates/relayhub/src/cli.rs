@@ -4,9 +4,44 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::capabilities;
 use crate::config::LogFormat;
+
+/// A parsed command line: one of the server's own commands, or one a
+/// capability adds (`relayhub user …`).
+#[derive(Debug)]
+pub enum Invocation {
+    Builtin(Cli),
+    Capability { global: GlobalArgs, command: String, args: ArgMatches },
+}
+
+/// The command line with every capability's commands; exits with clap's
+/// message on a usage error or `--help`.
+pub fn parse_from<I, T>(args: I) -> Invocation
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut command = Cli::command();
+    let mut added = Vec::new();
+    for module in capabilities::modules() {
+        for sub in module.commands() {
+            added.push(sub.get_name().to_owned());
+            command = command.subcommand(sub);
+        }
+    }
+    let matches = command.get_matches_from(args);
+    match matches.subcommand() {
+        Some((name, args)) if added.iter().any(|a| a == name) => Invocation::Capability {
+            global: GlobalArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()),
+            command: name.to_owned(),
+            args: args.clone(),
+        },
+        _ => Invocation::Builtin(Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())),
+    }
+}
 
 /// relayhub: one server between back-office systems and fleets of devices.
 ///

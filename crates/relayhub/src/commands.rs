@@ -7,14 +7,21 @@ use relayhub_core::error::ApiError;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Output};
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{Cli, Command, GlobalArgs, Invocation, ServeArgs};
 use crate::config::{Config, Overrides};
-use crate::{demo, logging, server::Server};
+use crate::{capabilities, demo, logging, server, server::Server};
 
 /// Runs the command line; errors are printed here.
-pub async fn run(cli: Cli) -> ExitCode {
-    let json = cli.global.json;
-    match dispatch(cli).await {
+pub async fn run(invocation: Invocation) -> ExitCode {
+    let json = match &invocation {
+        Invocation::Builtin(cli) => cli.global.json,
+        Invocation::Capability { global, .. } => global.json,
+    };
+    let outcome = match invocation {
+        Invocation::Builtin(cli) => dispatch(cli).await,
+        Invocation::Capability { global, command, args } => capability_command(&global, &command, &args).await,
+    };
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             if json {
@@ -45,6 +52,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
     }
+}
+
+/// Runs a command a capability added, on the database `serve` would use.
+async fn capability_command(global: &GlobalArgs, command: &str, args: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides { data: global.data.clone(), database: global.database.clone(), ..Overrides::default() };
+    let (config, _) = Config::load(global.config.as_deref(), &overrides)?;
+    let owner = capabilities::modules()
+        .into_iter()
+        .find(|m| m.commands().iter().any(|c| c.get_name() == command))
+        .map(|m| m.name())
+        .ok_or_else(|| anyhow::anyhow!("no capability has the command {command}"))?;
+    let platform = server::platform(&config, false).await?;
+    let built = server::build_capabilities(&config, &platform)?;
+    let capability = built.iter().find(|c| c.name() == owner).ok_or_else(|| anyhow::anyhow!("{owner} is not built"))?;
+    let result = capability.run_command(command, args).await;
+    platform.stores.close().await;
+    Ok(print(result, global.json))
 }
 
 fn print(result: Result<Output, ApiError>, json: bool) -> ExitCode {

@@ -1,21 +1,28 @@
 //! Configuration, layered: built-in defaults → TOML file (`--config`) →
 //! environment (`RELAYHUB_…`, nested keys with `__`, e.g.
 //! `RELAYHUB_RELAY__QUEUE_LIMIT=5000`) → command-line flags.
+//!
+//! The core's settings are fields here; each capability's are a section of
+//! its own (`[relay]`, `[signal]`, …), its defaults and its checks coming
+//! from the capability itself ([`relayhub_core::capability::Module`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use relayhub_core::alerts::AlertConfig;
+use relayhub_core::capability::{Module, Section};
 use relayhub_core::gateway::GatewayConfig;
-use relayhub_relay::RelayConfig;
-use relayhub_signal::SignalConfig;
 use serde::{Deserialize, Serialize};
 
-/// Environment variables read by clap or the logger rather than figment.
-const OTHER_ENV: &[&str] = &["RELAYHUB_CONFIG", "RELAYHUB_LOG"];
+use crate::capabilities;
+
+/// Environment variables read by clap, the logger or the tests rather than
+/// the configuration.
+const OTHER_ENV: &[&str] = &["RELAYHUB_CONFIG", "RELAYHUB_LOG", "RELAYHUB_TEST_POSTGRES", "RELAYHUB_TEST_REQUIRE_ALL"];
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -30,7 +37,7 @@ pub enum LogFormat {
 
 /// Everything `relayhub serve` can be told.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -44,10 +51,11 @@ pub struct Config {
     pub body_limit: usize,
     pub log_format: LogFormat,
     pub gateway: GatewayConfig,
-    pub relay: RelayConfig,
-    pub signal: SignalConfig,
     pub alerts: AlertConfig,
     pub google: GoogleConfig,
+    /// Each capability's section, by its name; defaults where absent.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
 /// Google sign-in, for linking device settings to an account and restoring
@@ -73,10 +81,9 @@ impl Default for Config {
             body_limit: 1024 * 1024,
             log_format: LogFormat::Text,
             gateway: GatewayConfig::default(),
-            relay: RelayConfig::default(),
-            signal: SignalConfig::default(),
             alerts: AlertConfig::default(),
             google: GoogleConfig::default(),
+            sections: BTreeMap::new(),
         }
     }
 }
@@ -105,28 +112,70 @@ pub enum DatabaseUrl {
 }
 
 impl Config {
-    /// Loads the layers. Unknown keys in the file are errors; unknown
-    /// `RELAYHUB_…` variables are returned as warnings (a typo there would
-    /// otherwise be silently ignored).
+    /// Loads the layers from the process's environment. Unknown keys in the
+    /// file are errors; unknown `RELAYHUB_…` variables are returned as
+    /// warnings (a typo there would otherwise be silently ignored).
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<(Config, Vec<String>)> {
+        Self::load_with(file, overrides, std::env::vars())
+    }
+
+    /// Loads the layers with `env` as the environment.
+    pub fn load_with(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<(Config, Vec<String>)> {
+        let modules = capabilities::modules();
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        for module in &modules {
+            figment = figment.merge(Serialized::default(module.name(), module.default_config()));
+        }
         if let Some(file) = file {
             if !file.exists() {
                 bail!("configuration file {} does not exist", file.display());
             }
             figment = figment.merge(Toml::file(file));
         }
-        // Only variables that name a setting reach figment: a stray
-        // RELAYHUB_… variable is a warning, not a failed start.
-        let known = known_keys();
-        let config: Config = figment
-            .merge(
-                Env::prefixed("RELAYHUB_").split("__").filter(move |k| known.iter().any(|known| k == known.as_str())),
-            )
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .context("invalid configuration")?;
-        Ok((config, unknown_env_vars()))
+        let known = known_keys(&modules);
+        let mut unknown = Vec::new();
+        for (var, raw) in env {
+            let Some(name) = var.strip_prefix("RELAYHUB_") else { continue };
+            let key = env_key(name);
+            if known.contains(&key) {
+                let value: figment::value::Value = raw.parse().unwrap_or_else(|never| match never {});
+                figment = figment.merge(Serialized::default(&key, value));
+            } else if !OTHER_ENV.contains(&var.as_str()) {
+                unknown.push(var);
+            }
+        }
+        let config: Config =
+            figment.merge(Serialized::defaults(overrides)).extract().context("invalid configuration")?;
+        config.check(&modules)?;
+        Ok((config, unknown))
+    }
+
+    /// Refuses sections no capability owns and sections a capability
+    /// refuses (unknown keys, bad values).
+    fn check(&self, modules: &[Box<dyn Module>]) -> anyhow::Result<()> {
+        for (name, section) in &self.sections {
+            let Some(module) = modules.iter().find(|m| m.name() == name) else {
+                bail!("invalid configuration: unknown key `{name}`");
+            };
+            module.check_config(section.clone()).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// A capability's section, its defaults where not set.
+    pub fn section<T: Section>(&self) -> T {
+        self.sections.get(T::NAME).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+    }
+
+    /// Changes a capability's section (tests, embedding).
+    pub fn edit<T: Section>(&mut self, change: impl FnOnce(&mut T)) {
+        let mut section: T = self.section();
+        change(&mut section);
+        self.sections.insert(T::NAME.to_owned(), serde_json::to_value(section).unwrap_or_default());
     }
 
     /// The database to use.
@@ -151,8 +200,9 @@ fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
     bail!("unsupported database URL (expected sqlite://PATH or postgres://…)")
 }
 
-/// Every setting's key in figment's dotted form (`relay.queue_limit`).
-fn known_keys() -> Vec<String> {
+/// Every setting's key in dotted form (`relay.queue_limit`): the core's and
+/// each capability's.
+fn known_keys(modules: &[Box<dyn Module>]) -> Vec<String> {
     fn collect(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
         if let serde_json::Value::Object(map) = value {
             for (key, value) in map {
@@ -164,6 +214,10 @@ fn known_keys() -> Vec<String> {
     }
     let mut out = Vec::new();
     collect(&serde_json::to_value(Config::default()).unwrap_or_default(), "", &mut out);
+    for module in modules {
+        out.push(module.name().to_owned());
+        collect(&module.default_config(), module.name(), &mut out);
+    }
     out
 }
 
@@ -178,16 +232,6 @@ fn env_key(name: &str) -> String {
     }
 }
 
-/// `RELAYHUB_…` variables that name no setting.
-fn unknown_env_vars() -> Vec<String> {
-    let known = known_keys();
-    std::env::vars()
-        .map(|(var, _)| var)
-        .filter(|var| !OTHER_ENV.contains(&var.as_str()))
-        .filter(|var| var.strip_prefix("RELAYHUB_").is_some_and(|name| !known.contains(&env_key(name))))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,12 +244,60 @@ mod tests {
         assert!(parse_database_url("mongodb://x").is_err());
     }
 
-    #[test]
-    fn nested_env_names_are_known() {
-        let known = known_keys();
-        for var in ["LISTEN", "RELAY__QUEUE_LIMIT", "GATEWAY__IDLE_TIMEOUT", "GOOGLE_CLIENT_ID", "GOOGLE__JWKS"] {
-            assert!(known.contains(&env_key(var)), "{var}");
+    /// A value of the setting's kind, unlike its default.
+    fn sample(key: &str, default: &serde_json::Value) -> (String, serde_json::Value) {
+        use serde_json::{Value, json};
+        let text = |s: &str| (s.to_owned(), json!(s));
+        match (key, default) {
+            ("listen", _) => text("127.0.0.9:4242"),
+            ("log_format", _) => text("json"),
+            ("database", _) => text("postgres://u@h/d"),
+            (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
+            (_, Value::Number(_)) => ("4242".into(), json!(4242)),
+            // Durations are the strings that start with a digit (`30s`, `7days`).
+            (_, Value::String(s)) if s.starts_with(|c: char| c.is_ascii_digit()) => text("42s"),
+            _ => text("sample-value"),
         }
-        assert!(!known.contains(&env_key("RELAY__QUEUE_LIMT")));
+    }
+
+    #[test]
+    fn every_variable_in_the_readme_reaches_its_setting() {
+        let readme = include_str!("../../../README.md");
+        let rows: Vec<(&str, &str)> = readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let var = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+                var.starts_with("RELAYHUB_").then_some((key, var))
+            })
+            .collect();
+        assert!(rows.len() > 30, "the README's table was not found ({} rows)", rows.len());
+        let defaults = serde_json::to_value(Config::load_with(None, &Overrides::default(), []).unwrap().0).unwrap();
+        for (key, var) in rows {
+            let default = key.split('.').fold(&defaults, |v, k| &v[k]);
+            let (raw, want) = sample(key, default);
+            let (config, unknown) = Config::load_with(None, &Overrides::default(), [(var.to_owned(), raw.clone())])
+                .unwrap_or_else(|e| panic!("{var}={raw}: {e:#}"));
+            assert!(unknown.is_empty(), "{var} was not recognised");
+            let got = serde_json::to_value(config).unwrap();
+            let got = key.split('.').fold(&got, |v, k| &v[k]);
+            assert_eq!(got, &want, "{var}={raw} did not reach {key}");
+        }
+    }
+
+    #[test]
+    fn typos_are_reported_and_unknown_sections_refused() {
+        let env = [("RELAYHUB_RELAY__QUEUE_LIMT".to_owned(), "5".to_owned())];
+        let (_, unknown) = Config::load_with(None, &Overrides::default(), env).unwrap();
+        assert_eq!(unknown, ["RELAYHUB_RELAY__QUEUE_LIMT"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[relya]\nqueue_limit = 5\n").unwrap();
+        let err = Config::load_with(Some(&file), &Overrides::default(), []).unwrap_err();
+        assert!(format!("{err:#}").contains("relya"), "{err:#}");
+        std::fs::write(&file, "[relay]\nqueue_limt = 5\n").unwrap();
+        let err = Config::load_with(Some(&file), &Overrides::default(), []).unwrap_err();
+        assert!(format!("{err:#}").contains("queue_limt"), "{err:#}");
     }
 }

@@ -14,10 +14,10 @@ use anyhow::{Context, bail, ensure};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use relayhub_core::bus::Bus;
 use relayhub_core::identity::{self, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
-use relayhub_relay::store::NoEvents;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,7 +25,6 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::cli::DemoArgs;
 use crate::config::{Config, DatabaseUrl};
 use crate::server::Server;
-use crate::stores::Stores;
 
 const LICENSE: &str = "DEMO-0001";
 /// Messages per `POST /api/v1/messages` call.
@@ -59,7 +58,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // Administration, as `relayhub license create` / `apikey create` would.
     let admin =
-        Stores::open(&DatabaseUrl::Sqlite(dir.path().join("relayhub.db")), Arc::new(NoEvents), &Metrics::new(), 2)
+        crate::stores::open(&DatabaseUrl::Sqlite(dir.path().join("relayhub.db")), &Bus::new(), &Metrics::new(), 2)
             .await?;
     let new = NewLicense {
         number: LicenseNumber::parse(LICENSE)?,

@@ -1,10 +1,11 @@
-//! The relayhub server: wires the capabilities (relay, …) over the shared
+//! The relayhub server: wires the capabilities (relay, signal, …) over the shared
 //! core and a storage backend, and provides the command line.
 //!
 //! [`Server`] is the entry point for embedding and tests: build it on a
 //! bound listener, run it with a shutdown future.
 
 pub mod admin;
+pub mod capabilities;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -5,6 +5,7 @@ use axum::Router;
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::tag::{Tag, TagBuilder};
 use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
@@ -15,16 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
-    tags(
-        (name = "messages", description = "Queue messages for devices and follow their delivery"),
-        (name = "devices", description = "The license's devices"),
-        (name = "settings", description = "Per-device settings, synced both ways"),
-        (name = "inbox", description = "Records sent up by devices"),
-        (name = "license", description = "The license itself"),
-        (name = "device", description = "The device WebSocket"),
-        (name = "signal", description = "WebRTC call signaling over WebSocket (seed 003)"),
-        (name = "operations", description = "Health, readiness, metrics"),
-    )
+    tags((name = "operations", description = "Health, readiness, metrics"))
 )]
 struct ApiDoc;
 
@@ -45,10 +37,15 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document's frame, before the routes add their paths.
-pub fn base() -> utoipa::openapi::OpenApi {
+/// The document's frame, with the capabilities' tags (name, description),
+/// before the routes add their paths.
+pub fn base(tags: &[(&str, &str)]) -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let mut all: Vec<Tag> =
+        tags.iter().map(|(name, about)| TagBuilder::new().name(*name).description(Some(*about)).build()).collect();
+    all.extend(api.tags.take().unwrap_or_default());
+    api.tags = Some(all);
     api
 }
 

@@ -4,17 +4,15 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use relayhub_core::backend::Stores;
+use relayhub_core::capability::Capability;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::gateway::Gateway;
 use relayhub_core::http::Json;
 use relayhub_core::metrics::Metrics;
-use relayhub_relay::RelayMetrics;
-use relayhub_relay::hub::Hub;
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
-
-use crate::stores::Stores;
 
 /// What the operator endpoints look at.
 #[derive(Clone)]
@@ -22,8 +20,7 @@ pub struct Ops {
     pub stores: Stores,
     pub gateway: Gateway,
     pub metrics: Metrics,
-    pub relay_metrics: RelayMetrics,
-    pub hub: Arc<Hub>,
+    pub capabilities: Arc<Vec<Arc<dyn Capability>>>,
 }
 
 /// Health and readiness answers.
@@ -38,8 +35,9 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the storage answers and the node is not shutting down. A load
-/// balancer should send traffic only while this is 200.
+/// Readiness: the storage answers, every capability is ready, and the node
+/// is not shutting down. A load balancer should send traffic only while
+/// this is 200.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -53,7 +51,10 @@ pub async fn readyz(State(ops): State<Ops>) -> Result<Json<Health>, ApiError> {
     if ops.gateway.shutdown_token().is_cancelled() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
     }
-    ops.stores.relay.total_pending().await?;
+    ops.stores.backend.ping().await?;
+    for capability in ops.capabilities.iter() {
+        capability.ready().await?;
+    }
     Ok(Json(Health { status: "ready" }))
 }
 
@@ -66,14 +67,9 @@ pub async fn readyz(State(ops): State<Ops>) -> Result<Json<Health>, ApiError> {
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
-    // Queue depth is read at scrape time: exact, and nothing to keep in step.
-    match ops.stores.relay.total_pending().await {
-        Ok(depth) => {
-            ops.relay_metrics.queue_depth.set(depth as i64);
-        }
-        Err(err) => tracing::warn!(%err, "queue depth unavailable for this scrape"),
+    for capability in ops.capabilities.iter() {
+        capability.refresh_metrics().await;
     }
-    ops.relay_metrics.online_devices.set(ops.hub.online_count() as i64);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -10,77 +10,83 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use relayhub_core::alerts::Alerter;
+use relayhub_core::bus::Bus;
+use relayhub_core::capability::{Capability, Platform};
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::Gateway;
 use relayhub_core::metrics::{Metrics, track_http};
 use relayhub_core::oidc::IdTokenVerifier;
-use relayhub_relay::hub::Hub;
-use relayhub_relay::{Relay, RelayMetrics, services};
-use relayhub_signal::Signal;
+use relayhub_core::tasks::Tasks;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::capabilities;
 use crate::config::Config;
 use crate::openapi;
 use crate::ops::{self, Ops};
-use crate::stores::Stores;
 
 /// A server ready to run on its listener.
 pub struct Server {
     listener: TcpListener,
     router: Router,
-    relay: Relay,
-    stores: Stores,
-    gateway: Gateway,
+    platform: Platform,
+    capabilities: Vec<Arc<dyn Capability>>,
+}
+
+/// Opens the storage (running migrations) and sets up what the core gives
+/// every capability. `serving`: for `relayhub serve` (the identity
+/// provider's keys are fetched, alerts are sent); administration commands
+/// pass `false`.
+pub async fn platform(config: &Config, serving: bool) -> anyhow::Result<Platform> {
+    let metrics = Metrics::new();
+    let bus = Bus::new();
+    let tasks = Tasks::new();
+    let url = config.database_url()?;
+    let stores = crate::stores::open(&url, &bus, &metrics, config.pool_size).await?;
+    let gateway = Gateway::new(config.gateway.clone(), &metrics);
+    let google = match (&config.google.client_id, serving) {
+        (Some(client_id), true) => {
+            let verifier =
+                IdTokenVerifier::google(client_id, config.google.jwks.as_deref()).map_err(anyhow::Error::msg)?;
+            verifier.preload().await.map_err(|e| anyhow::anyhow!("google.jwks: {e}"))?;
+            Some(Arc::new(verifier))
+        }
+        _ => None,
+    };
+    let alerts = if serving { config.alerts.clone() } else { Default::default() };
+    let alerter = Alerter::start(&alerts, &metrics, &tasks).map_err(anyhow::Error::msg)?;
+    Ok(Platform { metrics, gateway, bus, tasks, alerter, stores, google })
+}
+
+/// Builds every capability of [`capabilities::modules`] on the platform.
+pub fn build_capabilities(config: &Config, platform: &Platform) -> anyhow::Result<Vec<Arc<dyn Capability>>> {
+    capabilities::modules()
+        .iter()
+        .map(|module| {
+            let section = config.sections.get(module.name()).cloned().unwrap_or_else(|| module.default_config());
+            module.build(section, platform).map_err(|e| anyhow::anyhow!("building {}: {e}", module.name()))
+        })
+        .collect()
 }
 
 impl Server {
-    /// Opens the storage (running migrations) and assembles the routes.
+    /// Opens the storage, joins the other nodes (if any), builds the
+    /// capabilities and assembles their routes.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
-        let metrics = Metrics::new();
-        let hub = Arc::new(Hub::new(config.relay.mailbox));
-        let url = config.database_url()?;
-        let stores = Stores::open(&url, hub.clone(), &metrics, config.pool_size).await?;
-        stores.relay.start_serving().await.context("starting to serve devices")?;
-        let gateway = Gateway::new(config.gateway.clone(), &metrics);
-        let google = match &config.google.client_id {
-            None => None,
-            Some(client_id) => {
-                let verifier =
-                    IdTokenVerifier::google(client_id, config.google.jwks.as_deref()).map_err(anyhow::Error::msg)?;
-                verifier.preload().await.map_err(|e| anyhow::anyhow!("google.jwks: {e}"))?;
-                Some(Arc::new(verifier))
-            }
-        };
-        let relay = Relay {
-            config: Arc::new(config.relay.clone()),
-            store: stores.relay.clone(),
-            settings: stores.settings.clone(),
-            identity: stores.identity.clone(),
-            google,
-            hub: hub.clone(),
-            gateway: gateway.clone(),
-            metrics: RelayMetrics::new(&metrics),
-        };
-        let alerter = Alerter::start(&config.alerts, &metrics).map_err(anyhow::Error::msg)?;
-        if config.signal.open {
-            tracing::warn!("call signaling accepts sockets without an API key (--signal-open)");
-        }
-        let signal = Signal::new(config.signal.clone(), stores.identity.clone(), gateway.clone(), alerter, &metrics);
+        let platform = platform(&config, true).await?;
+        platform.stores.backend.start_serving().await.context("starting to serve")?;
+        let capabilities = build_capabilities(&config, &platform)?;
         let ops = Ops {
-            stores: stores.clone(),
-            gateway: gateway.clone(),
-            metrics: metrics.clone(),
-            relay_metrics: relay.metrics.clone(),
-            hub,
+            stores: platform.stores.clone(),
+            gateway: platform.gateway.clone(),
+            metrics: platform.metrics.clone(),
+            capabilities: Arc::new(capabilities.clone()),
         };
-        let router = router(relay.clone(), signal, ops, &config);
-        Ok(Self { listener, router, relay, stores, gateway })
+        let router = router(&capabilities, ops, &config);
+        Ok(Self { listener, router, platform, capabilities })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -88,18 +94,15 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully: stop
-    /// accepting; close every device socket with a close frame (1001); end
-    /// long polls; finish requests in flight; commit what is queued for the
-    /// disk; stop.
+    /// accepting; close every socket with a close frame (1001); end long
+    /// polls; finish requests in flight; stop the background tasks; commit
+    /// what is queued for the disk; stop.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, relay, stores, gateway } = self;
-        let stop_services = CancellationToken::new();
-        let services = TaskTracker::new();
-        services.spawn(services::sweep(relay.clone(), stop_services.clone()));
-        services.spawn(services::watch_credentials(relay.clone(), stop_services.clone()));
-        services.close();
-
-        let token = gateway.shutdown_token().clone();
+        let Self { listener, router, platform, capabilities } = self;
+        for capability in &capabilities {
+            capability.start(&platform.tasks);
+        }
+        let token = platform.gateway.shutdown_token().clone();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down");
@@ -110,16 +113,15 @@ impl Server {
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(signal)
             .await;
-        gateway.shutdown().await;
-        stop_services.cancel();
-        services.wait().await;
-        stores.close().await;
+        platform.gateway.shutdown().await;
+        platform.tasks.stop().await;
+        platform.stores.close().await;
         tracing::info!("stopped");
         served.context("serving HTTP")
     }
 }
 
-fn router(relay: Relay, signal: Signal, ops: Ops, config: &Config) -> Router {
+fn router(capabilities: &[Arc<dyn Capability>], ops: Ops, config: &Config) -> Router {
     let metrics = ops.metrics.clone();
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
@@ -127,11 +129,12 @@ fn router(relay: Relay, signal: Signal, ops: Ops, config: &Config) -> Router {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::about))
         .with_state(ops);
-    let (routes, api) = OpenApiRouter::with_openapi(openapi::base())
-        .merge(relayhub_relay::api::router(relay))
-        .merge(relayhub_signal::router(signal))
-        .merge(operations)
-        .split_for_parts();
+    let tags = capabilities::modules().iter().flat_map(|m| m.tags().iter().copied()).collect::<Vec<_>>();
+    let mut api = OpenApiRouter::with_openapi(openapi::base(&tags));
+    for capability in capabilities {
+        api = api.merge(capability.router());
+    }
+    let (routes, api) = api.merge(operations).split_for_parts();
     routes
         .merge(openapi::docs(api))
         .fallback(relayhub_core::http::not_found)

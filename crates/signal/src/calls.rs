@@ -11,14 +11,26 @@
 //! - DECLINE: callee `idle`, caller `ended` and told (`/decline`).
 //! - HANGUP, from either side, at any point: the other side gets `/hangup`.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::ConnId;
 use serde_json::{Value, json};
 
-use crate::protocol::{Inbound, frame};
-use crate::state::{Effects, Offer, State, Status, Timer};
+use crate::protocol::{Inbound, Route, frame};
+use crate::state::{Effects, Env, Offer, State, Status};
+
+/// The callee an `OFFER` names (`candidateId`, or seed 003's `candidates`).
+pub(crate) fn callee_of(f: &Inbound) -> Option<String> {
+    if f.route != Route::Offer {
+        return None;
+    }
+    match f.data.get("candidateId").or_else(|| f.data.get("candidates")) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
 
 impl State {
     /// The `/call` and `/remoteStreamsId` frames of an offer.
@@ -40,12 +52,8 @@ impl State {
         )
     }
 
-    pub(crate) fn offer(&mut self, conn: ConnId, f: &Inbound, now: Instant) -> Result<Effects, ApiError> {
-        let callee = match f.data.get("candidateId").or_else(|| f.data.get("candidates")) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(crate::protocol::missing("data.candidateId")),
-        };
+    pub(crate) fn offer(&mut self, conn: ConnId, f: &Inbound, env: &Env) -> Result<Effects, ApiError> {
+        let callee = callee_of(f).ok_or_else(|| crate::protocol::missing("data.candidateId"))?;
         let sdp = f.field("sdp")?.clone();
         let caller = &f.user;
         if &callee == caller {
@@ -75,7 +83,8 @@ impl State {
             sdp,
             stream_ids: stream_ids.clone(),
             extra: f.rest(&["candidateId", "candidates", "sdp", "streamIds"]),
-            started: now,
+            started: env.now,
+            deadline: env.now.saturating_add(i64::try_from(env.timings.ringing.as_millis()).unwrap_or(i64::MAX)),
         };
         if let Some(u) = self.users.get_mut(caller) {
             u.status = Status::Calling;
@@ -91,12 +100,10 @@ impl State {
             self.push(socket, call_frame.clone());
             self.push(socket, streams_frame.clone());
         }
-        let mut effects = Effects::default();
-        effects.timers.push((self.timings.ringing, Timer::Ring { callee, call }));
-        Ok(effects)
+        Ok(Effects::default())
     }
 
-    pub(crate) fn answer(&mut self, conn: ConnId, f: &Inbound, now: Instant) -> Result<Effects, ApiError> {
+    pub(crate) fn answer(&mut self, conn: ConnId, f: &Inbound, env: &Env) -> Result<Effects, ApiError> {
         let answer = f.field("answer")?.clone();
         let callee = f.user.clone();
         let offer =
@@ -139,7 +146,8 @@ impl State {
         }
         self.send_call(&caller, "/connect", json!({"userId": callee}));
         self.push(conn, frame("/connect", json!({"userId": caller})));
-        Ok(Effects { setup: Some(now.duration_since(offer.started)), ..Effects::default() })
+        let setup = u64::try_from(env.now.saturating_sub(offer.started)).unwrap_or(0);
+        Ok(Effects { setup: Some(Duration::from_millis(setup)) })
     }
 
     pub(crate) fn decline(&mut self, conn: ConnId, f: &Inbound) -> Result<Effects, ApiError> {

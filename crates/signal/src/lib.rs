@@ -3,23 +3,26 @@
 //!
 //! - [`protocol`]: seed 003's frames;
 //! - [`state`], `calls`, `media`: users, the waiting list and pairs, and
-//!   the call flows;
+//!   the call flows, as one state machine over plain data;
+//! - [`store`]: where the state lives — in memory on one node, in
+//!   PostgreSQL across nodes, so two users connected to different nodes
+//!   call each other as on one;
 //! - [`turn`]: time-limited TURN credentials for coturn;
 //! - `session`: one socket.
-//!
-//! State lives in this node's memory, as in seed 003: two users calling each
-//! other must be connected to the same node.
 
 mod calls;
 mod media;
 pub mod protocol;
 mod session;
 pub mod state;
+pub mod store;
 pub mod turn;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use axum::extract::State as AxumState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -32,10 +35,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
 use relayhub_core::alerts::Alerter;
+use relayhub_core::bus::Delivery;
+use relayhub_core::capability::{Capability, Platform, Section, Spec};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
-use relayhub_core::gateway::{CloseHandle, ConnId, Gateway, Heartbeat, Liveness};
+use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId, Gateway, Heartbeat, Liveness};
 use relayhub_core::identity::{IdentityStore, check_api_key, missing_api_key, presented_api_key};
-use relayhub_core::metrics::{Metrics, latency_histogram};
+use relayhub_core::metrics::latency_histogram;
+use relayhub_core::tasks::Tasks;
+use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
@@ -43,7 +50,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::protocol::Inbound;
-use crate::state::{State, Timer, Timings};
+use crate::state::{Env, IceServers, Step, Timings};
+use crate::store::{Frames, SignalStore};
 pub use crate::turn::TurnConfig;
 
 /// Signaling settings (`[signal]`).
@@ -84,6 +92,10 @@ impl Default for SignalConfig {
     }
 }
 
+impl Section for SignalConfig {
+    const NAME: &'static str = "signal";
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
@@ -103,28 +115,39 @@ struct SignalMetrics {
     errors: Family<CodeLabel, Counter>,
 }
 
+/// A socket on this node.
+struct Local {
+    outbox: mpsc::Sender<String>,
+    close: CloseHandle,
+}
+
 /// The signaling service of this node. Cheap to clone.
 #[derive(Clone)]
 pub struct Signal {
-    state: Arc<Mutex<State>>,
     pub config: Arc<SignalConfig>,
+    store: Arc<dyn SignalStore>,
+    /// This node's sockets; frames for others are another node's to send.
+    sockets: Arc<Mutex<HashMap<ConnId, Local>>>,
     identity: Arc<dyn IdentityStore>,
     gateway: Gateway,
     alerter: Alerter,
+    ice_servers: IceServers,
     metrics: SignalMetrics,
 }
 
-impl Signal {
-    pub fn new(
-        config: SignalConfig,
-        identity: Arc<dyn IdentityStore>,
-        gateway: Gateway,
-        alerter: Alerter,
-        registry: &Metrics,
-    ) -> Self {
-        let timings = Timings { ringing: config.ringing_timeout, grace: config.reconnect_grace };
+impl Spec for Signal {
+    const NAME: &'static str = SignalConfig::NAME;
+    const TAGS: &'static [(&'static str, &'static str)] =
+        &[("signal", "WebRTC call signaling over WebSocket (seed 003)")];
+    type Config = SignalConfig;
+
+    fn build(config: SignalConfig, platform: &Platform) -> Result<Self, String> {
+        if config.open {
+            tracing::warn!("call signaling accepts sockets without an API key (--signal-open)");
+        }
         let turn = config.turn.clone();
-        let ice_servers = Box::new(move |user: &str| turn.ice_servers(user, SystemTime::now()));
+        let ice_servers: IceServers = Arc::new(move |user: &str| turn.ice_servers(user, SystemTime::now()));
+        let registry = &platform.metrics;
         let metrics = SignalMetrics {
             users: Gauge::default(),
             calls: Family::default(),
@@ -141,47 +164,128 @@ impl Signal {
         );
         registry.register("signal_errors", "Frames refused, by error code", metrics.errors.clone());
         let signal = Self {
-            state: Arc::new(Mutex::new(State::new(timings, ice_servers))),
             config: Arc::new(config),
-            identity,
-            gateway,
-            alerter,
+            store: platform.stores.get()?,
+            sockets: Arc::default(),
+            identity: platform.stores.identity.clone(),
+            gateway: platform.gateway.clone(),
+            alerter: platform.alerter.clone(),
+            ice_servers,
             metrics,
         };
-        let census = signal.clone();
-        registry.on_render(move || census.update_census());
-        signal
+        let deliver = signal.clone();
+        platform.bus.subscribe::<Frames>(move |delivery| {
+            if let Delivery::Event(Frames(frames)) = delivery {
+                deliver.deliver(frames);
+            }
+        });
+        Ok(signal)
+    }
+}
+
+#[async_trait]
+impl Capability for Signal {
+    fn name(&self) -> &'static str {
+        SignalConfig::NAME
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn router(&self) -> OpenApiRouter {
+        OpenApiRouter::new().routes(routes!(connect)).with_state(self.clone())
     }
 
-    fn update_census(&self) {
-        let (users, ringing, in_call) = self.lock().census();
-        self.metrics.users.set(users as i64);
-        self.metrics.calls.get_or_create(&StateLabel { state: "ringing" }).set(ringing as i64);
-        self.metrics.calls.get_or_create(&StateLabel { state: "in_call" }).set(in_call as i64);
+    /// Acts on ringing timeouts and reconnect grace periods as they pass.
+    fn start(&self, tasks: &Tasks) {
+        let signal = self.clone();
+        let shortest = self.config.ringing_timeout.min(self.config.reconnect_grace);
+        let tick = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tasks.spawn(move |stop| async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(err) = signal.store.step(Step::Expire { gone: Vec::new() }, signal.env()).await {
+                    tracing::warn!(%err, "signaling timeouts not checked; will retry");
+                }
+            }
+        });
     }
 
-    fn attach(&self, conn: ConnId, outbox: mpsc::Sender<String>, close: CloseHandle) {
-        self.lock().attach(conn, outbox, close);
+    async fn refresh_metrics(&self) {
+        match self.store.census().await {
+            Ok(census) => {
+                self.metrics.users.set(census.users as i64);
+                self.metrics.calls.get_or_create(&StateLabel { state: "ringing" }).set(census.ringing as i64);
+                self.metrics.calls.get_or_create(&StateLabel { state: "in_call" }).set(census.in_call as i64);
+            }
+            Err(err) => tracing::warn!(%err, "signaling census unavailable for this scrape"),
+        }
+    }
+}
+
+impl Signal {
+    fn env(&self) -> Env {
+        Env {
+            now: Timestamp::now().millis(),
+            timings: Timings { ringing: self.config.ringing_timeout, grace: self.config.reconnect_grace },
+            ice_servers: self.ice_servers.clone(),
+        }
     }
 
-    fn detach(&self, conn: ConnId) {
-        let timer = self.lock().detach(conn);
-        self.schedule(timer.into_iter());
+    fn local(&self) -> MutexGuard<'_, HashMap<ConnId, Local>> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn handle(&self, conn: ConnId, frame: Inbound) {
+    /// Queues frames for the sockets of this node among them; a socket
+    /// that cannot keep up is closed rather than allowed to grow.
+    fn deliver(&self, frames: &[(ConnId, String)]) {
+        let sockets = self.local();
+        for (conn, text) in frames {
+            let Some(socket) = sockets.get(conn) else { continue };
+            if let Err(mpsc::error::TrySendError::Full(_)) = socket.outbox.try_send(text.clone()) {
+                socket.close.close(CloseReason::TOO_SLOW);
+            }
+        }
+    }
+
+    async fn step(&self, conn: ConnId, step: Step) {
+        match self.store.step(step, self.env()).await {
+            Ok(Ok(effects)) => {
+                if let Some(setup) = effects.setup {
+                    self.metrics.setup.observe(setup.as_secs_f64());
+                }
+            }
+            Ok(Err(err)) => self.refuse(conn, None, None, &err),
+            Err(err) => self.refuse(conn, None, None, &ApiError::from(err)),
+        }
+    }
+
+    async fn attach(&self, conn: ConnId, outbox: mpsc::Sender<String>, close: CloseHandle) {
+        self.local().insert(conn, Local { outbox, close });
+        self.step(conn, Step::Attach(conn)).await;
+    }
+
+    async fn detach(&self, conn: ConnId) {
+        self.local().remove(&conn);
+        if let Err(err) = self.store.step(Step::Detach(conn), self.env()).await {
+            // The socket's node-death sweep detaches it later.
+            tracing::warn!(%err, conn = conn.0, "could not record a signaling socket closed");
+        }
+    }
+
+    async fn handle(&self, conn: ConnId, frame: Inbound) {
         let (route, user) = (format!("{:?}", frame.route), frame.user.clone());
-        let outcome = self.lock().handle(conn, frame, Instant::now());
+        let outcome = match self.store.step(Step::Frame(conn, frame), self.env()).await {
+            Ok(outcome) => outcome,
+            Err(err) => Err(ApiError::from(err)),
+        };
         match outcome {
             Ok(effects) => {
                 if let Some(setup) = effects.setup {
                     self.metrics.setup.observe(setup.as_secs_f64());
                 }
-                self.schedule(effects.timers.into_iter());
             }
             Err(err) => self.refuse(conn, Some(&route), Some(&user), &err),
         }
@@ -199,26 +303,7 @@ impl Signal {
             user.unwrap_or("?"),
             err.message
         ));
-        self.lock().push(conn, protocol::error(err));
-    }
-
-    /// Runs timers: each a task that sleeps and then acts if still due.
-    fn schedule(&self, timers: impl Iterator<Item = (Duration, Timer)>) {
-        for (after, timer) in timers {
-            let signal = self.clone();
-            let shutdown = self.gateway.shutdown_token().clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = tokio::time::sleep(after) => {}
-                    () = shutdown.cancelled() => return,
-                }
-                let mut state = signal.lock();
-                match timer {
-                    Timer::Ring { callee, call } => state.ring_over(&callee, call),
-                    Timer::Grace { user, absence } => state.grace_over(&user, absence),
-                }
-            });
-        }
+        self.deliver(&[(conn, protocol::error(err))]);
     }
 }
 
@@ -270,9 +355,4 @@ pub async fn connect(
     };
     let gateway = signal.gateway.clone();
     Ok(gateway.accept(upgrade, "signal", heartbeat, move |conn| session::run(signal, conn)))
-}
-
-/// The capability's routes.
-pub fn router(signal: Signal) -> OpenApiRouter {
-    OpenApiRouter::new().routes(routes!(connect)).with_state(signal)
 }

@@ -10,7 +10,7 @@ use crate::protocol::{self, Frame};
 pub async fn run(signal: Signal, mut conn: Conn) {
     let (tx, mut outbox) = mpsc::channel::<String>(signal.config.outbox);
     let id = conn.id();
-    signal.attach(id, tx.clone(), conn.close_handle());
+    signal.attach(id, tx.clone(), conn.close_handle()).await;
     let reason = loop {
         tokio::select! {
             event = conn.recv() => match event {
@@ -19,7 +19,7 @@ pub async fn run(signal: Signal, mut conn: Conn) {
                         conn.alive();
                         let _ = tx.try_send("PONG".to_owned());
                     }
-                    Ok(Frame::Json(frame)) => signal.handle(id, frame),
+                    Ok(Frame::Json(frame)) => signal.handle(id, frame).await,
                     Err(err) => signal.refuse(id, None, None, &err),
                 },
                 Event::TooLarge(len) => {
@@ -40,7 +40,7 @@ pub async fn run(signal: Signal, mut conn: Conn) {
             }
         }
     };
-    signal.detach(id);
+    signal.detach(id).await;
     if let Some(reason) = reason {
         conn.close(reason).await;
     }

@@ -1,24 +1,31 @@
-//! The signaling state of a node, as seed 003 keeps it: users (each with
-//! the set of its sockets), who calls whom (the waiting list), and pairs.
-//! One mutex guards it; handlers are short and never await.
+//! The signaling state, as seed 003 keeps it: users (each with the set of
+//! its sockets), who calls whom (the waiting list), and pairs — and the one
+//! function that moves it, [`State::apply`].
 //!
-//! Frames to a socket go into that socket's bounded outbox in the order the
-//! state changed, so every client sees events in a consistent order; a
-//! socket whose outbox is full is closed rather than allowed to grow.
+//! The state is plain data with no clock or socket in it: a step gets the
+//! time and the node's settings in an [`Env`], and what it sends is
+//! collected in [`State::outgoing`], addressed by socket id, for whichever
+//! node holds each socket. So the same state machine runs on one node with
+//! the whole state in memory, and across nodes on the part of the state a
+//! step concerns, loaded from PostgreSQL under a lock ([`State::missing`]
+//! names what else a step needs).
+//!
+//! Time limits are deadlines kept in the state (an offer's ringing
+//! timeout, a user's reconnect grace), acted on by [`Step::Expire`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use relayhub_core::error::{ApiError, ErrorCode};
-use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId};
-use serde::Serialize;
+use relayhub_core::gateway::ConnId;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 use crate::protocol::{Inbound, Route, frame};
 
 /// A user's place in a call (seed 003's statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Idle,
@@ -35,57 +42,77 @@ impl Status {
     }
 }
 
-pub(crate) struct Socket {
-    pub user: Option<String>,
-    outbox: mpsc::Sender<String>,
-    close: CloseHandle,
-}
-
-pub(crate) struct User {
+/// A signaling user. Its sockets are not part of its stored document: they
+/// are where they are (see [`State::sockets`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
     pub name: Value,
     pub photo: Value,
     pub device: Value,
+    #[serde(skip)]
     pub sockets: BTreeSet<ConnId>,
     pub status: Status,
     /// The other user of the call being set up or held.
     pub candidate: Option<String>,
-    /// The socket of this user that is in the call (the one that offered or
-    /// answered); other devices of the user are left out of it.
+    /// The socket of this user that is in the call (the one that offered,
+    /// answered, or last sent `RECONNECT`); other devices of the user are
+    /// left out of it.
+    #[serde(with = "conn_opt")]
     pub call_socket: Option<ConnId>,
     /// ICE candidates this user gathered, and how many the peer has.
     pub ice: Vec<Value>,
     pub ice_sent: usize,
     pub stream_ids: Value,
-    /// Counts departures of the last socket; a grace timer acts only if the
-    /// user has not come back since.
-    pub absence: u64,
+    /// Set when its last socket left: the call ends at this time (Unix
+    /// milliseconds) unless a socket comes back.
+    pub grace_until: Option<i64>,
+}
+
+impl User {
+    fn new() -> Self {
+        Self {
+            name: Value::Null,
+            photo: Value::Null,
+            device: Value::Null,
+            sockets: BTreeSet::new(),
+            status: Status::Idle,
+            candidate: None,
+            call_socket: None,
+            ice: Vec::new(),
+            ice_sent: 0,
+            stream_ids: Value::Null,
+            grace_until: None,
+        }
+    }
+}
+
+mod conn_opt {
+    use relayhub_core::gateway::ConnId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(conn: &Option<ConnId>, s: S) -> Result<S::Ok, S::Error> {
+        match conn {
+            Some(c) => s.serialize_some(&c.0),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ConnId>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(ConnId))
+    }
 }
 
 /// An offer ringing a callee.
-pub(crate) struct Offer {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
     pub call: u64,
     pub caller: String,
     pub sdp: Value,
     pub stream_ids: Value,
     pub extra: Map<String, Value>,
-    pub started: Instant,
-}
-
-/// Something to do later, scheduled by the caller of the state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Timer {
-    /// End the offer `call` to `callee` if nobody answered it.
-    Ring { callee: String, call: u64 },
-    /// End `user`'s call if it has not reconnected.
-    Grace { user: String, absence: u64 },
-}
-
-/// What a frame caused, besides the frames sent.
-#[derive(Debug, Default)]
-pub struct Effects {
-    pub timers: Vec<(Duration, Timer)>,
-    /// A call was connected, this long after its offer.
-    pub setup: Option<Duration>,
+    /// When it was made and when it stops ringing (Unix milliseconds).
+    pub started: i64,
+    pub deadline: i64,
 }
 
 /// Timings the state needs.
@@ -96,42 +123,73 @@ pub struct Timings {
 }
 
 /// The `iceServers` (TURN credentials) for a user, if configured.
-pub type IceServers = Box<dyn Fn(&str) -> Option<Value> + Send>;
+pub type IceServers = Arc<dyn Fn(&str) -> Option<Value> + Send + Sync>;
 
-/// The node's signaling state.
+/// What a step runs with: the time and this node's settings.
+#[derive(Clone)]
+pub struct Env {
+    /// Unix milliseconds.
+    pub now: i64,
+    pub timings: Timings,
+    pub ice_servers: IceServers,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One change to the state.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A socket opened; it says who it is with `ADD_USER` or `RECONNECT`.
+    Attach(ConnId),
+    /// A socket closed.
+    Detach(ConnId),
+    /// A socket sent a frame.
+    Frame(ConnId, Inbound),
+    /// Acts on the deadlines that passed, after detaching `gone`: sockets
+    /// whose node stopped without closing them.
+    Expire { gone: Vec<ConnId> },
+}
+
+/// What a step caused, besides the frames sent.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// A call was connected, this long after its offer.
+    pub setup: Option<Duration>,
+}
+
+/// Users with an open socket, calls ringing, calls connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    pub users: usize,
+    pub ringing: usize,
+    pub in_call: usize,
+}
+
+/// The signaling state (all of it, or the part a step concerns).
+#[derive(Debug, Clone, Default)]
 pub struct State {
-    pub(crate) sockets: HashMap<ConnId, Socket>,
-    pub(crate) users: HashMap<String, User>,
+    /// Sockets and the user each says it is.
+    pub sockets: HashMap<ConnId, Option<String>>,
+    pub users: HashMap<String, User>,
     /// Callee → the offer ringing it.
-    pub(crate) waiting: HashMap<String, Offer>,
-    pub(crate) next_call: u64,
-    pub(crate) timings: Timings,
-    /// `iceServers` for a user (TURN credentials), if configured.
-    pub(crate) ice_servers: IceServers,
+    pub waiting: HashMap<String, Offer>,
+    /// The number the next offer gets.
+    pub next_call: u64,
+    /// Frames to send, in order, by socket.
+    pub outgoing: Vec<(ConnId, String)>,
 }
 
 impl State {
-    pub fn new(timings: Timings, ice_servers: IceServers) -> Self {
-        Self {
-            sockets: HashMap::new(),
-            users: HashMap::new(),
-            waiting: HashMap::new(),
-            next_call: 1,
-            timings,
-            ice_servers,
-        }
+    pub fn new() -> Self {
+        Self { next_call: 1, ..Self::default() }
     }
 
-    /// A socket opened; it says who it is with `ADD_USER` or `RECONNECT`.
-    pub fn attach(&mut self, conn: ConnId, outbox: mpsc::Sender<String>, close: CloseHandle) {
-        self.sockets.insert(conn, Socket { user: None, outbox, close });
-    }
-
-    /// Queues a frame for a socket; closes the socket if it cannot keep up.
+    /// Queues a frame for a socket.
     pub(crate) fn push(&mut self, conn: ConnId, text: String) {
-        let Some(socket) = self.sockets.get(&conn) else { return };
-        if let Err(mpsc::error::TrySendError::Full(_)) = socket.outbox.try_send(text) {
-            socket.close.close(CloseReason::TOO_SLOW);
+        if self.sockets.contains_key(&conn) {
+            self.outgoing.push((conn, text));
         }
     }
 
@@ -154,29 +212,80 @@ impl State {
         }
     }
 
-    /// Handles one frame from a socket.
-    pub fn handle(&mut self, conn: ConnId, frame: Inbound, now: Instant) -> Result<Effects, ApiError> {
+    /// Users a step needs, from what it names: the socket's user, the
+    /// frame's user and the callee it names. [`State::missing`] adds the
+    /// rest once these are loaded.
+    pub fn seeds(step: &Step, socket_user: Option<&str>) -> Vec<String> {
+        let mut seeds: Vec<String> = socket_user.map(str::to_owned).into_iter().collect();
+        if let Step::Frame(_, f) = step {
+            seeds.push(f.user.clone());
+            if let Some(callee) = crate::calls::callee_of(f) {
+                seeds.push(callee);
+            }
+        }
+        seeds
+    }
+
+    /// Users the loaded part of the state refers to but does not hold:
+    /// candidates, offers' callers. Empty once a step has all it needs.
+    pub fn missing(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .users
+            .values()
+            .filter_map(|u| u.candidate.clone())
+            .chain(self.waiting.values().map(|o| o.caller.clone()))
+            .chain(self.waiting.keys().cloned())
+            .filter(|name| !self.users.contains_key(name))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Applies one step.
+    pub fn apply(&mut self, step: Step, env: &Env) -> Result<Effects, ApiError> {
+        match step {
+            Step::Attach(conn) => {
+                self.sockets.insert(conn, None);
+                Ok(Effects::default())
+            }
+            Step::Detach(conn) => {
+                self.detach(conn, env);
+                Ok(Effects::default())
+            }
+            Step::Frame(conn, frame) => self.handle(conn, frame, env),
+            Step::Expire { gone } => {
+                for conn in gone {
+                    self.detach(conn, env);
+                }
+                self.expire(env);
+                Ok(Effects::default())
+            }
+        }
+    }
+
+    fn handle(&mut self, conn: ConnId, frame: Inbound, env: &Env) -> Result<Effects, ApiError> {
         match frame.route {
-            Route::AddUser => Ok(self.add_user(conn, &frame)),
-            Route::Reconnect => Ok(self.reconnect(conn, &frame)),
+            Route::AddUser => Ok(self.add_user(conn, &frame, env)),
+            Route::Reconnect => Ok(self.reconnect(conn, &frame, env)),
             route => {
-                let bound = self.sockets.get(&conn).and_then(|s| s.user.clone());
+                let bound = self.sockets.get(&conn).cloned().flatten();
                 match bound {
                     None => Err(ApiError::new(ErrorCode::NotRegistered, "send ADD_USER first")),
                     Some(user) if user != frame.user => Err(ApiError::new(
                         ErrorCode::WrongUser,
                         format!("this socket belongs to user {user:?}, not {:?}", frame.user),
                     )),
-                    Some(_) => self.call_route(route, conn, &frame, now),
+                    Some(_) => self.call_route(route, conn, &frame, env),
                 }
             }
         }
     }
 
-    fn call_route(&mut self, route: Route, conn: ConnId, f: &Inbound, now: Instant) -> Result<Effects, ApiError> {
+    fn call_route(&mut self, route: Route, conn: ConnId, f: &Inbound, env: &Env) -> Result<Effects, ApiError> {
         match route {
-            Route::Offer => self.offer(conn, f, now),
-            Route::Answer => self.answer(conn, f, now),
+            Route::Offer => self.offer(conn, f, env),
+            Route::Answer => self.answer(conn, f, env),
             Route::Decline => self.decline(conn, f),
             Route::Hangup => self.hangup(conn, f),
             Route::AddIce => self.add_ice(f),
@@ -190,43 +299,28 @@ impl State {
     }
 
     /// Binds the socket to the user (leaving any other user it had).
-    fn bind(&mut self, conn: ConnId, user: &str) -> Option<Timer> {
-        let previous = self.sockets.get_mut(&conn).and_then(|s| s.user.replace(user.to_owned()));
-        let timer = match previous {
-            Some(old) if old != user => self.leave(conn, &old),
-            _ => None,
-        };
+    fn bind(&mut self, conn: ConnId, user: &str, env: &Env) {
+        let previous = self.sockets.insert(conn, Some(user.to_owned())).flatten();
+        if let Some(old) = previous.filter(|old| old != user) {
+            self.leave(conn, &old, env);
+        }
         if let Some(u) = self.users.get_mut(user) {
             u.sockets.insert(conn);
-            u.absence += 1;
+            u.grace_until = None;
         }
-        timer
     }
 
-    fn add_user(&mut self, conn: ConnId, f: &Inbound) -> Effects {
-        let user = self.users.entry(f.user.clone()).or_insert_with(|| User {
-            name: Value::Null,
-            photo: Value::Null,
-            device: Value::Null,
-            sockets: BTreeSet::new(),
-            status: Status::Idle,
-            candidate: None,
-            call_socket: None,
-            ice: Vec::new(),
-            ice_sent: 0,
-            stream_ids: Value::Null,
-            absence: 0,
-        });
+    fn add_user(&mut self, conn: ConnId, f: &Inbound, env: &Env) -> Effects {
+        let user = self.users.entry(f.user.clone()).or_insert_with(User::new);
         for (field, slot) in [("name", &mut user.name), ("photo", &mut user.photo), ("device", &mut user.device)] {
             if let Some(v) = f.data.get(field) {
                 *slot = v.clone();
             }
         }
         let status = user.status;
-        let mut effects = Effects::default();
-        effects.timers.extend(self.bind(conn, &f.user).map(|t| (self.timings.grace, t)));
+        self.bind(conn, &f.user, env);
         let mut data = json!({"userId": f.user, "status": status});
-        if let Some(servers) = (self.ice_servers)(&f.user) {
+        if let Some(servers) = (env.ice_servers)(&f.user) {
             data["iceServers"] = servers;
         }
         self.push(conn, frame("userConnect", data));
@@ -236,26 +330,27 @@ impl State {
             self.push(conn, call);
             self.push(conn, streams);
         }
-        effects
+        Effects::default()
     }
 
-    fn reconnect(&mut self, conn: ConnId, f: &Inbound) -> Effects {
+    /// `RECONNECT`: the socket takes up the user's session, and its call —
+    /// the socket that was in it may be on a node that is gone.
+    fn reconnect(&mut self, conn: ConnId, f: &Inbound, env: &Env) -> Effects {
         if !self.users.contains_key(&f.user) {
             let data = json!({"userId": f.user, "message": "no session to restore; send ADD_USER"});
             self.push(conn, frame("reconnectError", data));
             return Effects::default();
         }
-        let mut effects = Effects::default();
-        effects.timers.extend(self.bind(conn, &f.user).map(|t| (self.timings.grace, t)));
+        self.bind(conn, &f.user, env);
         let user = self.users.get_mut(&f.user).expect("checked above");
-        if user.candidate.is_some() && user.call_socket.is_none_or(|c| !user.sockets.contains(&c)) {
+        if user.candidate.is_some() {
             user.call_socket = Some(conn);
         }
         let (status, candidate) = (user.status, user.candidate.clone());
         let peer_streams = candidate.as_ref().and_then(|p| self.users.get(p)).map(|p| p.stream_ids.clone());
         let mut data =
             json!({"userId": f.user, "status": status, "candidate": candidate, "remoteStreamIds": peer_streams});
-        if let Some(servers) = (self.ice_servers)(&f.user) {
+        if let Some(servers) = (env.ice_servers)(&f.user) {
             data["iceServers"] = servers;
         }
         self.push(conn, frame("reconnectSuccess", data));
@@ -263,35 +358,47 @@ impl State {
         if let Some(peer) = self.peer_of(&f.user) {
             self.send_call(&peer, "/peerReconnected", json!({"userId": f.user}));
         }
-        effects
+        Effects::default()
     }
 
-    /// A socket closed; returns the grace timer if it was its user's last.
-    pub fn detach(&mut self, conn: ConnId) -> Option<(Duration, Timer)> {
-        let socket = self.sockets.remove(&conn)?;
-        let user = socket.user?;
-        self.leave(conn, &user).map(|t| (self.timings.grace, t))
+    /// A socket closed; its user's grace period starts if it was the last.
+    fn detach(&mut self, conn: ConnId, env: &Env) {
+        if let Some(Some(user)) = self.sockets.remove(&conn) {
+            self.leave(conn, &user, env);
+        }
+        self.outgoing.retain(|(c, _)| *c != conn);
     }
 
-    fn leave(&mut self, conn: ConnId, user: &str) -> Option<Timer> {
-        let u = self.users.get_mut(user)?;
+    fn leave(&mut self, conn: ConnId, user: &str, env: &Env) {
+        let Some(u) = self.users.get_mut(user) else { return };
         u.sockets.remove(&conn);
-        if !u.sockets.is_empty() {
-            return None;
+        if u.sockets.is_empty() {
+            u.grace_until = Some(env.now.saturating_add(millis(env.timings.grace)));
         }
-        u.absence += 1;
-        Some(Timer::Grace { user: user.to_owned(), absence: u.absence })
     }
 
-    /// The grace period of a user without sockets ran out: its call ends
-    /// and its session is forgotten.
-    pub(crate) fn grace_over(&mut self, user: &str, absence: u64) {
-        let gone = self.users.get(user).is_some_and(|u| u.absence == absence && u.sockets.is_empty());
-        if !gone {
-            return;
+    /// Acts on the deadlines that passed: unanswered offers end for both
+    /// sides; users whose grace ran out lose their call and session.
+    fn expire(&mut self, env: &Env) {
+        let rung: Vec<(String, u64)> = self
+            .waiting
+            .iter()
+            .filter(|(_, o)| o.deadline <= env.now)
+            .map(|(callee, o)| (callee.clone(), o.call))
+            .collect();
+        for (callee, call) in rung {
+            self.ring_over(&callee, call);
         }
-        self.end_involvement(user, "peer_lost");
-        self.users.remove(user);
+        let gone: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, u)| u.sockets.is_empty() && u.grace_until.is_some_and(|t| t <= env.now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for user in gone {
+            self.end_involvement(&user, "peer_lost");
+            self.users.remove(&user);
+        }
     }
 
     /// Ends whatever call `user` is in or setting up, telling the other side.
@@ -326,9 +433,18 @@ impl State {
     }
 
     /// Users with an open socket, calls ringing, calls connected.
-    pub fn census(&self) -> (usize, usize, usize) {
-        let online = self.users.values().filter(|u| !u.sockets.is_empty()).count();
-        let in_call = self.users.values().filter(|u| u.status == Status::InCall).count() / 2;
-        (online, self.waiting.len(), in_call)
+    pub fn census(&self) -> Census {
+        Census {
+            users: self.users.values().filter(|u| !u.sockets.is_empty()).count(),
+            ringing: self.waiting.len(),
+            in_call: self.users.values().filter(|u| u.status == Status::InCall).count() / 2,
+        }
+    }
+
+    /// The earliest deadline in the state, if any.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let offers = self.waiting.values().map(|o| o.deadline);
+        let graces = self.users.values().filter(|u| u.sockets.is_empty()).filter_map(|u| u.grace_until);
+        offers.chain(graces).min()
     }
 }

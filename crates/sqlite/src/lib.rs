@@ -6,18 +6,22 @@
 
 mod columns;
 mod conn;
+mod devices;
 mod error;
 mod identity;
 mod readers;
 mod relay;
+mod signal;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use relayhub_core::backend::{Backend, Stores};
+use relayhub_core::bus::Bus;
 use relayhub_core::metrics::{CommitMetrics, Metrics};
 use relayhub_core::store::{StoreError, StoreResult};
-use relayhub_relay::store::RelayEvents;
 
 use crate::readers::Readers;
 use crate::writer::Writer;
@@ -25,30 +29,63 @@ use crate::writer::Writer;
 /// Reader threads; reads are short, two cores are the target machine.
 const READERS: usize = 4;
 
-/// The SQLite store: implements the identity and relay store traits.
+/// The SQLite store: implements the core's store traits and, through its
+/// capability modules, each capability's.
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
     sent: relay::SentMarks,
+    bus: Bus,
     path: PathBuf,
 }
 
+/// Opens (creating if needed) the database file, runs migrations, and
+/// hands back its store traits. Committed changes are published on `bus`.
+pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
+    let store = SqliteStore::open(path, bus, metrics)?;
+    let mut stores = Stores::new(store.clone(), store.clone(), store.clone(), store.clone());
+    // One line per capability module of this backend.
+    relay::provide(&store, &mut stores);
+    signal::provide(&store, &mut stores);
+    Ok(stores)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and runs migrations.
-    /// Committed changes are reported to `events`.
-    pub fn open(path: &Path, events: Arc<dyn RelayEvents>, metrics: &Metrics) -> StoreResult<Arc<Self>> {
+    fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Arc<Self>> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
         let writer_conn = conn::open_writer(path)?;
         let readers = Readers::start(path, READERS)?;
-        let writer = Writer::start(writer_conn, events, CommitMetrics::new(metrics));
-        Ok(Arc::new(Self { writer, readers, sent: relay::SentMarks::default(), path: path.to_owned() }))
+        let writer = Writer::start(writer_conn, bus.clone(), CommitMetrics::new(metrics));
+        let sent = relay::SentMarks::default();
+        sent.watch(bus);
+        Ok(Arc::new(Self { writer, readers, sent, bus: bus.clone(), path: path.to_owned() }))
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn start_serving(&self) -> StoreResult<()> {
+        self.writer.write(|conn, _| devices::forget_presence(conn)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.readers.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(error::from_sqlite)).await
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close();
     }
 }

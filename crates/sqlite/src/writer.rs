@@ -11,13 +11,12 @@
 //! anything, and the writer checks it — a refusal that changed rows, or any
 //! other error, rolls the whole batch back and every job in it fails.
 
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use relayhub_core::bus::{Bus, Event};
 use relayhub_core::metrics::CommitMetrics;
 use relayhub_core::store::{StoreError, StoreResult};
-use relayhub_relay::store::{RelayEvent, RelayEvents};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,9 +36,9 @@ enum Step {
 
 /// Work for the writer thread, run inside the batch transaction.
 trait Job: Send {
-    /// Runs the job's statements; events it pushes are reported after the
-    /// commit, or dropped if the job or the batch fails.
-    fn run(&mut self, conn: &Connection, events: &mut Vec<RelayEvent>) -> Step;
+    /// Runs the job's statements; events it pushes are published on the bus
+    /// after the commit, or dropped if the job or the batch fails.
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>) -> Step;
     /// Answers the caller: with the job's own result if the batch committed,
     /// else with the batch's error.
     fn finish(self: Box<Self>, batch: &StoreResult<()>);
@@ -54,9 +53,9 @@ struct Call<T, F> {
 impl<T, F> Job for Call<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection, &mut Vec<RelayEvent>) -> StoreResult<T> + Send,
+    F: FnOnce(&Connection, &mut Vec<Event>) -> StoreResult<T> + Send,
 {
-    fn run(&mut self, conn: &Connection, events: &mut Vec<RelayEvent>) -> Step {
+    fn run(&mut self, conn: &Connection, events: &mut Vec<Event>) -> Step {
         let Some(work) = self.work.take() else { return Step::Done };
         let before = conn.total_changes();
         let result = work(conn, events);
@@ -103,7 +102,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection, events: Arc<dyn RelayEvents>, stats: CommitMetrics) -> Self {
+    pub(crate) fn start(conn: Connection, events: Bus, stats: CommitMetrics) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -116,7 +115,7 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<RelayEvent>) -> StoreResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Event>) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Call { work: Some(work), result: None, reply: Some(reply) };
@@ -129,7 +128,7 @@ impl Writer {
     /// queue is full it waits in a task of its own rather than be dropped.
     pub(crate) fn submit<F>(&self, work: F)
     where
-        F: FnOnce(&Connection, &mut Vec<RelayEvent>) -> StoreResult<()> + Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Event>) -> StoreResult<()> + Send + 'static,
     {
         let job = Command::Job(Box::new(Call::<(), F> { work: Some(work), result: None, reply: None }));
         match self.tx.try_send(job) {
@@ -151,7 +150,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn RelayEvents>, stats: CommitMetrics) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Bus, stats: CommitMetrics) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut stop = false;
     while !stop {
@@ -171,7 +170,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn Re
         }
         let started = Instant::now();
         let size = jobs.len();
-        commit_batch(&mut conn, &mut jobs, events.as_ref());
+        commit_batch(&mut conn, &mut jobs, &events);
         stats.observe(size, started);
     }
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
@@ -179,7 +178,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Arc<dyn Re
     }
 }
 
-fn commit_batch(conn: &mut Connection, jobs: &mut Vec<Box<dyn Job>>, sink: &dyn RelayEvents) {
+fn commit_batch(conn: &mut Connection, jobs: &mut Vec<Box<dyn Job>>, bus: &Bus) {
     let mut events = Vec::new();
     let outcome = run_in_transaction(conn, jobs, &mut events);
     if let Err(err) = &outcome {
@@ -189,16 +188,10 @@ fn commit_batch(conn: &mut Connection, jobs: &mut Vec<Box<dyn Job>>, sink: &dyn 
     for job in jobs.drain(..) {
         job.finish(&outcome);
     }
-    for event in events {
-        sink.emit(event);
-    }
+    bus.publish(events);
 }
 
-fn run_in_transaction(
-    conn: &mut Connection,
-    jobs: &mut [Box<dyn Job>],
-    events: &mut Vec<RelayEvent>,
-) -> StoreResult<()> {
+fn run_in_transaction(conn: &mut Connection, jobs: &mut [Box<dyn Job>], events: &mut Vec<Event>) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(from_sqlite)?;
     let mut job_events = Vec::new();
     for job in jobs.iter_mut() {
@@ -220,22 +213,23 @@ fn run_in_transaction(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
+    use relayhub_core::bus::{Delivery, Topic};
     use relayhub_core::error::ErrorCode;
-    use relayhub_core::ids::LicensePk;
 
     use super::*;
 
-    /// Collects what a batch reports.
-    #[derive(Default)]
-    struct Seen(Mutex<Vec<i64>>);
+    /// A row a job wrote, announced after the commit.
+    struct Wrote(i64);
 
-    impl RelayEvents for Seen {
-        fn emit(&self, event: RelayEvent) {
-            if let RelayEvent::Published { license } = event {
-                self.0.lock().unwrap().push(license.0);
-            }
+    impl Topic for Wrote {
+        const NAME: &'static str = "test";
+        fn encode(&self) -> Option<String> {
+            None
+        }
+        fn decode(_: &str) -> Option<Self> {
+            None
         }
     }
 
@@ -244,10 +238,10 @@ mod tests {
     /// A job that inserts `n`, reports it, and then refuses if `refuse`.
     fn job(n: i64, write: bool, refuse: bool) -> (Box<dyn Job>, Reply) {
         let (reply, answer) = oneshot::channel();
-        let work = move |conn: &Connection, events: &mut Vec<RelayEvent>| {
+        let work = move |conn: &Connection, events: &mut Vec<Event>| {
             if write {
                 conn.execute("INSERT INTO t VALUES (?1)", [n]).map_err(from_sqlite)?;
-                events.push(RelayEvent::Published { license: LicensePk(n) });
+                events.push(Event::new(Wrote(n)));
             }
             if refuse {
                 return Err(StoreError::rejected(ErrorCode::QueueFull, "full"));
@@ -264,10 +258,18 @@ mod tests {
 
     fn run_batch(conn: &mut Connection, jobs: Vec<(Box<dyn Job>, Reply)>) -> (Vec<StoreResult<()>>, Vec<i64>) {
         let (mut jobs, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let seen = Seen::default();
-        commit_batch(conn, &mut jobs, &seen);
+        let bus = Bus::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        bus.subscribe::<Wrote>(move |d| {
+            if let Delivery::Event(Wrote(n)) = d {
+                log.lock().unwrap().push(*n);
+            }
+        });
+        commit_batch(conn, &mut jobs, &bus);
         let results = answers.into_iter().map(|mut a| a.try_recv().expect("every job is answered")).collect();
-        (results, seen.0.into_inner().unwrap())
+        let seen = seen.lock().unwrap().clone();
+        (results, seen)
     }
 
     #[test]

@@ -77,6 +77,14 @@ struct Inner {
     connections: Family<KindLabel, Gauge>,
 }
 
+/// Connection ids start at a random multiple of 2^32, so that ids of
+/// sockets on different nodes sharing a database do not collide (signaling
+/// addresses sockets across nodes by id). Below 2^63: stored as `BIGINT`.
+fn first_conn_id() -> u64 {
+    let node: u32 = rand::random::<u32>() >> 1;
+    (u64::from(node) << 32) | 1
+}
+
 /// The node's WebSocket gateway. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
@@ -92,7 +100,7 @@ impl Gateway {
                 config,
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
-                next_id: AtomicU64::new(1),
+                next_id: AtomicU64::new(first_conn_id()),
                 connections,
             }),
         }

@@ -1,8 +1,9 @@
 //! Queueing, group-committed: the calls waiting when a batch starts are
-//! checked one after the other, in order, against the devices' state (as if
-//! each ran alone — a refused call changes nothing), and then all accepted
-//! messages are written with a handful of set-based statements in one
-//! transaction:
+//! decided one after the other, in order, by the shared rule
+//! ([`relayhub_relay::plan`]) on one snapshot of the devices' state (each
+//! as if it ran alone — a refused call changes nothing), and then all
+//! accepted messages are written with a handful of set-based statements in
+//! one transaction:
 //!
 //! 1. lock the named devices (`FOR UPDATE`, in pk order: seq numbers are
 //!    handed out under this lock, so commit order is seq order on every node);
@@ -17,21 +18,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use relayhub_core::error::ErrorCode;
+use relayhub_core::bus::Event;
 use relayhub_core::identity::License;
-use relayhub_core::ids::DevicePk;
+use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{Enqueued, NewMessage, QueuedMessage, SharedMessage};
+use relayhub_relay::plan::{Head, Keyed, Plan, Snapshot, plan};
 use relayhub_relay::store::RelayEvent;
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
-use super::devices::device_limit;
 use crate::Ctx;
+use crate::devices;
 use crate::error::SqlResult;
-use crate::notify::{self, Wire};
+use crate::notify;
 use crate::time::at;
 
 /// One producer call.
@@ -42,40 +43,6 @@ pub(crate) struct EnqueueJob {
     pub reply: oneshot::Sender<StoreResult<Vec<Enqueued>>>,
 }
 
-/// A device as the batch sees it.
-#[derive(Debug, Clone)]
-struct Target {
-    /// `None` until a device bound by this batch is inserted.
-    pk: Option<i64>,
-    license: i64,
-    next_seq: i64,
-    pending: i64,
-    added: i64,
-}
-
-#[derive(Debug, Clone)]
-enum Key {
-    /// A stored message: its id, seq and fingerprint.
-    Stored(Uuid, i64, Vec<u8>),
-    /// A message of this batch.
-    Batch(Uuid, i64, [u8; 32]),
-}
-
-/// A message accepted by the simulation, to be inserted.
-struct Accepted {
-    id: Uuid,
-    device: String,
-    seq: i64,
-    message: NewMessage,
-    fingerprint: Option<[u8; 32]>,
-}
-
-struct Plan {
-    targets: HashMap<String, Target>,
-    rows: Vec<Accepted>,
-    answers: Vec<StoreResult<Vec<Enqueued>>>,
-}
-
 pub(crate) async fn run(ctx: &Ctx, jobs: Vec<EnqueueJob>) {
     let (answers, events) = match ctx.retrying(|| attempt(ctx, &jobs)).await {
         Ok(done) => done,
@@ -84,56 +51,69 @@ pub(crate) async fn run(ctx: &Ctx, jobs: Vec<EnqueueJob>) {
     for (job, answer) in jobs.into_iter().zip(answers) {
         let _ = job.reply.send(answer);
     }
-    for event in events {
-        ctx.events.emit(event);
-    }
+    ctx.bus.publish(events);
 }
 
-type Done = (Vec<StoreResult<Vec<Enqueued>>>, Vec<RelayEvent>);
+type Done = (Vec<StoreResult<Vec<Enqueued>>>, Vec<Event>);
 
 async fn attempt(ctx: &Ctx, jobs: &[EnqueueJob]) -> StoreResult<Done> {
     let mut tx = ctx.pool.begin().await.sql()?;
-    let mut names: Vec<String> =
-        jobs.iter().flat_map(|j| j.messages.iter().map(|m| m.device_id.as_str().to_owned())).collect();
-    names.sort_unstable();
-    names.dedup();
-    let rows = sqlx::query(
-        "SELECT pk, device_id, license_pk, next_seq, pending FROM devices
-         WHERE device_id = ANY($1) ORDER BY pk FOR UPDATE",
-    )
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await
-    .sql()?;
-    let mut targets = HashMap::new();
-    for r in &rows {
-        let name: String = r.try_get("device_id").sql()?;
-        targets.insert(
-            name,
-            Target {
-                pk: Some(r.try_get("pk").sql()?),
-                license: r.try_get("license_pk").sql()?,
-                next_seq: r.try_get("next_seq").sql()?,
-                pending: r.try_get("pending").sql()?,
-                added: 0,
-            },
-        );
-    }
+    let mut snapshot = snapshot(&mut tx, jobs).await?;
+    let plans: Vec<Result<Plan, StoreError>> = jobs
+        .iter()
+        .map(|job| plan(&mut snapshot, &job.license, &job.messages, job.queue_limit).map_err(StoreError::Rejected))
+        .collect();
 
-    let keys = stored_keys(&mut tx, jobs).await?;
-    let counts = device_counts(&mut tx, jobs, &targets).await?;
-    let plan = simulate(jobs, targets, keys, counts);
+    // Bind the new devices and learn their pks.
+    let mut pks: HashMap<DeviceId, DevicePk> =
+        snapshot.heads.iter().filter_map(|(id, head)| Some((id.clone(), head.pk?))).collect();
+    let binds: Vec<(DeviceId, LicensePk)> = jobs
+        .iter()
+        .zip(&plans)
+        .filter_map(|(job, plan)| Some(plan.as_ref().ok()?.binds.iter().map(|d| (d.clone(), job.license.pk))))
+        .flatten()
+        .collect();
+    insert_devices(&mut tx, &binds, &mut pks).await?;
 
-    let mut targets = plan.targets;
-    insert_devices(&mut tx, &mut targets).await?;
     let now = Utc::now();
-    insert_messages(&mut tx, &plan.rows, &targets, now).await?;
-    let mut changed: Vec<(i64, i64, i64)> =
-        targets.values().filter(|t| t.added > 0).filter_map(|t| t.pk.map(|pk| (pk, t.next_seq, t.added))).collect();
+    let created = Timestamp::from_millis(now.timestamp_millis());
+    let mut rows = Rows::default();
+    let mut queued: Vec<(DevicePk, i64, Vec<SharedMessage>)> = Vec::new();
+    let mut slot: HashMap<DevicePk, usize> = HashMap::new();
+    for (job, plan) in jobs.iter().zip(&plans) {
+        let Ok(plan) = plan else { continue };
+        for insert in &plan.inserts {
+            let message = &job.messages[insert.index];
+            let pk = *pks.get(&message.device_id).ok_or_else(|| StoreError::Internal("a device has no pk".into()))?;
+            rows.push(job.license.pk, pk, insert.id, insert.seq, message);
+            let shared = Arc::new(QueuedMessage {
+                id: insert.id,
+                seq: insert.seq,
+                created_at: created,
+                expires_at: message.expires_at,
+                data: message.data.clone(),
+            });
+            match slot.get(&pk) {
+                Some(&at) => queued[at].2.push(shared),
+                None => {
+                    slot.insert(pk, queued.len());
+                    queued.push((pk, insert.seq, vec![shared]));
+                }
+            }
+        }
+    }
+    rows.insert(&mut tx, now).await?;
+
+    // Advance the queues the batch added to, from the snapshot's final heads.
+    let mut changed: Vec<(i64, i64, i64)> = pks
+        .iter()
+        .filter(|(_, pk)| slot.contains_key(pk))
+        .filter_map(|(id, pk)| snapshot.heads.get(id).map(|head| (pk.0, head.next_seq, head.pending)))
+        .collect();
     changed.sort_unstable();
     sqlx::query(
-        "UPDATE devices d SET next_seq = t.next_seq, pending = d.pending + t.added
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(pk, next_seq, added) WHERE d.pk = t.pk",
+        "UPDATE devices d SET next_seq = t.next_seq, pending = t.pending
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(pk, next_seq, pending) WHERE d.pk = t.pk",
     )
     .bind(changed.iter().map(|c| c.0).collect::<Vec<_>>())
     .bind(changed.iter().map(|c| c.1).collect::<Vec<_>>())
@@ -141,272 +121,163 @@ async fn attempt(ctx: &Ctx, jobs: &[EnqueueJob]) -> StoreResult<Done> {
     .execute(&mut *tx)
     .await
     .sql()?;
-    let wires: Vec<Wire> = changed.iter().map(|c| Wire::Queued(DevicePk(c.0))).collect();
-    notify::send(&mut tx, &ctx.node, &wires).await?;
-    tx.commit().await.sql()?;
 
-    // Committed: the local hub gets the messages themselves, in seq order.
-    let created = Timestamp::from_millis(now.timestamp_millis());
-    let mut per_device: HashMap<i64, Vec<SharedMessage>> = HashMap::new();
-    let mut order = Vec::new();
-    for row in plan.rows {
-        let Some(pk) = targets.get(&row.device).and_then(|t| t.pk) else { continue };
-        let queue = per_device.entry(pk).or_insert_with(|| {
-            order.push(pk);
-            Vec::new()
-        });
-        queue.push(Arc::new(QueuedMessage {
-            id: row.id,
-            seq: row.seq,
-            created_at: created,
-            expires_at: row.message.expires_at,
-            data: row.message.data,
-        }));
-    }
-    let events = order
+    // Committed, the local bus gets the messages themselves, in seq order.
+    let events: Vec<Event> = queued
         .into_iter()
-        .filter_map(|pk| {
-            let messages = per_device.remove(&pk)?;
-            let first_seq = messages.first()?.seq;
-            Some(RelayEvent::Queued { device: DevicePk(pk), first_seq, messages })
-        })
+        .map(|(device, first_seq, messages)| Event::new(RelayEvent::Queued { device, first_seq, messages }))
         .collect();
-    Ok((plan.answers, events))
+    notify::send(&mut tx, &ctx.node, &events).await?;
+    tx.commit().await.sql()?;
+    let answers = plans.into_iter().map(|plan| plan.map(|p| p.answers)).collect();
+    Ok((answers, events))
 }
 
-/// Stored messages with the idempotency keys the batch uses.
-async fn stored_keys(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    jobs: &[EnqueueJob],
-) -> StoreResult<HashMap<(i64, String), Key>> {
+/// What the batch's calls need to be decided: the named devices (locked
+/// `FOR UPDATE` in pk order: seq numbers are handed out under this lock, so
+/// commit order is seq order on every node), the stored messages with the
+/// calls' idempotency keys, and the device counts of licenses with a limit
+/// that bind devices (their rows locked, so that no other node binds
+/// meanwhile).
+async fn snapshot(tx: &mut Transaction<'_, Postgres>, jobs: &[EnqueueJob]) -> StoreResult<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    let mut names: Vec<&str> = jobs.iter().flat_map(|j| j.messages.iter().map(|m| m.device_id.as_str())).collect();
+    names.sort_unstable();
+    names.dedup();
+    let rows = sqlx::query(
+        "SELECT pk, device_id, license_pk, next_seq, pending FROM devices
+         WHERE device_id = ANY($1) ORDER BY pk FOR UPDATE",
+    )
+    .bind(&names)
+    .fetch_all(&mut **tx)
+    .await
+    .sql()?;
+    for r in &rows {
+        let name: String = r.try_get("device_id").sql()?;
+        let id = DeviceId::parse(&name).map_err(|e| StoreError::Internal(e.message))?;
+        snapshot.heads.insert(
+            id,
+            Head {
+                pk: Some(DevicePk(r.try_get("pk").sql()?)),
+                license: LicensePk(r.try_get("license_pk").sql()?),
+                next_seq: r.try_get("next_seq").sql()?,
+                pending: r.try_get("pending").sql()?,
+            },
+        );
+    }
+
     let (licenses, keys): (Vec<i64>, Vec<String>) = jobs
         .iter()
         .flat_map(|j| j.messages.iter().filter_map(|m| Some((j.license.pk.0, m.idempotency_key.clone()?))))
         .unzip();
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query(
-        "SELECT m.license_pk, m.idem_key, m.id, m.seq, m.idem_hash FROM messages m
-         JOIN unnest($1::bigint[], $2::text[]) AS k(license_pk, idem_key)
-           ON m.license_pk = k.license_pk AND m.idem_key = k.idem_key",
-    )
-    .bind(&licenses)
-    .bind(&keys)
-    .fetch_all(&mut **tx)
-    .await
-    .sql()?;
-    let mut out = HashMap::new();
-    for r in rows {
-        let key = (r.try_get("license_pk").sql()?, r.try_get("idem_key").sql()?);
-        out.insert(key, Key::Stored(r.try_get("id").sql()?, r.try_get("seq").sql()?, r.try_get("idem_hash").sql()?));
-    }
-    Ok(out)
-}
-
-/// Devices per license, for licenses with a limit that bind new devices
-/// here; their rows are locked so that no other node binds meanwhile.
-async fn device_counts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    jobs: &[EnqueueJob],
-    known: &HashMap<String, Target>,
-) -> StoreResult<HashMap<i64, i64>> {
-    let mut licenses: Vec<i64> = jobs
-        .iter()
-        .filter(|j| j.license.max_devices.is_some())
-        .filter(|j| j.messages.iter().any(|m| !known.contains_key(m.device_id.as_str())))
-        .map(|j| j.license.pk.0)
-        .collect();
-    licenses.sort_unstable();
-    licenses.dedup();
-    if licenses.is_empty() {
-        return Ok(HashMap::new());
-    }
-    sqlx::query("SELECT 1 FROM licenses WHERE pk = ANY($1) ORDER BY pk FOR UPDATE")
+    if !keys.is_empty() {
+        let rows = sqlx::query(
+            "SELECT m.license_pk, m.idem_key, m.id, m.seq, m.idem_hash FROM messages m
+             JOIN unnest($1::bigint[], $2::text[]) AS k(license_pk, idem_key)
+               ON m.license_pk = k.license_pk AND m.idem_key = k.idem_key",
+        )
         .bind(&licenses)
-        .execute(&mut **tx)
-        .await
-        .sql()?;
-    let rows = sqlx::query("SELECT license_pk, count(*) FROM devices WHERE license_pk = ANY($1) GROUP BY license_pk")
-        .bind(&licenses)
+        .bind(&keys)
         .fetch_all(&mut **tx)
         .await
         .sql()?;
-    let mut counts: HashMap<i64, i64> = licenses.iter().map(|l| (*l, 0)).collect();
-    for r in rows {
-        counts.insert(r.try_get(0).sql()?, r.try_get(1).sql()?);
-    }
-    Ok(counts)
-}
-
-/// Decides every call in order, as if each ran alone.
-fn simulate(
-    jobs: &[EnqueueJob],
-    mut targets: HashMap<String, Target>,
-    mut keys: HashMap<(i64, String), Key>,
-    mut counts: HashMap<i64, i64>,
-) -> Plan {
-    let mut rows = Vec::new();
-    let mut answers = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        // Work on copies; keep them only if the whole call is accepted.
-        let (mut t, mut k, mut c) = (HashMap::<String, Target>::new(), HashMap::new(), HashMap::new());
-        let mut new_rows = Vec::new();
-        let mut answer = Vec::with_capacity(job.messages.len());
-        let lic = job.license.pk.0;
-        let decided: StoreResult<()> = (|| {
-            for message in &job.messages {
-                let name = message.device_id.as_str();
-                if !t.contains_key(name) {
-                    let target = match targets.get(name) {
-                        Some(known) => known.clone(),
-                        None => {
-                            let used = c.entry(lic).or_insert_with(|| counts.get(&lic).copied().unwrap_or(0));
-                            if let Some(max) = job.license.max_devices
-                                && *used >= i64::from(max)
-                            {
-                                return Err(device_limit(&job.license, max));
-                            }
-                            *used += 1;
-                            Target { pk: None, license: lic, next_seq: 1, pending: 0, added: 0 }
-                        }
-                    };
-                    t.insert(name.to_owned(), target);
-                }
-                let target = t.get_mut(name).expect("just inserted");
-                if target.license != lic {
-                    return Err(super::devices::not_found(&message.device_id));
-                }
-                let fingerprint = message.idempotency_key.as_ref().map(|_| message.fingerprint());
-                if let (Some(key), Some(fp)) = (&message.idempotency_key, fingerprint) {
-                    let slot = (lic, key.clone());
-                    let earlier = k.get(&slot).or_else(|| keys.get(&slot)).cloned();
-                    match earlier {
-                        Some(Key::Stored(id, seq, stored)) if stored.as_slice() == fp.as_slice() => {
-                            answer.push(Enqueued { id, seq, replayed: true });
-                            continue;
-                        }
-                        Some(Key::Batch(id, seq, first)) if first == fp => {
-                            answer.push(Enqueued { id, seq, replayed: true });
-                            continue;
-                        }
-                        Some(_) => {
-                            return Err(StoreError::rejected(
-                                ErrorCode::IdempotencyKeyReused,
-                                format!("idempotency key {key:?} was used for a different message"),
-                            ));
-                        }
-                        None => {}
-                    }
-                }
-                if target.pending + 1 > i64::from(job.queue_limit) {
-                    return Err(StoreError::rejected(
-                        ErrorCode::QueueFull,
-                        format!("the queue of device {name} is full: {} messages are pending", job.queue_limit),
-                    ));
-                }
-                let (id, seq) = (Uuid::now_v7(), target.next_seq);
-                target.next_seq += 1;
-                target.pending += 1;
-                target.added += 1;
-                if let (Some(key), Some(fp)) = (&message.idempotency_key, fingerprint) {
-                    k.insert((lic, key.clone()), Key::Batch(id, seq, fp));
-                }
-                answer.push(Enqueued { id, seq, replayed: false });
-                new_rows.push((id, name.to_owned(), seq, message.clone(), fingerprint));
-            }
-            Ok(())
-        })();
-        match decided {
-            Ok(()) => {
-                targets.extend(t);
-                keys.extend(k);
-                counts.extend(c);
-                rows.extend(new_rows.into_iter().map(|(id, device, seq, message, fingerprint)| Accepted {
-                    id,
-                    device,
-                    seq,
-                    message,
-                    fingerprint,
-                }));
-                answers.push(Ok(answer));
-            }
-            Err(err) => answers.push(Err(err)),
+        for r in rows {
+            let key = (LicensePk(r.try_get("license_pk").sql()?), r.try_get("idem_key").sql()?);
+            let keyed = Keyed {
+                id: r.try_get("id").sql()?,
+                seq: r.try_get("seq").sql()?,
+                fingerprint: r.try_get("idem_hash").sql()?,
+            };
+            snapshot.keys.insert(key, keyed);
         }
     }
-    Plan { targets, rows, answers }
+
+    let mut limited: Vec<LicensePk> =
+        jobs.iter().filter(|j| snapshot.needs_count(&j.license, &j.messages)).map(|j| j.license.pk).collect();
+    limited.sort_unstable();
+    limited.dedup();
+    for license in limited {
+        let used = devices::lock_and_count(tx, license).await?;
+        snapshot.bound.insert(license, used);
+    }
+    Ok(snapshot)
 }
 
 /// Inserts the devices bound by this batch and learns their pks.
 async fn insert_devices(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    targets: &mut HashMap<String, Target>,
+    tx: &mut Transaction<'_, Postgres>,
+    binds: &[(DeviceId, LicensePk)],
+    pks: &mut HashMap<DeviceId, DevicePk>,
 ) -> StoreResult<()> {
-    let new: Vec<(String, i64)> =
-        targets.iter().filter(|(_, t)| t.pk.is_none()).map(|(n, t)| (n.clone(), t.license)).collect();
-    if new.is_empty() {
+    if binds.is_empty() {
         return Ok(());
     }
     // A unique violation here means another node bound one of them since
-    // step 1: the whole batch is retried and sees it.
+    // the snapshot: the whole batch is retried and sees it.
     let rows = sqlx::query(
         "INSERT INTO devices (device_id, license_pk, bound_at)
          SELECT n, l, now() FROM unnest($1::text[], $2::bigint[]) AS t(n, l) RETURNING pk, device_id",
     )
-    .bind(new.iter().map(|n| n.0.clone()).collect::<Vec<_>>())
-    .bind(new.iter().map(|n| n.1).collect::<Vec<_>>())
+    .bind(binds.iter().map(|b| b.0.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(binds.iter().map(|b| b.1.0).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await
     .sql()?;
     for r in rows {
         let name: String = r.try_get("device_id").sql()?;
-        if let Some(target) = targets.get_mut(&name) {
-            target.pk = Some(r.try_get("pk").sql()?);
-        }
+        let id = DeviceId::parse(&name).map_err(|e| StoreError::Internal(e.message))?;
+        pks.insert(id, DevicePk(r.try_get("pk").sql()?));
     }
     Ok(())
 }
 
-async fn insert_messages(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    rows: &[Accepted],
-    targets: &HashMap<String, Target>,
-    now: chrono::DateTime<Utc>,
-) -> StoreResult<()> {
-    if rows.is_empty() {
-        return Ok(());
+/// The batch's new messages, as columns for one `INSERT … unnest`.
+#[derive(Default)]
+struct Rows {
+    ids: Vec<uuid::Uuid>,
+    licenses: Vec<i64>,
+    devices: Vec<i64>,
+    seqs: Vec<i64>,
+    data: Vec<String>,
+    expires: Vec<Option<chrono::DateTime<Utc>>>,
+    keys: Vec<Option<String>>,
+    hashes: Vec<Option<Vec<u8>>>,
+}
+
+impl Rows {
+    fn push(&mut self, license: LicensePk, device: DevicePk, id: uuid::Uuid, seq: i64, message: &NewMessage) {
+        self.ids.push(id);
+        self.licenses.push(license.0);
+        self.devices.push(device.0);
+        self.seqs.push(seq);
+        self.data.push(message.data.get().to_owned());
+        self.expires.push(message.expires_at.map(at));
+        self.keys.push(message.idempotency_key.clone());
+        self.hashes.push(message.idempotency_key.as_ref().map(|_| message.fingerprint().to_vec()));
     }
-    let mut ids = Vec::with_capacity(rows.len());
-    let (mut licenses, mut devices, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut data, mut expires, mut keys, mut hashes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for row in rows {
-        let target = &targets[&row.device];
-        ids.push(row.id);
-        licenses.push(target.license);
-        devices.push(target.pk.ok_or_else(|| StoreError::Internal("a bound device has no pk".into()))?);
-        seqs.push(row.seq);
-        data.push(row.message.data.get().to_owned());
-        expires.push(row.message.expires_at.map(at));
-        keys.push(row.message.idempotency_key.clone());
-        hashes.push(row.fingerprint.map(|f| f.to_vec()));
+
+    async fn insert(self, tx: &mut Transaction<'_, Postgres>, now: chrono::DateTime<Utc>) -> StoreResult<()> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO messages (id, license_pk, device_pk, seq, status, data, created_at, updated_at, expires_at, idem_key, idem_hash)
+             SELECT id, lic, dev, seq, 0, data::jsonb, $6, $6, exp, k, h
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                         $7::timestamptz[], $8::text[], $9::bytea[]) AS t(id, lic, dev, seq, data, exp, k, h)",
+        )
+        .bind(self.ids)
+        .bind(self.licenses)
+        .bind(self.devices)
+        .bind(self.seqs)
+        .bind(self.data)
+        .bind(now)
+        .bind(self.expires)
+        .bind(self.keys)
+        .bind(self.hashes)
+        .execute(&mut **tx)
+        .await
+        .sql()?;
+        Ok(())
     }
-    sqlx::query(
-        "INSERT INTO messages (id, license_pk, device_pk, seq, status, data, created_at, updated_at, expires_at, idem_key, idem_hash)
-         SELECT id, lic, dev, seq, 0, data::jsonb, $6, $6, exp, k, h
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
-                     $7::timestamptz[], $8::text[], $9::bytea[]) AS t(id, lic, dev, seq, data, exp, k, h)",
-    )
-    .bind(ids)
-    .bind(licenses)
-    .bind(devices)
-    .bind(seqs)
-    .bind(data)
-    .bind(now)
-    .bind(expires)
-    .bind(keys)
-    .bind(hashes)
-    .execute(&mut **tx)
-    .await
-    .sql()?;
-    Ok(())
 }

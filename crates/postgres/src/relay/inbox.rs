@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::Ctx;
 use crate::error::SqlResult;
-use crate::notify::{self, Wire};
 use crate::time::time;
+use relayhub_core::bus::Event;
 
 /// One device's publish.
 pub(crate) struct PublishJob {
@@ -31,9 +31,7 @@ pub(crate) async fn run(ctx: &Ctx, jobs: Vec<PublishJob>) {
             for (job, answer) in jobs.into_iter().zip(answers) {
                 let _ = job.reply.send(Ok(answer));
             }
-            for license in licenses {
-                ctx.events.emit(RelayEvent::Published { license });
-            }
+            ctx.bus.publish(licenses.into_iter().map(|license| Event::new(RelayEvent::Published { license })));
         }
         Err(err) => {
             for job in jobs {
@@ -110,8 +108,8 @@ async fn attempt(ctx: &Ctx, jobs: &[PublishJob]) -> StoreResult<(Vec<Vec<Publish
         }
         answers.push(answer);
     }
-    let wires: Vec<Wire> = touched.iter().map(|l| Wire::Published(*l)).collect();
-    notify::send(&mut tx, &ctx.node, &wires).await?;
+    let events: Vec<Event> = touched.iter().map(|&license| Event::new(RelayEvent::Published { license })).collect();
+    crate::notify::send(&mut tx, &ctx.node, &events).await?;
     tx.commit().await.sql()?;
     Ok((answers, touched))
 }

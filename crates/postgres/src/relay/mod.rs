@@ -1,9 +1,8 @@
-//! [`RelayStore`] and [`SettingsStore`] on PostgreSQL. The hot paths
-//! (queueing, bookkeeping, publishing) are group-committed batches; the rest
-//! are short transactions of their own.
+//! The relay's store traits on PostgreSQL. The hot paths (queueing,
+//! bookkeeping, publishing) are group-committed batches; the rest are short
+//! transactions of their own.
 
 mod books;
-mod devices;
 mod enqueue;
 mod inbox;
 mod queue;
@@ -13,27 +12,43 @@ pub(crate) use books::{BookJob, run as books_run};
 pub(crate) use enqueue::{EnqueueJob, run as enqueue_run};
 pub(crate) use inbox::{PublishJob, run as publish_run};
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use relayhub_core::gateway::ConnId;
+use relayhub_core::backend::Stores;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{
-    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
-    Published, Receipt, SharedMessage, SweepReport,
+    AckOutcome, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage, Published, Receipt,
+    SharedMessage, SweepReport,
 };
 use relayhub_relay::settings::{Outcome, Proposal, Settings, SettingsStore, Target};
-use relayhub_relay::store::{RelayEvent, RelayStore};
+use relayhub_relay::store::{InboxStore, QueueStore};
+use sqlx::{Postgres, Transaction};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use self::devices::Purpose;
 use crate::PgStore;
+use crate::devices;
 use crate::error::SqlResult;
-use crate::notify::{self, Wire};
+
+/// Offers the relay's store traits.
+pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
+    stores.provide::<dyn QueueStore>(store.clone());
+    stores.provide::<dyn InboxStore>(store.clone());
+    stores.provide::<dyn SettingsStore>(store.clone());
+}
+
+/// Before a device is unbound: its queue, idempotency keys and settings go.
+pub(crate) async fn forget_device(tx: &mut Transaction<'_, Postgres>, device: DevicePk) -> StoreResult<()> {
+    settings::forget_device(tx, device).await?;
+    sqlx::query("DELETE FROM messages WHERE device_pk = $1").bind(device.0).execute(&mut **tx).await.sql()?;
+    Ok(())
+}
 
 async fn answer<T>(submitted: bool, reply: oneshot::Receiver<StoreResult<T>>) -> StoreResult<T> {
     if !submitted {
@@ -42,26 +57,8 @@ async fn answer<T>(submitted: bool, reply: oneshot::Receiver<StoreResult<T>>) ->
     reply.await.map_err(|_| StoreError::Closed)?
 }
 
-impl PgStore {
-    /// Commits `events` to the other nodes with the transaction, and to this
-    /// node's hub once committed.
-    async fn commit_with(
-        &self,
-        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-        events: Vec<(RelayEvent, Wire)>,
-    ) -> StoreResult<()> {
-        let wires: Vec<Wire> = events.iter().map(|(_, w)| *w).collect();
-        notify::send(&mut tx, &self.ctx.node, &wires).await?;
-        tx.commit().await.sql()?;
-        for (event, _) in events {
-            self.ctx.events.emit(event);
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
-impl RelayStore for PgStore {
+impl QueueStore for PgStore {
     async fn enqueue(
         &self,
         license: &License,
@@ -82,99 +79,12 @@ impl RelayStore for PgStore {
         queue::pending(&self.ctx.pool, license, device, page).await
     }
 
+    async fn pending_counts(&self, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>> {
+        queue::pending_counts(&self.ctx.pool, devices).await
+    }
+
     async fn receipt(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
         queue::receipt(&self.ctx.pool, license, id).await
-    }
-
-    async fn bind(&self, license: &License, device: &DeviceId) -> StoreResult<(DeviceInfo, bool)> {
-        let mut tx = self.ctx.pool.begin().await.sql()?;
-        let (_, created) = devices::resolve_or_bind(&mut tx, license, device, Purpose::Queue).await?;
-        let info = devices::info(&mut *tx, license.pk, device).await?.ok_or_else(|| devices::not_found(device))?;
-        tx.commit().await.sql()?;
-        Ok((info, created))
-    }
-
-    async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<()> {
-        let mut tx = self.ctx.pool.begin().await.sql()?;
-        let pk = devices::owned(&mut *tx, license, device).await?.ok_or_else(|| devices::not_found(device))?;
-        sqlx::query("SELECT 1 FROM devices WHERE pk = $1 FOR UPDATE").bind(pk.0).execute(&mut *tx).await.sql()?;
-        settings::forget_device(&mut tx, pk).await?;
-        sqlx::query("DELETE FROM messages WHERE device_pk = $1").bind(pk.0).execute(&mut *tx).await.sql()?;
-        sqlx::query("DELETE FROM devices WHERE pk = $1").bind(pk.0).execute(&mut *tx).await.sql()?;
-        self.commit_with(tx, vec![(RelayEvent::Unbound { device: pk }, Wire::Unbound(pk))]).await
-    }
-
-    async fn device(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceInfo>> {
-        devices::info(&self.ctx.pool, license, device).await
-    }
-
-    async fn devices(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceInfo>> {
-        devices::list(&self.ctx.pool, license, page).await
-    }
-
-    async fn device_count(&self, license: LicensePk) -> StoreResult<u64> {
-        devices::count(&self.ctx.pool, license).await
-    }
-
-    async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<Connected> {
-        let connected = |row: devices::DeviceRow| Connected {
-            device: DeviceRef { pk: row.pk, license: license.pk, device_id: device.clone() },
-            pending: row.pending.max(0) as u64,
-        };
-        // Reconnects of bound devices, by far the common case, need no write.
-        match devices::find(&self.ctx.pool, device).await? {
-            Some(row) if row.license == license.pk => return Ok(connected(row)),
-            Some(_) => return Err(devices::bound_elsewhere(device)),
-            None => {}
-        }
-        let mut tx = self.ctx.pool.begin().await.sql()?;
-        let (row, _) = devices::resolve_or_bind(&mut tx, license, device, Purpose::Connect).await?;
-        tx.commit().await.sql()?;
-        Ok(connected(row))
-    }
-
-    async fn set_online(&self, device: DevicePk, conn: ConnId) -> StoreResult<()> {
-        let mut tx = self.ctx.pool.begin().await.sql()?;
-        sqlx::query(
-            "UPDATE devices SET online_node = $2, online_conn = $3, active = true, last_seen = now() WHERE pk = $1",
-        )
-        .bind(device.0)
-        .bind(self.ctx.node.as_ref())
-        .bind(conn.0 as i64)
-        .execute(&mut *tx)
-        .await
-        .sql()?;
-        // Other nodes close their older connection of this device.
-        notify::send(&mut tx, &self.ctx.node, &[Wire::Connected(device)]).await?;
-        tx.commit().await.sql()
-    }
-
-    fn set_offline(&self, device: DevicePk, conn: ConnId) {
-        let (pool, node) = (self.ctx.pool.clone(), self.ctx.node.clone());
-        tokio::spawn(async move {
-            let done = sqlx::query(
-                "UPDATE devices SET online_node = NULL, online_conn = NULL, last_seen = now()
-                 WHERE pk = $1 AND online_node = $2 AND online_conn = $3",
-            )
-            .bind(device.0)
-            .bind(node.as_ref())
-            .bind(conn.0 as i64)
-            .execute(&pool)
-            .await;
-            if let Err(err) = done {
-                tracing::debug!(%err, "could not record a device offline; its node's heartbeat will");
-            }
-        });
-    }
-
-    async fn is_current_connection(&self, device: DevicePk, conn: ConnId) -> StoreResult<bool> {
-        let holder: Option<(Option<String>, Option<i64>)> =
-            sqlx::query_as("SELECT online_node, online_conn FROM devices WHERE pk = $1")
-                .bind(device.0)
-                .fetch_optional(&self.ctx.pool)
-                .await
-                .sql()?;
-        Ok(matches!(holder, Some((Some(node), Some(c))) if *node == *self.ctx.node && c == conn.0 as i64))
     }
 
     async fn fetch(&self, device: DevicePk, from_seq: i64, limit: usize) -> StoreResult<Vec<SharedMessage>> {
@@ -195,6 +105,17 @@ impl RelayStore for PgStore {
         self.books.submit_detached(BookJob::Expired { device, seqs });
     }
 
+    async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport> {
+        queue::sweep(&self.ctx.pool, now, retention).await
+    }
+
+    async fn total_pending(&self) -> StoreResult<u64> {
+        queue::total_pending(&self.ctx.pool).await
+    }
+}
+
+#[async_trait]
+impl InboxStore for PgStore {
     async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>> {
         let (reply, rx) = oneshot::channel();
         answer(self.publish.submit(PublishJob { device: device.clone(), records, reply }).await, rx).await
@@ -206,22 +127,6 @@ impl RelayStore for PgStore {
 
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64> {
         inbox::ack(&self.ctx.pool, license, &ids).await
-    }
-
-    async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport> {
-        queue::sweep(&self.ctx.pool, now, retention).await
-    }
-
-    async fn start_serving(&self) -> StoreResult<()> {
-        self.join().await
-    }
-
-    async fn total_pending(&self) -> StoreResult<u64> {
-        queue::total_pending(&self.ctx.pool).await
-    }
-
-    async fn close(&self) {
-        self.shutdown().await;
     }
 }
 
@@ -237,17 +142,15 @@ impl SettingsStore for PgStore {
     }
 
     async fn write_settings(&self, target: Target, proposal: Proposal) -> StoreResult<Outcome> {
-        let mut tx = self.ctx.pool.begin().await.sql()?;
-        let device = match target {
-            Target::Device(pk) => pk,
-            Target::BackOffice { license, device } => {
-                devices::resolve_or_bind(&mut tx, &license, &device, Purpose::Queue).await?.0.pk
-            }
-        };
-        let (outcome, changed) = settings::write(&mut tx, device, proposal).await?;
-        let events = changed.iter().map(|s| settings::changed(device, s)).collect();
-        self.commit_with(tx, events).await?;
-        Ok(outcome)
+        self.ctx
+            .retrying(|| async {
+                let mut tx = self.ctx.pool.begin().await.sql()?;
+                let (outcome, changed) = settings::write(&mut tx, target.clone(), proposal.clone()).await?;
+                let events = changed.into_iter().map(|(device, s)| settings::changed(device, &s)).collect();
+                self.ctx.commit_with(tx, events).await?;
+                Ok(outcome)
+            })
+            .await
     }
 
     async fn link_account(&self, device: &DeviceRef, account: &str) -> StoreResult<()> {
@@ -260,7 +163,7 @@ impl SettingsStore for PgStore {
             return Ok(None);
         };
         let events = if changed { vec![settings::changed(device.pk, &restored)] } else { Vec::new() };
-        self.commit_with(tx, events).await?;
+        self.ctx.commit_with(tx, events).await?;
         Ok(Some(restored))
     }
 }

@@ -1,5 +1,6 @@
 //! Reading queues and receipts, and housekeeping.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
@@ -11,7 +12,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::devices;
+use crate::devices;
 use crate::error::SqlResult;
 use crate::time::{at, opt_time, time};
 
@@ -167,6 +168,13 @@ pub(crate) async fn sweep(pool: &PgPool, now: Timestamp, retention: std::time::D
     .sql()?;
     tx.commit().await.sql()?;
     Ok(SweepReport { expired: expired.len() as u64, purged: receipts.rows_affected() + records.rows_affected() })
+}
+
+pub(crate) async fn pending_counts(pool: &PgPool, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>> {
+    let pks: Vec<i64> = devices.iter().map(|d| d.0).collect();
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT pk, pending FROM devices WHERE pk = ANY($1)").bind(&pks).fetch_all(pool).await.sql()?;
+    Ok(rows.into_iter().map(|(pk, n)| (DevicePk(pk), n.max(0) as u64)).collect())
 }
 
 pub(crate) async fn total_pending(pool: &PgPool) -> StoreResult<u64> {

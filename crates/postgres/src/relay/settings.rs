@@ -4,15 +4,19 @@
 
 use std::sync::Arc;
 
+use relayhub_core::bus::Event;
+use relayhub_core::devices::{self as rules, Binding, Purpose};
 use relayhub_core::ids::DevicePk;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_relay::model::DeviceRef;
-use relayhub_relay::settings::{Author, Decision, Document, HISTORY, Outcome, Proposal, Settings, decide};
+use relayhub_relay::settings::{
+    Author, Decision, Document, HISTORY, Outcome, Proposal, Settings, Target, decide, restore_onto,
+};
 use relayhub_relay::store::RelayEvent;
 use sqlx::{PgExecutor, Postgres, Row, Transaction};
 
+use crate::devices;
 use crate::error::SqlResult;
-use crate::notify::Wire;
 use crate::time::time;
 
 fn document(raw: &str) -> StoreResult<Document> {
@@ -99,9 +103,10 @@ async fn store(
     Ok(Settings { version, settings: document, updated_at: Some(time(updated)), updated_by: Some(author) })
 }
 
-/// A change, for the local hub and (as a wire) for the other nodes.
-pub(crate) fn changed(device: DevicePk, settings: &Settings) -> (RelayEvent, Wire) {
-    (RelayEvent::Settings { device, settings: Some(Arc::new(settings.clone())) }, Wire::Settings(device))
+/// A change, for this node's connections (with the document) and the
+/// other nodes'.
+pub(crate) fn changed(device: DevicePk, settings: &Settings) -> Event {
+    Event::new(RelayEvent::Settings { device, settings: Some(Arc::new(settings.clone())) })
 }
 
 /// Makes sure the device has a settings row to lock, so that the first
@@ -118,22 +123,55 @@ async fn lock_row(tx: &mut Transaction<'_, Postgres>, device: DevicePk) -> Store
     load(&mut **tx, device, true).await
 }
 
+/// Applies a write; also returns what it stored. A back-office write to a
+/// device not bound yet binds it only if something is stored: a refused
+/// write leaves nothing behind.
 pub(crate) async fn write(
     tx: &mut Transaction<'_, Postgres>,
-    device: DevicePk,
+    target: Target,
     proposal: Proposal,
-) -> StoreResult<(Outcome, Option<Settings>)> {
-    let current = lock_row(tx, device).await?;
-    let base =
-        if proposal.base_version < current.version { base(tx, device, proposal.base_version).await? } else { None };
-    Ok(match decide(&current, base.as_ref(), &proposal) {
-        Decision::Write { document, merged } => {
-            let settings = store(tx, device, current.version + 1, document, proposal.author).await?;
-            (Outcome::Applied { settings: settings.clone(), merged }, Some(settings))
+) -> StoreResult<(Outcome, Option<(DevicePk, Settings)>)> {
+    let device = match &target {
+        Target::Device(pk) => Some(*pk),
+        Target::BackOffice { license, device } => {
+            let held = devices::owner(&mut **tx, device).await?;
+            match rules::resolve(device, held.map(|(_, l)| l), license, Purpose::Queue).map_err(StoreError::Rejected)? {
+                Binding::Bound => held.map(|(pk, _)| pk),
+                Binding::Bind => None,
+            }
         }
-        Decision::Unchanged => (Outcome::Applied { settings: current, merged: false }, None),
-        Decision::Conflict { paths, reason } => (Outcome::Conflict { current, paths, reason }, None),
-    })
+    };
+    let current = match device {
+        Some(pk) => lock_row(tx, pk).await?,
+        None => Settings::empty(),
+    };
+    let base = match device {
+        Some(pk) if proposal.base_version < current.version => base(tx, pk, proposal.base_version).await?,
+        _ => None,
+    };
+    let (document, merged) = match decide(&current, base.as_ref(), &proposal) {
+        Decision::Write { document, merged } => (document, merged),
+        Decision::Unchanged => return Ok((Outcome::Applied { settings: current, merged: false }, None)),
+        Decision::Conflict { paths, reason } => return Ok((Outcome::Conflict { current, paths, reason }, None)),
+    };
+    let device = match (device, target) {
+        (Some(pk), _) | (None, Target::Device(pk)) => pk,
+        (None, Target::BackOffice { license, device }) => {
+            let (pk, _) = devices::resolve_or_bind(tx, &license, &device, Purpose::Queue).await?;
+            // Bound just now, or by another node a moment ago: decide again
+            // on what is there.
+            let again = lock_row(tx, pk).await?;
+            if again.version != current.version {
+                return Err(StoreError::Unavailable(format!(
+                    "{}: settings changed meanwhile",
+                    crate::error::ROLLED_BACK
+                )));
+            }
+            pk
+        }
+    };
+    let settings = store(tx, device, current.version + 1, document, proposal.author).await?;
+    Ok((Outcome::Applied { settings: settings.clone(), merged }, Some((device, settings))))
 }
 
 pub(crate) async fn link<'e>(db: impl PgExecutor<'e>, device: &DeviceRef, account: &str) -> StoreResult<()> {
@@ -174,10 +212,9 @@ pub(crate) async fn restore(
         (None, None) => Document::new(),
     };
     let current = lock_row(tx, device.pk).await?;
-    let (settings, changed) = if source == current.settings {
-        (current, false)
-    } else {
-        (store(tx, device.pk, current.version + 1, source, Author::Restore).await?, true)
+    let (settings, changed) = match restore_onto(source, &current) {
+        None => (current, false),
+        Some(document) => (store(tx, device.pk, current.version + 1, document, Author::Restore).await?, true),
     };
     // The new device is the account's device from now on.
     link(&mut **tx, device, account).await?;

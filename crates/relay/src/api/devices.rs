@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use relayhub_core::devices::DeviceRecord;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Json, PageParams, Path, Query};
 use relayhub_core::identity::{LicenseAuth, LicenseView};
@@ -11,6 +12,27 @@ use utoipa::ToSchema;
 
 use crate::Relay;
 use crate::model::DeviceInfo;
+
+impl Relay {
+    /// The back-office's view of devices: the core's records and their
+    /// pending counts.
+    async fn infos(&self, records: Vec<DeviceRecord>) -> Result<Vec<DeviceInfo>, ApiError> {
+        let pks: Vec<_> = records.iter().map(|r| r.pk).collect();
+        let counts = self.queue.pending_counts(&pks).await?;
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let pending = counts.get(&r.pk).copied().unwrap_or(0);
+                DeviceInfo::new(r, pending)
+            })
+            .collect())
+    }
+
+    async fn info(&self, record: DeviceRecord) -> Result<DeviceInfo, ApiError> {
+        let mut infos = self.infos(vec![record]).await?;
+        infos.pop().ok_or_else(|| ApiError::new(ErrorCode::Internal, "a device went missing"))
+    }
+}
 
 /// A page of the license's devices.
 #[derive(Debug, Serialize, ToSchema)]
@@ -22,7 +44,7 @@ pub struct DeviceList {
 }
 
 fn device_not_found(device: &DeviceId) -> ApiError {
-    ApiError::new(ErrorCode::DeviceNotFound, format!("no device {device} in this license"))
+    relayhub_core::devices::not_found(device)
 }
 
 /// This license's devices: `device_id`, `status`, `online`, `last_seen`,
@@ -41,8 +63,9 @@ pub async fn list(
     Query(page): Query<PageParams>,
 ) -> Result<Json<DeviceList>, ApiError> {
     let page = page.request()?;
-    let found = relay.store.devices(license.pk, page).await?;
-    Ok(Json(DeviceList { devices: found.items, page: page.page, size: page.size, total: found.total }))
+    let found = relay.devices.devices(license.pk, page).await?;
+    let devices = relay.infos(found.items).await?;
+    Ok(Json(DeviceList { devices, page: page.page, size: page.size, total: found.total }))
 }
 
 /// One device of this license.
@@ -63,8 +86,8 @@ pub async fn get(
     Path(device_id): Path<String>,
 ) -> Result<Json<DeviceInfo>, ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
-    let device = relay.store.device(license.pk, &device_id).await?;
-    device.map(Json).ok_or_else(|| device_not_found(&device_id))
+    let record = relay.devices.device(license.pk, &device_id).await?.ok_or_else(|| device_not_found(&device_id))?;
+    Ok(Json(relay.info(record).await?))
 }
 
 /// Binds a device to this license in advance (201), or confirms it is (200).
@@ -87,8 +110,8 @@ pub async fn bind(
     Path(device_id): Path<String>,
 ) -> Result<(StatusCode, Json<DeviceInfo>), ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
-    let (device, created) = relay.store.bind(&license, &device_id).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
+    let (record, created) = relay.devices.bind(&license, &device_id).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(relay.info(record).await?)))
 }
 
 /// Unbinds a device: its queue is dropped, its connection closed (code
@@ -110,7 +133,7 @@ pub async fn unbind(
     Path(device_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
-    relay.store.unbind(license.pk, &device_id).await?;
+    relay.devices.unbind(license.pk, &device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,6 +149,6 @@ pub async fn license(
     State(relay): State<Relay>,
     LicenseAuth(license): LicenseAuth,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let devices = relay.store.device_count(license.pk).await?;
+    let devices = relay.devices.device_count(license.pk).await?;
     Ok(Json(license.view(Some(devices))))
 }

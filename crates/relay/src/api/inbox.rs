@@ -86,7 +86,7 @@ pub async fn list(
     let _waiting = Waiting::new(&relay.metrics.inbox_waiting);
     loop {
         changes.borrow_and_update();
-        let records = relay.store.inbox(license.pk, limit).await?;
+        let records = relay.inbox.inbox(license.pk, limit).await?;
         if !records.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(InboxPage { records }));
         }
@@ -138,7 +138,7 @@ pub async fn ack(
     if body.ids.len() > MAX_LIMIT {
         return Err(ApiError::invalid_field(format!("ids: at most {MAX_LIMIT} per call")));
     }
-    let deleted = relay.store.inbox_ack(license.pk, body.ids).await?;
+    let deleted = relay.inbox.inbox_ack(license.pk, body.ids).await?;
     relay.metrics.records_out.inc_by(deleted);
     Ok(Json(InboxAcked { deleted }))
 }

@@ -139,7 +139,7 @@ pub async fn post_one(
     }
     let data: Box<RawValue> = parse_json(&body)?;
     let message = NewMessage { device_id, data, idempotency_key, expires_at: expiry(params.ttl, Timestamp::now())? };
-    let queued = relay.store.enqueue(&license, vec![message], relay.config.queue_limit).await?;
+    let queued = relay.queue.enqueue(&license, vec![message], relay.config.queue_limit).await?;
     let Some(&Enqueued { id, seq, replayed }) = queued.first() else {
         return Err(ApiError::new(ErrorCode::Internal, "the store returned no message"));
     };
@@ -206,7 +206,7 @@ pub async fn post_batch(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let queued = relay.store.enqueue(&license, messages, relay.config.queue_limit).await?;
+    let queued = relay.queue.enqueue(&license, messages, relay.config.queue_limit).await?;
     relay.metrics.messages_in.inc_by(queued.iter().filter(|q| !q.replayed).count() as u64);
     let ids = queued.iter().map(|q| q.id).collect();
     let messages = queued.iter().map(|q| Accepted { id: q.id, seq: q.seq }).collect();
@@ -233,7 +233,7 @@ pub async fn list_pending(
 ) -> Result<Json<PendingList>, ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
     let page = page.request()?;
-    let found = relay.store.pending(license.pk, &device_id, page).await?;
+    let found = relay.queue.pending(license.pk, &device_id, page).await?;
     Ok(Json(PendingList { device_id, messages: found.items, page: page.page, size: page.size, total: found.total }))
 }
 
@@ -258,6 +258,6 @@ pub async fn receipt(
 ) -> Result<Json<Receipt>, ApiError> {
     let not_found = || ApiError::new(ErrorCode::MessageNotFound, format!("no message {id} in this license"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let receipt = relay.store.receipt(license.pk, uuid).await?.ok_or_else(not_found)?;
+    let receipt = relay.queue.receipt(license.pk, uuid).await?.ok_or_else(not_found)?;
     Ok(Json(receipt.as_of(Timestamp::now())))
 }

@@ -13,7 +13,7 @@ use super::session::{Done, Gone, Session};
 use crate::hub::SettingsNews;
 use crate::model::DeviceRef;
 use crate::settings::api::check;
-use crate::settings::{Author, Document, DynSettingsStore, Outcome, Proposal, Settings, Target};
+use crate::settings::{Author, Document, Outcome, Proposal, Settings, SettingsStore, Target};
 use relayhub_core::gateway::CloseReason;
 
 /// What a settings or account operation came to.
@@ -56,7 +56,7 @@ impl Session {
     pub(super) async fn on_signals(&mut self) -> Result<Option<CloseReason>, Gone> {
         let signals = self.mailbox.take_signals();
         if signals.recheck_presence {
-            match self.relay.store.is_current_connection(self.device.pk, self.conn_id()).await {
+            match self.relay.presence.is_current_connection(self.device.pk, self.conn_id()).await {
                 Ok(false) => return Ok(Some(CloseReason::REPLACED)),
                 Ok(true) => {}
                 // Unknown: keep the connection; at worst the device has two
@@ -122,7 +122,7 @@ impl Session {
     /// operation of this connection; a failure becomes an `error` frame.
     fn with_account<F, Fut>(&mut self, token: String, then: F)
     where
-        F: FnOnce(DynSettingsStore, DeviceRef, String) -> Fut + Send + 'static,
+        F: FnOnce(Arc<dyn SettingsStore>, DeviceRef, String) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<AccountDone, ApiError>> + Send + 'static,
     {
         let (verifier, store, device) = (self.relay.google.clone(), self.relay.settings.clone(), self.device.clone());

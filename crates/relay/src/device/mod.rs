@@ -95,7 +95,8 @@ pub async fn connect(
         .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
     license.ensure_active(Timestamp::now())?;
     let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
-    let connected = relay.store.attach(&license, &device_id).await?;
+    let device = relay.devices.attach(&license, &device_id).await?;
+    let pending = relay.queue.pending_counts(&[device.pk]).await?.get(&device.pk).copied().unwrap_or(0);
     let settings_version = match headers.get("x-settings-version") {
         Some(v) => Some(
             v.to_str()
@@ -105,7 +106,7 @@ pub async fn connect(
         ),
         None => params.settings_version,
     };
-    let handshake = Handshake { connected, license: number, api_key: key.id, settings_version };
+    let handshake = Handshake { device, pending, license: number, api_key: key.id, settings_version };
     let gateway = relay.gateway.clone();
     let heartbeat = gateway.default_heartbeat();
     Ok(gateway.accept(upgrade, "device", heartbeat, move |conn| session::run(relay, conn, handshake)))

@@ -26,7 +26,7 @@ use super::frames::{self, Inbound};
 use super::uplink::Uplink;
 use crate::Relay;
 use crate::hub::{Mailbox, Take};
-use crate::model::{AckOutcome, Connected, DeviceRef, NewRecord, Published, SharedMessage};
+use crate::model::{AckOutcome, DeviceRef, NewRecord, Published, SharedMessage};
 
 /// Frames whose store calls may be in flight at once; past it the
 /// connection stops reading until some complete.
@@ -48,7 +48,9 @@ async fn sleep_until_or_never(at: Option<Instant>) {
 
 /// What the upgrade request established.
 pub struct Handshake {
-    pub connected: Connected,
+    pub device: DeviceRef,
+    /// Messages waiting for it.
+    pub pending: u64,
     pub license: LicenseNumber,
     /// The id of the API key the device presented.
     pub api_key: String,
@@ -59,8 +61,7 @@ pub struct Handshake {
 
 /// Runs a device's connection until it closes.
 pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
-    let Handshake { connected, license, api_key, settings_version } = handshake;
-    let device = connected.device;
+    let Handshake { device, pending, license, api_key, settings_version } = handshake;
     let conn_id = conn.id();
     let mailbox = relay.hub.register(&device, &api_key, conn.close_handle());
     let mut session = Session {
@@ -77,9 +78,9 @@ pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
         retry_at: None,
         settings_sent: 0,
     };
-    let reason = session.start(&license, connected.pending, settings_version).await;
+    let reason = session.start(&license, pending, settings_version).await;
     relay.hub.unregister(device.pk, conn_id);
-    relay.store.set_offline(device.pk, conn_id);
+    relay.presence.set_offline(device.pk, conn_id);
     tracing::debug!(device = %device.device_id, conn = conn_id.0, ?reason, "device disconnected");
     if let Some(reason) = reason {
         session.conn.close(reason).await;
@@ -120,7 +121,7 @@ pub(super) struct Session {
 
 impl Session {
     async fn start(&mut self, license: &LicenseNumber, pending: u64, settings: Option<i64>) -> Option<CloseReason> {
-        if let Err(err) = self.relay.store.set_online(self.device.pk, self.conn.id()).await {
+        if let Err(err) = self.relay.presence.set_online(self.device.pk, self.conn.id()).await {
             tracing::warn!(device = %self.device.device_id, %err, "could not record the device online");
         }
         let hello = frames::Hello {
@@ -183,7 +184,7 @@ impl Session {
                 Take::Ready(batch) => batch,
                 Take::Empty => break,
                 Take::Fetch(marker) => {
-                    let batch = match self.relay.store.fetch(self.device.pk, self.next_seq, room).await {
+                    let batch = match self.relay.queue.fetch(self.device.pk, self.next_seq, room).await {
                         Ok(batch) => batch,
                         Err(err) => {
                             // Not fatal: try again shortly (or on the next
@@ -207,11 +208,11 @@ impl Session {
         if !sent.is_empty() {
             self.conn.flush().await.map_err(|_| Gone)?;
             self.relay.metrics.messages_sent.inc_by(sent.len() as u64);
-            self.relay.store.mark_sent(self.device.pk, sent);
+            self.relay.queue.mark_sent(self.device.pk, sent);
         }
         if !expired.is_empty() {
             self.relay.metrics.messages_expired.inc_by(expired.len() as u64);
-            self.relay.store.mark_expired(self.device.pk, expired);
+            self.relay.queue.mark_expired(self.device.pk, expired);
         }
         Ok(())
     }
@@ -250,7 +251,7 @@ impl Session {
             Inbound::Ping => self.ops.push_back(Box::pin(async { Done::Pong })),
             Inbound::Ack(ids) => {
                 self.in_flight.retain(|(_, id)| !ids.contains(id));
-                let store = self.relay.store.clone();
+                let store = self.relay.queue.clone();
                 let device = self.device.pk;
                 self.ops.push_back(Box::pin(async move {
                     let result = store.ack(device, ids.clone()).await;
@@ -264,7 +265,7 @@ impl Session {
                 let bytes = data.get().len();
                 self.ops_bytes += bytes;
                 let record = NewRecord { reference: reference.clone(), data };
-                let stored = self.uplink.push(&self.relay.store, &self.device, record);
+                let stored = self.uplink.push(&self.relay.inbox, &self.device, record);
                 self.ops.push_back(Box::pin(async move { Done::Published { reference, bytes, result: stored.await } }));
             }
         }

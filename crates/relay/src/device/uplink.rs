@@ -14,7 +14,7 @@ use futures_util::future::{BoxFuture, Shared};
 use relayhub_core::store::{StoreError, StoreResult};
 
 use crate::model::{DeviceRef, NewRecord, Published};
-use crate::store::DynRelayStore;
+use crate::store::InboxStore;
 
 type Outcome = Arc<StoreResult<Vec<Published>>>;
 
@@ -33,7 +33,7 @@ impl Uplink {
     /// yields its result once its call committed.
     pub(super) fn push(
         &mut self,
-        store: &DynRelayStore,
+        store: &Arc<dyn InboxStore>,
         device: &DeviceRef,
         record: NewRecord,
     ) -> BoxFuture<'static, StoreResult<Published>> {

@@ -11,8 +11,6 @@
 pub mod api;
 pub mod merge;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
@@ -152,7 +150,9 @@ pub trait SettingsStore: Send + Sync + 'static {
     async fn settings(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Settings>;
     async fn device_settings(&self, device: DevicePk) -> StoreResult<Settings>;
     /// Applies a write (see [`decide`]); a change is reported as
-    /// [`crate::store::RelayEvent::Settings`].
+    /// [`crate::store::RelayEvent::Settings`]. A back-office write binds a
+    /// device not yet bound only if it stores something: a refused write
+    /// changes nothing.
     async fn write_settings(&self, target: Target, proposal: Proposal) -> StoreResult<Outcome>;
     /// Links an account (`google:<sub>`) to this device's settings, within
     /// its license.
@@ -163,8 +163,12 @@ pub trait SettingsStore: Send + Sync + 'static {
     async fn restore_account(&self, device: &DeviceRef, account: &str) -> StoreResult<Option<Settings>>;
 }
 
-/// The store as the capability holds it.
-pub type DynSettingsStore = Arc<dyn SettingsStore>;
+/// The document a restore leaves on a device whose settings are
+/// `current`, from the account's `source`; `None` when it has them already
+/// (nothing is stored, no version is used up).
+pub fn restore_onto(source: Document, current: &Settings) -> Option<Document> {
+    (source != current.settings).then_some(source)
+}
 
 #[cfg(test)]
 mod tests {

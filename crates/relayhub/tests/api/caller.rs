@@ -22,7 +22,12 @@ impl Caller {
 
     /// Connects with `key` (or none); `Err` carries a refusal's status.
     pub async fn open(app: &TestApp, user: &str, key: Option<&str>) -> Result<Caller, u16> {
-        let mut request = format!("ws://{}/ws/signal", app.addr).into_client_request().unwrap();
+        Self::open_at(&app.addr.to_string(), user, key).await
+    }
+
+    /// Connects to the server (or proxy) at `addr` (`host:port`).
+    pub async fn open_at(addr: &str, user: &str, key: Option<&str>) -> Result<Caller, u16> {
+        let mut request = format!("ws://{addr}/ws/signal").into_client_request().unwrap();
         if let Some(key) = key {
             request.headers_mut().insert("x-api-key", key.parse().unwrap());
         }
@@ -66,7 +71,12 @@ impl Caller {
 
     /// `ADD_USER` and its `userConnect`.
     pub async fn join(app: &TestApp, user: &str) -> Caller {
-        let mut caller = Self::connect(app, user).await;
+        Self::join_at(&app.addr.to_string(), &app.api_key, user).await
+    }
+
+    /// `ADD_USER` at `addr` with `key`, and its `userConnect`.
+    pub async fn join_at(addr: &str, key: &str, user: &str) -> Caller {
+        let mut caller = Self::open_at(addr, user, Some(key)).await.expect("signal socket");
         caller.send("ADD_USER", json!({"name": format!("{user} name"), "photo": "p.png", "device": "android"})).await;
         caller.expect("userConnect").await;
         caller

@@ -18,7 +18,7 @@ use crate::private_pg::PrivatePostgres;
 type ExpectedTx = watch::Sender<Option<HashSet<String>>>;
 type ExpectedRx = watch::Receiver<Option<HashSet<String>>>;
 
-fn on_postgres() -> bool {
+pub fn on_postgres() -> bool {
     field::available(&format!("PostgreSQL ({POSTGRES_ENV})"), std::env::var_os(POSTGRES_ENV).is_some())
 }
 
@@ -332,9 +332,9 @@ async fn a_postgres_restart_under_load_answers_503_meanwhile_and_loses_nothing()
 }
 
 /// nginx with the shipped site configuration, in front of `nodes`.
-struct Nginx {
+pub struct Nginx {
     binary: &'static str,
-    addr: String,
+    pub addr: String,
     dir: tempfile::TempDir,
     _child: tokio::process::Child,
 }
@@ -354,7 +354,7 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    async fn start(nodes: &[String]) -> Option<Self> {
+    pub async fn start(nodes: &[String]) -> Option<Self> {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists())?;
         let dir = tempfile::tempdir().ok()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();

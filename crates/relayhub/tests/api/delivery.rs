@@ -1,6 +1,7 @@
 //! Messages reach devices in order, are deleted on ack, and come back after
 //! a reconnect if they were not acknowledged.
 
+use relayhub_relay::RelayConfig;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, ids, seqs};
@@ -97,7 +98,7 @@ async fn the_newer_connection_of_a_device_wins() {
 
 #[tokio::test]
 async fn at_most_a_window_of_messages_is_unacknowledged() {
-    let app = TestApp::spawn_with(|c| c.relay.window = 3).await;
+    let app = TestApp::spawn_with(|c| c.edit(|r: &mut RelayConfig| r.window = 3)).await;
     let body = json!({"messages": (0..10).map(|i| json!({"device_id": PHONE, "data": i})).collect::<Vec<_>>()});
     assert_eq!(app.post("/api/v1/messages").json(&body).send().await.unwrap().status(), 202);
 

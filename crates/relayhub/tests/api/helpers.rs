@@ -5,16 +5,16 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use relayhub::Config;
-use relayhub::stores::Stores;
+use relayhub_core::backend::Stores;
+use relayhub_core::bus::Bus;
 use relayhub_core::identity::{self, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
-use relayhub_relay::store::NoEvents;
+use relayhub_relay::RelayConfig;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -99,8 +99,10 @@ pub fn database_args(dir: &std::path::Path, pg: Option<&PgDatabase>) -> Vec<Stri
 /// A configuration for tests: fast housekeeping, everything else default.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), data: dir.to_owned(), ..Config::default() };
-    config.relay.sweep_interval = Duration::from_millis(100);
-    config.relay.credential_check_interval = Duration::from_millis(100);
+    config.edit(|r: &mut RelayConfig| {
+        r.sweep_interval = Duration::from_millis(100);
+        r.credential_check_interval = Duration::from_millis(100);
+    });
     config.gateway.shutdown_grace = Duration::from_secs(5);
     config.pool_size = 4;
     config
@@ -183,7 +185,7 @@ impl TestApp {
         // The administration handle opens the same database, as the CLI
         // does from another process.
         let url = config.database_url().expect("a database URL");
-        let admin = Stores::open(&url, Arc::new(NoEvents), &Metrics::new(), 2).await.expect("admin store");
+        let admin = relayhub::stores::open(&url, &Bus::new(), &Metrics::new(), 2).await.expect("admin store");
         Self {
             addr,
             http: relayhub_core::http_client::client().expect("an HTTP client"),

@@ -1,5 +1,6 @@
 //! Records sent up by devices reach the back-office inbox.
 
+use relayhub_relay::RelayConfig;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -95,7 +96,7 @@ async fn a_long_poll_wakes_as_soon_as_a_record_arrives() {
     let empty: Value = app.get("/api/v1/inbox?wait=0.2").send().await.unwrap().json().await.unwrap();
     assert_eq!(empty["records"], json!([]));
     // An absurd wait is capped (here to 300 ms), not an error or a crash.
-    let app = TestApp::spawn_with(|c| c.relay.max_wait = Duration::from_millis(300)).await;
+    let app = TestApp::spawn_with(|c| c.edit(|r: &mut RelayConfig| r.max_wait = Duration::from_millis(300))).await;
     let capped = app.get("/api/v1/inbox?wait=1e300").send().await.unwrap();
     assert_eq!(capped.status(), 200);
 

@@ -15,5 +15,6 @@ mod private_pg;
 mod queueing;
 mod settings;
 mod signal;
+mod signal_nodes;
 mod tenancy;
 mod webrtc;

@@ -1,6 +1,7 @@
 //! Producer-side rules: idempotency keys, time to live, queue bound,
 //! device limit.
 
+use relayhub_relay::RelayConfig;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, ids};
@@ -77,7 +78,7 @@ async fn an_expired_message_is_never_delivered() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_with_429_and_loses_nothing() {
-    let app = TestApp::spawn_with(|c| c.relay.queue_limit = 3).await;
+    let app = TestApp::spawn_with(|c| c.edit(|r: &mut RelayConfig| r.queue_limit = 3)).await;
     let mut accepted = Vec::new();
     for i in 0..3 {
         accepted.push(app.send_ok("scanner", json!(i)).await);

@@ -3,6 +3,7 @@
 //! device through a Google account (real RS256 tokens against a JWKS file).
 
 use relayhub_core::oidc::testing::{TEST_CLIENT_ID, TestIssuer};
+use relayhub_relay::RelayConfig;
 use serde_json::{Value, json};
 
 use crate::helpers::{Device, TestApp};
@@ -144,7 +145,7 @@ async fn an_offline_device_gets_changed_settings_when_it_reconnects() {
 
 #[tokio::test]
 async fn bad_settings_are_refused_clearly() {
-    let app = TestApp::spawn_with(|c| c.relay.settings_limit = 100).await;
+    let app = TestApp::spawn_with(|c| c.edit(|r: &mut RelayConfig| r.settings_limit = 100)).await;
     let send =
         |body: String| app.http.put(app.url("/api/v1/devices/d/settings")).bearer_auth(&app.token).body(body).send();
     for (body, status, code) in [

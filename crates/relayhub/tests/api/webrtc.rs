@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use relayhub_signal::SignalConfig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::field;
@@ -26,9 +27,15 @@ fn aiortc_installed() -> bool {
 
 /// Runs the two peers against `app`; their output.
 async fn run_peers(app: &TestApp, relay_only: bool, context: impl Fn() -> String) -> String {
-    let url = format!("ws://{}/ws/signal?api_key={}", app.addr, app.api_key);
+    run_peers_on(app, app, relay_only, context).await
+}
+
+/// Runs the caller against `app` and the callee against `other` (another
+/// node, or the same).
+async fn run_peers_on(app: &TestApp, other: &TestApp, relay_only: bool, context: impl Fn() -> String) -> String {
+    let url = |node: &TestApp| format!("ws://{}/ws/signal?api_key={}", node.addr, node.api_key);
     let mut command = tokio::process::Command::new("python3");
-    command.arg(PEERS).arg(url).kill_on_drop(true);
+    command.arg(PEERS).arg(url(app)).arg(url(other)).kill_on_drop(true);
     if relay_only {
         command.arg("--relay-only");
     }
@@ -46,6 +53,19 @@ async fn real_webrtc_peers_open_a_data_channel_through_our_signaling() {
     }
     let app = TestApp::spawn().await;
     let out = run_peers(&app, false, String::new).await;
+    assert!(out.contains("signaling: connected"), "{out}");
+    assert!(out.contains("data channel: pong: hello over webrtc"), "{out}");
+    assert!(out.contains("hangup: hangup"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_webrtc_peers_on_different_nodes_open_a_data_channel() {
+    if !aiortc_installed() || !crate::cluster::on_postgres() {
+        return;
+    }
+    let a = TestApp::spawn().await;
+    let b = a.join().await;
+    let out = run_peers_on(&a, &b, false, String::new).await;
     assert!(out.contains("signaling: connected"), "{out}");
     assert!(out.contains("data channel: pong: hello over webrtc"), "{out}");
     assert!(out.contains("hangup: hangup"), "{out}");
@@ -134,9 +154,11 @@ async fn coturn_accepts_our_turn_credentials_and_relays_the_call() {
         return;
     };
     let app = TestApp::spawn_with(|c| {
-        c.signal.turn.urls = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)];
-        c.signal.turn.secret = Some(secret.to_owned());
-        c.signal.turn.ttl = Duration::from_secs(600);
+        c.edit(|s: &mut SignalConfig| {
+            s.turn.urls = vec![format!("turn:127.0.0.1:{}?transport=udp", coturn.port)];
+            s.turn.secret = Some(secret.to_owned());
+            s.turn.ttl = Duration::from_secs(600);
+        })
     })
     .await;
     let out = run_peers(&app, true, || format!("coturn said:\n{}", coturn.log.lock().unwrap())).await;

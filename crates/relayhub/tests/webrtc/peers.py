@@ -2,7 +2,10 @@
 """Two real WebRTC peers (aiortc, from PyPI) that set up a call through
 relayhub's /ws/signal, open a data channel and exchange a message.
 
-    peers.py WS_URL [--relay-only]
+    peers.py WS_URL [WS_URL_FOR_BOB] [--relay-only]
+
+The caller connects to WS_URL, the callee to WS_URL_FOR_BOB if given (say,
+another node of the same cluster), else to WS_URL too.
 
 With --relay-only the peers may only use TURN relay candidates, built from
 the iceServers relayhub hands out in userConnect: the call then works only
@@ -55,9 +58,9 @@ def configuration(hello, relay_only):
     return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
 
 
-async def main(url, relay_only):
+async def main(url, url_b, relay_only):
     ws_a, hello_a = await join(url, "py-alice")
-    ws_b, hello_b = await join(url, "py-bob")
+    ws_b, hello_b = await join(url_b, "py-bob")
     if relay_only:
         assert hello_a.get("iceServers"), "relayhub sent no TURN credentials"
         print("turn username:", hello_a["iceServers"][-1]["username"])
@@ -115,4 +118,5 @@ async def main(url, relay_only):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], "--relay-only" in sys.argv[2:]))
+    urls = [a for a in sys.argv[1:] if not a.startswith("--")]
+    asyncio.run(main(urls[0], urls[-1], "--relay-only" in sys.argv[1:]))

@@ -2,6 +2,7 @@
 //! them. An acknowledged row keeps its `ref` (not its data) for the
 //! retention period, so a device's retry is recognised as one.
 
+use relayhub_core::bus::Event;
 use relayhub_core::ids::LicensePk;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
@@ -15,7 +16,7 @@ use crate::error::SqlResult;
 
 pub(crate) fn publish(
     conn: &Connection,
-    events: &mut Vec<RelayEvent>,
+    events: &mut Vec<Event>,
     device: &DeviceRef,
     records: Vec<NewRecord>,
 ) -> StoreResult<Vec<Published>> {
@@ -50,7 +51,7 @@ pub(crate) fn publish(
         out.push(Published { id, duplicate: false });
     }
     if out.iter().any(|p| !p.duplicate) {
-        events.push(RelayEvent::Published { license: device.license });
+        events.push(Event::new(RelayEvent::Published { license: device.license }));
     }
     Ok(out)
 }

@@ -1,7 +1,6 @@
-//! [`RelayStore`] on SQLite: reads on the reader threads, writes through
-//! the group-commit writer.
+//! The relay's store traits on SQLite: reads on the reader threads, writes
+//! through the group-commit writer.
 
-mod devices;
 mod inbox;
 mod queue;
 mod sent;
@@ -9,28 +8,43 @@ mod settings;
 
 pub(crate) use sent::SentMarks;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use relayhub_core::gateway::ConnId;
+use relayhub_core::backend::Stores;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{Page, PageRequest, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{
-    AckOutcome, Connected, DeviceInfo, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage,
-    Published, Receipt, SharedMessage, SweepReport,
+    AckOutcome, DeviceRef, Enqueued, InboxRecord, NewMessage, NewRecord, PendingMessage, Published, Receipt,
+    SharedMessage, SweepReport,
 };
 use relayhub_relay::settings::{Outcome, Proposal, Settings, SettingsStore, Target};
-use relayhub_relay::store::{RelayEvent, RelayStore};
+use relayhub_relay::store::{InboxStore, QueueStore};
+use rusqlite::Connection;
 use uuid::Uuid;
 
-use self::devices::Purpose;
 use crate::SqliteStore;
-use crate::error::SqlResult;
+use crate::devices;
+
+/// Offers the relay's store traits.
+pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
+    stores.provide::<dyn QueueStore>(store.clone());
+    stores.provide::<dyn InboxStore>(store.clone());
+    stores.provide::<dyn SettingsStore>(store.clone());
+}
+
+/// Before a device is unbound: its queue, idempotency keys and settings go.
+pub(crate) fn forget_device(conn: &Connection, device: DevicePk) -> StoreResult<()> {
+    settings::forget_device(conn, device)?;
+    queue::forget_device(conn, device)
+}
 
 #[async_trait]
-impl RelayStore for SqliteStore {
+impl QueueStore for SqliteStore {
     async fn enqueue(
         &self,
         license: &License,
@@ -51,79 +65,14 @@ impl RelayStore for SqliteStore {
         self.readers.read(move |conn| queue::pending(conn, license, &device, page, &sent)).await
     }
 
+    async fn pending_counts(&self, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>> {
+        let devices = devices.to_vec();
+        self.readers.read(move |conn| queue::pending_counts(conn, &devices)).await
+    }
+
     async fn receipt(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
         let sent = self.sent.clone();
         self.readers.read(move |conn| queue::receipt(conn, license, id, &sent)).await
-    }
-
-    async fn bind(&self, license: &License, device: &DeviceId) -> StoreResult<(DeviceInfo, bool)> {
-        let (license, device) = (license.clone(), device.clone());
-        self.writer
-            .write(move |conn, _| {
-                let (_, created) = devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?;
-                let info = devices::info(conn, license.pk, &device)?.ok_or_else(|| devices::not_found(&device))?;
-                Ok((info, created))
-            })
-            .await
-    }
-
-    async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<()> {
-        let (device, sent) = (device.clone(), self.sent.clone());
-        self.writer
-            .write(move |conn, events| {
-                let pk = devices::unbind(conn, license, &device)?;
-                sent.forget(pk);
-                events.push(RelayEvent::Unbound { device: pk });
-                Ok(())
-            })
-            .await
-    }
-
-    async fn device(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceInfo>> {
-        let device = device.clone();
-        self.readers.read(move |conn| devices::info(conn, license, &device)).await
-    }
-
-    async fn devices(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceInfo>> {
-        self.readers.read(move |conn| devices::list(conn, license, page)).await
-    }
-
-    async fn device_count(&self, license: LicensePk) -> StoreResult<u64> {
-        self.readers.read(move |conn| devices::count(conn, license)).await
-    }
-
-    async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<Connected> {
-        let (license, device) = (license.clone(), device.clone());
-        let connected = |row: devices::DeviceRow, license: &License, device: DeviceId| Connected {
-            device: DeviceRef { pk: row.pk, license: license.pk, device_id: device },
-            pending: row.pending.max(0) as u64,
-        };
-        // Reconnects of bound devices, by far the common case, need no write.
-        let (l, d) = (license.clone(), device.clone());
-        let bound = self
-            .readers
-            .read(move |conn| match devices::owned(conn, l.pk, &d)? {
-                Some(_) => devices::resolve_or_bind(conn, &l, &d, Purpose::Connect).map(|(row, _)| Some(row)),
-                None => Ok(None),
-            })
-            .await?;
-        if let Some(row) = bound {
-            return Ok(connected(row, &license, device));
-        }
-        self.writer
-            .write(move |conn, _| {
-                let (row, _) = devices::resolve_or_bind(conn, &license, &device, Purpose::Connect)?;
-                Ok(connected(row, &license, device))
-            })
-            .await
-    }
-
-    async fn set_online(&self, device: DevicePk, conn: ConnId) -> StoreResult<()> {
-        self.writer.write(move |db, _| devices::set_online(db, device, conn.0)).await
-    }
-
-    fn set_offline(&self, device: DevicePk, conn: ConnId) {
-        self.writer.submit(move |db, _| devices::set_offline(db, device, conn.0));
     }
 
     async fn fetch(&self, device: DevicePk, from_seq: i64, limit: usize) -> StoreResult<Vec<SharedMessage>> {
@@ -144,19 +93,6 @@ impl RelayStore for SqliteStore {
         self.writer.submit(move |conn, _| queue::mark_expired(conn, device, &seqs));
     }
 
-    async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>> {
-        let device = device.clone();
-        self.writer.write(move |conn, events| inbox::publish(conn, events, &device, records)).await
-    }
-
-    async fn inbox(&self, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>> {
-        self.readers.read(move |conn| inbox::list(conn, license, limit)).await
-    }
-
-    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64> {
-        self.writer.write(move |conn, _| inbox::ack(conn, license, &ids)).await
-    }
-
     async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport> {
         self.writer
             .write(move |conn, _| {
@@ -168,28 +104,24 @@ impl RelayStore for SqliteStore {
             .await
     }
 
-    async fn is_current_connection(&self, _: DevicePk, _: ConnId) -> StoreResult<bool> {
-        // One node: a newer connection of the device replaced this one in
-        // the hub directly; nothing is ever connected elsewhere.
-        Ok(true)
-    }
-
-    async fn start_serving(&self) -> StoreResult<()> {
-        self.writer
-            .write(|conn, _| {
-                conn.execute("UPDATE devices SET online_conn = NULL WHERE online_conn IS NOT NULL", []).sql()?;
-                Ok(())
-            })
-            .await
-    }
-
     async fn total_pending(&self) -> StoreResult<u64> {
         self.readers.read(queue::total_pending).await
     }
+}
 
-    async fn close(&self) {
-        self.writer.close().await;
-        self.readers.close();
+#[async_trait]
+impl InboxStore for SqliteStore {
+    async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>> {
+        let device = device.clone();
+        self.writer.write(move |conn, events| inbox::publish(conn, events, &device, records)).await
+    }
+
+    async fn inbox(&self, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>> {
+        self.readers.read(move |conn| inbox::list(conn, license, limit)).await
+    }
+
+    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64> {
+        self.writer.write(move |conn, _| inbox::ack(conn, license, &ids)).await
     }
 }
 
@@ -210,17 +142,7 @@ impl SettingsStore for SqliteStore {
     }
 
     async fn write_settings(&self, target: Target, proposal: Proposal) -> StoreResult<Outcome> {
-        self.writer
-            .write(move |conn, events| {
-                let device = match target {
-                    Target::Device(pk) => pk,
-                    Target::BackOffice { license, device } => {
-                        devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?.0.pk
-                    }
-                };
-                settings::write(conn, events, device, proposal)
-            })
-            .await
+        self.writer.write(move |conn, events| settings::write(conn, events, target, proposal)).await
     }
 
     async fn link_account(&self, device: &DeviceRef, account: &str) -> StoreResult<()> {

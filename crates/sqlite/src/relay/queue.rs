@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use relayhub_core::error::ErrorCode;
+use relayhub_core::bus::Event;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
@@ -13,13 +13,14 @@ use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{
     AckOutcome, Enqueued, MessageStatus, NewMessage, PendingMessage, QueuedMessage, Receipt, SharedMessage,
 };
+use relayhub_relay::plan::{Head, Keyed, Snapshot, plan};
 use relayhub_relay::store::RelayEvent;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use super::devices::{self, DeviceRow, Purpose};
 use super::sent::SentMarks;
 use crate::columns;
+use crate::devices;
 use crate::error::SqlResult;
 
 // The statements on the delivery path, named so that a test can check that
@@ -49,107 +50,75 @@ fn status_from(code: i64) -> MessageStatus {
     }
 }
 
-/// What an earlier message with the same idempotency key was.
-struct Previous {
-    id: Uuid,
-    seq: i64,
-    fingerprint: Vec<u8>,
-}
-
-fn previous(conn: &Connection, license: LicensePk, key: &str) -> StoreResult<Option<Previous>> {
+/// A stored message with this license's idempotency key.
+fn keyed(conn: &Connection, license: LicensePk, key: &str) -> StoreResult<Option<Keyed>> {
     conn.prepare_cached("SELECT id, seq, idem_hash FROM messages WHERE license_pk = ?1 AND idem_key = ?2")
         .sql()?
         .query_row(params![license.0, key], |row| {
-            Ok(Previous { id: row.get(0)?, seq: row.get(1)?, fingerprint: row.get(2)? })
+            Ok(Keyed { id: row.get(0)?, seq: row.get(1)?, fingerprint: row.get(2)? })
         })
         .optional()
         .sql()
 }
 
-/// How one message of a batch is answered.
-#[derive(Clone, Copy)]
-enum Outcome {
-    /// Inserted now (filled in as it is).
-    New(Option<Enqueued>),
-    /// Its idempotency key matched a stored message.
-    Replay(Enqueued),
-    /// Its idempotency key matched message `i` of the same batch.
-    SameAs(usize),
+/// A bound device's queue head.
+fn head(conn: &Connection, device: &DeviceId) -> StoreResult<Option<Head>> {
+    conn.prepare_cached("SELECT pk, license_pk, next_seq, pending FROM devices WHERE device_id = ?1")
+        .sql()?
+        .query_row([device.as_str()], |row| {
+            Ok(Head {
+                pk: Some(DevicePk(row.get(0)?)),
+                license: LicensePk(row.get(1)?),
+                next_seq: row.get(2)?,
+                pending: row.get(3)?,
+            })
+        })
+        .optional()
+        .sql()
 }
 
-/// Queues a batch, all or nothing (the writer's savepoint undoes a refusal).
+/// What [`plan`] reads for one call.
+fn snapshot(conn: &Connection, license: &License, messages: &[NewMessage]) -> StoreResult<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    for message in messages {
+        if !snapshot.heads.contains_key(&message.device_id)
+            && let Some(head) = head(conn, &message.device_id)?
+        {
+            snapshot.heads.insert(message.device_id.clone(), head);
+        }
+        if let Some(key) = &message.idempotency_key
+            && let Some(keyed) = keyed(conn, license.pk, key)?
+        {
+            snapshot.keys.insert((license.pk, key.clone()), keyed);
+        }
+    }
+    if snapshot.needs_count(license, messages) {
+        snapshot.bound.insert(license.pk, devices::count(conn, license.pk)?);
+    }
+    Ok(snapshot)
+}
+
+/// Queues a call as [`plan`] decides: a refusal writes nothing.
 pub(crate) fn enqueue(
     conn: &Connection,
-    events: &mut Vec<RelayEvent>,
+    events: &mut Vec<Event>,
     license: &License,
     messages: Vec<NewMessage>,
     queue_limit: u32,
 ) -> StoreResult<Vec<Enqueued>> {
     let now = Timestamp::now();
-    // First decide, reading only (a refusal must leave nothing written);
-    // `None`: a device this call binds.
-    let mut targets: HashMap<DeviceId, Option<DeviceRow>> = HashMap::new();
-    let mut order: Vec<DeviceId> = Vec::new();
-    let mut outcomes = vec![Outcome::New(None); messages.len()];
-    let mut keys_in_batch: HashMap<&str, (usize, [u8; 32])> = HashMap::new();
+    let mut snapshot = snapshot(conn, license, &messages)?;
+    let plan = plan(&mut snapshot, license, &messages, queue_limit).map_err(StoreError::Rejected)?;
 
-    for (i, message) in messages.iter().enumerate() {
-        if !targets.contains_key(&message.device_id) {
-            let row = devices::lookup(conn, license, &message.device_id, Purpose::Queue)?;
-            order.push(message.device_id.clone());
-            targets.insert(message.device_id.clone(), row);
-        }
-        let Some(key) = message.idempotency_key.as_deref() else {
-            continue;
-        };
-        let fingerprint = message.fingerprint();
-        let (matches, outcome) = if let Some(earlier) = previous(conn, license.pk, key)? {
-            let replay = Enqueued { id: earlier.id, seq: earlier.seq, replayed: true };
-            (earlier.fingerprint == fingerprint, Outcome::Replay(replay))
-        } else if let Some(&(first, first_fingerprint)) = keys_in_batch.get(key) {
-            (first_fingerprint == fingerprint, Outcome::SameAs(first))
-        } else {
-            keys_in_batch.insert(key, (i, fingerprint));
-            continue;
-        };
-        if !matches {
-            return Err(StoreError::rejected(
-                ErrorCode::IdempotencyKeyReused,
-                format!("idempotency key {key:?} was used for a different message"),
-            ));
-        }
-        outcomes[i] = outcome;
+    let mut pks: HashMap<DeviceId, DevicePk> = HashMap::new();
+    for device in &plan.binds {
+        pks.insert(device.clone(), devices::insert(conn, license.pk, device)?);
     }
-
-    devices::check_room(conn, license, targets.values().filter(|row| row.is_none()).count())?;
-    let mut new_per_device: HashMap<DeviceId, i64> = HashMap::new();
-    for (message, outcome) in messages.iter().zip(&outcomes) {
-        if matches!(outcome, Outcome::New(_)) {
-            *new_per_device.entry(message.device_id.clone()).or_default() += 1;
+    for (device, head) in &plan.heads {
+        if let Some(pk) = head.pk {
+            pks.insert(device.clone(), pk);
         }
     }
-    for (device_id, row) in &targets {
-        let adding = new_per_device.get(device_id).copied().unwrap_or(0);
-        let pending = row.map_or(0, |r| r.pending);
-        if adding > 0 && pending + adding > i64::from(queue_limit) {
-            return Err(StoreError::rejected(
-                ErrorCode::QueueFull,
-                format!("device {device_id} has {pending} pending messages; the limit is {queue_limit}"),
-            ));
-        }
-    }
-
-    // Decided: now write, binding the new devices first.
-    let mut rows: HashMap<DeviceId, DeviceRow> = HashMap::with_capacity(order.len());
-    for device_id in &order {
-        let row = match targets[device_id] {
-            Some(row) => row,
-            None => devices::insert(conn, license, device_id)?,
-        };
-        rows.insert(device_id.clone(), row);
-    }
-
-    let mut queued: HashMap<DevicePk, (i64, Vec<SharedMessage>)> = HashMap::new();
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO messages
@@ -157,21 +126,19 @@ pub(crate) fn enqueue(
              VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?7, ?8, ?9)",
         )
         .sql()?;
-    for (message, outcome) in messages.into_iter().zip(outcomes.iter_mut()) {
-        if !matches!(outcome, Outcome::New(_)) {
-            continue;
-        }
-        let row = rows.get_mut(&message.device_id).ok_or_else(|| StoreError::Internal("lost a device".into()))?;
-        let seq = row.next_seq;
-        row.next_seq += 1;
-        let id = Uuid::now_v7();
+    let mut queued: Vec<(DevicePk, i64, Vec<SharedMessage>)> = Vec::new();
+    let mut slot: HashMap<DevicePk, usize> = HashMap::new();
+    let mut messages: Vec<Option<NewMessage>> = messages.into_iter().map(Some).collect();
+    for row in &plan.inserts {
+        let message = messages[row.index].take().ok_or_else(|| StoreError::Internal("a message twice".into()))?;
+        let pk = pks[&message.device_id];
         let fingerprint = message.idempotency_key.as_ref().map(|_| message.fingerprint());
         insert
             .execute(params![
-                id,
+                row.id,
                 license.pk.0,
-                row.pk.0,
-                seq,
+                pk.0,
+                row.seq,
                 message.data.get(),
                 now.millis(),
                 message.expires_at.map(Timestamp::millis),
@@ -179,43 +146,42 @@ pub(crate) fn enqueue(
                 fingerprint.as_ref().map(|f| f.as_slice()),
             ])
             .sql()?;
-        *outcome = Outcome::New(Some(Enqueued { id, seq, replayed: false }));
-        let entry = queued.entry(row.pk).or_insert_with(|| (seq, Vec::new()));
-        entry.1.push(Arc::new(QueuedMessage {
-            id,
-            seq,
+        let shared = Arc::new(QueuedMessage {
+            id: row.id,
+            seq: row.seq,
             created_at: now,
             expires_at: message.expires_at,
             data: message.data,
-        }));
+        });
+        match slot.get(&pk) {
+            Some(&at) => queued[at].2.push(shared),
+            None => {
+                slot.insert(pk, queued.len());
+                queued.push((pk, row.seq, vec![shared]));
+            }
+        }
     }
-
-    for (device_id, row) in &rows {
-        let added = new_per_device.get(device_id).copied().unwrap_or(0);
-        if added > 0 {
-            conn.prepare_cached("UPDATE devices SET next_seq = ?2, pending = pending + ?3 WHERE pk = ?1")
+    for (device, head) in &plan.heads {
+        if slot.contains_key(&pks[device]) {
+            conn.prepare_cached("UPDATE devices SET next_seq = ?2, pending = ?3 WHERE pk = ?1")
                 .sql()?
-                .execute(params![row.pk.0, row.next_seq, added])
+                .execute(params![pks[device].0, head.next_seq, head.pending])
                 .sql()?;
         }
     }
-    for device_id in &order {
-        let pk = rows[device_id].pk;
-        if let Some((first_seq, messages)) = queued.remove(&pk) {
-            events.push(RelayEvent::Queued { device: pk, first_seq, messages });
-        }
+    for (device, first_seq, messages) in queued {
+        events.push(Event::new(RelayEvent::Queued { device, first_seq, messages }));
     }
-    outcomes
-        .iter()
-        .map(|outcome| match *outcome {
-            Outcome::New(Some(done)) | Outcome::Replay(done) => Ok(done),
-            Outcome::SameAs(first) => match outcomes[first] {
-                Outcome::New(Some(done)) => Ok(Enqueued { replayed: true, ..done }),
-                _ => Err(StoreError::Internal("a repeated key lost its first message".into())),
-            },
-            Outcome::New(None) => Err(StoreError::Internal("a message was left unqueued".into())),
-        })
-        .collect()
+    Ok(plan.answers)
+}
+
+/// Messages waiting for each of these devices.
+pub(crate) fn pending_counts(conn: &Connection, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>> {
+    let list = serde_json::to_string(&devices.iter().map(|d| d.0).collect::<Vec<_>>()).unwrap_or_default();
+    let mut stmt =
+        conn.prepare_cached("SELECT pk, pending FROM devices WHERE pk IN (SELECT value FROM json_each(?1))").sql()?;
+    let rows = stmt.query_map([list], |row| Ok((DevicePk(row.get(0)?), row.get::<_, i64>(1)?.max(0) as u64))).sql()?;
+    rows.collect::<rusqlite::Result<HashMap<_, _>>>().sql()
 }
 
 pub(crate) fn pending(
@@ -304,7 +270,7 @@ pub(crate) fn mark_expired(conn: &Connection, device: DevicePk, seqs: &[i64]) ->
     for seq in seqs {
         expired += stmt.execute(params![device.0, seq, now]).sql()? as i64;
     }
-    devices::add_pending(conn, device, -expired)
+    add_pending(conn, device, -expired)
 }
 
 pub(crate) fn ack(conn: &Connection, device: DevicePk, ids: &[Uuid]) -> StoreResult<AckOutcome> {
@@ -319,8 +285,19 @@ pub(crate) fn ack(conn: &Connection, device: DevicePk, ids: &[Uuid]) -> StoreRes
             outcome.unknown.push(*id);
         }
     }
-    devices::add_pending(conn, device, -(outcome.delivered as i64))?;
+    add_pending(conn, device, -(outcome.delivered as i64))?;
     Ok(outcome)
+}
+
+/// Changes a device's pending count by `delta`.
+fn add_pending(conn: &Connection, device: DevicePk, delta: i64) -> StoreResult<()> {
+    if delta != 0 {
+        conn.prepare_cached("UPDATE devices SET pending = pending + ?2 WHERE pk = ?1")
+            .sql()?
+            .execute(params![device.0, delta])
+            .sql()?;
+    }
+    Ok(())
 }
 
 /// Rows one sweep touches at most, so a large backlog never holds the
@@ -343,7 +320,7 @@ pub(crate) fn expire_due(conn: &Connection, now: Timestamp) -> StoreResult<u64> 
     }
     let mut total = 0;
     for (device, n) in per_device {
-        devices::add_pending(conn, DevicePk(device), -n)?;
+        add_pending(conn, DevicePk(device), -n)?;
         total += n as u64;
     }
     Ok(total)

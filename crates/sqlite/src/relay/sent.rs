@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use relayhub_core::bus::{Bus, Delivery};
+use relayhub_core::devices::DeviceEvent;
 use relayhub_core::ids::DevicePk;
 use relayhub_relay::model::MessageStatus;
 
@@ -26,8 +28,14 @@ impl SentMarks {
         *entry = (*entry).max(through);
     }
 
-    pub(crate) fn forget(&self, device: DevicePk) {
-        self.lock().remove(&device.0);
+    /// Forgets the marks of devices as they are unbound.
+    pub(crate) fn watch(&self, bus: &Bus) {
+        let marks = self.clone();
+        bus.subscribe::<DeviceEvent>(move |delivery| {
+            if let Delivery::Event(DeviceEvent::Unbound { device }) = delivery {
+                marks.lock().remove(&device.0);
+            }
+        });
     }
 
     /// The status of message `seq` whose stored status is `stored`.

@@ -2,14 +2,19 @@
 
 use std::sync::Arc;
 
+use relayhub_core::bus::Event;
+use relayhub_core::devices::{self as rules, Binding, Purpose};
 use relayhub_core::ids::DevicePk;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::DeviceRef;
-use relayhub_relay::settings::{Author, Decision, Document, HISTORY, Outcome, Proposal, Settings, decide};
+use relayhub_relay::settings::{
+    Author, Decision, Document, HISTORY, Outcome, Proposal, Settings, Target, decide, restore_onto,
+};
 use relayhub_relay::store::RelayEvent;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::devices;
 use crate::error::SqlResult;
 
 fn document(raw: &str) -> StoreResult<Document> {
@@ -57,7 +62,7 @@ fn base(conn: &Connection, device: DevicePk, version: i64) -> StoreResult<Option
 /// Stores `document` as the next version, keeping the last [`HISTORY`].
 fn store(
     conn: &Connection,
-    events: &mut Vec<RelayEvent>,
+    events: &mut Vec<Event>,
     device: DevicePk,
     version: i64,
     document: Document,
@@ -81,26 +86,49 @@ fn store(
         .execute(params![device.0, version - HISTORY])
         .sql()?;
     let settings = Settings { version, settings: document, updated_at: Some(now), updated_by: Some(author) };
-    events.push(RelayEvent::Settings { device, settings: Some(Arc::new(settings.clone())) });
+    events.push(Event::new(RelayEvent::Settings { device, settings: Some(Arc::new(settings.clone())) }));
     Ok(settings)
 }
 
+/// Applies a write. A back-office write to a device not bound yet binds it
+/// only if something is stored: a refused write leaves nothing behind.
 pub(crate) fn write(
     conn: &Connection,
-    events: &mut Vec<RelayEvent>,
-    device: DevicePk,
+    events: &mut Vec<Event>,
+    target: Target,
     proposal: Proposal,
 ) -> StoreResult<Outcome> {
-    let current = load(conn, device)?;
-    let base = if proposal.base_version < current.version { base(conn, device, proposal.base_version)? } else { None };
-    Ok(match decide(&current, base.as_ref(), &proposal) {
-        Decision::Write { document, merged } => {
-            let settings = store(conn, events, device, current.version + 1, document, proposal.author)?;
-            Outcome::Applied { settings, merged }
+    let (device, current) = match &target {
+        Target::Device(pk) => (Some(*pk), load(conn, *pk)?),
+        Target::BackOffice { license, device } => {
+            let held = devices::owner(conn, device)?;
+            match rules::resolve(device, held.map(|(_, l)| l), license, Purpose::Queue).map_err(StoreError::Rejected)? {
+                Binding::Bound => {
+                    let pk = held.map(|(pk, _)| pk).ok_or_else(|| StoreError::Internal("lost a device".into()))?;
+                    (Some(pk), load(conn, pk)?)
+                }
+                Binding::Bind => (None, Settings::empty()),
+            }
         }
-        Decision::Unchanged => Outcome::Applied { settings: current, merged: false },
-        Decision::Conflict { paths, reason } => Outcome::Conflict { current, paths, reason },
-    })
+    };
+    let base = match device {
+        Some(pk) if proposal.base_version < current.version => base(conn, pk, proposal.base_version)?,
+        _ => None,
+    };
+    let (document, merged) = match decide(&current, base.as_ref(), &proposal) {
+        Decision::Write { document, merged } => (document, merged),
+        Decision::Unchanged => return Ok(Outcome::Applied { settings: current, merged: false }),
+        Decision::Conflict { paths, reason } => return Ok(Outcome::Conflict { current, paths, reason }),
+    };
+    let device = match (device, target) {
+        (Some(pk), _) => pk,
+        (None, Target::BackOffice { license, device }) => {
+            devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?.0
+        }
+        (None, Target::Device(pk)) => pk,
+    };
+    let settings = store(conn, events, device, current.version + 1, document, proposal.author)?;
+    Ok(Outcome::Applied { settings, merged })
 }
 
 pub(crate) fn link(conn: &Connection, device: &DeviceRef, account: &str) -> StoreResult<()> {
@@ -116,7 +144,7 @@ pub(crate) fn link(conn: &Connection, device: &DeviceRef, account: &str) -> Stor
 
 pub(crate) fn restore(
     conn: &Connection,
-    events: &mut Vec<RelayEvent>,
+    events: &mut Vec<Event>,
     device: &DeviceRef,
     account: &str,
 ) -> StoreResult<Option<Settings>> {
@@ -135,10 +163,9 @@ pub(crate) fn restore(
         Some((None, None)) => Document::new(),
     };
     let current = load(conn, device.pk)?;
-    let settings = if source == current.settings {
-        current
-    } else {
-        store(conn, events, device.pk, current.version + 1, source, Author::Restore)?
+    let settings = match restore_onto(source, &current) {
+        None => current,
+        Some(document) => store(conn, events, device.pk, current.version + 1, document, Author::Restore)?,
     };
     // The new device is the account's device from now on.
     link(conn, device, account)?;

@@ -1,0 +1,150 @@
+//! The seam every capability (relay, signal, registry, fleet, rail) plugs
+//! into. A capability is one value the server holds in a list: it brings
+//! its routes with their OpenAPI paths and tags, its configuration section,
+//! its background tasks, its readiness, its scrape-time metrics and its
+//! administration commands. Start-up, `/readyz`, `/metrics`, the command
+//! line and shutdown loop over the list.
+//!
+//! Adding one: write the capability (a type implementing [`Spec`] and
+//! [`Capability`]), its store traits' module in each backend crate (each
+//! calls [`crate::backend::Stores::provide`]), and add `module::<It>()` to
+//! the server's list.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::alerts::Alerter;
+use crate::backend::Stores;
+use crate::bus::Bus;
+use crate::error::{ApiError, ErrorCode};
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::oidc::IdTokenVerifier;
+use crate::tasks::Tasks;
+
+/// What the core hands every capability when it is built.
+#[derive(Clone)]
+pub struct Platform {
+    pub metrics: Metrics,
+    pub gateway: Gateway,
+    pub bus: Bus,
+    pub tasks: Tasks,
+    pub alerter: Alerter,
+    /// The backend: core stores and each capability's store traits.
+    pub stores: Stores,
+    /// Verifies Google ID tokens; `None` without `google.client_id`.
+    pub google: Option<Arc<IdTokenVerifier>>,
+}
+
+/// What an administration command prints: JSON with `--json`, else text.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl CommandOutput {
+    pub fn new(json: impl Serialize, text: impl Into<String>) -> Self {
+        Self { json: serde_json::to_value(json).unwrap_or_default(), text: text.into() }
+    }
+}
+
+/// A capability, built and ready to serve.
+#[async_trait]
+pub trait Capability: Send + Sync + 'static {
+    /// Its name, which is also its configuration section.
+    fn name(&self) -> &'static str;
+    /// Its routes, documented.
+    fn router(&self) -> OpenApiRouter;
+    /// Starts its background work on `tasks` (stopped on shutdown). Called
+    /// once, when the node starts serving; never for administration.
+    fn start(&self, _tasks: &Tasks) {}
+    /// `Err` (answered by `/readyz`) while it cannot serve.
+    async fn ready(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+    /// Sets gauges read from storage, before each `/metrics` scrape.
+    async fn refresh_metrics(&self) {}
+    /// Runs one of the administration commands its module declared.
+    async fn run_command(&self, name: &str, _args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {
+        Err(ApiError::new(ErrorCode::NotFound, format!("{} has no command {name}", self.name())))
+    }
+}
+
+/// How a capability is made: what the server needs before building it.
+pub trait Spec: Capability + Sized {
+    /// The capability's name and configuration section (`[relay]`).
+    const NAME: &'static str;
+    /// OpenAPI tags (name, description) its routes use.
+    const TAGS: &'static [(&'static str, &'static str)];
+    /// Its configuration section; unknown keys are refused.
+    type Config: Serialize + DeserializeOwned + Default;
+    /// Builds it on the platform. Must not start tasks (see
+    /// [`Capability::start`]): administration commands build it too.
+    fn build(config: Self::Config, platform: &Platform) -> Result<Self, String>;
+    /// Administration subcommands it adds to `relayhub` (`relayhub user …`).
+    fn commands() -> Vec<clap::Command> {
+        Vec::new()
+    }
+}
+
+/// A capability before it is built, as the server's list holds it.
+pub trait Module: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn tags(&self) -> &'static [(&'static str, &'static str)];
+    /// The section's defaults, for the configuration loader.
+    fn default_config(&self) -> serde_json::Value;
+    /// Refuses a section with unknown keys or bad values.
+    fn check_config(&self, section: serde_json::Value) -> Result<(), String>;
+    /// Builds the capability from its section (defaults filled in).
+    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, String>;
+    fn commands(&self) -> Vec<clap::Command>;
+}
+
+struct SpecModule<C>(PhantomData<fn() -> C>);
+
+impl<C: Spec> Module for SpecModule<C> {
+    fn name(&self) -> &'static str {
+        C::NAME
+    }
+
+    fn tags(&self) -> &'static [(&'static str, &'static str)] {
+        C::TAGS
+    }
+
+    fn default_config(&self) -> serde_json::Value {
+        serde_json::to_value(C::Config::default()).unwrap_or_default()
+    }
+
+    fn check_config(&self, section: serde_json::Value) -> Result<(), String> {
+        parse_section::<C::Config>(C::NAME, section).map(|_| ())
+    }
+
+    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, String> {
+        Ok(Arc::new(C::build(parse_section(C::NAME, section)?, platform)?))
+    }
+
+    fn commands(&self) -> Vec<clap::Command> {
+        C::commands()
+    }
+}
+
+fn parse_section<T: DeserializeOwned>(name: &str, section: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(section).map_err(|e| format!("[{name}]: {e}"))
+}
+
+/// The list entry of a capability: `module::<Relay>()`.
+pub fn module<C: Spec>() -> Box<dyn Module> {
+    Box::new(SpecModule::<C>(PhantomData))
+}
+
+/// A typed configuration section, for code that builds a configuration
+/// (tests, embedding): `config.edit::<RelayConfig>(|c| …)`.
+pub trait Section: Serialize + DeserializeOwned + Default {
+    const NAME: &'static str;
+}
