@@ -1,7 +1,9 @@
 //! The after-commit event bus every capability announces its changes on.
 //!
 //! A backend publishes a transaction's events once it has committed, so a
-//! subscriber never acts on a write that could still roll back. Events are
+//! subscriber never acts on a write that could still roll back, and before
+//! it answers the callers, so a caller that has its answer finds every
+//! subscriber told. Events are
 //! typed per capability ([`Topic`]); each also has a compact wire form, so
 //! that with several nodes (PostgreSQL) the backend can carry it to the
 //! others, tagged by its topic. A subscriber sees an event committed here

@@ -70,6 +70,10 @@ pub trait Capability: Send + Sync + 'static {
     }
     /// Sets gauges read from storage, before each `/metrics` scrape.
     async fn refresh_metrics(&self) {}
+    /// Tightens its part of the OpenAPI document to this node's
+    /// configuration (bounds its section sets), so the document says what
+    /// the server does.
+    fn describe(&self, _api: &mut utoipa::openapi::OpenApi) {}
     /// Runs one of the administration commands its module declared.
     async fn run_command(&self, name: &str, _args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {
         Err(ApiError::new(ErrorCode::NotFound, format!("{} has no command {name}", self.name())))

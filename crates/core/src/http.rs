@@ -93,8 +93,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page number, from 1.
+    #[param(minimum = 1, maximum = 2147483647)]
     pub page: Option<u32>,
     /// Items per page, 1–100 (default 100).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<u32>,
 }
 
@@ -102,13 +104,39 @@ impl PageParams {
     pub fn request(self) -> Result<PageRequest, ApiError> {
         let page = self.page.unwrap_or(1);
         let size = self.size.unwrap_or(PageRequest::MAX_SIZE);
-        if page == 0 {
-            return Err(ApiError::invalid_field("page starts at 1"));
+        if page == 0 || page > PageRequest::MAX_PAGE {
+            return Err(ApiError::invalid_field(format!("page is 1-{}", PageRequest::MAX_PAGE)));
         }
         if size == 0 || size > PageRequest::MAX_SIZE {
             return Err(ApiError::invalid_field(format!("size must be 1-{}", PageRequest::MAX_SIZE)));
         }
         Ok(PageRequest { page, size })
+    }
+}
+
+/// Integers as JSON Schema counts them: `5` and `5.0` alike (a generator
+/// or a spreadsheet export may write either); `5.5` is refused.
+pub mod integral {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn from_number<E: Error, T: TryFrom<i128>>(n: serde_json::Number) -> Result<T, E> {
+        let whole = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i128::from(i),
+            (_, Some(u), _) => i128::from(u),
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e30 => f as i128,
+            _ => return Err(E::custom(format!("expected an integer, got {n}"))),
+        };
+        T::try_from(whole).map_err(|_| E::custom(format!("{n} is out of range")))
+    }
+
+    /// For `#[serde(deserialize_with = "integral::required")]`.
+    pub fn required<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        from_number(serde_json::Number::deserialize(d)?)
+    }
+
+    /// For `#[serde(default, deserialize_with = "integral::optional")]`.
+    pub fn optional<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(d)?.map(from_number).transpose()
     }
 }
 

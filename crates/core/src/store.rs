@@ -48,6 +48,9 @@ pub struct PageRequest {
 
 impl PageRequest {
     pub const MAX_SIZE: u32 = 100;
+    /// The last page number accepted (a 32-bit signed integer, as the
+    /// document says).
+    pub const MAX_PAGE: u32 = i32::MAX as u32;
 
     /// Rows to skip.
     pub fn offset(&self) -> u64 {

@@ -211,6 +211,10 @@ impl Capability for Relay {
         api::router(self.clone())
     }
 
+    fn describe(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        api::describe(&self.config, openapi);
+    }
+
     fn start(&self, tasks: &Tasks) {
         let relay = self.clone();
         tasks.spawn(move |stop| services::sweep(relay, stop));

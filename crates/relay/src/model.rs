@@ -95,7 +95,8 @@ pub struct PendingMessage {
     pub status: MessageStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
-    #[schema(value_type = Object)]
+    /// Any JSON value, as it was sent.
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
 }
 
@@ -190,7 +191,8 @@ pub struct InboxRecord {
     pub reference: String,
     /// When the server stored it.
     pub time: Timestamp,
-    #[schema(value_type = Object)]
+    /// Any JSON value, as it was sent.
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
 }
 

@@ -30,7 +30,7 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations", responses((status = 200, description = "The process answers", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -41,9 +41,10 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "operations",
     responses(
-        (status = 200, body = Health),
+        (status = 200, description = "Ready for traffic", body = Health),
         (status = 503, description = "Storage unreachable or shutting down", body = ErrorBody),
     )
 )]
@@ -63,6 +64,7 @@ pub async fn readyz(State(ops): State<Ops>) -> Result<Json<Health>, ApiError> {
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "get_metrics",
     tag = "operations",
     responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"))
 )]
@@ -87,7 +89,7 @@ pub struct About {
 }
 
 /// Names the server and points at its documentation.
-#[utoipa::path(get, path = "/", tag = "operations", responses((status = 200, body = About)))]
+#[utoipa::path(get, path = "/", operation_id = "about", tag = "operations", responses((status = 200, description = "What this server is", body = About)))]
 pub async fn about() -> Json<About> {
     Json(About { name: "relayhub", version: env!("CARGO_PKG_VERSION"), docs: "/docs", openapi: "/openapi.json" })
 }

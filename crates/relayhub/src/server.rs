@@ -134,7 +134,10 @@ fn router(capabilities: &[Arc<dyn Capability>], ops: Ops, config: &Config) -> Ro
     for capability in capabilities {
         api = api.merge(capability.router());
     }
-    let (routes, api) = api.merge(operations).split_for_parts();
+    let (routes, mut api) = api.merge(operations).split_for_parts();
+    for capability in capabilities {
+        capability.describe(&mut api);
+    }
     routes
         .merge(openapi::docs(api))
         .fallback(relayhub_core::http::not_found)

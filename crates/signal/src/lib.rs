@@ -329,6 +329,7 @@ pub struct SignalParams {
 #[utoipa::path(
     get,
     path = "/ws/signal",
+    operation_id = "connect_signal",
     tag = "signal",
     params(SignalParams, ("X-Api-Key" = Option<String>, Header, description = "The app API key")),
     responses(

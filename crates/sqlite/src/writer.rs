@@ -3,7 +3,7 @@
 //! SQLite takes one writer at a time, so all writes go through this thread.
 //! It takes whatever jobs are waiting (up to a bound), runs them in one
 //! transaction, commits once — one fsync for the whole batch — and only
-//! then answers each caller and reports the batch's events.
+//! then publishes the batch's events and answers each caller.
 //!
 //! Jobs run without savepoints (a savepoint copies every page a job touches
 //! into a sub-journal: measured, it cost more than the job). The rule that
@@ -185,10 +185,12 @@ fn commit_batch(conn: &mut Connection, jobs: &mut Vec<Box<dyn Job>>, bus: &Bus) 
         tracing::warn!(%err, jobs = jobs.len(), "batch failed; every write in it is refused");
         events.clear();
     }
+    // Announced before anyone is answered: a caller that got its answer
+    // finds every subscriber already told.
+    bus.publish(events);
     for job in jobs.drain(..) {
         job.finish(&outcome);
     }
-    bus.publish(events);
 }
 
 fn run_in_transaction(conn: &mut Connection, jobs: &mut [Box<dyn Job>], events: &mut Vec<Event>) -> StoreResult<()> {

@@ -48,10 +48,11 @@ pub(crate) async fn run(ctx: &Ctx, jobs: Vec<EnqueueJob>) {
         Ok(done) => done,
         Err(err) => (jobs.iter().map(|_| Err(err.clone())).collect(), Vec::new()),
     };
+    // Announced before anyone is answered, as on every backend.
+    ctx.bus.publish(events);
     for (job, answer) in jobs.into_iter().zip(answers) {
         let _ = job.reply.send(answer);
     }
-    ctx.bus.publish(events);
 }
 
 type Done = (Vec<StoreResult<Vec<Enqueued>>>, Vec<Event>);

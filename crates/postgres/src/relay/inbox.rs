@@ -28,10 +28,10 @@ pub(crate) struct PublishJob {
 pub(crate) async fn run(ctx: &Ctx, jobs: Vec<PublishJob>) {
     match ctx.retrying(|| attempt(ctx, &jobs)).await {
         Ok((answers, licenses)) => {
+            ctx.bus.publish(licenses.into_iter().map(|license| Event::new(RelayEvent::Published { license })));
             for (job, answer) in jobs.into_iter().zip(answers) {
                 let _ = job.reply.send(Ok(answer));
             }
-            ctx.bus.publish(licenses.into_iter().map(|license| Event::new(RelayEvent::Published { license })));
         }
         Err(err) => {
             for job in jobs {

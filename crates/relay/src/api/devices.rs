@@ -52,6 +52,7 @@ fn device_not_found(device: &DeviceId) -> ApiError {
 #[utoipa::path(
     get,
     path = "/api/v1/devices",
+    operation_id = "list_devices",
     tag = "devices",
     params(PageParams),
     responses((status = 200, body = DeviceList)),
@@ -72,8 +73,9 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/devices/{device_id}",
+    operation_id = "get_device",
     tag = "devices",
-    params(("device_id" = String, Path, description = "The device's id")),
+    params(("device_id" = DeviceId, Path, description = "The device's id")),
     responses(
         (status = 200, body = DeviceInfo),
         (status = 404, description = "No such device in this license", body = ErrorBody),
@@ -94,8 +96,9 @@ pub async fn get(
 #[utoipa::path(
     put,
     path = "/api/v1/devices/{device_id}",
+    operation_id = "bind_device",
     tag = "devices",
-    params(("device_id" = String, Path, description = "The device's id")),
+    params(("device_id" = DeviceId, Path, description = "The device's id")),
     responses(
         (status = 201, description = "Bound now", body = DeviceInfo),
         (status = 200, description = "Was already bound", body = DeviceInfo),
@@ -119,8 +122,9 @@ pub async fn bind(
 #[utoipa::path(
     delete,
     path = "/api/v1/devices/{device_id}",
+    operation_id = "unbind_device",
     tag = "devices",
-    params(("device_id" = String, Path, description = "The device's id")),
+    params(("device_id" = DeviceId, Path, description = "The device's id")),
     responses(
         (status = 204, description = "Unbound"),
         (status = 404, description = "No such device in this license", body = ErrorBody),
@@ -141,6 +145,7 @@ pub async fn unbind(
 #[utoipa::path(
     get,
     path = "/api/v1/license",
+    operation_id = "get_license",
     tag = "license",
     responses((status = 200, body = LicenseView)),
     security(("bearer" = []))

@@ -20,9 +20,12 @@ const MAX_LIMIT: usize = 1000;
 #[into_params(parameter_in = Query)]
 pub struct InboxParams {
     /// Records to return, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Seconds to hold the request until at least one record exists (long
-    /// poll), up to the server's `max_wait` (default 60). Fractions allowed.
+    /// poll), 0 to the server's `relay.max_wait` (default 60). Fractions
+    /// allowed.
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<f64>,
 }
 
@@ -35,6 +38,8 @@ pub struct InboxPage {
 /// Records to delete.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InboxAck {
+    /// At most 1000 record ids.
+    #[schema(max_items = 1000)]
     pub ids: Vec<Uuid>,
 }
 
@@ -52,6 +57,7 @@ pub struct InboxAcked {
 #[utoipa::path(
     get,
     path = "/api/v1/inbox",
+    operation_id = "list_inbox",
     tag = "inbox",
     params(InboxParams),
     responses(
@@ -69,13 +75,15 @@ pub async fn list(
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::invalid_field(format!("limit must be 1-{MAX_LIMIT}")));
     }
-    let wait = match params.wait {
+    let max_wait = relay.config.max_wait;
+    let wait = match params.wait.map(Duration::try_from_secs_f64) {
         None => Duration::ZERO,
-        // Anything longer than the cap is the cap (`from_secs_f64` would
-        // panic on 1e300).
-        Some(w) if w >= 0.0 => Duration::try_from_secs_f64(w).unwrap_or(Duration::MAX).min(relay.config.max_wait),
+        Some(Ok(wait)) if wait <= max_wait => wait,
         Some(_) => {
-            return Err(ApiError::invalid_field("wait is a number of seconds, 0 or more"));
+            return Err(ApiError::invalid_field(format!(
+                "wait is a number of seconds from 0 to {}",
+                max_wait.as_secs_f64()
+            )));
         }
     };
     // Subscribe before reading, so a record stored between the read and the
@@ -122,6 +130,7 @@ impl Drop for Waiting {
 #[utoipa::path(
     post,
     path = "/api/v1/inbox/ack",
+    operation_id = "ack_inbox",
     tag = "inbox",
     request_body = InboxAck,
     responses(

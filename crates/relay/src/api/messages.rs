@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
-use relayhub_core::http::{Body, Json, PageParams, Path, Query, parse_json};
+use relayhub_core::http::{Body, Json, PageParams, Path, Query, integral, parse_json};
 use relayhub_core::identity::LicenseAuth;
 use relayhub_core::ids::DeviceId;
 use relayhub_core::time::Timestamp;
@@ -24,7 +24,8 @@ const MAX_KEY_LEN: usize = 255;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TtlParams {
-    /// Seconds until the message expires undelivered.
+    /// Seconds until the message expires undelivered (at most ten years).
+    #[param(minimum = 1, maximum = 315360000)]
     pub ttl: Option<u64>,
 }
 
@@ -38,19 +39,24 @@ pub struct Accepted {
 /// Many messages to queue at once, all or nothing.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct Batch {
+    /// 1 to `relay.max_batch` (default 1000) messages.
+    #[schema(min_items = 1, max_items = 1000)]
     pub messages: Vec<BatchItem>,
 }
 
 /// One message of a batch.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BatchItem {
-    #[schema(value_type = String)]
     pub device_id: DeviceId,
     /// Any JSON value.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
+    /// 1-255 characters, no control characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     pub idempotency_key: Option<String>,
-    /// Seconds until the message expires undelivered.
+    /// Seconds until the message expires undelivered (at most ten years).
+    #[schema(minimum = 1, maximum = 315360000)]
+    #[serde(default, deserialize_with = "integral::optional")]
     pub ttl: Option<u64>,
 }
 
@@ -65,7 +71,6 @@ pub struct BatchAccepted {
 /// A device's pending messages, oldest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingList {
-    #[schema(value_type = String)]
     pub device_id: DeviceId,
     pub messages: Vec<PendingMessage>,
     pub page: u32,
@@ -84,7 +89,7 @@ fn expiry(ttl: Option<u64>, now: Timestamp) -> Result<Option<Timestamp>, ApiErro
 
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
-        Some(k) if k.is_empty() || k.len() > MAX_KEY_LEN || k.chars().any(|c| c.is_control()) => {
+        Some(k) if k.is_empty() || k.chars().count() > MAX_KEY_LEN || k.chars().any(|c| c.is_control()) => {
             Err(ApiError::invalid_field(format!("an idempotency key is 1-{MAX_KEY_LEN} printable characters")))
         }
         other => Ok(other),
@@ -100,13 +105,14 @@ fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/v1/devices/{device_id}/messages",
+    operation_id = "post_message",
     tag = "messages",
     params(
-        ("device_id" = String, Path, description = "The device's id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key answer the first message"),
+        ("device_id" = DeviceId, Path, description = "The device's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key answer the first message; 1-255 printable ASCII characters", min_length = 1, max_length = 255, pattern = "^[ -~]+$"),
         TtlParams,
     ),
-    request_body(content = Object, description = "The message data: any JSON value"),
+    request_body(content = serde_json::Value, description = "The message data: any JSON value"),
     responses(
         (status = 202, description = "Committed to disk", body = Accepted),
         (status = 400, description = "Not JSON", body = ErrorBody),
@@ -164,6 +170,7 @@ pub async fn post_one(
 #[utoipa::path(
     post,
     path = "/api/v1/messages",
+    operation_id = "post_messages",
     tag = "messages",
     request_body = Batch,
     responses(
@@ -217,8 +224,9 @@ pub async fn post_batch(
 #[utoipa::path(
     get,
     path = "/api/v1/devices/{device_id}/messages",
+    operation_id = "list_pending_messages",
     tag = "messages",
-    params(("device_id" = String, Path, description = "The device's id"), PageParams),
+    params(("device_id" = DeviceId, Path, description = "The device's id"), PageParams),
     responses(
         (status = 200, body = PendingList),
         (status = 404, description = "No such device in this license", body = ErrorBody),
@@ -243,6 +251,7 @@ pub async fn list_pending(
 #[utoipa::path(
     get,
     path = "/api/v1/messages/{id}",
+    operation_id = "get_message",
     tag = "messages",
     params(("id" = Uuid, Path, description = "The message id from the 202 answer")),
     responses(

@@ -5,10 +5,32 @@ pub mod devices;
 pub mod inbox;
 pub mod messages;
 
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::{OpenApi, RefOr};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::Relay;
+use crate::{Relay, RelayConfig};
+
+/// The bounds `[relay]` sets, in the document: the longest long poll and
+/// the largest batch.
+pub fn describe(config: &RelayConfig, openapi: &mut OpenApi) {
+    let inbox = openapi.paths.paths.get_mut("/api/v1/inbox").and_then(|item| item.get.as_mut());
+    for param in inbox.and_then(|op| op.parameters.as_mut()).into_iter().flatten() {
+        if let RefOr::T(param) = param
+            && param.name == "wait"
+            && let Some(RefOr::T(Schema::Object(schema))) = param.schema.as_mut()
+        {
+            schema.maximum = Some(config.max_wait.as_secs_f64().into());
+        }
+    }
+    let batch = openapi.components.as_mut().and_then(|c| c.schemas.get_mut("Batch"));
+    if let Some(RefOr::T(Schema::Object(batch))) = batch
+        && let Some(RefOr::T(Schema::Array(messages))) = batch.properties.get_mut("messages")
+    {
+        messages.max_items = Some(config.max_batch);
+    }
+}
 
 /// The relay's routes, documented.
 pub fn router(relay: Relay) -> OpenApiRouter {

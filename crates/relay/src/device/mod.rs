@@ -30,22 +30,28 @@ pub struct ConnectParams {
     /// The app API key (else header `X-Api-Key`).
     pub api_key: Option<String>,
     /// The device's UUID (else header `X-Device-Id`).
+    #[param(value_type = Option<DeviceId>)]
     pub device_id: Option<String>,
     /// The license number (else header `X-License`).
+    #[param(value_type = Option<LicenseNumber>)]
     pub license: Option<String>,
     /// The settings version the device already has (else header
     /// `X-Settings-Version`); without it the current settings are sent
     /// after `hello`.
+    #[param(minimum = 0)]
     pub settings_version: Option<i64>,
 }
 
+/// A value from its header, else from the query; an empty header counts as
+/// none.
 fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: &str) -> Result<&'a str, ApiError> {
+    let present = |v: &&str| !v.trim().is_empty();
     headers
         .get(header)
         .and_then(|v| v.to_str().ok())
-        .or(query)
+        .filter(present)
+        .or(query.filter(present))
         .map(str::trim)
-        .filter(|v| !v.is_empty())
         .ok_or_else(|| ApiError::new(ErrorCode::MissingField, format!("send the {what} as '{header}'")))
 }
 
@@ -62,13 +68,14 @@ fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: 
 #[utoipa::path(
     get,
     path = "/ws/device",
+    operation_id = "connect_device",
     tag = "device",
     params(
         ConnectParams,
         ("X-Api-Key" = Option<String>, Header, description = "The app API key"),
-        ("X-Device-Id" = Option<String>, Header, description = "The device's UUID, generated on the device"),
-        ("X-License" = Option<String>, Header, description = "The license number"),
-        ("X-Settings-Version" = Option<i64>, Header, description = "The settings version the device has"),
+        ("X-Device-Id" = Option<DeviceId>, Header, description = "The device's UUID, generated on the device"),
+        ("X-License" = Option<LicenseNumber>, Header, description = "The license number"),
+        ("X-Settings-Version" = Option<i64>, Header, description = "The settings version the device has", minimum = 0),
     ),
     responses(
         (status = 101, description = "Upgraded; the server sends `hello` first"),

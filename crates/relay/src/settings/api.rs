@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
-use relayhub_core::http::{Body, Json, Path, parse_json};
+use relayhub_core::http::{Body, Json, Path, integral, parse_json};
 use relayhub_core::identity::LicenseAuth;
 use relayhub_core::ids::DeviceId;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,9 @@ use crate::Relay;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsWrite {
+    /// The version the document was based on (0 for none yet).
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "integral::required")]
     pub version: i64,
     #[schema(value_type = Object)]
     pub settings: Document,
@@ -74,8 +77,9 @@ pub fn check(document: &Document, version: i64, limit: usize) -> Result<(), ApiE
 #[utoipa::path(
     get,
     path = "/api/v1/devices/{device_id}/settings",
+    operation_id = "get_settings",
     tag = "settings",
-    params(("device_id" = String, Path, description = "The device's id")),
+    params(("device_id" = DeviceId, Path, description = "The device's id")),
     responses(
         (status = 200, body = Settings),
         (status = 404, description = "No such device in this license", body = ErrorBody),
@@ -103,8 +107,9 @@ pub async fn get(
 #[utoipa::path(
     put,
     path = "/api/v1/devices/{device_id}/settings",
+    operation_id = "put_settings",
     tag = "settings",
-    params(("device_id" = String, Path, description = "The device's id")),
+    params(("device_id" = DeviceId, Path, description = "The device's id")),
     request_body = SettingsWrite,
     responses(
         (status = 200, description = "Stored (merged if `merged`)", body = SettingsWritten),

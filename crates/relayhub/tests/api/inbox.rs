@@ -95,10 +95,18 @@ async fn a_long_poll_wakes_as_soon_as_a_record_arrives() {
     app.post("/api/v1/inbox/ack").json(&acked).send().await.unwrap();
     let empty: Value = app.get("/api/v1/inbox?wait=0.2").send().await.unwrap().json().await.unwrap();
     assert_eq!(empty["records"], json!([]));
-    // An absurd wait is capped (here to 300 ms), not an error or a crash.
+    // A wait past the server's `max_wait` (here 300 ms) is refused, and the
+    // document says where the bound is.
     let app = TestApp::spawn_with(|c| c.edit(|r: &mut RelayConfig| r.max_wait = Duration::from_millis(300))).await;
-    let capped = app.get("/api/v1/inbox?wait=1e300").send().await.unwrap();
-    assert_eq!(capped.status(), 200);
+    assert_eq!(app.get("/api/v1/inbox?wait=0.3").send().await.unwrap().status(), 200);
+    let too_long = app.get("/api/v1/inbox?wait=1e300").send().await.unwrap();
+    assert_eq!(too_long.status(), 422);
+    let body: Value = too_long.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "wait is a number of seconds from 0 to 0.3");
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let params = doc["paths"]["/api/v1/inbox"]["get"]["parameters"].as_array().unwrap();
+    let wait = params.iter().find(|p| p["name"] == "wait").unwrap();
+    assert_eq!(wait["schema"]["maximum"], 0.3);
 
     for bad in ["wait=-1", "wait=x", "wait=NaN", "limit=0", "limit=100000"] {
         let response = app.get(&format!("/api/v1/inbox?{bad}")).send().await.unwrap();

@@ -5,6 +5,7 @@
 mod bad_input;
 mod caller;
 mod cluster;
+mod contract;
 mod delivery;
 mod durability;
 mod field;
@@ -13,6 +14,7 @@ mod inbox;
 mod ops;
 mod private_pg;
 mod queueing;
+mod schema_driven;
 mod settings;
 mod signal;
 mod signal_nodes;

@@ -1,0 +1,351 @@
+//! The store contract: the same cases against every store trait of the
+//! backend this run uses (SQLite, or PostgreSQL with
+//! `RELAYHUB_TEST_POSTGRES`), straight through the traits, no HTTP. Each
+//! refusal is compared word for word, so a rule reads the same on both.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use relayhub_core::backend::Stores;
+use relayhub_core::bus::{Bus, Delivery};
+use relayhub_core::devices::DeviceEvent;
+use relayhub_core::error::ErrorCode;
+use relayhub_core::gateway::ConnId;
+use relayhub_core::identity::{self, License, LicenseUpdate, NewLicense};
+use relayhub_core::ids::{DeviceId, LicenseNumber};
+use relayhub_core::metrics::Metrics;
+use relayhub_core::store::{PageRequest, StoreError};
+use relayhub_core::time::Timestamp;
+use relayhub_relay::model::{NewMessage, NewRecord};
+use relayhub_relay::settings::{Author, Outcome, Proposal, SettingsStore, Target};
+use relayhub_relay::store::{InboxStore, QueueStore, RelayEvent};
+use relayhub_signal::protocol::{Frame, parse};
+use relayhub_signal::state::{Env, Step, Timings};
+use relayhub_signal::store::{Frames, SignalStore};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::helpers::{PATIENCE, PgDatabase, init_logs};
+
+/// A fresh backend of the kind this run tests, serving.
+struct Backend {
+    stores: Stores,
+    bus: Bus,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl Backend {
+    async fn open() -> Self {
+        init_logs();
+        let dir = tempfile::tempdir().unwrap();
+        let pg = PgDatabase::create().await;
+        let url = match &pg {
+            Some(pg) => relayhub::config::DatabaseUrl::Postgres(pg.url.clone()),
+            None => relayhub::config::DatabaseUrl::Sqlite(dir.path().join("contract.db")),
+        };
+        let bus = Bus::new();
+        let stores = relayhub::stores::open(&url, &bus, &Metrics::new(), 4).await.expect("the backend opens");
+        stores.backend.start_serving().await.expect("serving");
+        Self { stores, bus, _dir: dir, _pg: pg }
+    }
+
+    async fn license(&self, number: &str, max_devices: Option<u32>) -> License {
+        let new = NewLicense {
+            number: LicenseNumber::parse(number).unwrap(),
+            name: String::new(),
+            expires_at: None,
+            max_devices,
+        };
+        identity::create_license(self.stores.identity.as_ref(), new).await.unwrap().0
+    }
+
+    fn queue(&self) -> Arc<dyn QueueStore> {
+        self.stores.get().unwrap()
+    }
+
+    fn inbox(&self) -> Arc<dyn InboxStore> {
+        self.stores.get().unwrap()
+    }
+
+    fn settings(&self) -> Arc<dyn SettingsStore> {
+        self.stores.get().unwrap()
+    }
+
+    async fn close(self) {
+        self.stores.close().await;
+    }
+}
+
+fn d(id: &str) -> DeviceId {
+    DeviceId::parse(id).unwrap()
+}
+
+fn message(device: &str, data: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        device_id: d(device),
+        data: RawValue::from_string(data.into()).unwrap(),
+        idempotency_key: key.map(str::to_owned),
+        expires_at: None,
+    }
+}
+
+/// The refusal's code and message.
+fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> (ErrorCode, String) {
+    match result {
+        Err(StoreError::Rejected(api)) => (api.code, api.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn identity_licenses_tokens_and_keys() {
+    let b = Backend::open().await;
+    let ids = b.stores.identity.as_ref();
+    let lic = b.license("C-1", None).await;
+    let again = NewLicense { number: lic.number.clone(), name: String::new(), expires_at: None, max_devices: None };
+    assert_eq!(refusal(identity::create_license(ids, again).await).0, ErrorCode::AlreadyExists);
+    let token = identity::issue_token(ids, &lic.number).await.unwrap();
+    let hash = relayhub_core::secret::Secret::new(token.secret.expose()).hash();
+    assert_eq!(ids.license_by_token(&hash).await.unwrap().map(|l| l.pk), Some(lic.pk));
+    identity::revoke_token(ids, &lic.number, &token.id).await.unwrap();
+    assert!(ids.license_by_token(&hash).await.unwrap().is_none(), "a revoked token finds nothing");
+    let key = identity::create_api_key(ids, "app").await.unwrap();
+    let key_hash = relayhub_core::secret::Secret::new(key.secret.expose()).hash();
+    assert!(ids.api_key_by_hash(&key_hash).await.unwrap().is_some());
+    let past = Timestamp::now().minus(Duration::from_secs(60));
+    ids.update_license(&lic.number, LicenseUpdate { expires_at: Some(Some(past)), ..Default::default() })
+        .await
+        .unwrap();
+    identity::revoke_api_key(ids, &key.id).await.unwrap();
+    let gone = ids.invalidated(&[lic.pk], &[key.id.clone()], Timestamp::now()).await.unwrap();
+    assert_eq!((gone.licenses, gone.api_keys), (vec![lic.pk], vec![key.id]));
+    b.close().await;
+}
+
+#[tokio::test]
+async fn devices_bind_by_one_rule() {
+    let b = Backend::open().await;
+    let devices = b.stores.devices.clone();
+    let mine = b.license("C-MINE", Some(2)).await;
+    let theirs = b.license("C-THEIRS", None).await;
+    let (record, created) = devices.bind(&mine, &d("phone-1")).await.unwrap();
+    assert!(created && record.device_id == d("phone-1") && !record.online);
+    assert!(!devices.bind(&mine, &d("phone-1")).await.unwrap().1, "binding twice binds once");
+    assert_eq!(
+        refusal(devices.bind(&theirs, &d("phone-1")).await),
+        (ErrorCode::DeviceNotFound, "no device phone-1 in this license".into())
+    );
+    assert_eq!(
+        refusal(devices.attach(&theirs, &d("phone-1")).await),
+        (ErrorCode::DeviceBoundElsewhere, "device phone-1 is bound to another license".into())
+    );
+    devices.attach(&mine, &d("phone-2")).await.unwrap();
+    assert_eq!(
+        refusal(devices.bind(&mine, &d("phone-3")).await),
+        (ErrorCode::DeviceLimit, "license C-MINE already has its maximum of 2 devices".into())
+    );
+    let page = devices.devices(mine.pk, PageRequest { page: 1, size: 1 }).await.unwrap();
+    assert_eq!((page.total, page.items[0].device_id.as_str()), (2, "phone-1"));
+    assert!(devices.device(theirs.pk, &d("phone-1")).await.unwrap().is_none(), "not theirs to see");
+
+    let unbound = Arc::new(Mutex::new(Vec::new()));
+    let seen = unbound.clone();
+    b.bus.subscribe::<DeviceEvent>(move |e| {
+        if let Delivery::Event(DeviceEvent::Unbound { device }) = e {
+            seen.lock().unwrap().push(*device);
+        }
+    });
+    let pk = devices.unbind(mine.pk, &d("phone-1")).await.unwrap();
+    assert_eq!(*unbound.lock().unwrap(), [pk], "unbinding is announced after the commit");
+    assert_eq!(refusal(devices.unbind(mine.pk, &d("phone-1")).await).0, ErrorCode::DeviceNotFound);
+    assert_eq!(devices.device_count(mine.pk).await.unwrap(), 1);
+    assert!(devices.bind(&mine, &d("phone-3")).await.unwrap().1, "room again");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn presence_follows_the_current_connection() {
+    let b = Backend::open().await;
+    let lic = b.license("C-P", None).await;
+    let device = b.stores.devices.attach(&lic, &d("p-1")).await.unwrap();
+    let presence = b.stores.presence.clone();
+    presence.set_online(device.pk, ConnId(41)).await.unwrap();
+    let record = b.stores.devices.device(lic.pk, &d("p-1")).await.unwrap().unwrap();
+    assert!(record.online && record.last_seen.is_some());
+    assert!(presence.is_current_connection(device.pk, ConnId(41)).await.unwrap());
+    presence.set_offline(device.pk, ConnId(99)); // another connection's close changes nothing
+    presence.set_offline(device.pk, ConnId(41));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while b.stores.devices.device(lic.pk, &d("p-1")).await.unwrap().unwrap().online {
+        assert!(tokio::time::Instant::now() < deadline, "the device never went offline");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.close().await;
+}
+
+#[tokio::test]
+async fn queues_keep_order_keys_and_bounds() {
+    let b = Backend::open().await;
+    let (queue, lic, other) = (b.queue(), b.license("C-Q", None).await, b.license("C-QO", None).await);
+    let queued = Arc::new(Mutex::new(Vec::new()));
+    let seen = queued.clone();
+    b.bus.subscribe::<RelayEvent>(move |e| {
+        if let Delivery::Event(RelayEvent::Queued { first_seq, messages, .. }) = e {
+            seen.lock().unwrap().push((*first_seq, messages.len()));
+        }
+    });
+    let sent = queue.enqueue(&lic, vec![message("q-1", "1", None), message("q-1", "2", Some("k"))], 3).await.unwrap();
+    assert_eq!(sent.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(*queued.lock().unwrap(), [(1, 2)], "the commit is announced with its messages");
+    let replay = queue.enqueue(&lic, vec![message("q-1", "2", Some("k"))], 3).await.unwrap();
+    assert!(replay[0].replayed && replay[0].id == sent[1].id);
+    assert_eq!(
+        refusal(queue.enqueue(&lic, vec![message("q-1", "3", Some("k"))], 3).await),
+        (ErrorCode::IdempotencyKeyReused, "idempotency key \"k\" was used for a different message".into())
+    );
+    assert_eq!(
+        refusal(queue.enqueue(&lic, vec![message("q-1", "3", None), message("q-1", "4", None)], 3).await),
+        (ErrorCode::QueueFull, "device q-1 has 2 pending messages; the limit is 3".into())
+    );
+    assert_eq!(
+        refusal(queue.enqueue(&other, vec![message("q-1", "5", None)], 3).await),
+        (ErrorCode::DeviceNotFound, "no device q-1 in this license".into())
+    );
+    // A refused call leaves nothing, not even a device it would have bound.
+    assert_eq!(
+        refusal(queue.enqueue(&other, vec![message("q-new", "1", None), message("q-1", "1", None)], 3).await).0,
+        ErrorCode::DeviceNotFound
+    );
+    assert!(b.stores.devices.device(other.pk, &d("q-new")).await.unwrap().is_none());
+
+    let pk = b.stores.devices.device(lic.pk, &d("q-1")).await.unwrap().unwrap().pk;
+    assert_eq!(queue.pending_counts(&[pk]).await.unwrap()[&pk], 2);
+    let fetched = queue.fetch(pk, 2, 10).await.unwrap();
+    assert_eq!(fetched.iter().map(|m| m.seq).collect::<Vec<_>>(), [2]);
+    let page = queue.pending(lic.pk, &d("q-1"), PageRequest::default()).await.unwrap();
+    assert_eq!((page.total, page.items[0].data.get()), (2, "1"));
+    let stranger = uuid::Uuid::now_v7();
+    let acked = queue.ack(pk, vec![sent[0].id, stranger]).await.unwrap();
+    assert_eq!((acked.delivered, acked.unknown), (1, vec![stranger]));
+    let receipt = queue.receipt(lic.pk, sent[0].id).await.unwrap().unwrap();
+    assert_eq!(receipt.status, relayhub_relay::model::MessageStatus::Delivered);
+    assert!(queue.receipt(other.pk, sent[0].id).await.unwrap().is_none(), "not theirs to see");
+    assert_eq!(queue.total_pending().await.unwrap(), 1);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_inbox_keeps_records_until_acknowledged_and_knows_retries() {
+    let b = Backend::open().await;
+    let (inbox, lic, other) = (b.inbox(), b.license("C-I", None).await, b.license("C-IO", None).await);
+    let device = b.stores.devices.attach(&lic, &d("i-1")).await.unwrap();
+    let record = |r: &str| NewRecord { reference: r.into(), data: RawValue::from_string("{\"x\":1}".into()).unwrap() };
+    let first = inbox.publish(&device, vec![record("a"), record("b")]).await.unwrap();
+    let again = inbox.publish(&device, vec![record("a")]).await.unwrap();
+    assert!(again[0].duplicate && again[0].id == first[0].id);
+    let listed = inbox.inbox(lic.pk, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.reference.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(inbox.inbox(other.pk, 10).await.unwrap().is_empty());
+    assert_eq!(inbox.inbox_ack(other.pk, vec![first[0].id]).await.unwrap(), 0, "not theirs to ack");
+    assert_eq!(inbox.inbox_ack(lic.pk, vec![first[0].id, first[0].id]).await.unwrap(), 1);
+    assert_eq!(inbox.inbox(lic.pk, 10).await.unwrap().len(), 1);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn settings_merge_refuse_and_restore_by_one_rule() {
+    let b = Backend::open().await;
+    let (settings, lic) = (b.settings(), b.license("C-S", None).await);
+    let doc = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let write = |version, v: serde_json::Value, author| Proposal { base_version: version, document: doc(v), author };
+    let target = || Target::BackOffice { license: lic.clone(), device: d("s-1") };
+
+    // A refused write to a device nobody bound binds nothing.
+    let refused = settings.write_settings(target(), write(5, json!({"a": 1}), Author::BackOffice)).await.unwrap();
+    assert!(matches!(refused, Outcome::Conflict { .. }));
+    assert!(b.stores.devices.device(lic.pk, &d("s-1")).await.unwrap().is_none());
+
+    let Outcome::Applied { settings: v1, .. } =
+        settings.write_settings(target(), write(0, json!({"a": 1, "b": 1}), Author::BackOffice)).await.unwrap()
+    else {
+        panic!("a first write applies")
+    };
+    assert_eq!(v1.version, 1);
+    let device = b.stores.devices.attach(&lic, &d("s-1")).await.unwrap();
+    settings
+        .write_settings(Target::Device(device.pk), write(1, json!({"a": 2, "b": 1}), Author::Device))
+        .await
+        .unwrap();
+    let merged =
+        settings.write_settings(target(), write(1, json!({"a": 1, "b": 3}), Author::BackOffice)).await.unwrap();
+    assert!(
+        matches!(&merged, Outcome::Applied { merged: true, settings } if settings.settings == doc(json!({"a": 2, "b": 3})))
+    );
+    let conflict =
+        settings.write_settings(target(), write(1, json!({"a": 9, "b": 1}), Author::BackOffice)).await.unwrap();
+    let Outcome::Conflict { paths, reason, current } = conflict else { panic!("overlapping changes conflict") };
+    assert_eq!(
+        (paths, reason, current.version),
+        (vec!["a".to_owned()], "changed since version 1 by someone else: a".to_owned(), 3)
+    );
+
+    settings.link_account(&device, "google:1").await.unwrap();
+    let new_phone = b.stores.devices.attach(&lic, &d("s-2")).await.unwrap();
+    let restored = settings.restore_account(&new_phone, "google:1").await.unwrap().unwrap();
+    assert_eq!(restored.settings, doc(json!({"a": 2, "b": 3})));
+    assert!(settings.restore_account(&new_phone, "google:2").await.unwrap().is_none());
+    b.close().await;
+}
+
+#[tokio::test]
+async fn signaling_steps_are_atomic_and_their_frames_announced() {
+    let b = Backend::open().await;
+    let signal: Arc<dyn SignalStore> = b.stores.get().unwrap();
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let seen = frames.clone();
+    b.bus.subscribe::<Frames>(move |e| {
+        if let Delivery::Event(Frames(list)) = e {
+            seen.lock().unwrap().extend(list.iter().map(|(c, t)| (c.0, t.clone())));
+        }
+    });
+    let env = Env {
+        now: Timestamp::now().millis(),
+        timings: Timings { ringing: Duration::from_secs(60), grace: Duration::from_millis(1) },
+        ice_servers: Arc::new(|_| None),
+    };
+    let frame = |text: &str| match parse(text).unwrap() {
+        Frame::Json(f) => f,
+        Frame::Ping => unreachable!(),
+    };
+    let step = |s: Step| {
+        let (signal, env) = (signal.clone(), env.clone());
+        async move { signal.step(s, env).await.unwrap() }
+    };
+    for (conn, user) in [(1, "ann"), (2, "ben")] {
+        step(Step::Attach(ConnId(conn))).await.unwrap();
+        step(Step::Frame(ConnId(conn), frame(&format!(r#"{{"route":"ADD_USER","userId":"{user}"}}"#)))).await.unwrap();
+    }
+    step(Step::Frame(ConnId(1), frame(r#"{"route":"OFFER","userId":"ann","data":{"candidateId":"ben","sdp":"v=0"}}"#)))
+        .await
+        .unwrap();
+    let refused = step(Step::Frame(
+        ConnId(2),
+        frame(r#"{"route":"OFFER","userId":"ben","data":{"candidateId":"ann","sdp":"v"}}"#),
+    ))
+    .await;
+    assert_eq!(refused.unwrap_err().code, ErrorCode::Glare);
+    let census = signal.census().await.unwrap();
+    assert_eq!((census.users, census.ringing), (2, 1));
+    let to_ben: Vec<String> = frames.lock().unwrap().iter().filter(|(c, _)| *c == 2).map(|(_, t)| t.clone()).collect();
+    assert!(to_ben.iter().any(|t| t.contains("\"/call\"")), "{to_ben:?}");
+
+    // Ann's last socket closes; past the grace her call ends for Ben.
+    step(Step::Detach(ConnId(1))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let later = Env { now: Timestamp::now().millis(), ..env.clone() };
+    signal.step(Step::Expire { gone: Vec::new() }, later).await.unwrap().unwrap();
+    assert!(frames.lock().unwrap().iter().any(|(c, t)| *c == 2 && t.contains("/hangup")));
+    assert_eq!(signal.census().await.unwrap().ringing, 0);
+    b.close().await;
+}
