@@ -118,7 +118,7 @@ async fn identity_licenses_tokens_and_keys() {
         .await
         .unwrap();
     identity::revoke_api_key(ids, &key.id).await.unwrap();
-    let gone = ids.invalidated(&[lic.pk], &[key.id.clone()], Timestamp::now()).await.unwrap();
+    let gone = ids.invalidated(&[lic.pk], std::slice::from_ref(&key.id), Timestamp::now()).await.unwrap();
     assert_eq!((gone.licenses, gone.api_keys), (vec![lic.pk], vec![key.id]));
     b.close().await;
 }
