@@ -43,16 +43,21 @@ pub enum Delivery<'a, T> {
     Resync,
 }
 
-/// One event, as backends carry it: its topic, its wire form, its value.
+/// One event, as backends carry it: its topic and its value, which gives
+/// its wire form when another node needs it (on one node, never).
 pub struct Event {
     topic: &'static str,
-    wire: Option<String>,
     value: Box<dyn Any + Send + Sync>,
+    encode: fn(&(dyn Any + Send + Sync)) -> Option<String>,
+}
+
+fn encode_as<T: Topic>(value: &(dyn Any + Send + Sync)) -> Option<String> {
+    value.downcast_ref::<T>().and_then(T::encode)
 }
 
 impl Event {
     pub fn new<T: Topic>(value: T) -> Self {
-        Self { topic: T::NAME, wire: value.encode(), value: Box::new(value) }
+        Self { topic: T::NAME, value: Box::new(value), encode: encode_as::<T> }
     }
 
     pub fn topic(&self) -> &'static str {
@@ -60,8 +65,8 @@ impl Event {
     }
 
     /// The form other nodes receive, if they receive it.
-    pub fn wire(&self) -> Option<&str> {
-        self.wire.as_deref()
+    pub fn wire(&self) -> Option<String> {
+        (self.encode)(self.value.as_ref())
     }
 
     /// The event as its topic's type.
@@ -72,7 +77,7 @@ impl Event {
 
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Event").field("topic", &self.topic).field("wire", &self.wire).finish()
+        f.debug_struct("Event").field("topic", &self.topic).field("wire", &self.wire()).finish()
     }
 }
 
@@ -136,15 +141,17 @@ impl Bus {
         handlers.entry(T::NAME).or_default().push(handler);
     }
 
-    fn handlers(&self, topic: &str) -> Vec<Arc<dyn Handler>> {
-        let handlers = self.inner.handlers.read().unwrap_or_else(|e| e.into_inner());
-        handlers.get(topic).cloned().unwrap_or_default()
+    // Handlers run under the read lock: subscriptions are made while the
+    // node is built, never while events flow, so no writer ever waits.
+    fn handlers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<&'static str, Vec<Arc<dyn Handler>>>> {
+        self.inner.handlers.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Events of a transaction this node committed, in commit order.
     pub fn publish(&self, events: impl IntoIterator<Item = Event>) {
+        let handlers = self.handlers();
         for event in events {
-            for handler in self.handlers(event.topic) {
+            for handler in handlers.get(event.topic).into_iter().flatten() {
                 handler.local(&event);
             }
         }
@@ -152,18 +159,14 @@ impl Bus {
 
     /// An event another node committed (its topic and wire form).
     pub fn receive(&self, topic: &str, wire: &str) {
-        for handler in self.handlers(topic) {
+        for handler in self.handlers().get(topic).into_iter().flatten() {
             handler.remote(wire);
         }
     }
 
     /// Tells every subscriber that events may have been missed.
     pub fn resync(&self) {
-        let all: Vec<Arc<dyn Handler>> = {
-            let handlers = self.inner.handlers.read().unwrap_or_else(|e| e.into_inner());
-            handlers.values().flatten().cloned().collect()
-        };
-        for handler in all {
+        for handler in self.handlers().values().flatten() {
             handler.resync();
         }
     }
@@ -183,7 +186,7 @@ impl Bus {
     pub async fn broadcast(&self, events: Vec<Event>) -> StoreResult<()> {
         let remote = self.inner.remote.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(remote) = remote {
-            let wires: Vec<_> = events.iter().filter_map(|e| Some((e.topic, e.wire.clone()?))).collect();
+            let wires: Vec<_> = events.iter().filter_map(|e| Some((e.topic, e.wire()?))).collect();
             if !wires.is_empty() {
                 remote.send(wires).await?;
             }

@@ -83,6 +83,9 @@ error_codes! {
     StorageUnavailable => (SERVICE_UNAVAILABLE, "storage_unavailable"),
     /// The server is shutting down; retry against another node or later.
     ShuttingDown => (SERVICE_UNAVAILABLE, "shutting_down"),
+    /// Too many connections are waiting to show a credential (from this
+    /// address, or in all); the connection was refused at once.
+    Overloaded => (SERVICE_UNAVAILABLE, "overloaded"),
     /// A bug on our side; the details are in the server log.
     Internal => (INTERNAL_SERVER_ERROR, "internal"),
     /// A WebSocket frame of a `type` this endpoint does not know.
@@ -190,7 +193,7 @@ impl IntoResponse for ApiError {
             ErrorCode::MissingToken | ErrorCode::InvalidToken => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown => {
+            ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -220,6 +223,15 @@ impl From<StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_is_documented_for_clients() {
+        let doc = include_str!("../../../docs/protocol/errors.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+            assert!(doc.contains(&row), "docs/protocol/errors.md lacks {row}");
+        }
+    }
 
     #[test]
     fn codes_are_unique_snake_case() {

@@ -32,8 +32,48 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// Parses JSON, naming the offending field on a type error.
+/// How deep JSON from a client may nest: every body and every frame. Deep
+/// enough for any real document; shallow enough that what is accepted can
+/// be parsed back by every common client (Python's `json`, `jq`) and
+/// serialised without deep recursion.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Refuses JSON nested deeper than [`MAX_JSON_DEPTH`], before any parser
+/// recurses into it. Counts brackets outside strings; malformed JSON is
+/// left for the parser to explain.
+pub fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(ApiError::invalid_field(format!(
+                        "JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Parses JSON, naming the offending field on a type error; JSON nested
+/// past [`MAX_JSON_DEPTH`] is refused first.
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
+    check_depth(bytes)?;
     let malformed =
         |err: serde_json::Error| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {err}"));
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -161,5 +201,25 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(rejection) => Err(ApiError::invalid_field(rejection.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(n: usize) -> String {
+        format!("{}{}", "[".repeat(n), "]".repeat(n))
+    }
+
+    #[test]
+    fn json_depth_is_counted_outside_strings_and_checked_before_parsing() {
+        assert!(check_depth(nested(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        assert!(check_depth(nested(MAX_JSON_DEPTH + 1).as_bytes()).is_err());
+        assert!(check_depth(format!("\"{}\"", "[{".repeat(1000)).as_bytes()).is_ok(), "brackets in strings");
+        assert!(check_depth(br#"["\"[[[[", "\\", {"a": "]]]"}]"#).is_ok(), "escaped quotes and backslashes");
+        let refused = parse_json::<serde_json::Value>(nested(100_000).as_bytes()).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidField);
+        assert!(refused.message.contains("64 levels"), "{}", refused.message);
     }
 }

@@ -9,6 +9,7 @@
 //! - [`metrics`]: the Prometheus registry;
 //! - [`alerts`]: rate-limited alerts to an operator's webhook (Telegram);
 //! - [`oidc`]: verifying Google (and other OpenID Connect) ID tokens;
+//! - [`admission`]: how many connections may wait for a credential;
 //! - [`capability`]: the seam every capability plugs into;
 //! - [`backend`]: a storage backend's lifecycle and its store traits;
 //! - [`bus`]: the after-commit event bus, across nodes too;
@@ -16,6 +17,7 @@
 //! - [`tasks`]: the node's tracked background work;
 //! - [`ids`], [`time`], [`secret`], [`store`]: the vocabulary in between.
 
+pub mod admission;
 pub mod alerts;
 pub mod backend;
 pub mod bus;

@@ -85,6 +85,24 @@ impl SecretHash {
     }
 }
 
+/// Query parameters whose values are credentials.
+const SECRET_PARAMS: &[&str] = &["api_key", "key", "token", "access_token", "id_token", "secret", "password"];
+
+/// A query string fit for a log: the values of credential parameters
+/// (`api_key=…`, `token=…`) replaced by `[redacted]`, the rest as sent.
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name)) => {
+                format!("{name}=[redacted]")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A public identifier for a token or key (`tok_…`, `key_…`): safe to log
 /// and to pass to `revoke`.
 pub fn public_id(kind: SecretKind) -> String {
@@ -96,6 +114,15 @@ pub fn public_id(kind: SecretKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_query_are_redacted_for_logs() {
+        assert_eq!(
+            redact_query("api_key=rhk_secret&device_id=d1&TOKEN=x&license=L"),
+            "api_key=[redacted]&device_id=d1&TOKEN=[redacted]&license=L"
+        );
+        assert_eq!(redact_query("wait=30"), "wait=30");
+    }
 
     #[test]
     fn generated_secrets_are_prefixed_random_and_redacted() {

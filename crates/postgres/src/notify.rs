@@ -33,7 +33,8 @@ const SPILL_KEPT: &str = "10 minutes";
 
 /// Sends the wire forms of a transaction's events (delivered at commit).
 pub(crate) async fn send(tx: &mut Transaction<'_, Postgres>, node: &str, events: &[Event]) -> StoreResult<()> {
-    let wires: Vec<(&str, &str)> = events.iter().filter_map(|e| Some((e.topic(), e.wire()?))).collect();
+    let wires: Vec<(&str, String)> = events.iter().filter_map(|e| Some((e.topic(), e.wire()?))).collect();
+    let wires: Vec<(&str, &str)> = wires.iter().map(|(t, w)| (*t, w.as_str())).collect();
     send_wires(tx, node, &wires).await
 }
 

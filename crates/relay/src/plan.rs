@@ -94,14 +94,17 @@ pub fn plan(
     messages: &[NewMessage],
     queue_limit: u32,
 ) -> Result<Plan, ApiError> {
+    // The devices the call touches, in the order first named, and where
+    // each is in that list.
     let mut heads: Vec<(DeviceId, Head, i64)> = Vec::new();
+    let mut slot: HashMap<&DeviceId, usize> = HashMap::new();
     let mut keys: HashMap<&str, Keyed> = HashMap::new();
     let mut binds = Vec::new();
     let mut answers = Vec::with_capacity(messages.len());
     let mut inserts = Vec::new();
     for (index, message) in messages.iter().enumerate() {
-        let at = match heads.iter().position(|(id, _, _)| *id == message.device_id) {
-            Some(at) => at,
+        let at = match slot.get(&message.device_id) {
+            Some(&at) => at,
             None => {
                 let known = snapshot.heads.get(&message.device_id).copied();
                 let head =
@@ -117,6 +120,7 @@ pub fn plan(
                         }
                     };
                 heads.push((message.device_id.clone(), head, head.pending));
+                slot.insert(&message.device_id, heads.len() - 1);
                 heads.len() - 1
             }
         };

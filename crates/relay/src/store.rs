@@ -130,9 +130,9 @@ pub trait InboxStore: Send + Sync + 'static {
     /// Up to `limit` unacknowledged inbox records of a license, oldest first.
     async fn inbox(&self, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>>;
 
-    /// Deletes inbox records; returns how many were this license's and
-    /// still there.
-    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64>;
+    /// Deletes inbox records; returns the ids that were this license's
+    /// unacknowledged records and are now gone.
+    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>>;
 }
 
 #[cfg(test)]

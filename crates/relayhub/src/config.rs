@@ -19,6 +19,7 @@ use relayhub_core::gateway::GatewayConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::capabilities;
+use crate::serve::HttpConfig;
 
 /// Environment variables read by clap, the logger or the tests rather than
 /// the configuration.
@@ -50,6 +51,7 @@ pub struct Config {
     /// Largest request body, in bytes (413 beyond).
     pub body_limit: usize,
     pub log_format: LogFormat,
+    pub http: HttpConfig,
     pub gateway: GatewayConfig,
     pub alerts: AlertConfig,
     pub google: GoogleConfig,
@@ -80,6 +82,7 @@ impl Default for Config {
             pool_size: 16,
             body_limit: 1024 * 1024,
             log_format: LogFormat::Text,
+            http: HttpConfig::default(),
             gateway: GatewayConfig::default(),
             alerts: AlertConfig::default(),
             google: GoogleConfig::default(),
@@ -273,6 +276,11 @@ mod tests {
             })
             .collect();
         assert!(rows.len() > 30, "the README's table was not found ({} rows)", rows.len());
+        let documented: Vec<&str> = readme.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
+        for key in known_keys(&capabilities::modules()) {
+            let leaf = !known_keys(&capabilities::modules()).iter().any(|k| k.starts_with(&format!("{key}.")));
+            assert!(!leaf || documented.contains(&key.as_str()), "the README's table lacks `{key}`");
+        }
         let defaults = serde_json::to_value(Config::load_with(None, &Overrides::default(), []).unwrap().0).unwrap();
         for (key, var) in rows {
             let default = key.split('.').fold(&defaults, |v, k| &v[k]);

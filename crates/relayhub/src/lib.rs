@@ -13,6 +13,7 @@ pub mod demo;
 pub mod logging;
 pub mod openapi;
 pub mod ops;
+pub mod serve;
 pub mod server;
 pub mod stores;
 

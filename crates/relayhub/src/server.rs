@@ -27,6 +27,7 @@ use crate::capabilities;
 use crate::config::Config;
 use crate::openapi;
 use crate::ops::{self, Ops};
+use crate::serve::HttpConfig;
 
 /// A server ready to run on its listener.
 pub struct Server {
@@ -34,6 +35,7 @@ pub struct Server {
     router: Router,
     platform: Platform,
     capabilities: Vec<Arc<dyn Capability>>,
+    http: HttpConfig,
 }
 
 /// Opens the storage (running migrations) and sets up what the core gives
@@ -86,7 +88,7 @@ impl Server {
             capabilities: Arc::new(capabilities.clone()),
         };
         let router = router(&capabilities, ops, &config);
-        Ok(Self { listener, router, platform, capabilities })
+        Ok(Self { listener, router, platform, capabilities, http: config.http.clone() })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -98,7 +100,7 @@ impl Server {
     /// polls; finish requests in flight; stop the background tasks; commit
     /// what is queued for the disk; stop.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, platform, capabilities } = self;
+        let Self { listener, router, platform, capabilities, http } = self;
         for capability in &capabilities {
             capability.start(&platform.tasks);
         }
@@ -110,9 +112,7 @@ impl Server {
             token.cancel();
         };
         tracing::info!(addr = %listener.local_addr()?, "relayhub listening");
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(signal)
-            .await;
+        let served = crate::serve::serve(listener, router, &http, &platform.metrics, signal).await;
         platform.gateway.shutdown().await;
         platform.tasks.stop().await;
         platform.stores.close().await;
@@ -150,5 +150,17 @@ fn router(capabilities: &[Arc<dyn Capability>], ops: Ops, config: &Config) -> Ro
                 "internal error; see the server log",
             ))
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+}
+
+/// The span of a request: method, path and query with every credential in
+/// it redacted (`?api_key=` is how some devices must send theirs), never
+/// headers.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let uri = request.uri();
+    let target = match uri.query() {
+        Some(query) => format!("{}?{}", uri.path(), relayhub_core::secret::redact_query(query)),
+        None => uri.path().to_owned(),
+    };
+    tracing::debug_span!("request", method = %request.method(), uri = %target, version = ?request.version())
 }

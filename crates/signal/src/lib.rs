@@ -34,6 +34,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
+use relayhub_core::admission::Connection;
 use relayhub_core::alerts::Alerter;
 use relayhub_core::bus::Delivery;
 use relayhub_core::capability::{Capability, Platform, Section, Spec};
@@ -340,6 +341,7 @@ pub struct SignalParams {
 )]
 pub async fn connect(
     AxumState(signal): AxumState<Signal>,
+    connection: Connection,
     headers: HeaderMap,
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -347,6 +349,7 @@ pub async fn connect(
     if !signal.config.open {
         let key = presented_api_key(&headers, &uri).ok_or_else(missing_api_key)?;
         check_api_key(signal.identity.as_ref(), &key).await?;
+        connection.authenticated();
     }
     let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
     let heartbeat = Heartbeat {

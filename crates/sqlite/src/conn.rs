@@ -44,6 +44,43 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite_migration::Result<()> {
     migrations().to_latest(conn)
 }
 
+/// Locks `<database>.lock` for this process, with its pid in it, or says
+/// which process holds it. The lock goes with the file handle (and with
+/// the process, however it ends).
+pub(crate) fn lock_for_serving(database: &Path) -> StoreResult<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let mut name = database.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    let path = database.with_file_name(name);
+    let unavailable = |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(unavailable)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(unavailable)?;
+            file.rewind().map_err(unavailable)?;
+            writeln!(file, "{}", std::process::id()).map_err(unavailable)?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let dir = database.parent().unwrap_or(database);
+            Err(StoreError::Unavailable(format!(
+                "{} is in use by another relayhub server (process {}); stop that one, or give this one its own --data",
+                dir.display(),
+                holder.trim()
+            )))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(unavailable(e)),
+    }
+}
+
 /// Opens a reading connection (after the writer created the file). Not
 /// `SQLITE_OPEN_READ_ONLY`: a read-only connection cannot always map WAL's
 /// shared memory; `query_only` refuses writes just the same.

@@ -37,6 +37,8 @@ pub struct SqliteStore {
     sent: relay::SentMarks,
     bus: Bus,
     path: PathBuf,
+    /// Held while serving: one server per data directory.
+    serving: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// Opens (creating if needed) the database file, runs migrations, and
@@ -61,7 +63,8 @@ impl SqliteStore {
         let writer = Writer::start(writer_conn, bus.clone(), CommitMetrics::new(metrics));
         let sent = relay::SentMarks::default();
         sent.watch(bus);
-        Ok(Arc::new(Self { writer, readers, sent, bus: bus.clone(), path: path.to_owned() }))
+        let serving = std::sync::Mutex::default();
+        Ok(Arc::new(Self { writer, readers, sent, bus: bus.clone(), path: path.to_owned(), serving }))
     }
 
     /// The database file.
@@ -76,7 +79,12 @@ impl Backend for SqliteStore {
         "sqlite"
     }
 
+    /// Takes the data directory for this process (a second server on it
+    /// would serve devices this one never hears of), then forgets
+    /// presence that did not end cleanly.
     async fn start_serving(&self) -> StoreResult<()> {
+        let lock = conn::lock_for_serving(&self.path)?;
+        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
         self.writer.write(|conn, _| devices::forget_presence(conn)).await
     }
 
@@ -87,5 +95,6 @@ impl Backend for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.readers.close();
+        self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }

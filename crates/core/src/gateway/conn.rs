@@ -41,6 +41,8 @@ impl CloseReason {
     pub const LICENSE_EXPIRED: Self = Self { code: 4003, reason: "license expired" };
     /// The device was unbound from its license.
     pub const UNBOUND: Self = Self { code: 4004, reason: "device unbound" };
+    /// A frame far over the size limit (more than twice it).
+    pub const TOO_LARGE: Self = Self { code: 1009, reason: "frame too large" };
 }
 
 /// What happened on a socket.
@@ -186,6 +188,7 @@ impl Conn {
                         Some(Ok(Message::Text(text))) => return Event::Text(text),
                         Some(Ok(Message::Binary(_))) => return Event::Binary,
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Err(err)) if too_large(&err) => return Event::Close(CloseReason::TOO_LARGE),
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Event::Gone,
                     }
                 }
@@ -227,6 +230,13 @@ impl Conn {
         };
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE, handshake).await;
     }
+}
+
+/// Whether the socket failed on a frame past the hard limit (twice the
+/// configured one), which the client is told with a close frame (1009).
+fn too_large(err: &axum::Error) -> bool {
+    let cause = std::error::Error::source(err).and_then(|e| e.downcast_ref::<tungstenite::Error>());
+    matches!(cause, Some(tungstenite::Error::Capacity(_)))
 }
 
 impl Drop for Conn {

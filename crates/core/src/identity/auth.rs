@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri};
 
 use super::{CredentialInfo, IdentityStore, License};
+use crate::admission::Connection;
 use crate::error::{ApiError, ErrorCode};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -46,6 +47,7 @@ where
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the bearer token is unknown or revoked"))?;
         license.ensure_active(Timestamp::now())?;
+        Connection::of(parts).authenticated();
         Ok(LicenseAuth(license))
     }
 }
@@ -65,7 +67,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let raw = presented_api_key(&parts.headers, &parts.uri).ok_or_else(missing_api_key)?;
         let store = Arc::<dyn IdentityStore>::from_ref(state);
-        check_api_key(store.as_ref(), &raw).await.map(ApiKeyAuth)
+        let key = check_api_key(store.as_ref(), &raw).await?;
+        Connection::of(parts).authenticated();
+        Ok(ApiKeyAuth(key))
     }
 }
 

@@ -139,14 +139,14 @@ pub(crate) async fn list(pool: &PgPool, license: LicensePk, limit: usize) -> Sto
         .collect()
 }
 
-pub(crate) async fn ack(pool: &PgPool, license: LicensePk, ids: &[Uuid]) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "UPDATE inbox SET acked_at = now(), data = NULL WHERE id = ANY($1) AND license_pk = $2 AND acked_at IS NULL",
+pub(crate) async fn ack(pool: &PgPool, license: LicensePk, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE inbox SET acked_at = now(), data = NULL
+         WHERE id = ANY($1) AND license_pk = $2 AND acked_at IS NULL RETURNING id",
     )
     .bind(ids)
     .bind(license.0)
-    .execute(pool)
+    .fetch_all(pool)
     .await
-    .sql()?;
-    Ok(done.rows_affected())
+    .sql()
 }

@@ -125,7 +125,7 @@ impl InboxStore for PgStore {
         inbox::list(&self.ctx.pool, license, limit).await
     }
 
-    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64> {
+    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>> {
         inbox::ack(&self.ctx.pool, license, &ids).await
     }
 }

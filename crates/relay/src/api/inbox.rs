@@ -43,17 +43,21 @@ pub struct InboxAck {
     pub ids: Vec<Uuid>,
 }
 
-/// How many records were deleted.
+/// What an acknowledgement deleted.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InboxAcked {
-    /// Records of this license that existed and are now gone; ids that were
-    /// already acknowledged or unknown are not counted.
+    /// Records of this license that were waiting and are now gone.
     pub deleted: u64,
+    /// The ids that were not: already acknowledged, another license's, or
+    /// no record's at all (a message id, say).
+    pub unknown: Vec<Uuid>,
 }
 
-/// Records sent up by this license's devices, oldest first. They stay until
-/// acknowledged with `POST /api/v1/inbox/ack`, so a crash between reading
-/// and processing loses nothing (a second reader may see the same records).
+/// Records sent up by this license's devices, oldest first: up to `limit`,
+/// and no more than about 8 MiB of record data in one answer. They stay
+/// until acknowledged with `POST /api/v1/inbox/ack`, so a crash between
+/// reading and processing loses nothing (a second reader may see the same
+/// records).
 #[utoipa::path(
     get,
     path = "/api/v1/inbox",
@@ -94,7 +98,7 @@ pub async fn list(
     let _waiting = Waiting::new(&relay.metrics.inbox_waiting);
     loop {
         changes.borrow_and_update();
-        let records = relay.inbox.inbox(license.pk, limit).await?;
+        let records = within_page_bytes(relay.inbox.inbox(license.pk, limit).await?);
         if !records.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(InboxPage { records }));
         }
@@ -108,6 +112,26 @@ pub async fn list(
             () = shutdown.cancelled() => return Ok(Json(InboxPage { records })),
         }
     }
+}
+
+/// Record data an answer carries at most (a record is at most a frame, 1
+/// MiB by default, so a full page of the largest would be a gigabyte).
+const PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The records from the oldest on, while their data stays within
+/// [`PAGE_BYTES`] (the first always): a reader takes the rest next time.
+fn within_page_bytes(mut records: Vec<InboxRecord>) -> Vec<InboxRecord> {
+    let mut total = 0;
+    let keep = records
+        .iter()
+        .take_while(|r| {
+            total += r.data.get().len();
+            total <= PAGE_BYTES
+        })
+        .count()
+        .max(1);
+    records.truncate(keep);
+    records
 }
 
 /// Counts a long poll in the `inbox_waiting` gauge while it lives.
@@ -147,7 +171,9 @@ pub async fn ack(
     if body.ids.len() > MAX_LIMIT {
         return Err(ApiError::invalid_field(format!("ids: at most {MAX_LIMIT} per call")));
     }
-    let deleted = relay.inbox.inbox_ack(license.pk, body.ids).await?;
-    relay.metrics.records_out.inc_by(deleted);
-    Ok(Json(InboxAcked { deleted }))
+    let deleted = relay.inbox.inbox_ack(license.pk, body.ids.clone()).await?;
+    relay.metrics.records_out.inc_by(deleted.len() as u64);
+    let mut seen = std::collections::HashSet::new();
+    let unknown: Vec<Uuid> = body.ids.into_iter().filter(|id| !deleted.contains(id) && seen.insert(*id)).collect();
+    Ok(Json(InboxAcked { deleted: deleted.len() as u64, unknown }))
 }

@@ -87,6 +87,29 @@ fn expiry(ttl: Option<u64>, now: Timestamp) -> Result<Option<Timestamp>, ApiErro
     }
 }
 
+/// Bytes a `message` frame adds around the data (`type`, `id`, `seq`,
+/// `time`), rounded up.
+const FRAME_ENVELOPE: usize = 256;
+
+impl Relay {
+    /// Refuses message data whose frame to the device would be larger than
+    /// the largest frame the server itself accepts: a device with the same
+    /// limit could never take it, and it would block its queue for good.
+    fn check_size(&self, data: &RawValue) -> Result<(), ApiError> {
+        let limit = self.gateway.config().max_frame_bytes.saturating_sub(FRAME_ENVELOPE);
+        let size = data.get().len();
+        if size > limit {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "message data of {size} bytes exceeds {limit}: its frame would be larger than a device accepts"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
         Some(k) if k.is_empty() || k.chars().count() > MAX_KEY_LEN || k.chars().any(|c| c.is_control()) => {
@@ -118,7 +141,7 @@ fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 404, description = "The device belongs to another license", body = ErrorBody),
         (status = 409, description = "Binding the device would exceed max_devices", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body over the limit, or message data whose frame would exceed what a device accepts", body = ErrorBody),
         (status = 422, description = "Bad ttl or idempotency key", body = ErrorBody),
         (status = 429, description = "The device's queue is full", body = ErrorBody),
         (status = 503, description = "Storage unavailable; retry", body = ErrorBody),
@@ -144,6 +167,7 @@ pub async fn post_one(
         return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send the message data as JSON"));
     }
     let data: Box<RawValue> = parse_json(&body)?;
+    relay.check_size(&data)?;
     let message = NewMessage { device_id, data, idempotency_key, expires_at: expiry(params.ttl, Timestamp::now())? };
     let queued = relay.queue.enqueue(&license, vec![message], relay.config.queue_limit).await?;
     let Some(&Enqueued { id, seq, replayed }) = queued.first() else {
@@ -178,7 +202,7 @@ pub async fn post_one(
         (status = 400, description = "Not JSON", body = ErrorBody),
         (status = 404, description = "A device belongs to another license", body = ErrorBody),
         (status = 409, description = "Binding devices would exceed max_devices", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 413, description = "Body over the limit, or message data whose frame would exceed what a device accepts", body = ErrorBody),
         (status = 422, description = "A field is invalid", body = ErrorBody),
         (status = 429, description = "A device's queue is full", body = ErrorBody),
     ),
@@ -205,6 +229,7 @@ pub async fn post_batch(
         .enumerate()
         .map(|(i, item)| {
             let at = |e: ApiError| ApiError::new(e.code, format!("messages[{i}]: {}", e.message));
+            relay.check_size(&item.data).map_err(at)?;
             Ok(NewMessage {
                 device_id: item.device_id,
                 data: item.data,

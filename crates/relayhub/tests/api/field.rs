@@ -24,10 +24,23 @@ pub struct FieldLog {
 
 /// Whether the test should require what is missing rather than skip: set
 /// in CI (`RELAYHUB_TEST_REQUIRE_ALL=1`) so that a skipped test fails.
+///
+/// A skip is never silent: it is written straight to the terminal (past
+/// the test harness's capture, which hides a passing test's output) and
+/// appended to `target/skipped-tests.txt`.
 pub fn available(what: &str, present: bool) -> bool {
     if !present {
         assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: {what}");
-        eprintln!("skipped: {what} is not available here");
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let line = format!(
+            "SKIPPED {test}: {what} is not available here (RELAYHUB_TEST_REQUIRE_ALL=1 makes this a failure)\n"
+        );
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        let list = concat!(env!("CARGO_TARGET_TMPDIR"), "/../skipped-tests.txt");
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(list) {
+            let _ = write!(file, "{} {line}", relayhub_core::time::Timestamp::now());
+        }
     }
     present
 }

@@ -77,16 +77,18 @@ pub(crate) fn list(conn: &Connection, license: LicensePk, limit: usize) -> Store
     rows.collect::<rusqlite::Result<Vec<_>>>().sql()
 }
 
-pub(crate) fn ack(conn: &Connection, license: LicensePk, ids: &[Uuid]) -> StoreResult<u64> {
+pub(crate) fn ack(conn: &Connection, license: LicensePk, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
     let now = Timestamp::now().millis();
     let mut stmt = conn
         .prepare_cached(
             "UPDATE inbox SET acked_at = ?3, data = NULL WHERE id = ?1 AND license_pk = ?2 AND acked_at IS NULL",
         )
         .sql()?;
-    let mut deleted = 0;
+    let mut deleted = Vec::new();
     for id in ids {
-        deleted += stmt.execute(params![id, license.0, now]).sql()? as u64;
+        if stmt.execute(params![id, license.0, now]).sql()? == 1 {
+            deleted.push(*id);
+        }
     }
     Ok(deleted)
 }

@@ -120,7 +120,7 @@ impl InboxStore for SqliteStore {
         self.readers.read(move |conn| inbox::list(conn, license, limit)).await
     }
 
-    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<u64> {
+    async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>> {
         self.writer.write(move |conn, _| inbox::ack(conn, license, &ids)).await
     }
 }
