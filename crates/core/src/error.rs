@@ -133,6 +133,28 @@ error_codes! {
     /// Signaling: there is no call for this frame (nothing to answer, or the
     /// call already ended).
     NoCall => (CONFLICT, "no_call"),
+    /// Fleet: the email and password do not match a user (which of the two
+    /// is wrong is not said).
+    InvalidCredentials => (UNAUTHORIZED, "invalid_credentials"),
+    /// Fleet: a refresh token that was already used: every token of its
+    /// session is revoked (someone else may hold a copy).
+    RefreshTokenReused => (UNAUTHORIZED, "refresh_token_reused"),
+    /// The credential is valid but not enough for this (an admin's call).
+    Forbidden => (FORBIDDEN, "forbidden"),
+    /// Fleet: no such user in this license.
+    UserNotFound => (NOT_FOUND, "user_not_found"),
+    /// Fleet: no such robot, or not one this user may see.
+    RobotNotFound => (NOT_FOUND, "robot_not_found"),
+    /// Fleet: no pairing with this code.
+    PairCodeNotFound => (NOT_FOUND, "pair_code_not_found"),
+    /// Fleet: the pairing code's 15 minutes are over.
+    PairCodeExpired => (GONE, "pair_code_expired"),
+    /// Fleet: the pairing code was used already, or is taken.
+    PairCodeUsed => (CONFLICT, "pair_code_used"),
+    /// Fleet: polling faster than the `interval` it was given (RFC 8628).
+    SlowDown => (TOO_MANY_REQUESTS, "slow_down"),
+    /// Too many failed attempts from this user or address; see `Retry-After`.
+    TooManyAttempts => (TOO_MANY_REQUESTS, "too_many_attempts"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.
@@ -156,11 +178,19 @@ pub struct ErrorDetail {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds a client should wait before trying again (`Retry-After`).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), retry_after: None }
+    }
+
+    /// Says how long to wait before trying again.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn invalid_field(message: impl Into<String>) -> Self {
@@ -189,14 +219,18 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
+        let headers = response.headers_mut();
         match self.code {
-            ErrorCode::MissingToken | ErrorCode::InvalidToken => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::RefreshTokenReused => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded => {
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after.unwrap_or(1)));
             }
             _ => {}
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -92,7 +92,8 @@ pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T
 
 /// A JSON body or response. The content type of a request is not checked:
 /// `curl -d` sends form encoding by default, and refusing what is plainly
-/// JSON helps nobody.
+/// JSON helps nobody. A body is a JSON object (serde would also read a
+/// struct from an array, which the document does not allow).
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
@@ -103,7 +104,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         if bytes.is_empty() {
             return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send a JSON document"));
         }
-        parse_json(&bytes).map(Json)
+        let value = parse_json(&bytes)?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid_field("the body must be a JSON object"));
+        }
+        Ok(Json(value))
     }
 }
 
@@ -178,6 +183,20 @@ pub mod integral {
     pub fn optional<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
         Option::<serde_json::Number>::deserialize(d)?.map(from_number).transpose()
     }
+}
+
+/// The client's address: the connection's peer, or, when the peer is a
+/// proxy on this host (loopback, as the shipped nginx site is), the last
+/// address that proxy appended to `X-Forwarded-For`. Addresses further
+/// left in that header are the client's own word and never trusted.
+pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0.ip();
+    if !peer.is_loopback() {
+        return Some(peer);
+    }
+    let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back();
+    let last = forwarded.and_then(|v| v.rsplit(',').next()).and_then(|a| a.trim().parse().ok());
+    Some(last.unwrap_or(peer))
 }
 
 /// The router fallback: unknown paths in the error shape.

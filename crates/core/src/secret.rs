@@ -14,6 +14,12 @@ pub enum SecretKind {
     LicenseToken,
     /// `rhk_…`: the app API key compiled into the device app.
     ApiKey,
+    /// `rhr_…`: a robot's personal token (fleet).
+    RobotToken,
+    /// `rhs_…`: a user's refresh token (fleet sessions).
+    RefreshToken,
+    /// `rhp_…`: the secret a pairing robot polls with (fleet).
+    PollSecret,
 }
 
 impl SecretKind {
@@ -21,6 +27,9 @@ impl SecretKind {
         match self {
             SecretKind::LicenseToken => "rhb_",
             SecretKind::ApiKey => "rhk_",
+            SecretKind::RobotToken => "rhr_",
+            SecretKind::RefreshToken => "rhs_",
+            SecretKind::PollSecret => "rhp_",
         }
     }
 
@@ -28,6 +37,9 @@ impl SecretKind {
         match self {
             SecretKind::LicenseToken => "tok_",
             SecretKind::ApiKey => "key_",
+            SecretKind::RobotToken => "rbt_",
+            SecretKind::RefreshToken => "ses_",
+            SecretKind::PollSecret => "pol_",
         }
     }
 }

@@ -122,6 +122,12 @@ impl IdentityStore for PgStore {
         license_by_number(&self.ctx.pool, number.as_str()).await
     }
 
+    async fn license_by_pk(&self, pk: LicensePk) -> StoreResult<Option<License>> {
+        let row =
+            sqlx::query(select_license!("WHERE pk = $1")).bind(pk.0).fetch_optional(&self.ctx.pool).await.sql()?;
+        row.as_ref().map(license_from_row).transpose()
+    }
+
     async fn licenses(&self) -> StoreResult<Vec<License>> {
         let rows = sqlx::query(select_license!("ORDER BY number")).fetch_all(&self.ctx.pool).await.sql()?;
         rows.iter().map(license_from_row).collect()

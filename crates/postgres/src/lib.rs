@@ -11,6 +11,7 @@
 mod batch;
 mod devices;
 mod error;
+mod fleet;
 mod identity;
 mod notify;
 mod relay;
@@ -134,6 +135,7 @@ pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -
     // One line per capability module of this backend.
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
+    fleet::provide(&store, &mut stores);
     Ok(stores)
 }
 

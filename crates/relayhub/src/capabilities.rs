@@ -4,10 +4,11 @@
 //! here (and its crate, and its module in each backend).
 
 use relayhub_core::capability::{Module, module};
+use relayhub_fleet::Fleet;
 use relayhub_relay::Relay;
 use relayhub_signal::Signal;
 
 /// Every capability, in the order they are built.
 pub fn modules() -> Vec<Box<dyn Module>> {
-    vec![module::<Relay>(), module::<Signal>()]
+    vec![module::<Relay>(), module::<Signal>(), module::<Fleet>()]
 }

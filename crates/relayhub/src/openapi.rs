@@ -78,7 +78,8 @@ fn with_header(response: RefOr<Response>, name: &str, description: &str) -> RefO
 /// the platform itself answers — so that no capability can forget them
 /// and a schema-driven client knows every status it may get:
 ///
-/// - 401 and 403 (`license_expired`) where a bearer token is required;
+/// - 401 and 403 (`license_expired`, `forbidden`) where a credential is
+///   required;
 /// - 400 (not JSON), 413 (over the body limit) and 422 (a bad field) where
 ///   a body is read; 422 where path or query parameters are;
 /// - 503 everywhere: storage unavailable or shutting down (`Retry-After`).
@@ -97,23 +98,18 @@ pub fn harden(api: &mut utoipa::openapi::OpenApi) {
             &mut item.options,
         ];
         for operation in operations.into_iter().flatten() {
-            let bearer = operation
-                .security
-                .iter()
-                .flatten()
-                .any(|requirement| serde_json::to_value(requirement).is_ok_and(|v| v.get("bearer").is_some()));
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
             let body = operation.request_body.is_some();
             let params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let responses = &mut operation.responses.responses;
             let mut add = |status: &str, response: RefOr<Response>| {
                 responses.entry(status.to_owned()).or_insert(response);
             };
-            if bearer {
-                add(
-                    "401",
-                    with_header(error("No bearer token, or an unknown or revoked one"), "WWW-Authenticate", "`Bearer`"),
-                );
-                add("403", error("The license has expired (`license_expired`)"));
+            if secured {
+                let unknown = error("No credential, or an unknown, expired or revoked one");
+                add("401", with_header(unknown, "WWW-Authenticate", "`Bearer`"));
+                let refused = "Not allowed: the license has expired (`license_expired`), or the credential lacks the right (`forbidden`)";
+                add("403", error(refused));
             }
             if body {
                 add("400", error("The body is not JSON (`malformed_json`)"));

@@ -113,6 +113,18 @@ impl IdentityStore for SqliteStore {
         self.readers.read(move |conn| license_by_number(conn, number.as_str())).await
     }
 
+    async fn license_by_pk(&self, pk: LicensePk) -> StoreResult<Option<License>> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!("SELECT {LICENSE_COLUMNS} FROM licenses WHERE pk = ?1"))
+                    .sql()?
+                    .query_row([pk.0], license_from_row)
+                    .optional()
+                    .sql()
+            })
+            .await
+    }
+
     async fn licenses(&self) -> StoreResult<Vec<License>> {
         self.readers
             .read(|conn| {

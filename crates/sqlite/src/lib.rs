@@ -8,6 +8,7 @@ mod columns;
 mod conn;
 mod devices;
 mod error;
+mod fleet;
 mod identity;
 mod readers;
 mod relay;
@@ -49,6 +50,7 @@ pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
     // One line per capability module of this backend.
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
+    fleet::provide(&store, &mut stores);
     Ok(stores)
 }
 

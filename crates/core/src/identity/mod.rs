@@ -135,6 +135,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// `license_not_found` if there is no such number.
     async fn update_license(&self, number: &LicenseNumber, update: LicenseUpdate) -> StoreResult<License>;
     async fn license(&self, number: &LicenseNumber) -> StoreResult<Option<License>>;
+    /// By its row key (what other objects point to).
+    async fn license_by_pk(&self, pk: LicensePk) -> StoreResult<Option<License>>;
     async fn licenses(&self) -> StoreResult<Vec<License>>;
 
     async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()>;

@@ -14,8 +14,12 @@ use relayhub_core::gateway::ConnId;
 use relayhub_core::identity::{self, License, LicenseUpdate, NewLicense};
 use relayhub_core::ids::{DeviceId, LicenseNumber};
 use relayhub_core::metrics::Metrics;
+use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{PageRequest, StoreError};
 use relayhub_core::time::Timestamp;
+use relayhub_fleet::model::{Architecture, NewPairing, NewUser, RobotPatch, RobotStatus, Role, UserPatch};
+use relayhub_fleet::rules::Rotation;
+use relayhub_fleet::store::{FleetEvent, RobotStore, SessionStore, UserStore};
 use relayhub_relay::model::{NewMessage, NewRecord};
 use relayhub_relay::settings::{Author, Outcome, Proposal, SettingsStore, Target};
 use relayhub_relay::store::{InboxStore, QueueStore, RelayEvent};
@@ -347,5 +351,123 @@ async fn signaling_steps_are_atomic_and_their_frames_announced() {
     signal.step(Step::Expire { gone: Vec::new() }, later).await.unwrap().unwrap();
     assert!(frames.lock().unwrap().iter().any(|(c, t)| *c == 2 && t.contains("/hangup")));
     assert_eq!(signal.census().await.unwrap().ringing, 0);
+    b.close().await;
+}
+
+fn fleet_user(license: &License, email: &str) -> NewUser {
+    NewUser {
+        license: license.pk,
+        email: email.into(),
+        name: String::new(),
+        role: Role::User,
+        password_hash: "$argon2id$test".into(),
+    }
+}
+
+#[tokio::test]
+async fn fleet_sessions_rotate_once_and_a_reused_token_ends_the_chain() {
+    let b = Backend::open().await;
+    let (lic_a, lic_b) = (b.license("LIC-A", None).await, b.license("LIC-B", None).await);
+    let users: Arc<dyn UserStore> = b.stores.get().unwrap();
+    let sessions: Arc<dyn SessionStore> = b.stores.get().unwrap();
+    let ann = users.create_user(fleet_user(&lic_a, "ann@example.com")).await.unwrap();
+    // Emails are unique on the whole server, not per license.
+    let taken = refusal(users.create_user(fleet_user(&lic_b, "ann@example.com")).await);
+    assert_eq!(taken.0, ErrorCode::AlreadyExists);
+    assert_eq!(users.user_by_email("ann@example.com").await.unwrap().map(|u| u.id), Some(ann.id));
+    let off = UserPatch { is_active: Some(false), ..UserPatch::default() };
+    assert_eq!(refusal(users.update_user(lic_b.pk, ann.id, off.clone()).await).0, ErrorCode::UserNotFound);
+    assert!(users.users(lic_b.pk).await.unwrap().is_empty());
+
+    let token = |n: u8| SecretHash([n; 32]);
+    let now = Timestamp::now();
+    let until = Timestamp::from_millis(now.millis() + 3_600_000);
+    sessions.start_session(ann.id, token(1), until).await.unwrap();
+    let first = sessions.rotate(token(1), token(2), now, until).await.unwrap();
+    assert!(matches!(first, Some(Rotation::Rotate { user_id, .. }) if user_id == ann.id), "{first:?}");
+    let again = sessions.rotate(token(1), token(3), now, until).await.unwrap();
+    assert!(matches!(again, Some(Rotation::Reused { .. })), "{again:?}");
+    let heir = sessions.rotate(token(2), token(4), now, until).await.unwrap();
+    assert_eq!(heir, Some(Rotation::Refused), "the reuse ended the heir of the spent token too");
+    assert_eq!(sessions.rotate(token(9), token(5), now, until).await.unwrap(), None);
+    let expired = sessions.rotate(token(1), token(6), until, until).await.unwrap();
+    assert_ne!(expired.as_ref().map(|r| matches!(r, Rotation::Rotate { .. })), Some(true));
+
+    sessions.start_session(ann.id, token(10), until).await.unwrap();
+    sessions.start_session(ann.id, token(20), until).await.unwrap();
+    assert!(sessions.end_session(token(20)).await.unwrap());
+    assert!(!sessions.end_session(token(21)).await.unwrap());
+    assert_eq!(sessions.rotate(token(20), token(22), now, until).await.unwrap(), Some(Rotation::Refused));
+    // Switching a user off ends its sessions.
+    assert!(!users.update_user(lic_a.pk, ann.id, off).await.unwrap().is_active);
+    assert_eq!(sessions.rotate(token(10), token(11), now, until).await.unwrap(), Some(Rotation::Refused));
+
+    let key = sessions.signing_key().await.unwrap();
+    assert!(key.len() >= 32);
+    assert_eq!(sessions.signing_key().await.unwrap(), key, "one key, made once");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
+    let b = Backend::open().await;
+    let (lic_a, lic_b) = (b.license("LIC-A", None).await, b.license("LIC-B", None).await);
+    let users: Arc<dyn UserStore> = b.stores.get().unwrap();
+    let robots: Arc<dyn RobotStore> = b.stores.get().unwrap();
+    let changed = Arc::new(Mutex::new(Vec::new()));
+    let seen = changed.clone();
+    b.bus.subscribe::<FleetEvent>(move |e| {
+        if let Delivery::Event(FleetEvent::RobotChanged { robot }) = e {
+            seen.lock().unwrap().push(*robot);
+        }
+    });
+    let ann = users.create_user(fleet_user(&lic_a, "ann@example.com")).await.unwrap();
+    let bob = users.create_user(fleet_user(&lic_b, "bob@example.com")).await.unwrap();
+    let now = Timestamp::now();
+    let pairing = |code: &str, life_ms: i64| NewPairing {
+        hostname: "pi-kitchen".into(),
+        ip_address: Some("192.0.2.7".into()),
+        architecture: Some(Architecture::Arm64),
+        code: code.into(),
+        secret: SecretHash([7; 32]),
+        expires_at: Timestamp::from_millis(now.millis() + life_ms),
+    };
+    let robot = robots.start_pairing(pairing("BCDFGHJK", 60_000)).await.unwrap();
+    assert_eq!((robot.status, robot.license, robot.owner_id), (RobotStatus::Pending, None, None));
+    assert_eq!(refusal(robots.start_pairing(pairing("BCDFGHJK", 60_000)).await).0, ErrorCode::PairCodeUsed);
+    let found = robots.pairing("BCDFGHJK").await.unwrap().expect("the pairing");
+    assert_eq!((found.robot.id, found.secret, found.confirmed_at), (robot.id, SecretHash([7; 32]), None));
+
+    let mine = robots.confirm_pairing("BCDFGHJK", &ann, now).await.unwrap();
+    assert_eq!((mine.status, mine.license, mine.owner_id), (RobotStatus::Active, Some(lic_a.pk), Some(ann.id)));
+    assert_eq!(refusal(robots.confirm_pairing("BCDFGHJK", &bob, now).await).0, ErrorCode::PairCodeUsed);
+    assert!(robots.deliver_token("BCDFGHJK", SecretHash([8; 32])).await.unwrap());
+    assert!(!robots.deliver_token("BCDFGHJK", SecretHash([9; 32])).await.unwrap(), "the token is given once");
+    assert_eq!(robots.robot_by_token(SecretHash([8; 32])).await.unwrap().map(|r| r.id), Some(robot.id));
+    assert_eq!(robots.robot_by_token(SecretHash([9; 32])).await.unwrap(), None);
+
+    // Another license's robot is not there, for reading or writing.
+    assert_eq!(robots.robot(lic_b.pk, robot.id).await.unwrap(), None);
+    let rename = RobotPatch { name: Some("mine".into()), status: None };
+    assert_eq!(refusal(robots.update_robot(lic_b.pk, robot.id, rename.clone()).await).0, ErrorCode::RobotNotFound);
+    assert_eq!(refusal(robots.delete_robot(lic_b.pk, robot.id).await).0, ErrorCode::RobotNotFound);
+    assert_eq!(robots.robots(lic_a.pk, Some(bob.id)).await.unwrap(), vec![]);
+    assert_eq!(robots.robots(lic_a.pk, None).await.unwrap().len(), 1);
+    let off = RobotPatch { name: None, status: Some(RobotStatus::Inactive) };
+    assert_eq!(robots.update_robot(lic_a.pk, robot.id, off).await.unwrap().status, RobotStatus::Inactive);
+    assert!(changed.lock().unwrap().contains(&robot.id), "nodes learn of the change");
+
+    // An unconfirmed code past its life: refused, then swept with its robot;
+    // a confirmed robot keeps everything but its code.
+    let stale = robots.start_pairing(pairing("CDFGHJKL", -1)).await.unwrap();
+    assert_eq!(refusal(robots.confirm_pairing("CDFGHJKL", &ann, now).await).0, ErrorCode::PairCodeExpired);
+    let later = Timestamp::from_millis(now.millis() + 120_000);
+    assert!(robots.sweep_pairings(later, Duration::ZERO).await.unwrap() >= 2);
+    assert!(robots.pairing("CDFGHJKL").await.unwrap().is_none() && robots.pairing("BCDFGHJK").await.unwrap().is_none());
+    assert_eq!(robots.robots(lic_a.pk, None).await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), vec![robot.id]);
+    assert_ne!(stale.id, robot.id);
+
+    robots.delete_robot(lic_a.pk, robot.id).await.unwrap();
+    assert_eq!(robots.robot_by_token(SecretHash([8; 32])).await.unwrap(), None);
     b.close().await;
 }

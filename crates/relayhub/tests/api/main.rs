@@ -9,6 +9,7 @@ mod contract;
 mod delivery;
 mod durability;
 mod field;
+mod fleet;
 mod hardening;
 mod helpers;
 mod inbox;

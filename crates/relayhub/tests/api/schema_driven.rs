@@ -8,6 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use relayhub_fleet::FleetConfig;
 use relayhub_relay::RelayConfig;
 
 use crate::field;
@@ -29,8 +30,18 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
     if !field::available("Python schemathesis and openapi-spec-validator (pip install …)", present) {
         return;
     }
-    // Long polls as short as the document then says, so the run stays short.
-    let app = TestApp::spawn_with(|c| c.edit(|r: &mut RelayConfig| r.max_wait = Duration::from_secs(1))).await;
+    // Long polls as short as the document then says, so the run stays short;
+    // the guessing limits out of the way, so the fuzzer reaches the logic
+    // behind them (tests/api/fleet.rs shows the limits work).
+    let app = TestApp::spawn_with(|c| {
+        c.edit(|r: &mut RelayConfig| r.max_wait = Duration::from_secs(1));
+        c.edit(|f: &mut FleetConfig| {
+            f.attempts = 100_000;
+            f.pairings_per_address = 100_000;
+        });
+    })
+    .await;
+    let (user_token, robot_token) = crate::fleet::admin_with_robot(&app).await;
     let dir = tempfile::tempdir().unwrap();
     let document = dir.path().join("openapi.json");
     let body = app.http.get(app.url("/openapi.json")).send().await.unwrap().bytes().await.unwrap();
@@ -50,6 +61,8 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
         .args(["--request-timeout", "15", "--generation-database", "none"])
         .args(["--header", &format!("Authorization: Bearer {}", app.token)])
         .args(["--header", &format!("X-Api-Key: {}", app.api_key)])
+        .env("FLEET_USER_TOKEN", user_token)
+        .env("FLEET_ROBOT_TOKEN", robot_token)
         .current_dir(dir.path())
         .kill_on_drop(true)
         .output();

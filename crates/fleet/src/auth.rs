@@ -1,0 +1,244 @@
+//! Who is calling: users by short-lived JWT access tokens (HS256, signed
+//! with a key kept in the database so every node verifies every token),
+//! robots by their personal tokens. Passwords are Argon2id, hashed off the
+//! async threads; an unknown email costs the same as a wrong password.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use relayhub_core::admission::Connection;
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::identity::License;
+use relayhub_core::secret::Secret;
+use relayhub_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::Fleet;
+use crate::model::{Robot, RobotStatus, Role, User};
+
+/// Hashes a password (Argon2id, a fresh salt) off the async threads.
+pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))?
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))
+}
+
+/// Whether `password` matches `hash`, off the async threads.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Refuses passwords no one should keep.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    match password.chars().count() {
+        0..8 => Err(ApiError::invalid_field("a password has at least 8 characters")),
+        8..=200 => Ok(()),
+        _ => Err(ApiError::invalid_field("a password has at most 200 characters")),
+    }
+}
+
+/// What an access token says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    /// The user's id.
+    sub: String,
+    /// Its license number.
+    lic: String,
+    role: String,
+    iat: u64,
+    exp: u64,
+    iss: String,
+}
+
+const ISSUER: &str = "relayhub";
+
+/// Signs an access token for `user` of `license`, valid for `ttl`.
+pub fn access_token(key: &[u8], user: &User, license: &License, ttl: Duration) -> Result<String, ApiError> {
+    let now = u64::try_from(Timestamp::now().millis() / 1000).unwrap_or(0);
+    let claims = Claims {
+        sub: user.id.to_string(),
+        lic: license.number.to_string(),
+        role: user.role.as_str().to_owned(),
+        iat: now,
+        exp: now + ttl.as_secs(),
+        iss: ISSUER.to_owned(),
+    };
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key))
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "signing an access token failed"))
+}
+
+/// The user id of a valid access token.
+fn verify_access(key: &[u8], token: &str) -> Result<i64, ApiError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.leeway = 5;
+    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation).map_err(|err| {
+        let expired = matches!(err.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature);
+        let message = if expired { "the access token expired; refresh it" } else { "the access token is not valid" };
+        ApiError::new(ErrorCode::InvalidToken, message)
+    })?;
+    data.claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::InvalidToken, "the access token is not valid"))
+}
+
+/// The credential after `Bearer ` (or `Token `, as InfluxDB clients send).
+pub fn presented(headers: &HeaderMap, schemes: &[&str]) -> Result<String, ApiError> {
+    let missing = || ApiError::new(ErrorCode::MissingToken, "send the token as 'Authorization: Bearer <token>'");
+    let header = headers.get(AUTHORIZATION).ok_or_else(missing)?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s)))
+        .map(|(_, token)| token.trim().to_owned())
+        .filter(|token| !token.is_empty())
+        .ok_or_else(missing)
+}
+
+/// A signed-in, active user of an active license (`Authorization: Bearer
+/// <access token>`). A deactivated user is out at once: the user is read
+/// on every call.
+#[derive(Debug, Clone)]
+pub struct UserAuth {
+    pub user: User,
+    pub license: License,
+}
+
+impl UserAuth {
+    /// Refuses anyone but an admin.
+    pub fn admin(&self) -> Result<(), ApiError> {
+        match self.user.role {
+            Role::Admin => Ok(()),
+            Role::User => Err(ApiError::new(ErrorCode::Forbidden, "this needs an admin of the license")),
+        }
+    }
+}
+
+impl FromRequestParts<Fleet> for UserAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, fleet: &Fleet) -> Result<Self, ApiError> {
+        let token = presented(&parts.headers, &["bearer"])?;
+        let key = fleet.signing_key().await?;
+        let id = verify_access(&key, &token)?;
+        let gone = || ApiError::new(ErrorCode::InvalidToken, "the user no longer exists or was deactivated");
+        let user = fleet.users.user(id).await?.filter(|u| u.is_active).ok_or_else(gone)?;
+        let license = fleet.identity.license_by_pk(user.license).await?.ok_or_else(gone)?;
+        license.ensure_active(Timestamp::now())?;
+        Connection::of(parts).authenticated();
+        Ok(UserAuth { user, license })
+    }
+}
+
+/// An active robot, by its personal token (`Authorization: Token …` or
+/// `Bearer …`).
+#[derive(Debug, Clone)]
+pub struct RobotAuth(pub Robot);
+
+impl FromRequestParts<Fleet> for RobotAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, fleet: &Fleet) -> Result<Self, ApiError> {
+        let token = presented(&parts.headers, &["token", "bearer"])?;
+        let robot = fleet.robots.robot_by_token(Secret::new(token).hash()).await?;
+        let robot = robot.filter(|r| r.status == RobotStatus::Active).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidToken, "the robot token is unknown, or its robot inactive or deleted")
+        })?;
+        Connection::of(parts).authenticated();
+        Ok(RobotAuth(robot))
+    }
+}
+
+/// Failed attempts per key (a user, an address) in a sliding window: past
+/// `max`, callers are told to wait (429 with `Retry-After`). Per node:
+/// behind a load balancer an attacker gets `max` per node, which the size
+/// of what is guessed (20^8 codes) makes no matter.
+pub struct Attempts {
+    max: usize,
+    window: Duration,
+    seen: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Attempts {
+    pub fn new(max: usize, window: Duration) -> Arc<Self> {
+        Arc::new(Self { max, window, seen: Mutex::default() })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses while any of `keys` has used up its attempts.
+    pub fn check(&self, keys: &[String]) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut seen = self.lock();
+        for key in keys {
+            let Some(times) = seen.get_mut(key) else { continue };
+            while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+                times.pop_front();
+            }
+            if times.len() >= self.max
+                && let Some(first) = times.front()
+            {
+                let wait = self.window.saturating_sub(now.duration_since(*first)).as_secs().max(1);
+                return Err(ApiError::new(ErrorCode::TooManyAttempts, "too many failed attempts; wait and try again")
+                    .retry_after(u32::try_from(wait).unwrap_or(u32::MAX)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one (a failure, a pairing) against every key.
+    pub fn record(&self, keys: &[String]) {
+        let now = Instant::now();
+        let mut seen = self.lock();
+        if seen.len() > 100_000 {
+            // A flood of distinct keys: forget the stale ones.
+            seen.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
+        }
+        for key in keys {
+            seen.entry(key.clone()).or_default().push_back(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_verify_and_wrong_ones_do_not() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse".into(), hash.clone()).await);
+        assert!(!verify_password("wrong horse".into(), hash).await);
+        assert!(!verify_password("x".into(), "not a hash".into()).await);
+    }
+
+    #[test]
+    fn attempts_run_out_per_key_and_say_when_to_retry() {
+        let attempts = Attempts::new(2, Duration::from_secs(60));
+        let keys = ["user:1".to_owned(), "ip:1.2.3.4".to_owned()];
+        attempts.record(&keys);
+        assert!(attempts.check(&keys).is_ok());
+        attempts.record(&keys[1..]);
+        let refused = attempts.check(&keys).unwrap_err();
+        assert_eq!((refused.code, refused.retry_after.is_some()), (ErrorCode::TooManyAttempts, true));
+        assert!(attempts.check(&keys[..1]).is_ok(), "the user alone has one left");
+    }
+}

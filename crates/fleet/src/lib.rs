@@ -1,0 +1,231 @@
+//! The fleet capability (seed 002): users of a license who sign in with a
+//! password and hold JWT sessions, robots (single-board computers running
+//! Telegraf) paired with a user's account by an 8-letter code, each with a
+//! personal token.
+//!
+//! - [`model`]: users, robots, pairings; [`rules`]: the decisions both
+//!   backends follow; [`store`]: what the fleet needs from storage;
+//! - [`auth`]: passwords, access tokens, who is calling;
+//! - `api`: the HTTP API; `install`: `GET /install.sh`; `cli`: `relayhub user`.
+
+pub mod auth;
+mod cli;
+mod install;
+pub mod model;
+mod openapi;
+pub mod rules;
+pub mod store;
+
+mod api {
+    pub mod pair;
+    pub mod robots;
+    pub mod users;
+}
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
+use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
+use relayhub_core::error::ApiError;
+use relayhub_core::identity::IdentityStore;
+use relayhub_core::tasks::Tasks;
+use relayhub_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Attempts;
+use crate::store::{RobotStore, SessionStore, UserStore};
+
+/// Fleet settings (`[fleet]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// How long an access token (a JWT) is valid: a deactivated user is out
+    /// at once anyway (users are read on every call).
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// How long a refresh token is valid, unspent.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// How long a pairing code is valid.
+    #[serde(with = "humantime_serde")]
+    pub pair_ttl: Duration,
+    /// How often a pairing robot may poll (RFC 8628's `interval`).
+    #[serde(with = "humantime_serde")]
+    pub pair_interval: Duration,
+    /// Failed sign-ins, or wrong pairing codes, per user and per address
+    /// within `attempt_window`, before 429.
+    pub attempts: usize,
+    #[serde(with = "humantime_serde")]
+    pub attempt_window: Duration,
+    /// Pairings one address may start within `attempt_window`.
+    pub pairings_per_address: usize,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            pair_ttl: Duration::from_secs(15 * 60),
+            pair_interval: Duration::from_secs(5),
+            attempts: 10,
+            attempt_window: Duration::from_secs(15 * 60),
+            pairings_per_address: 30,
+        }
+    }
+}
+
+impl Section for FleetConfig {
+    const NAME: &'static str = "fleet";
+}
+
+/// The fleet's counters.
+#[derive(Clone, Default)]
+pub struct FleetMetrics {
+    pub pairings_started: Counter,
+    pub pairings_confirmed: Counter,
+}
+
+/// Everything the fleet's handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct Fleet {
+    pub config: Arc<FleetConfig>,
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub robots: Arc<dyn RobotStore>,
+    pub identity: Arc<dyn IdentityStore>,
+    pub metrics: FleetMetrics,
+    key: Arc<OnceCell<Vec<u8>>>,
+    dummy: Arc<OnceCell<String>>,
+    logins: Arc<Attempts>,
+    confirms: Arc<Attempts>,
+    pairings: Arc<Attempts>,
+    /// When each pairing code was last polled, on this node.
+    polls: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Fleet {
+    /// The key access tokens are signed with, read (or made) once.
+    pub async fn signing_key(&self) -> Result<Vec<u8>, ApiError> {
+        let key = self.key.get_or_try_init(|| self.sessions.signing_key()).await?;
+        Ok(key.clone())
+    }
+
+    /// A hash to verify against when an email is unknown, made once.
+    async fn dummy_hash(&self) -> Result<String, ApiError> {
+        let hash = self.dummy.get_or_try_init(|| auth::hash_password("no user has this password".to_owned())).await?;
+        Ok(hash.clone())
+    }
+}
+
+impl Spec for Fleet {
+    const NAME: &'static str = FleetConfig::NAME;
+    const TAGS: &'static [(&'static str, &'static str)] = &[
+        ("users", "Fleet users: sign-in, sessions, administration (seed 002)"),
+        ("robots", "A user's robots (seed 002)"),
+        ("pairing", "Pairing a robot with a user's account by code (seed 002)"),
+    ];
+    type Config = FleetConfig;
+
+    fn build(config: FleetConfig, platform: &Platform) -> Result<Self, String> {
+        let stores = &platform.stores;
+        let metrics = FleetMetrics::default();
+        platform.metrics.register(
+            "fleet_pairings_started",
+            "Robots that asked to pair",
+            metrics.pairings_started.clone(),
+        );
+        platform.metrics.register(
+            "fleet_pairings_confirmed",
+            "Pairings confirmed by a user",
+            metrics.pairings_confirmed.clone(),
+        );
+        Ok(Self {
+            logins: Attempts::new(config.attempts, config.attempt_window),
+            confirms: Attempts::new(config.attempts, config.attempt_window),
+            pairings: Attempts::new(config.pairings_per_address, config.attempt_window),
+            config: Arc::new(config),
+            users: stores.get()?,
+            sessions: stores.get()?,
+            robots: stores.get()?,
+            identity: stores.identity.clone(),
+            metrics,
+            key: Arc::default(),
+            dummy: Arc::default(),
+            polls: Arc::default(),
+        })
+    }
+
+    fn commands() -> Vec<clap::Command> {
+        vec![cli::command()]
+    }
+}
+
+#[async_trait]
+impl Capability for Fleet {
+    fn name(&self) -> &'static str {
+        FleetConfig::NAME
+    }
+
+    fn router(&self) -> OpenApiRouter {
+        use api::{pair, robots, users};
+        OpenApiRouter::new()
+            .routes(routes!(users::login))
+            .routes(routes!(users::refresh))
+            .routes(routes!(users::logout))
+            .routes(routes!(users::me))
+            .routes(routes!(users::list))
+            .routes(routes!(users::update))
+            .routes(routes!(robots::list))
+            .routes(routes!(robots::get, robots::update, robots::delete))
+            .routes(routes!(robots::own))
+            .routes(routes!(pair::start))
+            .routes(routes!(pair::preview))
+            .routes(routes!(pair::confirm))
+            .routes(routes!(pair::status))
+            .routes(routes!(install::script))
+            .with_state(self.clone())
+    }
+
+    /// Forgets pairings an hour past their end.
+    fn start(&self, tasks: &Tasks) {
+        let robots = self.robots.clone();
+        tasks.spawn(move |stop| async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(err) = robots.sweep_pairings(Timestamp::now(), api::pair::KEPT_AFTER).await {
+                    tracing::warn!(%err, "pairing sweep failed; will retry");
+                }
+            }
+        });
+    }
+
+    /// The fleet's credentials in the document: user access tokens and
+    /// robot tokens.
+    fn describe(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = |about: &str| {
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(about)).build())
+        };
+        components.add_security_scheme("user", scheme("A fleet user's access token (JWT) from POST /api/auth/login"));
+        components
+            .add_security_scheme("robot", scheme("A robot's personal token from its pairing (`Token` works too)"));
+    }
+
+    async fn run_command(&self, name: &str, args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {
+        cli::run(self, name, args).await
+    }
+}

@@ -1,0 +1,512 @@
+//! The fleet's store traits on PostgreSQL: users, sessions, robots and
+//! their pairing. Decisions are the fleet's rules; rows a decision reads
+//! are locked (`FOR UPDATE`) so that nodes decide one after the other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use relayhub_core::backend::Stores;
+use relayhub_core::bus::Event;
+use relayhub_core::error::ErrorCode;
+use relayhub_core::ids::LicensePk;
+use relayhub_core::secret::SecretHash;
+use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::time::Timestamp;
+use relayhub_fleet::model::{
+    Architecture, NewPairing, NewUser, Pairing, RefreshRow, Robot, RobotPatch, RobotStatus, Role, User, UserPatch,
+};
+use relayhub_fleet::rules::{self, Rotation};
+use relayhub_fleet::store::{FleetEvent, RobotStore, SessionStore, UserStore};
+use sqlx::postgres::PgRow;
+use sqlx::{PgExecutor, Postgres, Row, Transaction};
+
+use crate::error::{SqlResult, is_unique_violation};
+use crate::time::{at, opt_time, time};
+use crate::{Ctx, PgStore};
+
+/// Offers the fleet's store traits.
+pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
+    let fleet = Arc::new(PgFleet { ctx: store.ctx.clone() });
+    stores.provide::<dyn UserStore>(fleet.clone());
+    stores.provide::<dyn SessionStore>(fleet.clone());
+    stores.provide::<dyn RobotStore>(fleet);
+}
+
+struct PgFleet {
+    ctx: Ctx,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("a stored {what} is not valid"))
+}
+
+/// The columns a [`User`] is read from, in `user_from_row`'s order.
+macro_rules! user_columns {
+    () => {
+        "id, license_pk, email, name, password_hash, role, is_active, created_at, updated_at"
+    };
+}
+
+/// The columns a [`Robot`] is read from, in `robot_from_row`'s order.
+macro_rules! robot_columns {
+    () => {
+        "id, license_pk, owner_id, name, hostname, ip_address, architecture, status, created_at, last_seen_at"
+    };
+}
+
+macro_rules! select_user {
+    ($filter:literal) => {
+        concat!("SELECT ", user_columns!(), " FROM fleet_users WHERE ", $filter)
+    };
+}
+
+fn user_from_row(r: &PgRow) -> StoreResult<User> {
+    let role: String = r.try_get("role").sql()?;
+    Ok(User {
+        id: r.try_get("id").sql()?,
+        license: LicensePk(r.try_get("license_pk").sql()?),
+        email: r.try_get("email").sql()?,
+        name: r.try_get("name").sql()?,
+        password_hash: r.try_get("password_hash").sql()?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("role"))?,
+        is_active: r.try_get("is_active").sql()?,
+        created_at: time(r.try_get("created_at").sql()?),
+        updated_at: time(r.try_get("updated_at").sql()?),
+    })
+}
+
+fn user_not_found(id: i64) -> StoreError {
+    StoreError::rejected(ErrorCode::UserNotFound, format!("no user {id} in this license"))
+}
+
+async fn end_sessions<'e>(db: impl PgExecutor<'e>, user: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE fleet_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user)
+        .execute(db)
+        .await
+        .sql()?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserStore for PgFleet {
+    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO fleet_users (license_pk, email, name, password_hash, role, is_active, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, true, now(), now())
+             RETURNING ",
+            user_columns!()
+        ))
+        .bind(user.license.0)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(user.role.as_str())
+        .fetch_one(&self.ctx.pool)
+        .await;
+        match inserted {
+            Ok(row) => user_from_row(&row),
+            Err(err) if is_unique_violation(&err) => Err(StoreError::rejected(
+                ErrorCode::AlreadyExists,
+                format!("a user with the email {} exists", user.email),
+            )),
+            Err(err) => Err(crate::error::from_sqlx(err)),
+        }
+    }
+
+    async fn user(&self, id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(select_user!("id = $1")).bind(id).fetch_optional(&self.ctx.pool).await.sql()?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(select_user!("email = $1")).bind(email).fetch_optional(&self.ctx.pool).await.sql()?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn users(&self, license: LicensePk) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(select_user!("license_pk = $1 ORDER BY id"))
+            .bind(license.0)
+            .fetch_all(&self.ctx.pool)
+            .await
+            .sql()?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, license: LicensePk, id: i64, patch: UserPatch) -> StoreResult<User> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let row = sqlx::query(select_user!("id = $1 AND license_pk = $2 FOR UPDATE"))
+            .bind(id)
+            .bind(license.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .sql()?;
+        let user = row.as_ref().map(user_from_row).transpose()?.ok_or_else(|| user_not_found(id))?;
+        let row = sqlx::query(concat!(
+            "UPDATE fleet_users SET name = $2, role = $3, is_active = $4, updated_at = now() WHERE id = $1
+             RETURNING ",
+            user_columns!()
+        ))
+        .bind(id)
+        .bind(patch.name.unwrap_or(user.name))
+        .bind(patch.role.unwrap_or(user.role).as_str())
+        .bind(patch.is_active.unwrap_or(user.is_active))
+        .fetch_one(&mut *tx)
+        .await
+        .sql()?;
+        if patch.is_active == Some(false) {
+            end_sessions(&mut *tx, id).await?;
+        }
+        tx.commit().await.sql()?;
+        user_from_row(&row)
+    }
+
+    async fn set_password(&self, id: i64, password_hash: String) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let changed = sqlx::query("UPDATE fleet_users SET password_hash = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await
+            .sql()?;
+        if changed.rows_affected() == 0 {
+            return Err(user_not_found(id));
+        }
+        end_sessions(&mut *tx, id).await?;
+        tx.commit().await.sql()
+    }
+}
+
+async fn session(tx: &mut Transaction<'_, Postgres>, token: &SecretHash) -> StoreResult<Option<RefreshRow>> {
+    let row = sqlx::query(
+        "SELECT user_id, chain, expires_at, used_at, revoked_at FROM fleet_sessions WHERE hash = $1 FOR UPDATE",
+    )
+    .bind(token.as_bytes().as_slice())
+    .fetch_optional(&mut **tx)
+    .await
+    .sql()?;
+    row.map(|r| {
+        Ok(RefreshRow {
+            user_id: r.try_get("user_id").sql()?,
+            chain: r.try_get("chain").sql()?,
+            expires_at: time(r.try_get("expires_at").sql()?),
+            used_at: opt_time(r.try_get("used_at").sql()?),
+            revoked_at: opt_time(r.try_get("revoked_at").sql()?),
+        })
+    })
+    .transpose()
+}
+
+async fn insert_session<'e>(
+    db: impl PgExecutor<'e>,
+    token: &SecretHash,
+    user: i64,
+    chain: &str,
+    expires_at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO fleet_sessions (hash, user_id, chain, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token.as_bytes().as_slice())
+        .bind(user)
+        .bind(chain)
+        .bind(at(expires_at))
+        .execute(db)
+        .await
+        .sql()?;
+    Ok(())
+}
+
+async fn end_chain<'e>(db: impl PgExecutor<'e>, chain: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE fleet_sessions SET revoked_at = now() WHERE chain = $1 AND revoked_at IS NULL")
+        .bind(chain)
+        .execute(db)
+        .await
+        .sql()?;
+    Ok(())
+}
+
+#[async_trait]
+impl SessionStore for PgFleet {
+    async fn start_session(&self, user: i64, token: SecretHash, expires_at: Timestamp) -> StoreResult<()> {
+        let chain = uuid::Uuid::new_v4().simple().to_string();
+        insert_session(&self.ctx.pool, &token, user, &chain, expires_at).await
+    }
+
+    async fn rotate(
+        &self,
+        token: SecretHash,
+        next: SecretHash,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<Option<Rotation>> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let Some(row) = session(&mut tx, &token).await? else { return Ok(None) };
+        let rotation = rules::rotation(&row, now);
+        match &rotation {
+            Rotation::Rotate { user_id, chain } => {
+                sqlx::query("UPDATE fleet_sessions SET used_at = $2 WHERE hash = $1")
+                    .bind(token.as_bytes().as_slice())
+                    .bind(at(now))
+                    .execute(&mut *tx)
+                    .await
+                    .sql()?;
+                insert_session(&mut *tx, &next, *user_id, chain, expires_at).await?;
+            }
+            Rotation::Reused { chain } => end_chain(&mut *tx, chain).await?,
+            Rotation::Refused => {}
+        }
+        tx.commit().await.sql()?;
+        Ok(Some(rotation))
+    }
+
+    async fn end_session(&self, token: SecretHash) -> StoreResult<bool> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let Some(row) = session(&mut tx, &token).await? else { return Ok(false) };
+        end_chain(&mut *tx, &row.chain).await?;
+        tx.commit().await.sql()?;
+        Ok(true)
+    }
+
+    async fn signing_key(&self) -> StoreResult<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        rand::fill(&mut fresh);
+        sqlx::query(
+            "INSERT INTO fleet_secrets (name, value) VALUES ('access_tokens', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(fresh.as_slice())
+        .execute(&self.ctx.pool)
+        .await
+        .sql()?;
+        sqlx::query_scalar("SELECT value FROM fleet_secrets WHERE name = 'access_tokens'")
+            .fetch_one(&self.ctx.pool)
+            .await
+            .sql()
+    }
+}
+
+macro_rules! select_robot {
+    ($filter:literal) => {
+        concat!(
+            "SELECT ",
+            robot_columns!(),
+            ", pair_code, poll_secret, pair_expires_at, paired_at, token_delivered FROM fleet_robots WHERE ",
+            $filter
+        )
+    };
+}
+
+fn robot_from_row(r: &PgRow) -> StoreResult<Robot> {
+    let architecture: Option<String> = r.try_get("architecture").sql()?;
+    let status: String = r.try_get("status").sql()?;
+    Ok(Robot {
+        id: r.try_get("id").sql()?,
+        license: r.try_get::<Option<i64>, _>("license_pk").sql()?.map(LicensePk),
+        owner_id: r.try_get("owner_id").sql()?,
+        name: r.try_get("name").sql()?,
+        hostname: r.try_get("hostname").sql()?,
+        ip_address: r.try_get("ip_address").sql()?,
+        architecture: architecture.map(|a| Architecture::parse(&a).map_err(|_| corrupt("architecture"))).transpose()?,
+        status: RobotStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        created_at: time(r.try_get("created_at").sql()?),
+        last_seen_at: opt_time(r.try_get("last_seen_at").sql()?),
+    })
+}
+
+fn pairing_from_row(r: &PgRow) -> StoreResult<Pairing> {
+    let secret: Vec<u8> = r.try_get("poll_secret").sql()?;
+    Ok(Pairing {
+        robot: robot_from_row(r)?,
+        code: r.try_get("pair_code").sql()?,
+        secret: SecretHash::from_slice(&secret).ok_or_else(|| corrupt("poll secret"))?,
+        expires_at: time(r.try_get("pair_expires_at").sql()?),
+        confirmed_at: opt_time(r.try_get("paired_at").sql()?),
+        token_delivered: r.try_get("token_delivered").sql()?,
+    })
+}
+
+async fn locked_pairing(tx: &mut Transaction<'_, Postgres>, code: &str) -> StoreResult<Option<Pairing>> {
+    let row =
+        sqlx::query(select_robot!("pair_code = $1 FOR UPDATE")).bind(code).fetch_optional(&mut **tx).await.sql()?;
+    row.as_ref().map(pairing_from_row).transpose()
+}
+
+fn robot_not_found(id: i64) -> StoreError {
+    StoreError::rejected(ErrorCode::RobotNotFound, format!("no robot {id} of yours"))
+}
+
+fn changed(robot: i64) -> Event {
+    Event::new(FleetEvent::RobotChanged { robot })
+}
+
+impl PgFleet {
+    async fn locked_robot(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        license: LicensePk,
+        id: i64,
+    ) -> StoreResult<Robot> {
+        let row = sqlx::query(select_robot!("id = $1 AND license_pk = $2 FOR UPDATE"))
+            .bind(id)
+            .bind(license.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .sql()?;
+        row.as_ref().map(robot_from_row).transpose()?.ok_or_else(|| robot_not_found(id))
+    }
+}
+
+#[async_trait]
+impl RobotStore for PgFleet {
+    async fn start_pairing(&self, new: NewPairing) -> StoreResult<Robot> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        if let Some(held) = locked_pairing(&mut tx, &new.code).await? {
+            // A code is free again once its pairing expired unconfirmed.
+            if rules::pair_state(&held, Timestamp::now()) != rules::PairState::Expired {
+                return Err(StoreError::rejected(ErrorCode::PairCodeUsed, "this pairing code is taken"));
+            }
+            sqlx::query("DELETE FROM fleet_robots WHERE id = $1").bind(held.robot.id).execute(&mut *tx).await.sql()?;
+        }
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO fleet_robots (name, hostname, ip_address, architecture, status, created_at,
+                                       pair_code, poll_secret, pair_expires_at)
+             VALUES ($1, $1, $2, $3, 'pending', now(), $4, $5, $6)
+             RETURNING ",
+            robot_columns!()
+        ))
+        .bind(&new.hostname)
+        .bind(&new.ip_address)
+        .bind(new.architecture.map(Architecture::as_str))
+        .bind(&new.code)
+        .bind(new.secret.as_bytes().as_slice())
+        .bind(at(new.expires_at))
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            // Another node took the same code a moment ago.
+            Err(err) if is_unique_violation(&err) => {
+                return Err(StoreError::rejected(ErrorCode::PairCodeUsed, "this pairing code is taken"));
+            }
+            Err(err) => return Err(crate::error::from_sqlx(err)),
+        };
+        tx.commit().await.sql()?;
+        robot_from_row(&row)
+    }
+
+    async fn pairing(&self, code: &str) -> StoreResult<Option<Pairing>> {
+        let row = sqlx::query(select_robot!("pair_code = $1")).bind(code).fetch_optional(&self.ctx.pool).await.sql()?;
+        row.as_ref().map(pairing_from_row).transpose()
+    }
+
+    async fn confirm_pairing(&self, code: &str, user: &User, now: Timestamp) -> StoreResult<Robot> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let held = locked_pairing(&mut tx, code)
+            .await?
+            .ok_or_else(|| StoreError::rejected(ErrorCode::PairCodeNotFound, "no pairing with this code"))?;
+        rules::confirm(&held, now).map_err(StoreError::Rejected)?;
+        let row = sqlx::query(concat!(
+            "UPDATE fleet_robots SET license_pk = $2, owner_id = $3, status = 'active', paired_at = $4 WHERE id = $1
+             RETURNING ",
+            robot_columns!()
+        ))
+        .bind(held.robot.id)
+        .bind(user.license.0)
+        .bind(user.id)
+        .bind(at(now))
+        .fetch_one(&mut *tx)
+        .await
+        .sql()?;
+        self.ctx.commit_with(tx, vec![changed(held.robot.id)]).await?;
+        robot_from_row(&row)
+    }
+
+    async fn deliver_token(&self, code: &str, token: SecretHash) -> StoreResult<bool> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let Some(held) = locked_pairing(&mut tx, code).await? else { return Ok(false) };
+        let delivered = sqlx::query(
+            "UPDATE fleet_robots SET token_hash = $2, token_delivered = true
+             WHERE id = $1 AND paired_at IS NOT NULL AND NOT token_delivered",
+        )
+        .bind(held.robot.id)
+        .bind(token.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .sql()?
+        .rows_affected()
+            == 1;
+        let events = if delivered { vec![changed(held.robot.id)] } else { Vec::new() };
+        self.ctx.commit_with(tx, events).await?;
+        Ok(delivered)
+    }
+
+    async fn robots(&self, license: LicensePk, owner: Option<i64>) -> StoreResult<Vec<Robot>> {
+        let rows = sqlx::query(select_robot!("license_pk = $1 AND ($2::bigint IS NULL OR owner_id = $2) ORDER BY id"))
+            .bind(license.0)
+            .bind(owner)
+            .fetch_all(&self.ctx.pool)
+            .await
+            .sql()?;
+        rows.iter().map(robot_from_row).collect()
+    }
+
+    async fn robot(&self, license: LicensePk, id: i64) -> StoreResult<Option<Robot>> {
+        let row = sqlx::query(select_robot!("id = $1 AND license_pk = $2"))
+            .bind(id)
+            .bind(license.0)
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .sql()?;
+        row.as_ref().map(robot_from_row).transpose()
+    }
+
+    async fn update_robot(&self, license: LicensePk, id: i64, patch: RobotPatch) -> StoreResult<Robot> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let robot = self.locked_robot(&mut tx, license, id).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE fleet_robots SET name = $2, status = $3 WHERE id = $1
+             RETURNING ",
+            robot_columns!()
+        ))
+        .bind(id)
+        .bind(patch.name.unwrap_or(robot.name))
+        .bind(patch.status.unwrap_or(robot.status).as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .sql()?;
+        self.ctx.commit_with(tx, vec![changed(id)]).await?;
+        robot_from_row(&row)
+    }
+
+    async fn delete_robot(&self, license: LicensePk, id: i64) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        self.locked_robot(&mut tx, license, id).await?;
+        sqlx::query("DELETE FROM fleet_robots WHERE id = $1").bind(id).execute(&mut *tx).await.sql()?;
+        self.ctx.commit_with(tx, vec![changed(id)]).await
+    }
+
+    async fn robot_by_token(&self, token: SecretHash) -> StoreResult<Option<Robot>> {
+        let row = sqlx::query(select_robot!("token_hash = $1"))
+            .bind(token.as_bytes().as_slice())
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .sql()?;
+        row.as_ref().map(robot_from_row).transpose()
+    }
+
+    async fn sweep_pairings(&self, now: Timestamp, keep: Duration) -> StoreResult<u64> {
+        let before = at(now.minus(keep));
+        let dropped = sqlx::query("DELETE FROM fleet_robots WHERE paired_at IS NULL AND pair_expires_at < $1")
+            .bind(before)
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        let forgotten = sqlx::query(
+            "UPDATE fleet_robots SET pair_code = NULL, poll_secret = NULL WHERE pair_code IS NOT NULL AND pair_expires_at < $1",
+        )
+        .bind(before)
+        .execute(&self.ctx.pool)
+        .await
+        .sql()?;
+        Ok(dropped.rows_affected() + forgotten.rows_affected())
+    }
+}
