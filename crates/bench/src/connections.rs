@@ -138,6 +138,7 @@ async fn open(system: System, addr: &str, source: &str, api_key: &str, name: &st
                 }
             }
         }
+        other => bail!("{} holds no device connections", other.name()),
     }
 }
 

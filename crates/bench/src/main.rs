@@ -1,11 +1,13 @@
 //! `relayhub-bench`: relayhub side by side with Mosquitto and NATS
-//! JetStream on this machine, in one run. Each system is started here on
+//! JetStream (and, for telemetry, VictoriaMetrics and InfluxDB) on this
+//! machine, in one run. Each system is started here on
 //! free loopback ports with a temporary data directory, driven with its own
 //! client library, and checked (every message arrived, in order, duplicates
 //! counted).
 
 mod connections;
 mod drivers;
+mod ingest;
 mod payload;
 mod servers;
 mod stats;
@@ -17,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::ingest::IngestParams;
 use crate::servers::System;
 use crate::stats::Outcome;
 use crate::workloads::{LatencyParams, RelayParams};
@@ -30,9 +33,11 @@ struct Cli {
     /// Print one JSON object per workload instead of a table
     #[arg(long, global = true)]
     json: bool,
-    /// Systems to measure, in this order
-    #[arg(long, global = true, value_delimiter = ',', default_values = ["relayhub", "nats-jetstream", "mosquitto"])]
-    systems: Vec<System>,
+    /// Systems to measure, in this order (default: relayhub and the peers
+    /// of the workload: NATS JetStream and Mosquitto, or for `ingest`
+    /// VictoriaMetrics and InfluxDB)
+    #[arg(long, global = true, value_delimiter = ',')]
+    systems: Option<Vec<System>>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -80,6 +85,19 @@ enum Workload {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Robots' telemetry: gzip'd line-protocol batches over HTTP
+    Ingest {
+        #[arg(long)]
+        robots: Option<usize>,
+        #[arg(long)]
+        batches: Option<usize>,
+        /// Lines per batch
+        #[arg(long, default_value_t = 5000)]
+        lines: usize,
+        /// Requests in flight at once
+        #[arg(long, default_value_t = 16)]
+        senders: usize,
+    },
     /// Every workload, one after the other
     All,
     /// (internal) hold idle connections for `connections`
@@ -108,6 +126,7 @@ struct Sizes {
     connections: usize,
     uplink: (usize, u64),
     storage: (usize, Option<String>),
+    ingest: IngestParams,
 }
 
 impl Sizes {
@@ -124,6 +143,12 @@ impl Sizes {
             connections: if q { 2000 } else { 19_000 },
             uplink: (if q { 100 } else { 1000 }, if q { 100 } else { 200 }),
             storage: (if q { 20_000 } else { 100_000 }, None),
+            ingest: IngestParams {
+                robots: if q { 10 } else { 100 },
+                batches: if q { 40 } else { 600 },
+                lines: 5000,
+                senders: 16,
+            },
         };
         match &cli.workload {
             Workload::Relay { devices, messages, producers, batch } => {
@@ -145,6 +170,12 @@ impl Sizes {
             Workload::Storage { messages, database } => {
                 sizes.storage = (messages.unwrap_or(sizes.storage.0), database.clone());
             }
+            Workload::Ingest { robots, batches, lines, senders } => {
+                let i = &mut sizes.ingest;
+                i.robots = robots.unwrap_or(i.robots);
+                i.batches = batches.unwrap_or(i.batches);
+                (i.lines, i.senders) = (*lines, *senders);
+            }
             Workload::All | Workload::ConnectWorker { .. } => {}
         }
         sizes
@@ -153,13 +184,13 @@ impl Sizes {
 
 /// Runs one workload on every system; a system that cannot run is listed
 /// as skipped, with the reason.
-async fn each<F, Fut>(cli: &Cli, run: F) -> Vec<Outcome>
+async fn each<F, Fut>(cli: &Cli, peers: &[System], run: F) -> Vec<Outcome>
 where
     F: Fn(System) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
 {
     let mut results = Vec::new();
-    for &system in &cli.systems {
+    for &system in cli.systems.as_deref().unwrap_or(peers) {
         eprintln!("  {} ...", system.name());
         results.push(match run(system).await {
             Ok(outcome) => outcome,
@@ -174,11 +205,14 @@ where
 
 async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value> {
     eprintln!("{name}:");
+    const MESSAGING: &[System] = &[System::Relayhub, System::Nats, System::Mosquitto];
+    const TELEMETRY: &[System] = &[System::Relayhub, System::VictoriaMetrics, System::Influxdb];
     let results = match name {
-        "relay" => each(cli, |s| workloads::relay(s, sizes.relay)).await,
-        "latency" => each(cli, |s| workloads::latency(s, sizes.latency)).await,
-        "connections" => each(cli, |s| connections::run(s, sizes.connections)).await,
-        "uplink" => each(cli, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
+        "relay" => each(cli, MESSAGING, |s| workloads::relay(s, sizes.relay)).await,
+        "latency" => each(cli, MESSAGING, |s| workloads::latency(s, sizes.latency)).await,
+        "connections" => each(cli, MESSAGING, |s| connections::run(s, sizes.connections)).await,
+        "uplink" => each(cli, MESSAGING, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
+        "ingest" => each(cli, TELEMETRY, |s| ingest::ingest(s, sizes.ingest)).await,
         "storage" => {
             let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
             return Ok(json!({"workload": "storage", "results": [outcome]}));
@@ -223,7 +257,26 @@ fn table(report: &Value) -> String {
     let ours = results.iter().find(|r| r["system"] == "relayhub");
     let num = |r: &Value, k: &str| r[k].as_f64();
     let cell = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
-    if name == "connections" {
+    if name == "ingest" {
+        const WIDTHS: &[usize] = &[16, 11, 10, 8, 8, 6, 18];
+        let header = ["system", "points/s", "gzip MB/s", "p50 ms", "p99 ms", "failed", "relayhub ÷ system"];
+        out += &row(WIDTHS, &header.map(String::from));
+        for r in &results {
+            let ratio = ours.and_then(|o| Some(num(o, "points_per_s")? / num(r, "points_per_s")?));
+            out += &row(
+                WIDTHS,
+                &[
+                    r["system"].as_str().unwrap_or("").to_owned(),
+                    cell(num(r, "points_per_s")),
+                    cell(num(r, "gzip_mb_per_s")),
+                    cell(num(r, "p50_ms")),
+                    cell(num(r, "p99_ms")),
+                    cell(num(r, "failed")),
+                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+                ],
+            );
+        }
+    } else if name == "connections" {
         const WIDTHS: &[usize] = &[16, 12, 14, 14, 18];
         out +=
             &row(WIDTHS, &["system", "connections", "KiB/conn", "connects/s", "relayhub ÷ system"].map(String::from));
@@ -270,6 +323,14 @@ fn table(report: &Value) -> String {
     }
     for r in &results {
         let system = r["system"].as_str().unwrap_or("");
+        let disk = &r["bytes_per_point"];
+        if disk.is_object() {
+            out += &format!(
+                "  {system} bytes per point: {} as a 93-point Telegraf write is stored, {} as a 5,000-line write, \
+                 {} compacted, + {} for its 5-minute rollup ({} at 1 minute)\n",
+                disk["interval_write"], disk["batch_write"], disk["compacted"], disk["rollup"], disk["rollup_1m"]
+            );
+        }
         if let Some(why) = r["skipped"].as_str() {
             out += &format!("  {system}: skipped ({why})\n");
         } else {
@@ -289,7 +350,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Workload::Connections { .. } => vec!["connections"],
         Workload::Uplink { .. } => vec!["uplink"],
         Workload::Storage { .. } => vec!["storage"],
-        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage"],
+        Workload::Ingest { .. } => vec!["ingest"],
+        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage", "ingest"],
         Workload::ConnectWorker { .. } => unreachable!("handled above"),
     };
     let sizes = Sizes::of(&cli);

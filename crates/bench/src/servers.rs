@@ -17,6 +17,9 @@ pub enum System {
     #[value(name = "nats-jetstream")]
     Nats,
     Mosquitto,
+    #[value(name = "victoria-metrics")]
+    VictoriaMetrics,
+    Influxdb,
 }
 
 impl System {
@@ -25,15 +28,19 @@ impl System {
             System::Relayhub => "relayhub",
             System::Nats => "nats-jetstream",
             System::Mosquitto => "mosquitto",
+            System::VictoriaMetrics => "victoria-metrics",
+            System::Influxdb => "influxdb",
         }
     }
 
     /// When each system makes an accepted message durable.
     pub fn fsync(self) -> &'static str {
         match self {
-            System::Relayhub => "fsync before every 202 (group commit)",
+            System::Relayhub => "fsync before every 202 / 204 (group commit)",
             System::Nats => "page cache per write, fsync every 2 min (2.9 default)",
             System::Mosquitto => "memory; snapshot to disk every 30 min (autosave_interval)",
+            System::VictoriaMetrics => "memory; flushed to disk about every second",
+            System::Influxdb => "WAL write per request; fsync per write (wal-fsync-delay 0s)",
         }
     }
 }
@@ -89,6 +96,8 @@ impl Server {
             System::Relayhub => Self::relayhub(dir, extra).await,
             System::Nats => Self::nats(dir).await,
             System::Mosquitto => Self::mosquitto(dir).await,
+            System::VictoriaMetrics => Self::victoria_metrics(dir).await,
+            System::Influxdb => Self::influxdb(dir).await,
         }
     }
 
@@ -111,8 +120,10 @@ impl Server {
             .arg(dir.path())
             .args(extra)
             .env("RELAYHUB_LOG", "warn,relayhub::server=info")
-            // A queue deep enough for any device of the benchmarks.
+            // A queue deep enough for any device of the benchmarks, and as
+            // many robots pairing from one address as a benchmark wants.
             .env("RELAYHUB_RELAY__QUEUE_LIMIT", "1000000")
+            .env("RELAYHUB_FLEET__PAIRINGS_PER_ADDRESS", "1000000")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -158,6 +169,87 @@ impl Server {
         let mut command = Command::new(bin);
         command.arg("-c").arg(&config);
         Self::peer(System::Mosquitto, command, port, dir).await
+    }
+
+    async fn victoria_metrics(dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let bin = program("victoria-metrics", "victoria-metrics")?;
+        let port = free_port()?;
+        let mut command = Command::new(bin);
+        command
+            .arg(format!("-storageDataPath={}", dir.path().display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=1y");
+        Self::peer(System::VictoriaMetrics, command, port, dir).await
+    }
+
+    async fn influxdb(dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let bin = program("influxd", "influxdb")?;
+        let (port, rpc) = (free_port()?, free_port()?);
+        let d = dir.path().display();
+        let config = dir.path().join("influxdb.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+                 [meta]\n  dir = \"{d}/meta\"\n\
+                 [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+                 [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n  max-body-size = 0\n\
+                 [monitor]\n  store-enabled = false\n"
+            ),
+        )?;
+        let mut command = Command::new(bin);
+        command.arg("-config").arg(&config);
+        Self::peer(System::Influxdb, command, port, dir).await
+    }
+
+    /// relayhub only: `count` paired robots' tokens (a user made with the
+    /// command line, each robot paired over HTTP).
+    pub async fn robot_tokens(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        use tokio::io::AsyncWriteExt;
+        let password = "bench password";
+        let mut create = Command::new(relayhub_binary()?)
+            .args(["user", "create", "--license", "BENCH", "--email", "bench@example.com", "--role", "admin", "--data"])
+            .arg(self._dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        create.stdin.take().context("stdin")?.write_all(format!("{password}\n").as_bytes()).await?;
+        if !create.wait().await?.success() {
+            bail!("relayhub user create failed");
+        }
+        let http = relayhub_core::http_client::client().map_err(anyhow::Error::msg)?;
+        let base = format!("http://{}", self.addr);
+        let login = serde_json::json!({"email": "bench@example.com", "password": password});
+        let session: Value = http.post(format!("{base}/api/auth/login")).json(&login).send().await?.json().await?;
+        let access = session["access_token"].as_str().context("signed in")?.to_owned();
+        let mut tokens = Vec::with_capacity(count);
+        for i in 0..count {
+            let body = serde_json::json!({"hostname": format!("robot-{i:05}"), "architecture": "arm64"});
+            let started: Value = http.post(format!("{base}/api/pair")).json(&body).send().await?.json().await?;
+            let code = started["code"].as_str().context("a pairing code")?;
+            let confirmed = http.post(format!("{base}/api/pair/{code}/confirm")).bearer_auth(&access).send().await?;
+            if !confirmed.status().is_success() {
+                bail!("confirming a pairing: {}", confirmed.status());
+            }
+            let status: Value = http
+                .get(format!("{base}/api/pair/{code}/status"))
+                .header("x-pair-secret", started["poll_secret"].as_str().unwrap_or_default())
+                .send()
+                .await?
+                .json()
+                .await?;
+            tokens.push(status["token"].as_str().context("the robot's token")?.to_owned());
+        }
+        Ok(tokens)
+    }
+
+    /// relayhub only: a counter or gauge from `/metrics`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let http = relayhub_core::http_client::client().map_err(anyhow::Error::msg)?;
+        let text = http.get(format!("http://{}/metrics", self.addr)).send().await?.text().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .with_context(|| format!("{name} is not in /metrics"))
     }
 
     /// Starts a peer quietly and waits until it listens on `port`.

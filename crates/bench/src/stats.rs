@@ -84,6 +84,17 @@ pub struct Outcome {
     pub kib_per_connection: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connects_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gzip_mb_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub points: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
+    /// Telemetry on disk, bytes per point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_point: Option<crate::ingest::ChunkBytes>,
     pub fsync: String,
     /// Why a system has no numbers (not installed, failed).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -33,3 +33,27 @@ fn relay_json_reports_every_message_delivered_once_and_in_order() {
     assert!(ours["p99_ms"].as_f64().is_some_and(|p| p >= ours["p50_ms"].as_f64().unwrap()), "{ours}");
     assert!(ours["fsync"].as_str().is_some_and(|f| f.contains("fsync before every 202")), "{ours}");
 }
+
+#[test]
+fn ingest_json_reports_every_point_stored() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
+    if !bench.with_file_name("relayhub").exists() {
+        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: the relayhub binary");
+        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+        return;
+    }
+    let out = Command::new(bench)
+        .args(["ingest", "--json", "--systems", "relayhub", "--robots", "2", "--batches", "4"])
+        .args(["--lines", "260", "--senders", "2"])
+        .output()
+        .expect("the harness runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(report["workload"], "ingest");
+    let ours = &report["results"][0];
+    // 4 batches of 20 ten-second steps of 13 lines, 93 points each; the
+    // harness also checked relayhub's own count of stored points.
+    assert_eq!((&ours["failed"], &ours["points"]), (&0.into(), &(4 * 20 * 93).into()), "{ours}");
+    assert!(ours["points_per_s"].as_f64().is_some_and(|r| r > 0.0), "{ours}");
+    assert!(ours["bytes_per_point"]["compacted"].as_f64().is_some_and(|b| b > 0.0 && b < 4.0), "{ours}");
+}

@@ -155,6 +155,9 @@ error_codes! {
     SlowDown => (TOO_MANY_REQUESTS, "slow_down"),
     /// Too many failed attempts from this user or address; see `Retry-After`.
     TooManyAttempts => (TOO_MANY_REQUESTS, "too_many_attempts"),
+    /// Telemetry: a line of the body is not valid line protocol (the message
+    /// names the first bad line); nothing of the body was stored.
+    InvalidLineProtocol => (BAD_REQUEST, "invalid_line_protocol"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.

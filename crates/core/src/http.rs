@@ -118,6 +118,15 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// Refuses a string whose length in characters (as JSON Schema counts
+/// them: `minLength`, `maxLength`) is outside `min..=max`.
+pub fn check_length(name: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    match value.chars().count() {
+        n if n < min || n > max => Err(ApiError::invalid_field(format!("{name}: {min}-{max} characters"))),
+        _ => Ok(()),
+    }
+}
+
 /// Query parameters, with 422 `invalid_field` naming the bad parameter.
 pub struct Query<T>(pub T);
 

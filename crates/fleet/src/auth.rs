@@ -145,8 +145,8 @@ impl FromRequestParts<Fleet> for UserAuth {
     }
 }
 
-/// An active robot, by its personal token (`Authorization: Token …` or
-/// `Bearer …`).
+/// An active robot of an active license, by its personal token
+/// (`Authorization: Token …` or `Bearer …`).
 #[derive(Debug, Clone)]
 pub struct RobotAuth(pub Robot);
 
@@ -159,6 +159,12 @@ impl FromRequestParts<Fleet> for RobotAuth {
         let robot = robot.filter(|r| r.status == RobotStatus::Active).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidToken, "the robot token is unknown, or its robot inactive or deleted")
         })?;
+        if let Some(pk) = robot.license {
+            let license = fleet.identity.license_by_pk(pk).await?;
+            license
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the robot's license is gone"))?
+                .ensure_active(Timestamp::now())?;
+        }
         Connection::of(parts).authenticated();
         Ok(RobotAuth(robot))
     }

@@ -1,7 +1,7 @@
 //! The fleet capability (seed 002): users of a license who sign in with a
 //! password and hold JWT sessions, robots (single-board computers running
 //! Telegraf) paired with a user's account by an 8-letter code, each with a
-//! personal token.
+//! personal token, which writes metrics and logs ([`telemetry`]).
 //!
 //! - [`model`]: users, robots, pairings; [`rules`]: the decisions both
 //!   backends follow; [`store`]: what the fleet needs from storage;
@@ -15,6 +15,7 @@ pub mod model;
 mod openapi;
 pub mod rules;
 pub mod store;
+pub mod telemetry;
 
 mod api {
     pub mod pair;
@@ -43,6 +44,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Attempts;
 use crate::store::{RobotStore, SessionStore, UserStore};
+use crate::telemetry::{ForwardConfig, Telemetry, TelemetryConfig};
 
 /// Fleet settings (`[fleet]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +70,10 @@ pub struct FleetConfig {
     pub attempt_window: Duration,
     /// Pairings one address may start within `attempt_window`.
     pub pairings_per_address: usize,
+    /// Robots' metrics and logs.
+    pub telemetry: TelemetryConfig,
+    /// Forwarding accepted telemetry to another database.
+    pub forward: ForwardConfig,
 }
 
 impl Default for FleetConfig {
@@ -80,6 +86,8 @@ impl Default for FleetConfig {
             attempts: 10,
             attempt_window: Duration::from_secs(15 * 60),
             pairings_per_address: 30,
+            telemetry: TelemetryConfig::default(),
+            forward: ForwardConfig::default(),
         }
     }
 }
@@ -104,6 +112,7 @@ pub struct Fleet {
     pub robots: Arc<dyn RobotStore>,
     pub identity: Arc<dyn IdentityStore>,
     pub metrics: FleetMetrics,
+    pub telemetry: Telemetry,
     key: Arc<OnceCell<Vec<u8>>>,
     dummy: Arc<OnceCell<String>>,
     logins: Arc<Attempts>,
@@ -133,6 +142,7 @@ impl Spec for Fleet {
         ("users", "Fleet users: sign-in, sessions, administration (seed 002)"),
         ("robots", "A user's robots (seed 002)"),
         ("pairing", "Pairing a robot with a user's account by code (seed 002)"),
+        ("telemetry", "Robots' metrics and logs: InfluxDB-compatible writes, charts, log views (seed 002)"),
     ];
     type Config = FleetConfig;
 
@@ -149,7 +159,9 @@ impl Spec for Fleet {
             "Pairings confirmed by a user",
             metrics.pairings_confirmed.clone(),
         );
+        let telemetry = Telemetry::build(config.telemetry.clone(), config.forward.clone(), stores, &platform.metrics)?;
         Ok(Self {
+            telemetry,
             logins: Attempts::new(config.attempts, config.attempt_window),
             confirms: Attempts::new(config.attempts, config.attempt_window),
             pairings: Attempts::new(config.pairings_per_address, config.attempt_window),
@@ -193,11 +205,34 @@ impl Capability for Fleet {
             .routes(routes!(pair::confirm))
             .routes(routes!(pair::status))
             .routes(routes!(install::script))
+            .routes(routes!(telemetry::api::write_v2))
+            .routes(routes!(telemetry::api::write_metrics))
+            .routes(routes!(telemetry::api::metrics))
+            .routes(routes!(telemetry::api::logs))
+            .routes(routes!(telemetry::api::series))
             .with_state(self.clone())
     }
 
-    /// Forgets pairings an hour past their end.
+    /// Forgets pairings an hour past their end; compacts and expires
+    /// telemetry; forwards it when configured.
     fn start(&self, tasks: &Tasks) {
+        let telemetry = self.telemetry.clone();
+        tasks.spawn(move |stop| async move {
+            let mut tick = tokio::time::interval(telemetry.config.maintain_interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(err) = telemetry.maintain(Timestamp::now()).await {
+                    tracing::warn!(%err, "telemetry maintenance failed; will retry");
+                }
+            }
+        });
+        if let Some(url) = self.telemetry.forwarding.url.clone() {
+            let telemetry = self.telemetry.clone();
+            tasks.spawn(move |stop| telemetry.forward(url, stop));
+        }
         let robots = self.robots.clone();
         tasks.spawn(move |stop| async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -213,8 +248,8 @@ impl Capability for Fleet {
         });
     }
 
-    /// The fleet's credentials in the document: user access tokens and
-    /// robot tokens.
+    /// The fleet's credentials in the document (user access tokens, robot
+    /// tokens) and the schemas only its parameters use.
     fn describe(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let scheme = |about: &str| {
@@ -223,6 +258,9 @@ impl Capability for Fleet {
         components.add_security_scheme("user", scheme("A fleet user's access token (JWT) from POST /api/auth/login"));
         components
             .add_security_scheme("robot", scheme("A robot's personal token from its pairing (`Token` works too)"));
+        // Referenced by the chart's `tag` parameter, which no body names.
+        let tag = <telemetry::api::TagFilter as utoipa::PartialSchema>::schema();
+        components.schemas.insert("TagFilter".to_owned(), tag);
     }
 
     async fn run_command(&self, name: &str, args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {

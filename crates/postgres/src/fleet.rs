@@ -481,6 +481,8 @@ impl RobotStore for PgFleet {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         self.locked_robot(&mut tx, license, id).await?;
         sqlx::query("DELETE FROM fleet_robots WHERE id = $1").bind(id).execute(&mut *tx).await.sql()?;
+        // Its telemetry goes with it.
+        sqlx::query("DELETE FROM telemetry_chunks WHERE robot_id = $1").bind(id).execute(&mut *tx).await.sql()?;
         self.ctx.commit_with(tx, vec![changed(id)]).await
     }
 

@@ -16,6 +16,7 @@ mod identity;
 mod notify;
 mod relay;
 mod signal;
+mod telemetry;
 mod time;
 
 use std::future::Future;
@@ -136,6 +137,7 @@ pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);
+    telemetry::provide(&store, &mut stores);
     Ok(stores)
 }
 

@@ -446,6 +446,8 @@ impl RobotStore for SqliteStore {
             .write(move |conn, events| {
                 robot_where(conn, id, Some(license))?.ok_or_else(|| robot_not_found(id))?;
                 conn.prepare_cached("DELETE FROM fleet_robots WHERE id = ?1").sql()?.execute([id]).sql()?;
+                // Its telemetry goes with it.
+                conn.prepare_cached("DELETE FROM telemetry_chunks WHERE robot_id = ?1").sql()?.execute([id]).sql()?;
                 events.push(changed(id));
                 Ok(())
             })

@@ -13,6 +13,7 @@ mod identity;
 mod readers;
 mod relay;
 mod signal;
+mod telemetry;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);
+    telemetry::provide(&store, &mut stores);
     Ok(stores)
 }
 

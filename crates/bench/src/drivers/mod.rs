@@ -43,5 +43,6 @@ pub async fn driver(server: &Server) -> anyhow::Result<Arc<dyn Driver>> {
         System::Relayhub => Arc::new(relayhub::Relayhub::new(server)?),
         System::Nats => Arc::new(nats::Nats::new(server).await?),
         System::Mosquitto => Arc::new(mqtt::Mqtt::new(server)),
+        other => anyhow::bail!("{} carries no device messages", other.name()),
     })
 }

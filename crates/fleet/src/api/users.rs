@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use relayhub_core::admission::Connection;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
-use relayhub_core::http::{Json, Path, client_ip};
+use relayhub_core::http::{Json, Path, check_length, client_ip};
 use relayhub_core::secret::{Secret, SecretKind};
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -78,13 +78,6 @@ impl Fleet {
 }
 
 /// Refuses a field outside 1-`max` characters, as the document says.
-fn within(name: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    match value.chars().count() {
-        n if n == 0 || n > max => Err(ApiError::invalid_field(format!("{name}: 1-{max} characters"))),
-        _ => Ok(()),
-    }
-}
-
 fn invalid_credentials() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, "the email or the password is wrong")
 }
@@ -111,8 +104,8 @@ pub async fn login(
     parts: Parts,
     Json(body): Json<Login>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    within("email", &body.email, 254)?;
-    within("password", &body.password, 200)?;
+    check_length("email", &body.email, 1, 254)?;
+    check_length("password", &body.password, 1, 200)?;
     let email = body.email.trim().to_lowercase();
     let keys =
         [format!("email:{email}"), format!("ip:{}", client_ip(&parts).map(|ip| ip.to_string()).unwrap_or_default())];
@@ -151,7 +144,7 @@ pub async fn refresh(
     State(fleet): State<Fleet>,
     Json(body): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
-    within("refresh_token", &body.refresh_token, 200)?;
+    check_length("refresh_token", &body.refresh_token, 1, 200)?;
     let invalid = || ApiError::new(ErrorCode::InvalidToken, "the refresh token is unknown, expired or revoked");
     let next = Secret::generate(SecretKind::RefreshToken);
     let now = Timestamp::now();
@@ -182,7 +175,7 @@ pub async fn refresh(
     responses((status = 204, description = "Signed out (also when the token was unknown)"))
 )]
 pub async fn logout(State(fleet): State<Fleet>, Json(body): Json<RefreshRequest>) -> Result<StatusCode, ApiError> {
-    within("refresh_token", &body.refresh_token, 200)?;
+    check_length("refresh_token", &body.refresh_token, 1, 200)?;
     fleet.sessions.end_session(Secret::new(body.refresh_token).hash()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,6 +20,7 @@ use relayhub_core::time::Timestamp;
 use relayhub_fleet::model::{Architecture, NewPairing, NewUser, RobotPatch, RobotStatus, Role, UserPatch};
 use relayhub_fleet::rules::Rotation;
 use relayhub_fleet::store::{FleetEvent, RobotStore, SessionStore, UserStore};
+use relayhub_fleet::telemetry::store::{ChunkForm, ForwardStore, NewChunk, StoredChunk, TelemetryStore};
 use relayhub_relay::model::{NewMessage, NewRecord};
 use relayhub_relay::settings::{Author, Outcome, Proposal, SettingsStore, Target};
 use relayhub_relay::store::{InboxStore, QueueStore, RelayEvent};
@@ -469,5 +470,88 @@ async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
 
     robots.delete_robot(lic_a.pk, robot.id).await.unwrap();
     assert_eq!(robots.robot_by_token(SecretHash([8; 32])).await.unwrap(), None);
+    b.close().await;
+}
+
+fn chunk(level: u8, min_time: i64, max_time: i64, body: &[u8]) -> NewChunk {
+    NewChunk { form: ChunkForm::Points, level, min_time, max_time, points: 2, body: body.to_vec() }
+}
+
+#[tokio::test]
+async fn telemetry_chunks_are_found_by_robot_and_time_and_replaced_whole() {
+    let b = Backend::open().await;
+    let lic = b.license("LIC-A", None).await;
+    let users: Arc<dyn UserStore> = b.stores.get().unwrap();
+    let robots: Arc<dyn RobotStore> = b.stores.get().unwrap();
+    let telemetry: Arc<dyn TelemetryStore> = b.stores.get().unwrap();
+    let owner = users.create_user(fleet_user(&lic, "t@example.com")).await.unwrap();
+    let now = Timestamp::now();
+    let new = NewPairing {
+        hostname: "pi".into(),
+        ip_address: None,
+        architecture: None,
+        code: "TTTTTTTT".into(),
+        secret: SecretHash([1; 32]),
+        expires_at: Timestamp::from_millis(now.millis() + 60_000),
+    };
+    let robot = robots.start_pairing(new).await.unwrap().id;
+    robots.confirm_pairing("TTTTTTTT", &owner, now).await.unwrap();
+
+    telemetry.append(robot, chunk(0, 100, 200, b"first"), Some(b"m v=1 100\n".to_vec()), now).await.unwrap();
+    telemetry.append(robot, chunk(0, 300, 400, b"second"), None, now).await.unwrap();
+    telemetry.append(robot + 1, chunk(0, 100, 400, b"another robot"), None, now).await.unwrap();
+    let seen = robots.robot(lic.pk, robot).await.unwrap().unwrap().last_seen_at;
+    assert_eq!(seen, Some(now), "a write is the robot's sign of life");
+    let bodies = |found: Vec<StoredChunk>| found.into_iter().map(|c| c.chunk.body).collect::<Vec<_>>();
+    assert_eq!(
+        bodies(telemetry.chunks(robot, ChunkForm::Points, 150, 350).await.unwrap()),
+        [b"first".to_vec(), b"second".to_vec()]
+    );
+    assert_eq!(bodies(telemetry.chunks(robot, ChunkForm::Points, 201, 299).await.unwrap()), Vec::<Vec<u8>>::new());
+    assert_eq!(bodies(telemetry.chunks(robot, ChunkForm::Rollup, 0, 1000).await.unwrap()), Vec::<Vec<u8>>::new());
+
+    let later = Timestamp::from_millis(now.millis() + 1);
+    assert_eq!(telemetry.compactable(ChunkForm::Points, 0, 2, later, 10).await.unwrap(), vec![robot]);
+    assert_eq!(telemetry.compactable(ChunkForm::Points, 0, 3, later, 10).await.unwrap(), Vec::<i64>::new());
+    assert_eq!(
+        telemetry.compactable(ChunkForm::Points, 0, 1, now, 10).await.unwrap(),
+        Vec::<i64>::new(),
+        "not before now"
+    );
+    let fresh = telemetry.chunks_at(robot, ChunkForm::Points, 0, later, 10).await.unwrap();
+    let ids: Vec<i64> = fresh.iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), 2);
+    let merged = chunk(1, 100, 400, b"merged");
+    assert!(telemetry.replace(robot, ids.clone(), vec![merged.clone()], later).await.unwrap());
+    assert!(
+        !telemetry.replace(robot, ids, vec![merged], later).await.unwrap(),
+        "a second merge of the same chunks loses"
+    );
+    assert_eq!(bodies(telemetry.chunks(robot, ChunkForm::Points, 0, 1000).await.unwrap()), [b"merged".to_vec()]);
+
+    assert_eq!(telemetry.expire(ChunkForm::Points, 401).await.unwrap(), 2);
+    assert_eq!(bodies(telemetry.chunks(robot, ChunkForm::Points, 0, 1000).await.unwrap()), Vec::<Vec<u8>>::new());
+
+    // The forwarding backlog: claimed once, given back, trimmed oldest first.
+    let backlog: Arc<dyn ForwardStore> = b.stores.get().unwrap();
+    for i in 0..3 {
+        telemetry
+            .append(robot, chunk(0, 500, 500, b"x"), Some(format!("m v={i} 500\n").into_bytes()), now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(backlog.backlog().await.unwrap(), (4, 40));
+    let until = Timestamp::from_millis(now.millis() + 30_000);
+    let claimed = backlog.claim(25, now, until).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|(_, body)| body.clone()).collect::<Vec<_>>(),
+        [b"m v=1 100\n".to_vec(), b"m v=0 500\n".to_vec()]
+    );
+    assert_eq!(backlog.claim(1000, now, until).await.unwrap().len(), 2, "claimed batches are not claimed twice");
+    backlog.release(vec![claimed[1].0]).await.unwrap();
+    backlog.forwarded(vec![claimed[0].0]).await.unwrap();
+    assert_eq!(backlog.claim(1000, now, until).await.unwrap(), vec![claimed[1].clone()]);
+    assert_eq!(backlog.trim(15).await.unwrap(), 2, "the oldest go first");
+    assert_eq!(backlog.backlog().await.unwrap(), (1, 10));
     b.close().await;
 }

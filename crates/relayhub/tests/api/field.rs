@@ -45,6 +45,15 @@ pub fn available(what: &str, present: bool) -> bool {
     present
 }
 
+/// Whether Python 3 can import `module` (a PyPI tool a test drives).
+pub fn python_module(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Runs a device until it has received every id `expected` names (once
 /// known), or `patience` runs out. `nodes` are `host:port`, its own first.
 pub async fn run(

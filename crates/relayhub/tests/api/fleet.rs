@@ -16,10 +16,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{PATIENCE, TestApp};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A user of `license` (created as `relayhub user create` would).
-async fn user(app: &TestApp, license: &str, email: &str, role: Role) -> i64 {
+pub(crate) async fn user(app: &TestApp, license: &str, email: &str, role: Role) -> i64 {
     let number = LicenseNumber::parse(license).unwrap();
     let pk = match app.admin().identity.license(&number).await.unwrap() {
         Some(l) => l.pk,
@@ -39,13 +39,11 @@ async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response 
 }
 
 /// An access token of a signed-in user.
-async fn signed_in(app: &TestApp, email: &str) -> String {
-    let response = login(app, email, PASSWORD).await;
-    assert_eq!(response.status(), 200);
-    response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+pub(crate) async fn signed_in(app: &TestApp, email: &str) -> String {
+    sign_in_at(&app.http, &app.url(""), email).await
 }
 
-fn as_user(app: &TestApp, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+pub(crate) fn as_user(app: &TestApp, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
     app.http.request(method, app.url(path)).bearer_auth(token)
 }
 
@@ -60,23 +58,27 @@ async fn code_of(response: reqwest::Response) -> (String, String, i64) {
 }
 
 /// A robot paired by `token`'s user: its id and its own token.
-async fn paired_robot(app: &TestApp, token: &str, hostname: &str) -> (i64, String) {
-    let started = app.http.post(app.url("/api/pair")).json(&json!({"hostname": hostname})).send().await.unwrap();
+pub(crate) async fn paired_robot(app: &TestApp, token: &str, hostname: &str) -> (i64, String) {
+    pair_at(&app.http, &app.url(""), token, hostname).await
+}
+
+/// [`paired_robot`] against any server (`base`: `http://host:port`).
+pub(crate) async fn pair_at(http: &reqwest::Client, base: &str, token: &str, hostname: &str) -> (i64, String) {
+    let started = http.post(format!("{base}/api/pair")).json(&json!({"hostname": hostname})).send().await.unwrap();
     let (code, secret, id) = code_of(started).await;
-    let confirmed =
-        as_user(app, reqwest::Method::POST, &format!("/api/pair/{code}/confirm"), token).send().await.unwrap();
+    let confirmed = http.post(format!("{base}/api/pair/{code}/confirm")).bearer_auth(token).send().await.unwrap();
     assert_eq!(confirmed.status(), 200);
-    let status: Value = app
-        .http
-        .get(app.url(&format!("/api/pair/{code}/status")))
-        .header("x-pair-secret", secret)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = http.get(format!("{base}/api/pair/{code}/status")).header("x-pair-secret", secret);
+    let status: Value = status.send().await.unwrap().json().await.unwrap();
     (id, status["token"].as_str().expect("the token, once").to_owned())
+}
+
+/// A user's access token from any server (`base`: `http://host:port`).
+pub(crate) async fn sign_in_at(http: &reqwest::Client, base: &str, email: &str) -> String {
+    let login = json!({"email": email, "password": PASSWORD});
+    let response = http.post(format!("{base}/api/auth/login")).json(&login).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
 /// A signed-in admin of the app's license (with a robot it paired) and a

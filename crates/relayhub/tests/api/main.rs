@@ -20,5 +20,6 @@ mod schema_driven;
 mod settings;
 mod signal;
 mod signal_nodes;
+mod telemetry;
 mod tenancy;
 mod webrtc;

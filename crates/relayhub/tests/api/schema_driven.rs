@@ -5,7 +5,6 @@
 //! document does not describe, valid data accepted, invalid data refused.
 //! Every capability's routes are covered without a line here.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use relayhub_fleet::FleetConfig;
@@ -16,17 +15,9 @@ use crate::helpers::TestApp;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/schemathesis.toml");
 
-fn installed(module: &str) -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_is_strict_and_schemathesis_finds_nothing() {
-    let present = installed("schemathesis") && installed("openapi_spec_validator");
+    let present = field::python_module("schemathesis") && field::python_module("openapi_spec_validator");
     if !field::available("Python schemathesis and openapi-spec-validator (pip install …)", present) {
         return;
     }

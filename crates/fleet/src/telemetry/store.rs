@@ -1,0 +1,136 @@
+//! What telemetry needs from storage: chunk rows per robot (the bytes are
+//! [`super::codec`]'s, backends never look inside) and the forwarding
+//! backlog. The same rows work in SQLite and PostgreSQL, so every node of a
+//! cluster reads every write.
+
+use async_trait::async_trait;
+use relayhub_core::store::StoreResult;
+use relayhub_core::time::Timestamp;
+
+/// What a chunk holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkForm {
+    /// Points as written.
+    Points,
+    /// Per-step aggregates of points (downsampled).
+    Rollup,
+}
+
+impl ChunkForm {
+    pub fn code(self) -> i64 {
+        match self {
+            ChunkForm::Points => 0,
+            ChunkForm::Rollup => 1,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        [ChunkForm::Points, ChunkForm::Rollup].into_iter().find(|f| f.code() == code)
+    }
+}
+
+/// A chunk to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChunk {
+    pub form: ChunkForm,
+    /// 0 for a write as it came; each compaction adds one.
+    pub level: u8,
+    /// The first and last point's time (Unix ns).
+    pub min_time: i64,
+    pub max_time: i64,
+    pub points: u64,
+    pub body: Vec<u8>,
+}
+
+/// A stored chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub id: i64,
+    pub robot: i64,
+    pub chunk: NewChunk,
+    pub created_at: Timestamp,
+}
+
+/// Telemetry chunks.
+#[async_trait]
+pub trait TelemetryStore: Send + Sync + 'static {
+    /// Stores one write, durably: its chunk, the robot's `last_seen_at`,
+    /// and its lines for the forwarding backlog when given.
+    async fn append(&self, robot: i64, chunk: NewChunk, forward: Option<Vec<u8>>, now: Timestamp) -> StoreResult<()>;
+    /// A robot's chunks of `form` with points in `[from, to]`, oldest
+    /// first (by when they were stored).
+    async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>>;
+    /// Robots with at least `min` chunks of `form` at `level` stored before
+    /// `before`; at most `limit`.
+    async fn compactable(
+        &self,
+        form: ChunkForm,
+        level: u8,
+        min: usize,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<i64>>;
+    /// A robot's chunks of `form` at `level` stored before `before`, oldest
+    /// first, at most `limit`.
+    async fn chunks_at(
+        &self,
+        robot: i64,
+        form: ChunkForm,
+        level: u8,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredChunk>>;
+    /// Replaces the chunks `old` with `new` in one transaction; `false`
+    /// (and nothing changed) when any of `old` is gone already — another
+    /// node compacted them first.
+    async fn replace(&self, robot: i64, old: Vec<i64>, new: Vec<NewChunk>, now: Timestamp) -> StoreResult<bool>;
+    /// Drops chunks of `form` whose last point is before `before`; returns
+    /// how many.
+    async fn expire(&self, form: ChunkForm, before: i64) -> StoreResult<u64>;
+}
+
+/// Lines waiting to be forwarded.
+#[async_trait]
+pub trait ForwardStore: Send + Sync + 'static {
+    /// The oldest batches no other node holds, up to `max_bytes` (at least
+    /// one), held until `until`.
+    async fn claim(&self, max_bytes: usize, now: Timestamp, until: Timestamp) -> StoreResult<Vec<(i64, Vec<u8>)>>;
+    /// Forgets batches that were sent (or refused for good).
+    async fn forwarded(&self, ids: Vec<i64>) -> StoreResult<()>;
+    /// Gives back batches that could not be sent, for the next attempt.
+    async fn release(&self, ids: Vec<i64>) -> StoreResult<()>;
+    /// Drops the oldest batches while the backlog holds more than
+    /// `max_bytes`; returns how many.
+    async fn trim(&self, max_bytes: u64) -> StoreResult<u64>;
+    /// Batches and bytes waiting.
+    async fn backlog(&self) -> StoreResult<(u64, u64)>;
+}
+
+/// The ids of the oldest waiting batches (`(id, bytes)`, oldest first)
+/// that fit in `max_bytes` — at least one, so a batch larger than the
+/// bound still goes.
+pub fn within_bytes(waiting: &[(i64, usize)], max_bytes: usize) -> Vec<i64> {
+    let mut total = 0;
+    waiting
+        .iter()
+        .enumerate()
+        .take_while(|(i, (_, bytes))| {
+            total += bytes;
+            *i == 0 || total <= max_bytes
+        })
+        .map(|(_, (id, _))| *id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_fits_its_bound_but_takes_at_least_one() {
+        let waiting = [(1, 600), (2, 300), (3, 200)];
+        assert_eq!(within_bytes(&waiting, 1000), vec![1, 2]);
+        assert_eq!(within_bytes(&waiting, 100), vec![1]);
+        assert_eq!(within_bytes(&[], 100), Vec::<i64>::new());
+    }
+}

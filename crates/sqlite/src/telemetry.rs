@@ -1,0 +1,265 @@
+//! Telemetry chunks and the forwarding backlog on SQLite. Writes join the
+//! group commit, so a `204` to a robot means its points are on disk.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use relayhub_core::backend::Stores;
+use relayhub_core::store::StoreResult;
+use relayhub_core::time::Timestamp;
+use relayhub_fleet::telemetry::store::{ChunkForm, ForwardStore, NewChunk, StoredChunk, TelemetryStore, within_bytes};
+use rusqlite::{Connection, Row, params};
+
+use crate::error::SqlResult;
+use crate::{SqliteStore, columns};
+
+/// Offers the telemetry store traits.
+pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
+    stores.provide::<dyn TelemetryStore>(store.clone());
+    stores.provide::<dyn ForwardStore>(store.clone());
+}
+
+const CHUNK_COLUMNS: &str = "id, robot_id, form, level, min_time, max_time, points, created_at, body";
+
+fn chunk_from_row(row: &Row<'_>) -> rusqlite::Result<StoredChunk> {
+    let form: i64 = row.get(2)?;
+    let form = ChunkForm::from_code(form).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Integer, "chunk form".into())
+    })?;
+    Ok(StoredChunk {
+        id: row.get(0)?,
+        robot: row.get(1)?,
+        chunk: NewChunk {
+            form,
+            level: row.get(3)?,
+            min_time: row.get(4)?,
+            max_time: row.get(5)?,
+            points: row.get(6)?,
+            body: row.get(8)?,
+        },
+        created_at: columns::time(row, 7)?,
+    })
+}
+
+fn insert_chunk(conn: &Connection, robot: i64, chunk: &NewChunk, now: Timestamp) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO telemetry_chunks (robot_id, form, level, min_time, max_time, points, created_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .sql()?
+    .execute(params![
+        robot,
+        chunk.form.code(),
+        chunk.level,
+        chunk.min_time,
+        chunk.max_time,
+        chunk.points,
+        now.millis(),
+        chunk.body
+    ])
+    .sql()?;
+    Ok(())
+}
+
+#[async_trait]
+impl TelemetryStore for SqliteStore {
+    async fn append(&self, robot: i64, chunk: NewChunk, forward: Option<Vec<u8>>, now: Timestamp) -> StoreResult<()> {
+        self.writer
+            .write(move |conn, _| {
+                insert_chunk(conn, robot, &chunk, now)?;
+                conn.prepare_cached("UPDATE fleet_robots SET last_seen_at = ?2 WHERE id = ?1")
+                    .sql()?
+                    .execute(params![robot, now.millis()])
+                    .sql()?;
+                if let Some(lines) = forward.filter(|l| !l.is_empty()) {
+                    conn.prepare_cached("INSERT INTO telemetry_forward (bytes, body) VALUES (?1, ?2)")
+                        .sql()?
+                        .execute(params![lines.len(), lines])
+                        .sql()?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CHUNK_COLUMNS} FROM telemetry_chunks
+                     WHERE robot_id = ?1 AND form = ?2 AND max_time >= ?3 AND min_time <= ?4 ORDER BY id"
+                ))
+                .sql()?
+                .query_map(params![robot, form.code(), from, to], chunk_from_row)
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()
+            })
+            .await
+    }
+
+    async fn compactable(
+        &self,
+        form: ChunkForm,
+        level: u8,
+        min: usize,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<i64>> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT robot_id FROM telemetry_chunks WHERE form = ?1 AND level = ?2 AND created_at < ?3
+                     GROUP BY robot_id HAVING count(*) >= ?4 ORDER BY min(id) LIMIT ?5",
+                )
+                .sql()?
+                .query_map(params![form.code(), level, before.millis(), min, limit], |r| r.get(0))
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()
+            })
+            .await
+    }
+
+    async fn chunks_at(
+        &self,
+        robot: i64,
+        form: ChunkForm,
+        level: u8,
+        before: Timestamp,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredChunk>> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CHUNK_COLUMNS} FROM telemetry_chunks
+                     WHERE robot_id = ?1 AND form = ?2 AND level = ?3 AND created_at < ?4 ORDER BY id LIMIT ?5"
+                ))
+                .sql()?
+                .query_map(params![robot, form.code(), level, before.millis(), limit], chunk_from_row)
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()
+            })
+            .await
+    }
+
+    async fn replace(&self, robot: i64, old: Vec<i64>, new: Vec<NewChunk>, now: Timestamp) -> StoreResult<bool> {
+        self.writer
+            .write(move |conn, _| {
+                let mut present = conn
+                    .prepare_cached("SELECT count(*) FROM telemetry_chunks WHERE id = ?1 AND robot_id = ?2")
+                    .sql()?;
+                for id in &old {
+                    let found: i64 = present.query_row(params![id, robot], |r| r.get(0)).sql()?;
+                    if found == 0 {
+                        return Ok(false);
+                    }
+                }
+                let mut delete = conn.prepare_cached("DELETE FROM telemetry_chunks WHERE id = ?1").sql()?;
+                for id in &old {
+                    delete.execute([id]).sql()?;
+                }
+                for chunk in &new {
+                    insert_chunk(conn, robot, chunk, now)?;
+                }
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn expire(&self, form: ChunkForm, before: i64) -> StoreResult<u64> {
+        self.writer
+            .write(move |conn, _| {
+                let gone = conn
+                    .prepare_cached("DELETE FROM telemetry_chunks WHERE form = ?1 AND max_time < ?2")
+                    .sql()?
+                    .execute(params![form.code(), before])
+                    .sql()?;
+                Ok(gone as u64)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ForwardStore for SqliteStore {
+    async fn claim(&self, max_bytes: usize, now: Timestamp, until: Timestamp) -> StoreResult<Vec<(i64, Vec<u8>)>> {
+        self.writer
+            .write(move |conn, _| {
+                let waiting: Vec<(i64, usize)> = conn
+                    .prepare_cached(
+                        "SELECT id, bytes FROM telemetry_forward WHERE claimed_until < ?1 ORDER BY id LIMIT 1000",
+                    )
+                    .sql()?
+                    .query_map([now.millis()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .sql()?
+                    .collect::<Result<_, _>>()
+                    .sql()?;
+                let ids = within_bytes(&waiting, max_bytes);
+                let mut claim = conn
+                    .prepare_cached("UPDATE telemetry_forward SET claimed_until = ?2 WHERE id = ?1 RETURNING body")
+                    .sql()?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let body: Vec<u8> = claim.query_row(params![id, until.millis()], |r| r.get(0)).sql()?;
+                    out.push((id, body));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn forwarded(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.writer
+            .write(move |conn, _| {
+                let mut delete = conn.prepare_cached("DELETE FROM telemetry_forward WHERE id = ?1").sql()?;
+                for id in ids {
+                    delete.execute([id]).sql()?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn release(&self, ids: Vec<i64>) -> StoreResult<()> {
+        self.writer
+            .write(move |conn, _| {
+                let mut release =
+                    conn.prepare_cached("UPDATE telemetry_forward SET claimed_until = 0 WHERE id = ?1").sql()?;
+                for id in ids {
+                    release.execute([id]).sql()?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn trim(&self, max_bytes: u64) -> StoreResult<u64> {
+        self.writer
+            .write(move |conn, _| {
+                let dropped = conn
+                    .prepare_cached(
+                        "DELETE FROM telemetry_forward WHERE id <= (
+                           SELECT id FROM (SELECT id, sum(bytes) OVER (ORDER BY id DESC) AS newer FROM telemetry_forward)
+                           WHERE newer > ?1 ORDER BY id DESC LIMIT 1)",
+                    )
+                    .sql()?
+                    .execute([i64::try_from(max_bytes).unwrap_or(i64::MAX)])
+                    .sql()?;
+                Ok(dropped as u64)
+            })
+            .await
+    }
+
+    async fn backlog(&self) -> StoreResult<(u64, u64)> {
+        self.readers
+            .read(|conn| {
+                conn.prepare_cached("SELECT count(*), coalesce(sum(bytes), 0) FROM telemetry_forward")
+                    .sql()?
+                    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .sql()
+            })
+            .await
+    }
+}
