@@ -158,6 +158,20 @@ error_codes! {
     /// Telemetry: a line of the body is not valid line protocol (the message
     /// names the first bad line); nothing of the body was stored.
     InvalidLineProtocol => (BAD_REQUEST, "invalid_line_protocol"),
+    /// A registered device still waits for an operator's approval.
+    DevicePending => (FORBIDDEN, "device_pending"),
+    /// A registered device was blocked by an operator.
+    DeviceBlocked => (FORBIDDEN, "device_blocked"),
+    /// A proxy target outside the public URL registered for the instance.
+    TargetNotRegistered => (FORBIDDEN, "target_not_registered"),
+    /// The device's instance has no public URL and no tunnel.
+    InstanceUnknown => (NOT_FOUND, "instance_unknown"),
+    /// The instance could not be reached (connection refused, reset, DNS).
+    InstanceUnreachable => (BAD_GATEWAY, "instance_unreachable"),
+    /// The instance did not answer within `registry.timeout`.
+    InstanceTimeout => (GATEWAY_TIMEOUT, "instance_timeout"),
+    /// Too many requests from one API key or address; wait `Retry-After`.
+    RateLimited => (TOO_MANY_REQUESTS, "rate_limited"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.

@@ -20,6 +20,7 @@ pub enum SecretKind {
     RefreshToken,
     /// `rhp_…`: the secret a pairing robot polls with (fleet).
     PollSecret,
+    InstanceToken,
 }
 
 impl SecretKind {
@@ -30,6 +31,7 @@ impl SecretKind {
             SecretKind::RobotToken => "rhr_",
             SecretKind::RefreshToken => "rhs_",
             SecretKind::PollSecret => "rhp_",
+            SecretKind::InstanceToken => "rhi_",
         }
     }
 
@@ -40,6 +42,7 @@ impl SecretKind {
             SecretKind::RobotToken => "rbt_",
             SecretKind::RefreshToken => "ses_",
             SecretKind::PollSecret => "pol_",
+            SecretKind::InstanceToken => "ins_",
         }
     }
 }

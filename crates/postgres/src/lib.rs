@@ -14,6 +14,7 @@ mod error;
 mod fleet;
 mod identity;
 mod notify;
+mod registry;
 mod relay;
 mod signal;
 mod telemetry;
@@ -137,6 +138,7 @@ pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);
+    registry::provide(&store, &mut stores);
     telemetry::provide(&store, &mut stores);
     Ok(stores)
 }

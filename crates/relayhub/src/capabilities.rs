@@ -5,10 +5,11 @@
 
 use relayhub_core::capability::{Module, module};
 use relayhub_fleet::Fleet;
+use relayhub_registry::Registry;
 use relayhub_relay::Relay;
 use relayhub_signal::Signal;
 
 /// Every capability, in the order they are built.
 pub fn modules() -> Vec<Box<dyn Module>> {
-    vec![module::<Relay>(), module::<Signal>(), module::<Fleet>()]
+    vec![module::<Relay>(), module::<Signal>(), module::<Fleet>(), module::<Registry>()]
 }

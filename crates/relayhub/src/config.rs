@@ -257,6 +257,7 @@ mod tests {
             ("database", _) => text("postgres://u@h/d"),
             (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
             (_, Value::Number(_)) => ("4242".into(), json!(4242)),
+            (_, Value::Array(_)) => ("[\"10.0.0.0/8\"]".into(), json!(["10.0.0.0/8"])),
             // Durations are the strings that start with a digit (`30s`, `7days`).
             (_, Value::String(s)) if s.starts_with(|c: char| c.is_ascii_digit()) => text("42s"),
             _ => text("sample-value"),

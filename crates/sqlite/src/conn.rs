@@ -15,6 +15,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0003_receipts_unindexed.sql")),
     M::up(include_str!("../migrations/0004_fleet.sql")),
     M::up(include_str!("../migrations/0005_telemetry.sql")),
+    M::up(include_str!("../migrations/0006_registry.sql")),
 ];
 
 /// How long a statement waits for another process's lock (e.g. an

@@ -11,6 +11,7 @@ mod error;
 mod fleet;
 mod identity;
 mod readers;
+mod registry;
 mod relay;
 mod signal;
 mod telemetry;
@@ -53,6 +54,7 @@ pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);
     telemetry::provide(&store, &mut stores);
+    registry::provide(&store, &mut stores);
     Ok(stores)
 }
 

@@ -43,6 +43,9 @@ impl CloseReason {
     pub const UNBOUND: Self = Self { code: 4004, reason: "device unbound" };
     /// A frame far over the size limit (more than twice it).
     pub const TOO_LARGE: Self = Self { code: 1009, reason: "frame too large" };
+    /// The client broke its protocol in a way that leaves nothing to answer
+    /// (a registry tunnel sending past its window).
+    pub const PROTOCOL: Self = Self { code: 1002, reason: "protocol error" };
 }
 
 /// What happened on a socket.
@@ -54,6 +57,9 @@ pub enum Event {
     TooLarge(usize),
     /// A binary frame, where the protocols of this server expect text.
     Binary,
+    /// A binary frame on a socket that carries bytes (see
+    /// [`Conn::accept_binary`]).
+    Data(axum::body::Bytes),
     /// The server decided to close the socket; send the close frame with
     /// [`Conn::close`].
     Close(CloseReason),
@@ -124,6 +130,7 @@ pub struct Conn {
     last_alive: Instant,
     next_check: Pin<Box<Sleep>>,
     gauge: Gauge,
+    binary: bool,
 }
 
 impl Conn {
@@ -140,6 +147,7 @@ impl Conn {
             last_alive: now,
             next_check: Box::pin(sleep_until(now + heartbeat.interval)),
             gauge,
+            binary: false,
         }
     }
 
@@ -150,6 +158,12 @@ impl Conn {
 
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// Hands binary frames to the protocol as [`Event::Data`] instead of
+    /// refusing them as [`Event::Binary`].
+    pub fn accept_binary(&mut self) {
+        self.binary = true;
     }
 
     /// A handle that closes this connection from elsewhere.
@@ -186,6 +200,7 @@ impl Conn {
                             return Event::TooLarge(text.len());
                         }
                         Some(Ok(Message::Text(text))) => return Event::Text(text),
+                        Some(Ok(Message::Binary(bytes))) if self.binary => return Event::Data(bytes),
                         Some(Ok(Message::Binary(_))) => return Event::Binary,
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Err(err)) if too_large(&err) => return Event::Close(CloseReason::TOO_LARGE),
@@ -205,6 +220,11 @@ impl Conn {
     /// batch so that many frames leave in few writes.
     pub async fn feed(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), axum::Error> {
         self.ws.feed(Message::Text(text.into())).await
+    }
+
+    /// Queues a binary frame without flushing.
+    pub async fn feed_binary(&mut self, bytes: axum::body::Bytes) -> Result<(), axum::Error> {
+        self.ws.feed(Message::Binary(bytes)).await
     }
 
     pub async fn flush(&mut self) -> Result<(), axum::Error> {

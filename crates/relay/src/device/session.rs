@@ -154,7 +154,7 @@ impl Session {
                         );
                         self.send(frames::error(&err, None, &[])).await?;
                     }
-                    Event::Binary => {
+                    Event::Binary | Event::Data(_) => {
                         let err = ApiError::new(ErrorCode::UnsupportedFrame, "send JSON text frames, not binary");
                         self.send(frames::error(&err, None, &[])).await?;
                     }

@@ -30,6 +30,13 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
             f.attempts = 100_000;
             f.pairings_per_address = 100_000;
         });
+        c.edit(|r: &mut relayhub_registry::RegistryConfig| {
+            r.rate_per_address = relayhub_registry::limits::Rate { per_second: 0, burst: 0 };
+            // The documents' example instance is on the internet, which
+            // tests do not reach: fail fast, within the fuzzer's patience.
+            r.connect_timeout = Duration::from_secs(1);
+            r.timeout = Duration::from_secs(2);
+        });
     })
     .await;
     let (user_token, robot_token) = crate::fleet::admin_with_robot(&app).await;

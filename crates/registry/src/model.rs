@@ -1,0 +1,72 @@
+//! Registered devices (seed 001's `registered_devices`) and instances.
+
+use relayhub_core::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Whether a registered device may use the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = RegistryDeviceStatus)]
+pub enum DeviceStatus {
+    /// Waiting for an operator's `relayhub registry approve`.
+    Pending,
+    /// May reach its instance through the proxy.
+    Active,
+    /// Refused everywhere until unblocked.
+    Blocked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Pending => "pending",
+            DeviceStatus::Active => "active",
+            DeviceStatus::Blocked => "blocked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(DeviceStatus::Pending),
+            "active" => Some(DeviceStatus::Active),
+            "blocked" => Some(DeviceStatus::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// A device known to the registry: which instance (warehouse server) it
+/// belongs to, and where that instance is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RegisteredDevice {
+    /// Lowercase, hyphenated.
+    #[schema(example = "6f1c1a52-2b1e-4e39-9a2f-3b0c2d7f5e10")]
+    pub device_uuid: String,
+    #[schema(example = "warehouse-berlin")]
+    pub instance_id: String,
+    /// The instance's public URL as the device registered it; `null` for
+    /// an instance reached through its tunnel.
+    pub public_url: Option<String>,
+    pub status: DeviceStatus,
+    pub last_seen: Timestamp,
+    pub registered_at: Timestamp,
+}
+
+/// A registration as the store applies it.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub device_uuid: String,
+    pub instance_id: String,
+    pub public_url: Option<String>,
+    /// The status of a device seen for the first time.
+    pub initial: DeviceStatus,
+    pub at: Timestamp,
+}
+
+/// Which devices `relayhub registry list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    pub status: Option<DeviceStatus>,
+    pub instance_id: Option<String>,
+}

@@ -1,0 +1,166 @@
+//! The registry's store traits on SQLite: registered devices and instance
+//! tunnel tokens. Decisions are the registry's rules; this reads and writes.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use relayhub_core::backend::Stores;
+use relayhub_core::error::ErrorCode;
+use relayhub_core::secret::SecretHash;
+use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::time::Timestamp;
+use relayhub_registry::model::{DeviceFilter, DeviceStatus, RegisteredDevice, Registration};
+use relayhub_registry::rules;
+use relayhub_registry::store::{DeviceRegistry, InstanceTokens};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::SqlResult;
+use crate::{SqliteStore, columns};
+
+/// Offers the registry's store traits.
+pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
+    stores.provide::<dyn DeviceRegistry>(store.clone());
+    stores.provide::<dyn InstanceTokens>(store.clone());
+}
+
+const COLUMNS: &str = "device_uuid, instance_id, public_url, status, last_seen, registered_at";
+
+fn device_from_row(row: &Row<'_>) -> rusqlite::Result<RegisteredDevice> {
+    let status: String = row.get(3)?;
+    Ok(RegisteredDevice {
+        device_uuid: row.get(0)?,
+        instance_id: row.get(1)?,
+        public_url: row.get(2)?,
+        status: DeviceStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, "device status".into())
+        })?,
+        last_seen: columns::time(row, 4)?,
+        registered_at: columns::time(row, 5)?,
+    })
+}
+
+fn device(conn: &Connection, uuid: &str) -> StoreResult<Option<RegisteredDevice>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM registry_devices WHERE device_uuid = ?1"))
+        .sql()?
+        .query_row([uuid], device_from_row)
+        .optional()
+        .sql()
+}
+
+fn not_found(uuid: &str) -> StoreError {
+    StoreError::rejected(ErrorCode::DeviceNotFound, format!("no registered device {uuid}"))
+}
+
+#[async_trait]
+impl DeviceRegistry for SqliteStore {
+    async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
+        self.writer
+            .write(move |conn, _| {
+                let existing = device(conn, &r.device_uuid)?;
+                let status = rules::registration_status(existing.as_ref().map(|d| d.status), r.initial).map_err(StoreError::Rejected)?;
+                conn.prepare_cached(
+                    "INSERT INTO registry_devices (device_uuid, instance_id, public_url, status, last_seen, registered_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT (device_uuid) DO UPDATE SET
+                         instance_id = excluded.instance_id, public_url = excluded.public_url,
+                         last_seen = excluded.last_seen",
+                )
+                .sql()?
+                .execute(params![r.device_uuid, r.instance_id, r.public_url, status.as_str(), r.at.millis()])
+                .sql()?;
+                device(conn, &r.device_uuid)?.ok_or_else(|| not_found(&r.device_uuid))
+            })
+            .await
+    }
+
+    async fn device(&self, device_uuid: &str) -> StoreResult<Option<RegisteredDevice>> {
+        let uuid = device_uuid.to_owned();
+        self.readers.read(move |conn| device(conn, &uuid)).await
+    }
+
+    async fn devices(&self, filter: DeviceFilter, limit: usize) -> StoreResult<Vec<RegisteredDevice>> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM registry_devices
+                     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR instance_id = ?2)
+                     ORDER BY registered_at, device_uuid LIMIT ?3"
+                ))
+                .sql()?
+                .query_map(
+                    params![filter.status.map(DeviceStatus::as_str), filter.instance_id, limit as i64],
+                    device_from_row,
+                )
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()
+            })
+            .await
+    }
+
+    async fn set_status(&self, device_uuid: &str, status: DeviceStatus) -> StoreResult<RegisteredDevice> {
+        let uuid = device_uuid.to_owned();
+        self.writer
+            .write(move |conn, _| {
+                let changed = conn
+                    .prepare_cached("UPDATE registry_devices SET status = ?2 WHERE device_uuid = ?1")
+                    .sql()?
+                    .execute(params![uuid, status.as_str()])
+                    .sql()?;
+                if changed == 0 {
+                    return Err(not_found(&uuid));
+                }
+                device(conn, &uuid)?.ok_or_else(|| not_found(&uuid))
+            })
+            .await
+    }
+
+    async fn touch(&self, device_uuid: &str, at: Timestamp) -> StoreResult<()> {
+        let uuid = device_uuid.to_owned();
+        self.writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "UPDATE registry_devices SET last_seen = max(last_seen, ?2) WHERE device_uuid = ?1",
+                )
+                .sql()?
+                .execute(params![uuid, at.millis()])
+                .sql()?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl InstanceTokens for SqliteStore {
+    async fn set_instance_token(&self, instance_id: &str, hash: SecretHash, at: Timestamp) -> StoreResult<()> {
+        let instance = instance_id.to_owned();
+        self.writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "INSERT INTO registry_instances (instance_id, token_hash, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (instance_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
+                )
+                .sql()?
+                .execute(params![instance, hash.as_bytes().as_slice(), at.millis()])
+                .sql()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn instance_token(&self, instance_id: &str) -> StoreResult<Option<SecretHash>> {
+        let instance = instance_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                let hash: Option<Vec<u8>> = conn
+                    .prepare_cached("SELECT token_hash FROM registry_instances WHERE instance_id = ?1")
+                    .sql()?
+                    .query_row([instance], |row| row.get(0))
+                    .optional()
+                    .sql()?;
+                Ok(hash.and_then(|h| SecretHash::from_slice(&h)))
+            })
+            .await
+    }
+}
