@@ -67,13 +67,15 @@ impl IntoResponse for EckError {
     }
 }
 
+/// The credential of `Authorization: Bearer …`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim())
+}
+
 /// The app API key: `X-Api-Key`, `Authorization: Bearer`, or `?api_key=`.
 fn presented_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| v.trim().to_owned());
+    let bearer = bearer(headers).map(str::to_owned);
     headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -355,15 +357,9 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
         .or_else(|| presented_api_key(&HeaderMap::new(), &parts.uri))
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key'"))?;
     check_api_key(registry.identity.as_ref(), &raw).await?;
-    let token = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| Secret::new(v.trim()).hash())
-        .ok_or_else(|| {
-            ApiError::new(ErrorCode::MissingToken, "send the instance's tunnel token as 'Authorization: Bearer'")
-        })?;
+    let token = bearer(&parts.headers).map(|v| Secret::new(v).hash()).ok_or_else(|| {
+        ApiError::new(ErrorCode::MissingToken, "send the instance's tunnel token as 'Authorization: Bearer'")
+    })?;
     let instance = parts.headers.get("x-instance-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let instance = rules::instance_id(instance)?;
     let stored = registry.tokens.instance_token(&instance).await?;
