@@ -23,6 +23,7 @@ use crate::backend::Stores;
 use crate::bus::Bus;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::Gateway;
+use crate::identity::Accounts;
 use crate::metrics::Metrics;
 use crate::oidc::IdTokenVerifier;
 use crate::tasks::Tasks;
@@ -39,6 +40,9 @@ pub struct Platform {
     pub stores: Stores,
     /// Verifies Google ID tokens; `None` without `google.client_id`.
     pub google: Option<Arc<IdTokenVerifier>>,
+    /// Who a user's access token belongs to, for capabilities that need to
+    /// know who is calling; `None` when no capability keeps users.
+    pub accounts: Option<Arc<dyn Accounts>>,
 }
 
 /// What an administration command prints: JSON with `--json`, else text.

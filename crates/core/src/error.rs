@@ -121,6 +121,9 @@ error_codes! {
     NotRegistered => (FORBIDDEN, "not_registered"),
     /// Signaling: the frame names a user other than the socket's.
     WrongUser => (FORBIDDEN, "wrong_user"),
+    /// Signaling: the frame's `userId` is not the signed-in user's id
+    /// (`signal.require_user`); the frame had no effect.
+    UserMismatch => (FORBIDDEN, "user_mismatch"),
     /// Signaling: the callee has no open socket.
     PeerUnavailable => (NOT_FOUND, "peer_unavailable"),
     /// Signaling: the callee is in, or being offered, another call.

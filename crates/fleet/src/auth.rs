@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::Fleet;
+use crate::accounts::SignedIn;
 use crate::model::{Robot, RobotStatus, Role, User};
 
 /// Hashes a password (Argon2id, a fresh salt) off the async threads.
@@ -83,8 +84,8 @@ pub fn access_token(key: &[u8], user: &User, license: &License, ttl: Duration) -
         .map_err(|_| ApiError::new(ErrorCode::Internal, "signing an access token failed"))
 }
 
-/// The user id of a valid access token.
-fn verify_access(key: &[u8], token: &str) -> Result<i64, ApiError> {
+/// The user id of a valid access token, and when the token expires.
+pub(crate) fn verify_access(key: &[u8], token: &str) -> Result<(i64, Timestamp), ApiError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_issuer(&[ISSUER]);
     validation.leeway = 5;
@@ -93,7 +94,11 @@ fn verify_access(key: &[u8], token: &str) -> Result<i64, ApiError> {
         let message = if expired { "the access token expired; refresh it" } else { "the access token is not valid" };
         ApiError::new(ErrorCode::InvalidToken, message)
     })?;
-    data.claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::InvalidToken, "the access token is not valid"))
+    let id =
+        data.claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::InvalidToken, "the access token is not valid"))?;
+    let expires_at =
+        Timestamp::from_millis(i64::try_from(data.claims.exp).unwrap_or(i64::MAX / 1000).saturating_mul(1000));
+    Ok((id, expires_at))
 }
 
 /// The credential after `Bearer ` (or `Token `, as InfluxDB clients send).
@@ -134,12 +139,7 @@ impl FromRequestParts<Fleet> for UserAuth {
 
     async fn from_request_parts(parts: &mut Parts, fleet: &Fleet) -> Result<Self, ApiError> {
         let token = presented(&parts.headers, &["bearer"])?;
-        let key = fleet.signing_key().await?;
-        let id = verify_access(&key, &token)?;
-        let gone = || ApiError::new(ErrorCode::InvalidToken, "the user no longer exists or was deactivated");
-        let user = fleet.users.user(id).await?.filter(|u| u.is_active).ok_or_else(gone)?;
-        let license = fleet.identity.license_by_pk(user.license).await?.ok_or_else(gone)?;
-        license.ensure_active(Timestamp::now())?;
+        let SignedIn { user, license, .. } = fleet.accounts.authenticate(&token).await?;
         Connection::of(parts).authenticated();
         Ok(UserAuth { user, license })
     }

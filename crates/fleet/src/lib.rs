@@ -5,9 +5,11 @@
 //!
 //! - [`model`]: users, robots, pairings; [`rules`]: the decisions both
 //!   backends follow; [`store`]: what the fleet needs from storage;
-//! - [`auth`]: passwords, access tokens, who is calling;
+//! - [`auth`]: passwords, access tokens, who is calling; [`accounts`]: the
+//!   same for the rest of the server (call signaling);
 //! - `api`: the HTTP API; `install`: `GET /install.sh`; `cli`: `relayhub user`.
 
+pub mod accounts;
 pub mod auth;
 mod cli;
 mod install;
@@ -42,6 +44,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::accounts::FleetAccounts;
 use crate::auth::Attempts;
 use crate::store::{RobotStore, SessionStore, UserStore};
 use crate::telemetry::{ForwardConfig, Telemetry, TelemetryConfig};
@@ -113,7 +116,8 @@ pub struct Fleet {
     pub identity: Arc<dyn IdentityStore>,
     pub metrics: FleetMetrics,
     pub telemetry: Telemetry,
-    key: Arc<OnceCell<Vec<u8>>>,
+    /// Access tokens, and the key they are signed with.
+    pub accounts: Arc<FleetAccounts>,
     dummy: Arc<OnceCell<String>>,
     logins: Arc<Attempts>,
     confirms: Arc<Attempts>,
@@ -125,8 +129,7 @@ pub struct Fleet {
 impl Fleet {
     /// The key access tokens are signed with, read (or made) once.
     pub async fn signing_key(&self) -> Result<Vec<u8>, ApiError> {
-        let key = self.key.get_or_try_init(|| self.sessions.signing_key()).await?;
-        Ok(key.clone())
+        self.accounts.signing_key().await
     }
 
     /// A hash to verify against when an email is unknown, made once.
@@ -171,7 +174,7 @@ impl Spec for Fleet {
             robots: stores.get()?,
             identity: stores.identity.clone(),
             metrics,
-            key: Arc::default(),
+            accounts: Arc::new(FleetAccounts::new(stores)?),
             dummy: Arc::default(),
             polls: Arc::default(),
         })

@@ -163,8 +163,6 @@ impl Mailbox {
 
 struct Slot {
     conn: ConnId,
-    license: LicensePk,
-    api_key: String,
     close: CloseHandle,
     mailbox: Arc<Mailbox>,
 }
@@ -183,15 +181,9 @@ impl Hub {
 
     /// A device's socket opened: it becomes the device's connection here,
     /// and an older one is closed (the newer connection wins).
-    pub fn register(&self, device: &DeviceRef, api_key: &str, close: CloseHandle) -> Arc<Mailbox> {
+    pub fn register(&self, device: &DeviceRef, close: CloseHandle) -> Arc<Mailbox> {
         let mailbox = Arc::new(Mailbox::new(self.mailbox_capacity));
-        let slot = Slot {
-            conn: close.id(),
-            license: device.license,
-            api_key: api_key.to_owned(),
-            close,
-            mailbox: mailbox.clone(),
-        };
+        let slot = Slot { conn: close.id(), close, mailbox: mailbox.clone() };
         if let Some(older) = lock(&self.devices).insert(device.pk, slot) {
             older.close.close(CloseReason::REPLACED);
         }
@@ -214,36 +206,6 @@ impl Hub {
     /// Devices connected to this node.
     pub fn online_count(&self) -> usize {
         lock(&self.devices).len()
-    }
-
-    /// Licenses and API keys in use by this node's connections.
-    pub fn credentials_in_use(&self) -> (Vec<LicensePk>, Vec<String>) {
-        let devices = lock(&self.devices);
-        let mut licenses: Vec<_> = devices.values().map(|s| s.license).collect();
-        let mut keys: Vec<_> = devices.values().map(|s| s.api_key.clone()).collect();
-        licenses.sort_unstable();
-        licenses.dedup();
-        keys.sort_unstable();
-        keys.dedup();
-        (licenses, keys)
-    }
-
-    /// Closes the connections of these licenses and keys.
-    pub fn close_invalidated(&self, licenses: &[LicensePk], api_keys: &[String]) -> usize {
-        let devices = lock(&self.devices);
-        let mut closed = 0;
-        for slot in devices.values() {
-            let reason = if licenses.contains(&slot.license) {
-                CloseReason::LICENSE_EXPIRED
-            } else if api_keys.contains(&slot.api_key) {
-                CloseReason::KEY_REVOKED
-            } else {
-                continue;
-            };
-            slot.close.close(reason);
-            closed += 1;
-        }
-        closed
     }
 
     fn mailbox(&self, device: DevicePk) -> Option<Arc<Mailbox>> {

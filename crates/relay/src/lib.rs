@@ -31,7 +31,7 @@ use prometheus_client::registry::Unit;
 use relayhub_core::capability::{Capability, Platform, Section, Spec};
 use relayhub_core::devices::{DeviceStore, PresenceStore};
 use relayhub_core::gateway::Gateway;
-use relayhub_core::identity::IdentityStore;
+use relayhub_core::identity::{Accounts, IdentityStore};
 use relayhub_core::metrics::{Metrics, latency_histogram};
 use relayhub_core::oidc::IdTokenVerifier;
 use relayhub_core::tasks::Tasks;
@@ -65,8 +65,9 @@ pub struct RelayConfig {
     /// How often expired messages and old receipts are swept.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
-    /// How often connected devices' licenses and keys are re-checked, so an
-    /// expired license or revoked key disconnects them.
+    /// How often the credentials of every open socket (devices, call
+    /// signaling) are re-checked, so an expired license, a revoked key, a
+    /// deactivated user or an expired access token disconnects them.
     #[serde(with = "humantime_serde")]
     pub credential_check_interval: Duration,
     /// Largest settings document, in bytes of JSON.
@@ -160,6 +161,8 @@ pub struct Relay {
     pub google: Option<Arc<IdTokenVerifier>>,
     pub hub: Arc<Hub>,
     pub gateway: Gateway,
+    /// Signed-in users, for closing their sockets when they are signed out.
+    pub accounts: Option<Arc<dyn Accounts>>,
     pub metrics: RelayMetrics,
 }
 
@@ -196,6 +199,7 @@ impl Spec for Relay {
             google: platform.google.clone(),
             hub,
             gateway: platform.gateway.clone(),
+            accounts: platform.accounts.clone(),
             metrics: RelayMetrics::new(&platform.metrics),
         })
     }

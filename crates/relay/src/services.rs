@@ -27,8 +27,12 @@ pub async fn sweep(relay: Relay, shutdown: CancellationToken) {
     }
 }
 
-/// Disconnects devices whose license expired or whose API key was revoked,
-/// including changes made by `relayhub license …` in another process.
+/// Closes the sockets of this node — devices, and every other socket the
+/// gateway holds (call signaling) — whose license expired, whose API key
+/// was revoked, or whose signed-in user was deactivated or whose access
+/// token ran out, including changes made by `relayhub license …` in another
+/// process. The gateway knows what each socket depends on; this is the
+/// clock (`relay.credential_check_interval`).
 pub async fn watch_credentials(relay: Relay, shutdown: CancellationToken) {
     let mut tick = interval(relay.config.credential_check_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -37,21 +41,10 @@ pub async fn watch_credentials(relay: Relay, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let (licenses, keys) = relay.hub.credentials_in_use();
-        if licenses.is_empty() {
-            continue;
-        }
-        match relay.identity.invalidated(&licenses, &keys, Timestamp::now()).await {
-            Ok(gone) if gone.licenses.is_empty() && gone.api_keys.is_empty() => {}
-            Ok(gone) => {
-                let closed = relay.hub.close_invalidated(&gone.licenses, &gone.api_keys);
-                tracing::info!(
-                    closed,
-                    licenses = gone.licenses.len(),
-                    keys = gone.api_keys.len(),
-                    "closed connections of expired licenses or revoked keys"
-                );
-            }
+        let accounts = relay.accounts.as_deref();
+        match relay.gateway.check_credentials(relay.identity.as_ref(), accounts, Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(closed) => tracing::info!(closed, "closed connections whose credentials are no longer valid"),
             Err(err) => tracing::warn!(%err, "credential check failed; will retry"),
         }
     }

@@ -62,7 +62,9 @@ impl State {
         if self.users.get(caller).is_some_and(|u| u.status.busy()) {
             return Err(ApiError::new(ErrorCode::AlreadyInCall, "end the current call first (HANGUP)"));
         }
-        let Some(target) = self.users.get(&callee).filter(|u| !u.sockets.is_empty()) else {
+        // A user of another license is not there at all, as everywhere.
+        let license = self.users.get(caller).and_then(|u| u.license);
+        let Some(target) = self.users.get(&callee).filter(|u| !u.sockets.is_empty() && u.license == license) else {
             return Err(ApiError::new(ErrorCode::PeerUnavailable, format!("user {callee:?} is not connected")));
         };
         if self.waiting.get(caller).is_some_and(|o| o.caller == callee) {

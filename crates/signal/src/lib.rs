@@ -9,6 +9,12 @@
 //!   call each other as on one;
 //! - [`turn`]: time-limited TURN credentials for coturn;
 //! - `session`: one socket.
+//!
+//! Who may signal: the app API key (seed 003's clients), or with
+//! `signal.require_user` a fleet user's access token, checked through the
+//! core's [`Accounts`] — the socket then speaks for that user only
+//! ([`protocol::signed`]) and calls within its license. The gateway closes
+//! a socket whose key, license, user or token stops being valid.
 
 mod calls;
 mod media;
@@ -39,8 +45,10 @@ use relayhub_core::alerts::Alerter;
 use relayhub_core::bus::Delivery;
 use relayhub_core::capability::{Capability, Platform, Section, Spec};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
-use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId, Gateway, Heartbeat, Liveness};
-use relayhub_core::identity::{IdentityStore, check_api_key, missing_api_key, presented_api_key};
+use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId, Credentials, Gateway, Heartbeat, Liveness};
+use relayhub_core::identity::{
+    Account, Accounts, IdentityStore, check_api_key, missing_api_key, presented_access_token, presented_api_key,
+};
 use relayhub_core::metrics::latency_histogram;
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
@@ -61,6 +69,10 @@ pub use crate::turn::TurnConfig;
 pub struct SignalConfig {
     /// Accept sockets without credentials, as seed 003 did (`--signal-open`).
     pub open: bool,
+    /// Sockets need a fleet user's access token, and every frame's `userId`
+    /// must be that user's id; calls stay within the user's license. Takes
+    /// precedence over `open`.
+    pub require_user: bool,
     /// How often the server checks sockets' last `PING` (seed 003: 30 s).
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -83,6 +95,7 @@ impl Default for SignalConfig {
     fn default() -> Self {
         Self {
             open: false,
+            require_user: false,
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(300),
             ringing_timeout: Duration::from_secs(60),
@@ -120,6 +133,8 @@ struct SignalMetrics {
 struct Local {
     outbox: mpsc::Sender<String>,
     close: CloseHandle,
+    /// The signed-in user it was opened by (`signal.require_user`).
+    account: Option<Account>,
 }
 
 /// The signaling service of this node. Cheap to clone.
@@ -130,6 +145,8 @@ pub struct Signal {
     /// This node's sockets; frames for others are another node's to send.
     sockets: Arc<Mutex<HashMap<ConnId, Local>>>,
     identity: Arc<dyn IdentityStore>,
+    /// Who an access token belongs to (`signal.require_user`).
+    accounts: Option<Arc<dyn Accounts>>,
     gateway: Gateway,
     alerter: Alerter,
     ice_servers: IceServers,
@@ -143,7 +160,10 @@ impl Spec for Signal {
     type Config = SignalConfig;
 
     fn build(config: SignalConfig, platform: &Platform) -> Result<Self, String> {
-        if config.open {
+        if config.require_user && platform.accounts.is_none() {
+            return Err("signal.require_user needs users to sign in, and this server keeps none".into());
+        }
+        if config.open && !config.require_user {
             tracing::warn!("call signaling accepts sockets without an API key (--signal-open)");
         }
         let turn = config.turn.clone();
@@ -169,6 +189,7 @@ impl Spec for Signal {
             store: platform.stores.get()?,
             sockets: Arc::default(),
             identity: platform.stores.identity.clone(),
+            accounts: platform.accounts.clone(),
             gateway: platform.gateway.clone(),
             alerter: platform.alerter.clone(),
             ice_servers,
@@ -263,8 +284,8 @@ impl Signal {
         }
     }
 
-    async fn attach(&self, conn: ConnId, outbox: mpsc::Sender<String>, close: CloseHandle) {
-        self.local().insert(conn, Local { outbox, close });
+    async fn attach(&self, conn: ConnId, outbox: mpsc::Sender<String>, close: CloseHandle, account: Option<Account>) {
+        self.local().insert(conn, Local { outbox, close, account });
         self.step(conn, Step::Attach(conn)).await;
     }
 
@@ -278,9 +299,14 @@ impl Signal {
 
     async fn handle(&self, conn: ConnId, frame: Inbound) {
         let (route, user) = (format!("{:?}", frame.route), frame.user.clone());
-        let outcome = match self.store.step(Step::Frame(conn, frame), self.env()).await {
-            Ok(outcome) => outcome,
-            Err(err) => Err(ApiError::from(err)),
+        let account = self.local().get(&conn).and_then(|socket| socket.account.clone());
+        let frame = match account {
+            Some(account) => protocol::signed(frame, &account),
+            None => Ok(frame),
+        };
+        let outcome = match frame {
+            Ok(frame) => self.store.step(Step::Frame(conn, frame), self.env()).await.unwrap_or_else(|e| Err(e.into())),
+            Err(err) => Err(err),
         };
         match outcome {
             Ok(effects) => {
@@ -311,10 +337,13 @@ impl Signal {
 /// Credentials for clients that cannot set headers.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; read by `presented_api_key`
+#[allow(dead_code)] // documents the query; read by `presented_api_key` and `presented_access_token`
 pub struct SignalParams {
     /// The app API key (else header `X-Api-Key`); not needed with `--signal-open`.
     api_key: Option<String>,
+    /// With `signal.require_user`: a fleet user's access token (else header
+    /// `Authorization: Bearer`).
+    access_token: Option<String>,
 }
 
 /// Opens a call-signaling socket (seed 003).
@@ -327,16 +356,27 @@ pub struct SignalParams {
 /// `/call`, `/remoteStreamsId`, `/acceptCall`, `/connect`, `/swapIce`,
 /// `/decline`, `reconnectSuccess`, `reconnectError`, `/peerReconnected`,
 /// `/updateOffer`, `/updateAnswer`, `/mediaUpdate`, `/hangup`, `error`.
+///
+/// The upgrade needs the app API key; with `signal.require_user`, a fleet
+/// user's access token instead, and every frame's `userId` must be that
+/// user's id (else `error` `user_mismatch`). The socket closes when its
+/// key is revoked (4001), its license expires (4003), its user is
+/// deactivated (4005) or its access token expires (4006).
 #[utoipa::path(
     get,
     path = "/ws/signal",
     operation_id = "connect_signal",
     tag = "signal",
-    params(SignalParams, ("X-Api-Key" = Option<String>, Header, description = "The app API key")),
+    params(
+        SignalParams,
+        ("X-Api-Key" = Option<String>, Header, description = "The app API key"),
+        ("Authorization" = Option<String>, Header, description = "`Bearer <access token>` of a fleet user (`signal.require_user`)"),
+    ),
     responses(
         (status = 101, description = "Upgraded"),
         (status = 400, description = "Not a WebSocket upgrade", body = ErrorBody),
-        (status = 401, description = "Missing, unknown or revoked API key", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked API key, or access token not valid", body = ErrorBody),
+        (status = 403, description = "The signed-in user's license expired", body = ErrorBody),
     )
 )]
 pub async fn connect(
@@ -346,9 +386,8 @@ pub async fn connect(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    if !signal.config.open {
-        let key = presented_api_key(&headers, &uri).ok_or_else(missing_api_key)?;
-        check_api_key(signal.identity.as_ref(), &key).await?;
+    let (account, credentials) = signal.admit(&headers, &uri).await?;
+    if account.is_some() || credentials.api_key.is_some() {
         connection.authenticated();
     }
     let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
@@ -358,5 +397,43 @@ pub async fn connect(
         liveness: Liveness::Explicit,
     };
     let gateway = signal.gateway.clone();
-    Ok(gateway.accept(upgrade, "signal", heartbeat, move |conn| session::run(signal, conn)))
+    Ok(gateway.accept(upgrade, "signal", heartbeat, move |conn| {
+        conn.depend_on(credentials);
+        session::run(signal, conn, account)
+    }))
+}
+
+impl Signal {
+    /// Who may open a socket: with `require_user`, a signed-in user (and
+    /// the app key, if one is shown, must be valid too); else the app API
+    /// key, unless signaling is open. Returns the user and what the socket
+    /// depends on.
+    async fn admit(&self, headers: &HeaderMap, uri: &Uri) -> Result<(Option<Account>, Credentials), ApiError> {
+        let key = presented_api_key(headers, uri);
+        let mut credentials = Credentials::default();
+        let account = match &self.accounts {
+            Some(accounts) if self.config.require_user => {
+                let token = presented_access_token(headers, uri).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::MissingToken,
+                        "send a user's access token as 'Authorization: Bearer <token>' or '?access_token='",
+                    )
+                })?;
+                let account = accounts.signed_in(&token).await?;
+                credentials.license = Some(account.license);
+                credentials.user = Some(account.id);
+                credentials.expires_at = Some(account.expires_at);
+                Some(account)
+            }
+            _ if self.config.open => return Ok((None, credentials)),
+            _ => {
+                key.as_ref().ok_or_else(missing_api_key)?;
+                None
+            }
+        };
+        if let Some(key) = key {
+            credentials.api_key = Some(check_api_key(self.identity.as_ref(), &key).await?.id);
+        }
+        Ok((account, credentials))
+    }
 }

@@ -4,6 +4,7 @@
 
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::http::parse_json;
+use relayhub_core::identity::Account;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -53,6 +54,10 @@ pub struct Inbound {
     pub route: Route,
     pub user: String,
     pub data: Map<String, Value>,
+    /// The license of the signed-in user who sent it (`signal.require_user`),
+    /// set by the server from the socket's access token, never from the
+    /// wire; `None` on sockets opened with the app API key.
+    pub license: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +94,7 @@ pub fn parse(text: &str) -> Result<Frame, ApiError> {
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::invalid_field("data must be an object")),
     };
-    Ok(Frame::Json(Inbound { route, user, data }))
+    Ok(Frame::Json(Inbound { route, user, data, license: None }))
 }
 
 pub fn missing(field: &str) -> ApiError {
@@ -111,6 +116,24 @@ impl Inbound {
     pub fn rest(&self, known: &[&str]) -> Map<String, Value> {
         self.data.iter().filter(|(k, _)| !known.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
+}
+
+/// A frame from a signed-in user's socket, as the state machine takes it:
+/// its `userId` must be the user's id (else `user_mismatch`, and the frame
+/// has no effect); it carries the user's license, and `ADD_USER` and
+/// `RECONNECT` the name on the account rather than the one sent.
+pub fn signed(mut frame: Inbound, account: &Account) -> Result<Inbound, ApiError> {
+    if frame.user != account.id.to_string() {
+        return Err(ApiError::new(
+            ErrorCode::UserMismatch,
+            format!("this socket is signed in as user {}, not {:?}", account.id, frame.user),
+        ));
+    }
+    frame.license = Some(account.license.0);
+    if matches!(frame.route, Route::AddUser | Route::Reconnect) {
+        frame.data.insert("name".to_owned(), Value::String(account.name.clone()));
+    }
+    Ok(frame)
 }
 
 /// `{"route":…,"data":…}`.
@@ -141,5 +164,26 @@ mod tests {
         assert_eq!(code(r#"{"userId":"a"}"#), ErrorCode::MissingField);
         assert_eq!(code(r#"{"route":"OFFER"}"#), ErrorCode::MissingField);
         assert_eq!(code(r#"{"route":"OFFER","userId":"a","data":[1]}"#), ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn a_signed_in_socket_speaks_only_for_its_user() {
+        let account = Account {
+            id: 42,
+            license: relayhub_core::ids::LicensePk(3),
+            name: "Ann Example".into(),
+            expires_at: relayhub_core::time::Timestamp::from_millis(0),
+        };
+        let json = |text: &str| match parse(text) {
+            Ok(Frame::Json(f)) => f,
+            _ => panic!("{text}"),
+        };
+        let add = signed(json(r#"{"route":"ADD_USER","userId":42,"data":{"name":"Mallory"}}"#), &account).unwrap();
+        assert_eq!((add.license, add.data["name"].as_str()), (Some(3), Some("Ann Example")), "the account's name");
+        let offer = signed(json(r#"{"route":"OFFER","userId":"42","data":{"name":"x"}}"#), &account).unwrap();
+        assert_eq!(offer.data["name"], "x", "other frames' data is theirs");
+        let other = signed(json(r#"{"route":"ANSWER","userId":"43","data":{}}"#), &account).unwrap_err();
+        assert_eq!(other.code, ErrorCode::UserMismatch);
+        assert_eq!(json(r#"{"route":"HANGUP","userId":"43"}"#).license, None, "never from the wire");
     }
 }

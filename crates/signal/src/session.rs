@@ -2,15 +2,18 @@
 
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::{Conn, Event};
+use relayhub_core::identity::Account;
 use tokio::sync::mpsc;
 
 use crate::Signal;
 use crate::protocol::{self, Frame};
 
-pub async fn run(signal: Signal, mut conn: Conn) {
+/// Runs a socket until it closes; `account`: the signed-in user who opened
+/// it, if signaling requires one.
+pub async fn run(signal: Signal, mut conn: Conn, account: Option<Account>) {
     let (tx, mut outbox) = mpsc::channel::<String>(signal.config.outbox);
     let id = conn.id();
-    signal.attach(id, tx.clone(), conn.close_handle()).await;
+    signal.attach(id, tx.clone(), conn.close_handle(), account).await;
     let reason = loop {
         tokio::select! {
             event = conn.recv() => match event {

@@ -66,6 +66,10 @@ pub struct User {
     /// Set when its last socket left: the call ends at this time (Unix
     /// milliseconds) unless a socket comes back.
     pub grace_until: Option<i64>,
+    /// The license of a signed-in user (`signal.require_user`): it calls,
+    /// and is called by, users of its license only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<i64>,
 }
 
 impl User {
@@ -82,6 +86,7 @@ impl User {
             ice_sent: 0,
             stream_ids: Value::Null,
             grace_until: None,
+            license: None,
         }
     }
 }
@@ -317,9 +322,10 @@ impl State {
                 *slot = v.clone();
             }
         }
-        let status = user.status;
+        user.license = f.license;
+        let (status, name) = (user.status, user.name.clone());
         self.bind(conn, &f.user, env);
-        let mut data = json!({"userId": f.user, "status": status});
+        let mut data = json!({"userId": f.user, "status": status, "name": name});
         if let Some(servers) = (env.ice_servers)(&f.user) {
             data["iceServers"] = servers;
         }
@@ -343,6 +349,10 @@ impl State {
         }
         self.bind(conn, &f.user, env);
         let user = self.users.get_mut(&f.user).expect("checked above");
+        user.license = f.license;
+        if let Some(name) = f.data.get("name").filter(|_| f.license.is_some()) {
+            user.name = name.clone();
+        }
         if user.candidate.is_some() {
             user.call_socket = Some(conn);
         }

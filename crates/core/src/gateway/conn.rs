@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::Gateway;
+use super::{Credentials, Gateway};
 
 /// How long a closing server waits for the client's close frame.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
@@ -41,6 +41,11 @@ impl CloseReason {
     pub const LICENSE_EXPIRED: Self = Self { code: 4003, reason: "license expired" };
     /// The device was unbound from its license.
     pub const UNBOUND: Self = Self { code: 4004, reason: "device unbound" };
+    /// The signed-in user of this connection was deactivated or deleted.
+    pub const USER_SIGNED_OUT: Self = Self { code: 4005, reason: "user deactivated" };
+    /// The access token this connection was opened with expired: open a
+    /// new one with a fresh token.
+    pub const ACCESS_EXPIRED: Self = Self { code: 4006, reason: "access token expired" };
     /// A frame far over the size limit (more than twice it).
     pub const TOO_LARGE: Self = Self { code: 1009, reason: "frame too large" };
     /// The client broke its protocol in a way that leaves nothing to answer
@@ -131,6 +136,7 @@ pub struct Conn {
     next_check: Pin<Box<Sleep>>,
     gauge: Gauge,
     binary: bool,
+    gateway: Gateway,
 }
 
 impl Conn {
@@ -148,6 +154,7 @@ impl Conn {
             next_check: Box::pin(sleep_until(now + heartbeat.interval)),
             gauge,
             binary: false,
+            gateway,
         }
     }
 
@@ -169,6 +176,12 @@ impl Conn {
     /// A handle that closes this connection from elsewhere.
     pub fn close_handle(&self) -> CloseHandle {
         CloseHandle { id: self.id, control: self.control.clone() }
+    }
+
+    /// Closes this connection, with the documented code, once one of
+    /// `credentials` stops being valid (see [`Gateway::check_credentials`]).
+    pub fn depend_on(&self, credentials: Credentials) {
+        self.gateway.inner.watched.insert(self.close_handle(), credentials);
     }
 
     /// The next event. Pings, pongs and the heartbeat are handled inside.
@@ -261,6 +274,7 @@ fn too_large(err: &axum::Error) -> bool {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.gateway.inner.watched.remove(self.id);
         self.gauge.dec();
     }
 }

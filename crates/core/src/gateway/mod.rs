@@ -8,8 +8,10 @@
 //! connections on its own.
 
 mod conn;
+mod credentials;
 
 pub use conn::{CloseHandle, CloseReason, Conn, ConnId, Event, Heartbeat, Liveness};
+pub use credentials::{Credentials, Revoked, verdict};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::identity::{Accounts, IdentityStore};
 use crate::metrics::Metrics;
+use crate::store::StoreResult;
+use crate::time::Timestamp;
+use credentials::Watched;
 
 /// Socket settings, shared by every WebSocket endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +81,8 @@ struct Inner {
     shutdown: CancellationToken,
     next_id: AtomicU64,
     connections: Family<KindLabel, Gauge>,
+    /// What each socket was opened with ([`Conn::depend_on`]).
+    watched: Watched,
 }
 
 /// Connection ids start at a random multiple of 2^32, so that ids of
@@ -102,6 +110,7 @@ impl Gateway {
                 shutdown: CancellationToken::new(),
                 next_id: AtomicU64::new(first_conn_id()),
                 connections,
+                watched: Watched::default(),
             }),
         }
     }
@@ -169,6 +178,20 @@ impl Gateway {
         if tokio::time::timeout(self.inner.config.shutdown_grace, self.inner.tracker.wait()).await.is_err() {
             tracing::warn!(open, left = self.inner.tracker.len(), "sockets still open after the shutdown grace period");
         }
+    }
+
+    /// Closes every socket of this node whose license expired, whose app
+    /// API key was revoked, whose user was deactivated or whose access token
+    /// ran out since it opened — whichever capability holds it. Changes
+    /// made elsewhere (`relayhub license …` in another process, another
+    /// node) are seen too: the stores are asked. Returns how many closed.
+    pub async fn check_credentials(
+        &self,
+        identity: &dyn IdentityStore,
+        accounts: Option<&dyn Accounts>,
+        now: Timestamp,
+    ) -> StoreResult<usize> {
+        self.inner.watched.check(identity, accounts, now).await
     }
 
     fn next_control_token(&self) -> CancellationToken {

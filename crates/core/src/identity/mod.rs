@@ -1,9 +1,12 @@
 //! Tenants and their credentials: licenses, license bearer tokens, app API
-//! keys. Every other object belongs to exactly one license.
+//! keys, and (through [`Accounts`]) the users who sign in. Every other
+//! object belongs to exactly one license.
 
+mod accounts;
 mod admin;
 mod auth;
 
+pub use accounts::{Account, Accounts, presented_access_token};
 pub use admin::{Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token};
 pub use auth::{ApiKeyAuth, LicenseAuth, check_api_key, missing_api_key, presented_api_key};
 

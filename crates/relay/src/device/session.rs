@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use relayhub_core::error::{ApiError, ErrorCode};
-use relayhub_core::gateway::{CloseReason, Conn, Event};
+use relayhub_core::gateway::{CloseReason, Conn, Credentials, Event};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
@@ -63,7 +63,8 @@ pub struct Handshake {
 pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
     let Handshake { device, pending, license, api_key, settings_version } = handshake;
     let conn_id = conn.id();
-    let mailbox = relay.hub.register(&device, &api_key, conn.close_handle());
+    conn.depend_on(Credentials { license: Some(device.license), api_key: Some(api_key), ..Credentials::default() });
+    let mailbox = relay.hub.register(&device, conn.close_handle());
     let mut session = Session {
         window: relay.config.window,
         relay: relay.clone(),

@@ -27,9 +27,23 @@ impl Caller {
 
     /// Connects to the server (or proxy) at `addr` (`host:port`).
     pub async fn open_at(addr: &str, user: &str, key: Option<&str>) -> Result<Caller, u16> {
+        Self::open_with(addr, user, key, None).await
+    }
+
+    /// Connects as a signed-in user (`signal.require_user`): `user` is the
+    /// user's id, `access` its access token, sent as `Authorization: Bearer`.
+    pub async fn signed_in(addr: &str, user: i64, access: &str) -> Result<Caller, u16> {
+        Self::open_with(addr, &user.to_string(), None, Some(access)).await
+    }
+
+    /// Connects with an app key and an access token, each if given.
+    pub async fn open_with(addr: &str, user: &str, key: Option<&str>, access: Option<&str>) -> Result<Caller, u16> {
         let mut request = format!("ws://{addr}/ws/signal").into_client_request().unwrap();
         if let Some(key) = key {
             request.headers_mut().insert("x-api-key", key.parse().unwrap());
+        }
+        if let Some(access) = access {
+            request.headers_mut().insert("authorization", format!("Bearer {access}").parse().unwrap());
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => Ok(Caller { ws, user: user.to_owned() }),

@@ -21,6 +21,7 @@ mod schema_driven;
 mod settings;
 mod signal;
 mod signal_nodes;
+mod signal_users;
 mod telemetry;
 mod tenancy;
 mod webrtc;

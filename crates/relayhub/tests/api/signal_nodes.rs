@@ -1,15 +1,21 @@
 //! Call signaling across nodes sharing one PostgreSQL database: users
 //! connected to different nodes call each other exactly as on one node,
 //! and a user whose node dies reconnects through nginx to another node
-//! and keeps its call.
+//! and keeps its call. Signed-in users stay within their license across
+//! nodes, and a revoked key or a deactivated user closes sockets on every
+//! node.
 
+use relayhub_core::identity;
+use relayhub_fleet::model::Role;
 use serde_json::json;
 
 use crate::caller::Caller;
 use crate::cluster::{Nginx, on_postgres};
 use crate::field;
+use crate::fleet::{as_user, signed_in, user};
 use crate::helpers::{ChildServer, TestApp};
 use crate::signal::connect_call;
+use crate::signal_users::{member, users_only};
 
 #[tokio::test]
 async fn users_on_different_nodes_call_each_other_as_on_one() {
@@ -97,4 +103,60 @@ async fn a_user_whose_node_dies_reconnects_through_nginx_and_keeps_the_call() {
     assert_eq!(alice.expect("/updateAnswer").await["answer"], "restarted");
     bob.send("HANGUP", json!({})).await;
     assert_eq!(alice.expect("/hangup").await["reason"], "hangup");
+}
+
+#[tokio::test]
+async fn signed_in_users_call_across_nodes_within_their_license_and_are_signed_out_on_every_node() {
+    if !on_postgres() {
+        return;
+    }
+    let a = TestApp::spawn_with(users_only).await;
+    let b = a.join().await;
+    let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());
+    user(&a, "LIC-U", "boss@example.com", Role::Admin).await;
+    let boss = signed_in(&a, "boss@example.com").await;
+    let (ann, _, mut ann_socket) = member(&a, &a_addr, "LIC-U", "ann@example.com").await;
+    let (bob, _, mut bob_socket) = member(&a, &b_addr, "LIC-U", "bob@example.com").await;
+    let (zed, _, mut zed_socket) = member(&a, &b_addr, "LIC-OTHER", "zed@example.com").await;
+
+    // Another license's user is not there, from either node.
+    ann_socket.send("OFFER", json!({"candidateId": zed.to_string(), "sdp": "v=0"})).await;
+    assert_eq!(ann_socket.expect("error").await["code"], "peer_unavailable");
+    zed_socket.send("OFFER", json!({"candidateId": ann.to_string(), "sdp": "v=0"})).await;
+    assert_eq!(zed_socket.expect("error").await["code"], "peer_unavailable");
+    // Nor can a socket on the other node speak for Ann.
+    let mut impostor = Caller::signed_in(&b_addr, zed, &signed_in(&a, "zed@example.com").await).await.unwrap();
+    impostor.user = ann.to_string();
+    impostor.send("HANGUP", json!({})).await;
+    assert_eq!(impostor.expect("error").await["code"], "user_mismatch");
+
+    connect_call(&mut ann_socket, &mut bob_socket).await;
+    // Bob is deactivated through node A; node B closes his socket.
+    let off = as_user(&a, reqwest::Method::PATCH, &format!("/api/users/{bob}"), &boss)
+        .json(&json!({"is_active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 200);
+    assert_eq!(u16::from(bob_socket.closed().await.expect("a close frame").code), 4005);
+    let hangup = ann_socket.expect("/hangup").await;
+    assert_eq!(
+        (hangup["userId"].as_str(), hangup["reason"].as_str()),
+        (Some(bob.to_string().as_str()), Some("peer_lost"))
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_app_key_closes_signaling_sockets_on_every_node() {
+    if !on_postgres() {
+        return;
+    }
+    let a = TestApp::spawn().await;
+    let b = a.join().await;
+    let mut alice = Caller::join(&a, "alice").await;
+    let mut bob = Caller::join(&b, "bob").await;
+    connect_call(&mut alice, &mut bob).await;
+    identity::revoke_api_key(a.admin().identity.as_ref(), &a.api_key_id).await.unwrap();
+    assert_eq!(u16::from(alice.closed().await.expect("a close frame").code), 4001);
+    assert_eq!(u16::from(bob.closed().await.expect("a close frame").code), 4001);
 }

@@ -1,0 +1,82 @@
+//! The fleet's users as the rest of the server sees them
+//! ([`Accounts`]): who an access token belongs to, and who may no longer be
+//! signed in. [`crate::auth::UserAuth`] asks the same question the same way,
+//! so a user refused by the fleet's API is refused everywhere.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use relayhub_core::backend::Stores;
+use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::identity::{Account, Accounts, IdentityStore, License};
+use relayhub_core::store::StoreResult;
+use relayhub_core::time::Timestamp;
+use tokio::sync::OnceCell;
+
+use crate::auth::verify_access;
+use crate::model::User;
+use crate::store::{SessionStore, UserStore};
+
+/// The fleet's users, by access token.
+pub struct FleetAccounts {
+    users: Arc<dyn UserStore>,
+    sessions: Arc<dyn SessionStore>,
+    identity: Arc<dyn IdentityStore>,
+    key: OnceCell<Vec<u8>>,
+}
+
+/// A verified access token: its user, the license, and when it expires.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user: User,
+    pub license: License,
+    pub expires_at: Timestamp,
+}
+
+impl FleetAccounts {
+    /// On the backend's fleet stores.
+    pub fn new(stores: &Stores) -> Result<Self, String> {
+        Ok(Self {
+            users: stores.get()?,
+            sessions: stores.get()?,
+            identity: stores.identity.clone(),
+            key: OnceCell::new(),
+        })
+    }
+
+    /// The key access tokens are signed with, read (or made) once.
+    pub async fn signing_key(&self) -> Result<Vec<u8>, ApiError> {
+        let key = self.key.get_or_try_init(|| self.sessions.signing_key()).await?;
+        Ok(key.clone())
+    }
+
+    /// The active user of an active license a valid access token names. A
+    /// deactivated user is out at once: the user is read on every call.
+    pub async fn authenticate(&self, token: &str) -> Result<SignedIn, ApiError> {
+        let key = self.signing_key().await?;
+        let (id, expires_at) = verify_access(&key, token)?;
+        let gone = || ApiError::new(ErrorCode::InvalidToken, "the user no longer exists or was deactivated");
+        let user = self.users.user(id).await?.filter(|u| u.is_active).ok_or_else(gone)?;
+        let license = self.identity.license_by_pk(user.license).await?.ok_or_else(gone)?;
+        license.ensure_active(Timestamp::now())?;
+        Ok(SignedIn { user, license, expires_at })
+    }
+}
+
+#[async_trait]
+impl Accounts for FleetAccounts {
+    async fn signed_in(&self, access_token: &str) -> Result<Account, ApiError> {
+        let SignedIn { user, license, expires_at } = self.authenticate(access_token).await?;
+        Ok(Account { id: user.id, license: license.pk, name: user.name, expires_at })
+    }
+
+    async fn signed_out(&self, users: &[i64]) -> StoreResult<Vec<i64>> {
+        let mut out = Vec::new();
+        for &id in users {
+            if !self.users.user(id).await?.is_some_and(|u| u.is_active) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+}
