@@ -75,13 +75,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The app API key: `X-Api-Key`, `Authorization: Bearer`, or `?api_key=`.
 fn presented_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
-    let bearer = bearer(headers).map(str::to_owned);
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(bearer)
-        .or_else(|| presented_api_key(&HeaderMap::new(), uri))
+    presented_api_key(headers, uri).or_else(|| bearer(headers).map(str::to_owned))
 }
 
 impl Registry {
@@ -352,9 +346,8 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
     if let Some(address) = address {
         registry.limits.check_address(address)?;
     }
-    let raw = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let raw = raw
-        .or_else(|| presented_api_key(&HeaderMap::new(), &parts.uri))
+    // Authorization carries the instance's token here, never the key.
+    let raw = presented_api_key(&parts.headers, &parts.uri)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key'"))?;
     check_api_key(registry.identity.as_ref(), &raw).await?;
     let token = bearer(&parts.headers).map(|v| Secret::new(v).hash()).ok_or_else(|| {

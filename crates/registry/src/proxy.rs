@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -114,10 +113,11 @@ pub fn has_body(headers: &HeaderMap) -> bool {
 
 /// A caller's body as a stream that fails with 413 past `max` bytes.
 pub fn limited(body: Body, max: usize) -> impl Stream<Item = Result<Bytes, ApiError>> + Send + Unpin + 'static {
-    let seen = Arc::new(AtomicUsize::new(0));
+    let mut seen = 0usize;
     body.into_data_stream().map(move |chunk| {
         let chunk = chunk.map_err(|_| ApiError::new(ErrorCode::BadRequest, "the request body was cut off"))?;
-        if seen.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len() > max {
+        seen += chunk.len();
+        if seen > max {
             return Err(too_large(max));
         }
         Ok(chunk)

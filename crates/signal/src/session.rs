@@ -29,7 +29,7 @@ pub async fn run(signal: Signal, mut conn: Conn, account: Option<Account>) {
                     let err = ApiError::new(ErrorCode::PayloadTooLarge, format!("a frame of {len} bytes is over the limit"));
                     signal.refuse(id, None, None, &err);
                 }
-                Event::Binary | Event::Data(_) => {
+                Event::Binary(_) => {
                     let err = ApiError::new(ErrorCode::UnsupportedFrame, "send text frames");
                     signal.refuse(id, None, None, &err);
                 }

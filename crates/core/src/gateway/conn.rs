@@ -60,11 +60,9 @@ pub enum Event {
     Text(Utf8Bytes),
     /// A text frame over the size limit, of this many bytes; not handled.
     TooLarge(usize),
-    /// A binary frame, where the protocols of this server expect text.
-    Binary,
-    /// A binary frame on a socket that carries bytes (see
-    /// [`Conn::accept_binary`]).
-    Data(axum::body::Bytes),
+    /// A binary frame: body bytes for the registry tunnel; the text
+    /// protocols refuse it.
+    Binary(axum::body::Bytes),
     /// The server decided to close the socket; send the close frame with
     /// [`Conn::close`].
     Close(CloseReason),
@@ -135,7 +133,6 @@ pub struct Conn {
     last_alive: Instant,
     next_check: Pin<Box<Sleep>>,
     gauge: Gauge,
-    binary: bool,
     gateway: Gateway,
 }
 
@@ -153,7 +150,6 @@ impl Conn {
             last_alive: now,
             next_check: Box::pin(sleep_until(now + heartbeat.interval)),
             gauge,
-            binary: false,
             gateway,
         }
     }
@@ -165,12 +161,6 @@ impl Conn {
 
     pub fn id(&self) -> ConnId {
         self.id
-    }
-
-    /// Hands binary frames to the protocol as [`Event::Data`] instead of
-    /// refusing them as [`Event::Binary`].
-    pub fn accept_binary(&mut self) {
-        self.binary = true;
     }
 
     /// A handle that closes this connection from elsewhere.
@@ -213,8 +203,7 @@ impl Conn {
                             return Event::TooLarge(text.len());
                         }
                         Some(Ok(Message::Text(text))) => return Event::Text(text),
-                        Some(Ok(Message::Binary(bytes))) if self.binary => return Event::Data(bytes),
-                        Some(Ok(Message::Binary(_))) => return Event::Binary,
+                        Some(Ok(Message::Binary(bytes))) => return Event::Binary(bytes),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Err(err)) if too_large(&err) => return Event::Close(CloseReason::TOO_LARGE),
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Event::Gone,

@@ -29,15 +29,6 @@ impl Tunnels {
         self.lock().get(instance).cloned()
     }
 
-    /// How many instances hold a tunnel here.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Tunnel>>> {
         self.by_instance.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -45,7 +36,6 @@ impl Tunnels {
     /// Serves one instance's tunnel until it closes; a newer tunnel of the
     /// same instance replaces (closes) an older one.
     pub async fn serve(&self, mut conn: Conn, instance: String, max_streams: usize) {
-        conn.accept_binary();
         let (out, mut outgoing) = mpsc::unbounded_channel();
         let tunnel = Arc::new(Tunnel {
             conn: conn.id(),
@@ -85,8 +75,8 @@ async fn pump(conn: &mut Conn, tunnel: &Tunnel, outgoing: &mut mpsc::UnboundedRe
             event = conn.recv() => {
                 let handled = match event {
                     Event::Text(text) => tunnel.on_text(&text),
-                    Event::Data(bytes) => tunnel.on_data(bytes),
-                    Event::Binary | Event::TooLarge(_) => Err(()),
+                    Event::Binary(bytes) => tunnel.on_data(bytes),
+                    Event::TooLarge(_) => Err(()),
                     Event::Close(reason) => return Some(reason),
                     Event::Gone => return None,
                 };

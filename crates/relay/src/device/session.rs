@@ -155,7 +155,7 @@ impl Session {
                         );
                         self.send(frames::error(&err, None, &[])).await?;
                     }
-                    Event::Binary | Event::Data(_) => {
+                    Event::Binary(_) => {
                         let err = ApiError::new(ErrorCode::UnsupportedFrame, "send JSON text frames, not binary");
                         self.send(frames::error(&err, None, &[])).await?;
                     }

@@ -47,6 +47,11 @@ pub(crate) fn as_user(app: &TestApp, method: reqwest::Method, path: &str, token:
     app.http.request(method, app.url(path)).bearer_auth(token)
 }
 
+/// A signed-in user's GET, its JSON answer.
+pub(crate) async fn user_json(app: &TestApp, path: &str, token: &str) -> Value {
+    as_user(app, reqwest::Method::GET, path, token).send().await.unwrap().json().await.unwrap()
+}
+
 async fn code_of(response: reqwest::Response) -> (String, String, i64) {
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
@@ -194,8 +199,7 @@ async fn a_deactivated_user_is_out_at_once() {
     let boss = signed_in(&app, "boss@example.com").await;
     let pair: Value = login(&app, "worker@example.com", PASSWORD).await.json().await.unwrap();
     let access = pair["access_token"].as_str().unwrap();
-    let users: Value =
-        as_user(&app, reqwest::Method::GET, "/api/users", &boss).send().await.unwrap().json().await.unwrap();
+    let users: Value = user_json(&app, "/api/users", &boss).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
     assert_eq!(as_user(&app, reqwest::Method::GET, "/api/users", access).send().await.unwrap().status(), 403);
     let off = as_user(&app, reqwest::Method::PATCH, &format!("/api/users/{worker}"), &boss)
@@ -239,8 +243,7 @@ async fn robots_are_seen_by_their_owner_and_admins_and_nobody_else() {
     let demoted = demote.send().await.unwrap();
     assert_eq!(demoted.status(), 404);
     assert_eq!(demoted.json::<Value>().await.unwrap()["error"]["code"], "user_not_found");
-    let users: Value =
-        as_user(&app, reqwest::Method::GET, "/api/users", &other).send().await.unwrap().json().await.unwrap();
+    let users: Value = user_json(&app, "/api/users", &other).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 1, "only LIC-G's own admin");
     let listed = |token: &str| {
         let request = as_user(&app, reqwest::Method::GET, "/api/robots", token);
@@ -295,13 +298,7 @@ async fn pairing_is_by_code_once_in_time_and_the_token_goes_to_the_robot_only() 
 
     // The user sees which robot it is, typed any way, before confirming.
     let typed = code.to_lowercase().replace('-', "");
-    let preview: Value = as_user(&app, reqwest::Method::GET, &format!("/api/pair/{typed}"), &pat)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let preview: Value = user_json(&app, &format!("/api/pair/{typed}"), &pat).await;
     assert_eq!((preview["hostname"].as_str(), preview["architecture"].as_str()), (Some("rpi-7"), Some("armhf")));
     assert_eq!(preview["ip_address"], "127.0.0.1");
     let confirm = |code: String| {

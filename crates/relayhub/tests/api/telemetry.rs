@@ -13,7 +13,7 @@ use relayhub_fleet::model::Role;
 use serde_json::{Value, json};
 
 use crate::field;
-use crate::fleet::{PASSWORD, as_user, pair_at, paired_robot, sign_in_at, signed_in, user};
+use crate::fleet::{PASSWORD, as_user, pair_at, paired_robot, sign_in_at, signed_in, user, user_json};
 use crate::helpers::{PATIENCE, TestApp};
 
 fn now_s() -> i64 {
@@ -105,34 +105,16 @@ with InfluxDBClient(url=sys.argv[1], token=sys.argv[2], org="robots", enable_gzi
     let busy = chart(&app, &owner, robot, &format!("measurement=cpu&field=busy&step=10m&{range}")).await;
     assert_eq!(busy["series"][0]["points"][0][1], 0.5, "booleans chart as 0 and 1");
 
-    let logs: Value = as_user(&app, reqwest::Method::GET, &format!("/api/robots/{robot}/logs?{range}"), &owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let logs: Value = user_json(&app, &format!("/api/robots/{robot}/logs?{range}"), &owner).await;
     let logs = logs["logs"].as_array().unwrap();
     assert_eq!(logs.len(), 2);
     assert_eq!((logs[0]["message"].as_str(), logs[0]["level"].as_str()), (Some("disk full"), Some("warning")));
     assert_eq!((logs[1]["program"].as_str(), logs[1]["level"].as_str()), (Some("sshd"), Some("err")));
     let errors: Value =
-        as_user(&app, reqwest::Method::GET, &format!("/api/robots/{robot}/logs?level=ERR&q=password&{range}"), &owner)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        user_json(&app, &format!("/api/robots/{robot}/logs?level=ERR&q=password&{range}"), &owner).await;
     assert_eq!(errors["logs"].as_array().unwrap().len(), 1);
 
-    let robot_view: Value = as_user(&app, reqwest::Method::GET, &format!("/api/robots/{robot}"), &owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let robot_view: Value = user_json(&app, &format!("/api/robots/{robot}"), &owner).await;
     assert!(robot_view["last_seen_at"].is_string(), "a write updates last_seen_at: {robot_view}");
 
     // Another user of the license, and another license's admin: 404.
