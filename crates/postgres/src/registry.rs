@@ -63,13 +63,18 @@ impl DeviceRegistry for PgRegistry {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let existing = device(&mut *tx, &r.device_uuid, true).await?;
-        let status =
-            rules::registration_status(existing.as_ref().map(|d| d.status), r.initial).map_err(StoreError::Rejected)?;
+        let status = rules::registration_status(
+            existing.as_ref().map(|d| (d.status, d.instance_id.as_str())),
+            &r.instance_id,
+            r.initial,
+        )
+        .map_err(StoreError::Rejected)?;
         let row = sqlx::query(&format!(
             "INSERT INTO registry_devices (device_uuid, instance_id, public_url, status, last_seen, registered_at)
              VALUES ($1, $2, $3, $4, $5, $5)
              ON CONFLICT (device_uuid) DO UPDATE SET
-                 instance_id = excluded.instance_id, public_url = excluded.public_url, last_seen = excluded.last_seen
+                 instance_id = excluded.instance_id, public_url = excluded.public_url,
+                 status = excluded.status, last_seen = excluded.last_seen
              RETURNING {COLUMNS}"
         ))
         .bind(&r.device_uuid)

@@ -155,13 +155,20 @@ pub fn path_form(header: &str) -> Option<&str> {
     (!rest.starts_with(['/', '\\'])).then_some(header)
 }
 
-/// The status a registration leaves: a new device starts `initial`; a
-/// known one keeps its status, and a blocked one is refused.
-pub fn registration_status(existing: Option<DeviceStatus>, initial: DeviceStatus) -> Result<DeviceStatus, ApiError> {
+/// The status a registration of `instance` leaves: a new device starts
+/// `initial`; a known one keeps its status, and a blocked one is refused.
+/// A device that moves to another instance starts over (`initial`): its
+/// approval was for the instance it had.
+pub fn registration_status(
+    existing: Option<(DeviceStatus, &str)>,
+    instance: &str,
+    initial: DeviceStatus,
+) -> Result<DeviceStatus, ApiError> {
     match existing {
         None => Ok(initial),
-        Some(DeviceStatus::Blocked) => Err(blocked()),
-        Some(status) => Ok(status),
+        Some((DeviceStatus::Blocked, _)) => Err(blocked()),
+        Some((_, before)) if before != instance => Ok(initial),
+        Some((status, _)) => Ok(status),
     }
 }
 
@@ -285,16 +292,14 @@ mod tests {
     }
 
     #[test]
-    fn blocked_devices_stay_blocked() {
-        assert_eq!(registration_status(None, DeviceStatus::Pending).unwrap(), DeviceStatus::Pending);
-        assert_eq!(
-            registration_status(Some(DeviceStatus::Active), DeviceStatus::Pending).unwrap(),
-            DeviceStatus::Active
-        );
-        assert_eq!(
-            registration_status(Some(DeviceStatus::Blocked), DeviceStatus::Active).unwrap_err().code,
-            ErrorCode::DeviceBlocked
-        );
+    fn blocked_devices_stay_blocked_and_a_move_starts_over() {
+        let pending = DeviceStatus::Pending;
+        assert_eq!(registration_status(None, "w1", pending).unwrap(), pending);
+        let active = Some((DeviceStatus::Active, "w1"));
+        assert_eq!(registration_status(active, "w1", pending).unwrap(), DeviceStatus::Active);
+        assert_eq!(registration_status(active, "w2", pending).unwrap(), pending, "approval was for w1");
+        let blocked = registration_status(Some((DeviceStatus::Blocked, "w1")), "w2", DeviceStatus::Active);
+        assert_eq!(blocked.unwrap_err().code, ErrorCode::DeviceBlocked);
         assert_eq!(may_proxy(DeviceStatus::Pending).unwrap_err().code, ErrorCode::DevicePending);
     }
 }

@@ -14,7 +14,8 @@ pub trait DeviceRegistry: Send + Sync + 'static {
     /// Registers a device, or refreshes a known one (its instance,
     /// `public_url` and `last_seen`), in one transaction; the status
     /// follows [`crate::rules::registration_status`] (a blocked device is
-    /// refused and left as it was).
+    /// refused and left as it was; one that moves to another instance
+    /// starts over).
     async fn register(&self, registration: Registration) -> StoreResult<RegisteredDevice>;
     async fn device(&self, device_uuid: &str) -> StoreResult<Option<RegisteredDevice>>;
     /// Devices by `registered_at`, at most `limit`.

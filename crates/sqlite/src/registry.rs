@@ -57,13 +57,15 @@ impl DeviceRegistry for SqliteStore {
         self.writer
             .write(move |conn, _| {
                 let existing = device(conn, &r.device_uuid)?;
-                let status = rules::registration_status(existing.as_ref().map(|d| d.status), r.initial).map_err(StoreError::Rejected)?;
+                let before = existing.as_ref().map(|d| (d.status, d.instance_id.as_str()));
+                let status =
+                    rules::registration_status(before, &r.instance_id, r.initial).map_err(StoreError::Rejected)?;
                 conn.prepare_cached(
                     "INSERT INTO registry_devices (device_uuid, instance_id, public_url, status, last_seen, registered_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                      ON CONFLICT (device_uuid) DO UPDATE SET
                          instance_id = excluded.instance_id, public_url = excluded.public_url,
-                         last_seen = excluded.last_seen",
+                         status = excluded.status, last_seen = excluded.last_seen",
                 )
                 .sql()?
                 .execute(params![r.device_uuid, r.instance_id, r.public_url, status.as_str(), r.at.millis()])

@@ -170,3 +170,84 @@ async fn the_upgrade_refuses_missing_or_unknown_credentials_before_upgrading() {
     assert_eq!(plain.status(), 400);
     assert!(plain.json::<Value>().await.unwrap()["error"]["code"].is_string());
 }
+
+/// Every fleet route that names a robot or a user, called by another
+/// license's admin: 404, nothing changed; the lists show none of it; a
+/// robot's token opens no user route.
+#[tokio::test]
+async fn another_licenses_admin_reaches_no_robot_user_chart_or_log_of_this_one() {
+    use crate::fleet::{as_user, paired_robot, signed_in, user, user_json};
+    use relayhub_fleet::model::Role;
+    use reqwest::Method;
+
+    let app = TestApp::spawn().await;
+    let owner_id = user(&app, "LIC-A", "owner@a.example", Role::Admin).await;
+    let owner = signed_in(&app, "owner@a.example").await;
+    let (robot, robot_token) = paired_robot(&app, &owner, "pi-a").await;
+    user(&app, "LIC-B", "admin@b.example", Role::Admin).await;
+    let intruder = signed_in(&app, "admin@b.example").await;
+
+    let range = "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z";
+    let calls: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (Method::GET, format!("/api/robots/{robot}"), None, "robot_not_found"),
+        (Method::PATCH, format!("/api/robots/{robot}"), Some(json!({"name": "taken"})), "robot_not_found"),
+        (Method::DELETE, format!("/api/robots/{robot}"), None, "robot_not_found"),
+        (Method::GET, format!("/api/robots/{robot}/metrics?measurement=cpu&{range}"), None, "robot_not_found"),
+        (Method::GET, format!("/api/robots/{robot}/logs?{range}"), None, "robot_not_found"),
+        (Method::GET, format!("/api/robots/{robot}/series?{range}"), None, "robot_not_found"),
+        (Method::PATCH, format!("/api/users/{owner_id}"), Some(json!({"is_active": false})), "user_not_found"),
+    ];
+    for (method, path, body, code) in calls {
+        let mut request = as_user(&app, method.clone(), &path, &intruder);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], code, "{method} {path}");
+    }
+    let robots = user_json(&app, "/api/robots", &intruder).await;
+    assert_eq!(robots["robots"], json!([]), "{robots}");
+    let users = user_json(&app, "/api/users", &intruder).await;
+    assert!(!users.to_string().contains("owner@a.example"), "{users}");
+
+    let mine = user_json(&app, &format!("/api/robots/{robot}"), &owner).await;
+    assert_eq!((mine["name"].as_str(), mine["status"].as_str()), (Some("pi-a"), Some("active")), "untouched");
+    assert_eq!(user_json(&app, "/api/users/me", &owner).await["is_active"], true);
+    let robot_as_user = as_user(&app, Method::GET, "/api/robots", &robot_token).send().await.unwrap();
+    assert_eq!(robot_as_user.status(), 401, "a robot's token is not a user's");
+}
+
+/// The registry's tenant is the instance: a device approved for one
+/// instance that registers with another starts over, pending.
+#[tokio::test]
+async fn a_device_that_moves_to_another_instance_needs_approval_again() {
+    use relayhub_registry::model::DeviceStatus;
+    use relayhub_registry::store::DeviceRegistry;
+
+    let app = TestApp::spawn().await;
+    let device = uuid::Uuid::new_v4().to_string();
+    let register = |instance: &'static str| {
+        let body = json!({"device_uuid": device, "instance_id": instance, "public_url": format!("https://{instance}.example.com")});
+        app.post("/ECK/API/DEVICE/REGISTER").header("x-api-key", &app.api_key).json(&body).send()
+    };
+    assert_eq!(register("wh-a").await.unwrap().status(), 200);
+    app.admin().get::<dyn DeviceRegistry>().unwrap().set_status(&device, DeviceStatus::Active).await.unwrap();
+    let again: Value = register("wh-a").await.unwrap().json().await.unwrap();
+    assert_eq!(again["device"]["status"], "active");
+    let moved: Value = register("wh-b").await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (moved["device"]["instance_id"].as_str(), moved["device"]["status"].as_str()),
+        (Some("wh-b"), Some("pending"))
+    );
+    let proxied = app
+        .post("/ECK/PROXY")
+        .header("x-api-key", &app.api_key)
+        .header("x-device-id", &device)
+        .header("x-eckwms-target-url", "/api")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 403);
+    assert_eq!(proxied.json::<Value>().await.unwrap()["error"]["code"], "device_pending");
+}
