@@ -1,5 +1,6 @@
 //! `relayhub-bench`: relayhub side by side with Mosquitto and NATS
-//! JetStream (and, for telemetry, VictoriaMetrics and InfluxDB) on this
+//! JetStream (for telemetry, VictoriaMetrics and InfluxDB; for the
+//! registry's proxy, nginx) on this
 //! machine, in one run. Each system is started here on
 //! free loopback ports with a temporary data directory, driven with its own
 //! client library, and checked (every message arrived, in order, duplicates
@@ -9,6 +10,7 @@ mod connections;
 mod drivers;
 mod ingest;
 mod payload;
+mod proxy;
 mod servers;
 mod stats;
 mod storage;
@@ -20,6 +22,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::ingest::IngestParams;
+use crate::proxy::ProxyParams;
 use crate::servers::System;
 use crate::stats::Outcome;
 use crate::workloads::{LatencyParams, RelayParams};
@@ -34,8 +37,8 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Systems to measure, in this order (default: relayhub and the peers
-    /// of the workload: NATS JetStream and Mosquitto, or for `ingest`
-    /// VictoriaMetrics and InfluxDB)
+    /// of the workload: NATS JetStream and Mosquitto, for `ingest`
+    /// VictoriaMetrics and InfluxDB, for `proxy` relayhub's tunnel and nginx)
     #[arg(long, global = true, value_delimiter = ',')]
     systems: Option<Vec<System>>,
     #[command(subcommand)]
@@ -98,6 +101,18 @@ enum Workload {
         #[arg(long, default_value_t = 16)]
         senders: usize,
     },
+    /// The registry's reverse proxy to an instance: small and large answers
+    Proxy {
+        /// Requests for a 1 KiB answer
+        #[arg(long)]
+        small: Option<usize>,
+        /// Requests for a 1 MiB answer
+        #[arg(long)]
+        large: Option<usize>,
+        /// Requests in flight at once (at most 8 for the large answers)
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
     /// Every workload, one after the other
     All,
     /// (internal) hold idle connections for `connections`
@@ -127,6 +142,7 @@ struct Sizes {
     uplink: (usize, u64),
     storage: (usize, Option<String>),
     ingest: IngestParams,
+    proxy: ProxyParams,
 }
 
 impl Sizes {
@@ -148,6 +164,11 @@ impl Sizes {
                 batches: if q { 40 } else { 600 },
                 lines: 5000,
                 senders: 16,
+            },
+            proxy: ProxyParams {
+                small: if q { 5_000 } else { 50_000 },
+                large: if q { 100 } else { 1_000 },
+                clients: 32,
             },
         };
         match &cli.workload {
@@ -175,6 +196,12 @@ impl Sizes {
                 i.robots = robots.unwrap_or(i.robots);
                 i.batches = batches.unwrap_or(i.batches);
                 (i.lines, i.senders) = (*lines, *senders);
+            }
+            Workload::Proxy { small, large, clients } => {
+                let x = &mut sizes.proxy;
+                x.small = small.unwrap_or(x.small);
+                x.large = large.unwrap_or(x.large);
+                x.clients = *clients;
             }
             Workload::All | Workload::ConnectWorker { .. } => {}
         }
@@ -207,12 +234,14 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
     eprintln!("{name}:");
     const MESSAGING: &[System] = &[System::Relayhub, System::Nats, System::Mosquitto];
     const TELEMETRY: &[System] = &[System::Relayhub, System::VictoriaMetrics, System::Influxdb];
+    const PROXIES: &[System] = &[System::Relayhub, System::RelayhubTunnel, System::Nginx];
     let results = match name {
         "relay" => each(cli, MESSAGING, |s| workloads::relay(s, sizes.relay)).await,
         "latency" => each(cli, MESSAGING, |s| workloads::latency(s, sizes.latency)).await,
         "connections" => each(cli, MESSAGING, |s| connections::run(s, sizes.connections)).await,
         "uplink" => each(cli, MESSAGING, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
         "ingest" => each(cli, TELEMETRY, |s| ingest::ingest(s, sizes.ingest)).await,
+        "proxy" => each(cli, PROXIES, |s| proxy::proxy(s, sizes.proxy)).await,
         "storage" => {
             let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
             return Ok(json!({"workload": "storage", "results": [outcome]}));
@@ -271,6 +300,26 @@ fn table(report: &Value) -> String {
                     cell(num(r, "gzip_mb_per_s")),
                     cell(num(r, "p50_ms")),
                     cell(num(r, "p99_ms")),
+                    cell(num(r, "failed")),
+                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
+                ],
+            );
+        }
+    } else if name == "proxy" {
+        const WIDTHS: &[usize] = &[16, 9, 8, 8, 8, 8, 6, 18];
+        let header = ["system", "req/s", "p50 ms", "p99 ms", "MiB/s", "RSS MiB", "failed", "relayhub ÷ system"];
+        out += &row(WIDTHS, &header.map(String::from));
+        for r in &results {
+            let ratio = ours.and_then(|o| Some(num(o, "msgs_per_s")? / num(r, "msgs_per_s")?));
+            out += &row(
+                WIDTHS,
+                &[
+                    r["system"].as_str().unwrap_or("").to_owned(),
+                    cell(num(r, "msgs_per_s")),
+                    cell(num(r, "p50_ms")),
+                    cell(num(r, "p99_ms")),
+                    cell(num(r, "mib_per_s")),
+                    cell(num(r, "rss_mib")),
                     cell(num(r, "failed")),
                     cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
                 ],
@@ -351,7 +400,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Workload::Uplink { .. } => vec!["uplink"],
         Workload::Storage { .. } => vec!["storage"],
         Workload::Ingest { .. } => vec!["ingest"],
-        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage", "ingest"],
+        Workload::Proxy { .. } => vec!["proxy"],
+        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage", "ingest", "proxy"],
         Workload::ConnectWorker { .. } => unreachable!("handled above"),
     };
     let sizes = Sizes::of(&cli);

@@ -20,6 +20,10 @@ pub enum System {
     #[value(name = "victoria-metrics")]
     VictoriaMetrics,
     Influxdb,
+    /// relayhub's registry proxy to an instance behind NAT (its tunnel).
+    #[value(name = "relayhub-tunnel")]
+    RelayhubTunnel,
+    Nginx,
 }
 
 impl System {
@@ -30,6 +34,8 @@ impl System {
             System::Mosquitto => "mosquitto",
             System::VictoriaMetrics => "victoria-metrics",
             System::Influxdb => "influxdb",
+            System::RelayhubTunnel => "relayhub-tunnel",
+            System::Nginx => "nginx",
         }
     }
 
@@ -41,6 +47,7 @@ impl System {
             System::Mosquitto => "memory; snapshot to disk every 30 min (autosave_interval)",
             System::VictoriaMetrics => "memory; flushed to disk about every second",
             System::Influxdb => "WAL write per request; fsync per write (wal-fsync-delay 0s)",
+            System::RelayhubTunnel | System::Nginx => "a proxy: stores nothing",
         }
     }
 }
@@ -93,15 +100,16 @@ impl Server {
     pub async fn start(system: System, extra: &[String]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         match system {
-            System::Relayhub => Self::relayhub(dir, extra).await,
+            System::Relayhub | System::RelayhubTunnel => Self::relayhub(dir, system, extra).await,
             System::Nats => Self::nats(dir).await,
             System::Mosquitto => Self::mosquitto(dir).await,
             System::VictoriaMetrics => Self::victoria_metrics(dir).await,
             System::Influxdb => Self::influxdb(dir).await,
+            System::Nginx => bail!("nginx is started by the proxy workload, in front of its instance"),
         }
     }
 
-    async fn relayhub(dir: tempfile::TempDir, extra: &[String]) -> anyhow::Result<Self> {
+    async fn relayhub(dir: tempfile::TempDir, system: System, extra: &[String]) -> anyhow::Result<Self> {
         let bin = relayhub_binary()?;
         let admin = |args: &[&str]| -> anyhow::Result<Value> {
             let out =
@@ -143,7 +151,7 @@ impl Server {
         .await
         .context("relayhub did not start")??;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { system: System::Relayhub, addr, child, _dir: dir, token, api_key })
+        Ok(Self { system, addr, child, _dir: dir, token, api_key })
     }
 
     async fn nats(dir: tempfile::TempDir) -> anyhow::Result<Self> {
@@ -241,6 +249,47 @@ impl Server {
             tokens.push(status["token"].as_str().context("the robot's token")?.to_owned());
         }
         Ok(tokens)
+    }
+
+    /// relayhub only: an administration command on its database (`--json`).
+    pub fn admin(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let out = std::process::Command::new(relayhub_binary()?)
+            .args(args)
+            .arg("--json")
+            .arg("--data")
+            .arg(self._dir.path())
+            .output()?;
+        if !out.status.success() {
+            bail!("relayhub {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// nginx as a reverse proxy to `upstream` (keep-alive connections,
+    /// nothing buffered: as the shipped site does for `/ECK/`).
+    pub async fn nginx(upstream: &str) -> anyhow::Result<Self> {
+        let bin = program("nginx", "nginx-light")?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let d = dir.path().display();
+        let config = dir.path().join("nginx.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                 events {{ worker_connections 4096; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+                 upstream instance {{ server {upstream}; keepalive 64; }}\n\
+                 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://instance;\n\
+                 proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n\
+                 proxy_request_buffering off;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                 }}\n  }}\n}}\n"
+            ),
+        )?;
+        let mut command = Command::new(bin);
+        command.arg("-e").arg(dir.path().join("error.log")).arg("-p").arg(dir.path()).arg("-c").arg(&config);
+        Self::peer(System::Nginx, command, port, dir).await
     }
 
     /// relayhub only: a counter or gauge from `/metrics`.

@@ -92,6 +92,12 @@ pub struct Outcome {
     pub points: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed: Option<u64>,
+    /// Proxies: MiB/s of large bodies carried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mib_per_s: Option<f64>,
+    /// The server's resident memory at the end, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_mib: Option<f64>,
     /// Telemetry on disk, bytes per point.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_point: Option<crate::ingest::ChunkBytes>,

@@ -57,3 +57,28 @@ fn ingest_json_reports_every_point_stored() {
     assert!(ours["points_per_s"].as_f64().is_some_and(|r| r > 0.0), "{ours}");
     assert!(ours["bytes_per_point"]["compacted"].as_f64().is_some_and(|b| b > 0.0 && b < 4.0), "{ours}");
 }
+
+#[test]
+fn proxy_json_reports_every_answer_carried_whole() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
+    if !bench.with_file_name("relayhub").exists() {
+        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: the relayhub binary");
+        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+        return;
+    }
+    let out = Command::new(bench)
+        .args(["proxy", "--json", "--systems", "relayhub,relayhub-tunnel"])
+        .args(["--small", "200", "--large", "8", "--clients", "4"])
+        .output()
+        .expect("the harness runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(report["workload"], "proxy");
+    for (result, system) in report["results"].as_array().unwrap().iter().zip(["relayhub", "relayhub-tunnel"]) {
+        assert_eq!(result["system"], system);
+        // Every answer came back with its status and its whole body.
+        assert_eq!(result["failed"], 0, "{result}");
+        assert!(result["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0), "{result}");
+        assert!(result["mib_per_s"].as_f64().is_some_and(|r| r > 0.0), "{result}");
+    }
+}
