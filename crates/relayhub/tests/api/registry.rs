@@ -390,3 +390,25 @@ async fn an_instance_behind_nat_answers_over_its_tunnel() {
     let gone = proxy(&app, &device, "/echo").send().await.unwrap();
     assert_eq!(refusal(gone).await, (502, "instance_unreachable".into()));
 }
+
+#[tokio::test]
+async fn a_block_on_one_node_refuses_the_device_on_every_node() {
+    if !crate::cluster::on_postgres() {
+        return;
+    }
+    let instance = instance().await;
+    let a = registry_app(allow_loopback).await;
+    let b = a.join().await;
+    let device = uuid();
+    register(&a, &device, "w1", Some(&format!("http://{instance}/wh"))).await;
+    set_status(&a, &device, DeviceStatus::Active).await;
+    for node in [&a, &b] {
+        let echoed = proxy(node, &device, "/echo").send().await.unwrap();
+        assert_eq!(echoed.status(), 200, "approved on one node, served by both");
+    }
+    set_status(&b, &device, DeviceStatus::Blocked).await;
+    for node in [&a, &b] {
+        let refused = proxy(node, &device, "/echo").send().await.unwrap();
+        assert_eq!(refusal(refused).await, (403, "device_blocked".into()));
+    }
+}
