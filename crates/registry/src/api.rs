@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::gateway::Credentials;
 use relayhub_core::http::parse_json;
 use relayhub_core::identity::{check_api_key, presented_api_key};
 use relayhub_core::secret::Secret;
@@ -349,7 +350,7 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
     // Authorization carries the instance's token here, never the key.
     let raw = presented_api_key(&parts.headers, &parts.uri)
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key'"))?;
-    check_api_key(registry.identity.as_ref(), &raw).await?;
+    let key = check_api_key(registry.identity.as_ref(), &raw).await?;
     let token = bearer(&parts.headers).map(|v| Secret::new(v).hash()).ok_or_else(|| {
         ApiError::new(ErrorCode::MissingToken, "send the instance's tunnel token as 'Authorization: Bearer'")
     })?;
@@ -366,6 +367,8 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
     let max_streams = registry.config.tunnel_streams;
     let gateway = &registry.gateway;
     Ok(gateway.accept(upgrade, "instance", gateway.default_heartbeat(), move |conn| async move {
+        // Revoking the key closes the tunnel (4001), as it does devices'.
+        conn.depend_on(Credentials { api_key: Some(key.id), ..Credentials::default() });
         tunnels.serve(conn, instance, max_streams).await;
     }))
 }
