@@ -369,6 +369,6 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
     Ok(gateway.accept(upgrade, "instance", gateway.default_heartbeat(), move |conn| async move {
         // Revoking the key closes the tunnel (4001), as it does devices'.
         conn.depend_on(Credentials { api_key: Some(key.id), ..Credentials::default() });
-        tunnels.serve(conn, instance, max_streams).await;
+        tunnels.serve(conn, instance, token, max_streams).await;
     }))
 }

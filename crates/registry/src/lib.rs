@@ -67,6 +67,10 @@ pub struct RegistryConfig {
     pub rate_per_address: Rate,
     /// Requests one instance's tunnel carries at once.
     pub tunnel_streams: usize,
+    /// How often open tunnels' instance tokens are checked: a tunnel whose
+    /// token was replaced closes (4001) within this.
+    #[serde(with = "humantime_serde")]
+    pub token_check_interval: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -81,6 +85,7 @@ impl Default for RegistryConfig {
             rate_per_key: Rate { per_second: 1000, burst: 2000 },
             rate_per_address: Rate { per_second: 100, burst: 200 },
             tunnel_streams: 64,
+            token_check_interval: Duration::from_secs(10),
         }
     }
 }
@@ -156,7 +161,8 @@ impl Capability for Registry {
             .with_state(self.clone())
     }
 
-    /// Forgets rate-limit state of idle keys and addresses.
+    /// Forgets rate-limit state of idle keys and addresses; closes the
+    /// tunnels whose instance token was replaced.
     fn start(&self, tasks: &Tasks) {
         let limits = self.limits.clone();
         tasks.spawn(move |stop| async move {
@@ -165,6 +171,19 @@ impl Capability for Registry {
                 tokio::select! {
                     _ = tick.tick() => limits.forget_idle(),
                     () = stop.cancelled() => return,
+                }
+            }
+        });
+        let (tunnels, tokens, every) = (self.tunnels.clone(), self.tokens.clone(), self.config.token_check_interval);
+        tasks.spawn(move |stop| async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(err) = tunnels.retire_replaced(tokens.as_ref()).await {
+                    tracing::warn!(%err, "checking tunnel tokens failed; will retry");
                 }
             }
         });

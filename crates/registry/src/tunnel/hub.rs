@@ -13,9 +13,15 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::{CloseHandle, CloseReason, Conn, ConnId, Event};
+use relayhub_core::secret::SecretHash;
+use relayhub_core::store::StoreResult;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::frames::{self, Frame, Header, WINDOW};
+use crate::store::InstanceTokens;
+
+/// The close of a tunnel whose instance token was replaced.
+const TOKEN_REPLACED: CloseReason = CloseReason { code: 4001, reason: "instance token replaced" };
 
 /// The tunnels connected to this node, by instance id. Cheap to clone.
 #[derive(Clone, Default)]
@@ -33,13 +39,29 @@ impl Tunnels {
         self.by_instance.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Closes (4001) the tunnels whose instance token was replaced since
+    /// they opened: a leaked token, once rotated, holds no tunnel open.
+    pub async fn retire_replaced(&self, tokens: &dyn InstanceTokens) -> StoreResult<()> {
+        let open: Vec<(String, Arc<Tunnel>)> = self.lock().iter().map(|(i, t)| (i.clone(), t.clone())).collect();
+        for (instance, tunnel) in open {
+            let current = tokens.instance_token(&instance).await?;
+            if !current.is_some_and(|hash| hash.ct_eq(&tunnel.token)) {
+                tracing::info!(instance, "instance token replaced: closing its tunnel");
+                tunnel.close.close(TOKEN_REPLACED);
+            }
+        }
+        Ok(())
+    }
+
     /// Serves one instance's tunnel until it closes; a newer tunnel of the
     /// same instance replaces (closes) an older one.
-    pub async fn serve(&self, mut conn: Conn, instance: String, max_streams: usize) {
+    /// `token` is the hash of the instance token it opened with.
+    pub async fn serve(&self, mut conn: Conn, instance: String, token: SecretHash, max_streams: usize) {
         let (out, mut outgoing) = mpsc::unbounded_channel();
         let tunnel = Arc::new(Tunnel {
             conn: conn.id(),
             close: conn.close_handle(),
+            token,
             out,
             streams: Mutex::default(),
             next_id: AtomicU32::new(1),
@@ -139,6 +161,8 @@ impl Slot {
 pub struct Tunnel {
     conn: ConnId,
     close: CloseHandle,
+    /// The hash of the instance token it was opened with.
+    token: SecretHash,
     out: mpsc::UnboundedSender<Out>,
     streams: Mutex<HashMap<u32, Slot>>,
     next_id: AtomicU32,

@@ -413,23 +413,40 @@ async fn a_block_on_one_node_refuses_the_device_on_every_node() {
     }
 }
 
-#[tokio::test]
-async fn revoking_the_api_key_closes_an_open_tunnel_with_4001() {
+/// A raw tunnel socket of `instance`, past its `ready` frame.
+async fn open_tunnel(app: &TestApp, instance: &str, token: &Secret) -> crate::helpers::Socket {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let app = registry_app(|_| {}).await;
-    let token = Secret::generate(SecretKind::InstanceToken);
-    let tokens = app.admin().get::<dyn InstanceTokens>().unwrap();
-    tokens.set_instance_token("nat-2", token.hash(), Timestamp::now()).await.unwrap();
     let mut request = format!("ws://{}/ws/instance", app.addr).into_client_request().unwrap();
     let headers = request.headers_mut();
     headers.insert("x-api-key", app.api_key.parse().unwrap());
-    headers.insert("x-instance-id", "nat-2".parse().unwrap());
+    headers.insert("x-instance-id", instance.parse().unwrap());
     headers.insert("authorization", format!("Bearer {}", token.expose()).parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let ready = tokio::time::timeout(PATIENCE, socket.next()).await.unwrap().unwrap().unwrap();
     assert!(ready.to_string().contains(r#""type":"ready""#), "{ready}");
+    socket
+}
 
+async fn issue_token(app: &TestApp, instance: &str) -> Secret {
+    let token = Secret::generate(SecretKind::InstanceToken);
+    let tokens = app.admin().get::<dyn InstanceTokens>().unwrap();
+    tokens.set_instance_token(instance, token.hash(), Timestamp::now()).await.unwrap();
+    token
+}
+
+#[tokio::test]
+async fn revoking_the_api_key_or_replacing_the_token_closes_an_open_tunnel_with_4001() {
+    let app = registry_app(|c| c.token_check_interval = Duration::from_millis(100)).await;
+    let token = issue_token(&app, "nat-2").await;
+    let mut socket = open_tunnel(&app, "nat-2", &token).await;
     relayhub_core::identity::revoke_api_key(app.admin().identity.as_ref(), &app.api_key_id).await.unwrap();
     let closed = crate::helpers::server_close(&mut socket).await.expect("a close frame");
-    assert_eq!(u16::from(closed.code), 4001);
+    assert_eq!((u16::from(closed.code), closed.reason.as_str()), (4001, "api key revoked"));
+
+    let app = registry_app(|c| c.token_check_interval = Duration::from_millis(100)).await;
+    let leaked = issue_token(&app, "nat-3").await;
+    let mut socket = open_tunnel(&app, "nat-3", &leaked).await;
+    issue_token(&app, "nat-3").await;
+    let closed = crate::helpers::server_close(&mut socket).await.expect("a close frame");
+    assert_eq!((u16::from(closed.code), closed.reason.as_str()), (4001, "instance token replaced"));
 }
