@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::Credentials;
@@ -54,16 +54,12 @@ pub struct EckErrorBody {
 }
 
 impl IntoResponse for EckError {
+    /// The platform's answer for this error (its status, `Retry-After`,
+    /// `WWW-Authenticate`, JSON), with seed 001's body.
     fn into_response(self) -> Response {
         let body = EckErrorBody { success: false, error: self.0.body().error };
-        let mut response = (self.0.status(), axum::Json(body)).into_response();
-        let retry = self
-            .0
-            .retry_after
-            .or(matches!(self.0.code, ErrorCode::StorageUnavailable | ErrorCode::Overloaded).then_some(1));
-        if let Some(seconds) = retry {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        let mut response = self.0.into_response();
+        *response.body_mut() = axum::body::Body::from(serde_json::to_vec(&body).unwrap_or_default());
         response
     }
 }
