@@ -251,9 +251,6 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
     Ok(json!({"workload": name, "results": results}))
 }
 
-/// A ratio between relayhub's result and another system's.
-type Ratio = fn(&Value, &Value) -> Option<f64>;
-
 /// One line of a table: the first cell left-aligned, the others right,
 /// each padded to its width, so header and rows always line up.
 fn row(widths: &[usize], cells: &[String]) -> String {
@@ -262,6 +259,33 @@ fn row(widths: &[usize], cells: &[String]) -> String {
         line += &if i == 0 { format!(" {cell:<width$}") } else { format!(" {cell:>width$}") };
     }
     line + "\n"
+}
+
+/// A column of numbers: header, width, the result's key.
+type Column = (&'static str, usize, &'static str);
+/// The ratio column: header, width, the key compared, and whether it is
+/// the peer's number ÷ relayhub's (latency) rather than relayhub's ÷ the peer's.
+type RatioColumn = (&'static str, usize, &'static str, bool);
+
+/// The rows of a table: each system's numbers under `columns`, and its
+/// ratio to relayhub's.
+fn numbers(results: &[Value], columns: &[Column], ratio: RatioColumn) -> String {
+    let (label, ratio_width, key, inverted) = ratio;
+    let widths: Vec<usize> = std::iter::once(16).chain(columns.iter().map(|c| c.1)).chain([ratio_width]).collect();
+    let header: Vec<String> =
+        std::iter::once("system").chain(columns.iter().map(|c| c.0)).chain([label]).map(String::from).collect();
+    let mut out = row(&widths, &header);
+    let ours = results.iter().find(|r| r["system"] == "relayhub");
+    let cell = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+    for r in results {
+        let of = |v: &Value| v[key].as_f64();
+        let ratio = ours.and_then(|o| if inverted { Some(of(r)? / of(o)?) } else { Some(of(o)? / of(r)?) });
+        let mut cells = vec![r["system"].as_str().unwrap_or("").to_owned()];
+        cells.extend(columns.iter().map(|c| cell(r[c.2].as_f64())));
+        cells.push(cell(ratio.map(|x| (x * 100.0).round() / 100.0)));
+        out += &row(&widths, &cells);
+    }
+    out
 }
 
 /// A table for people, with each peer's number as a ratio to relayhub's.
@@ -283,93 +307,57 @@ fn table(report: &Value) -> String {
         }
         return out;
     }
-    let ours = results.iter().find(|r| r["system"] == "relayhub");
-    let num = |r: &Value, k: &str| r[k].as_f64();
-    let cell = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
-    if name == "ingest" {
-        const WIDTHS: &[usize] = &[16, 11, 10, 8, 8, 6, 18];
-        let header = ["system", "points/s", "gzip MB/s", "p50 ms", "p99 ms", "failed", "relayhub ÷ system"];
-        out += &row(WIDTHS, &header.map(String::from));
-        for r in &results {
-            let ratio = ours.and_then(|o| Some(num(o, "points_per_s")? / num(r, "points_per_s")?));
-            out += &row(
-                WIDTHS,
-                &[
-                    r["system"].as_str().unwrap_or("").to_owned(),
-                    cell(num(r, "points_per_s")),
-                    cell(num(r, "gzip_mb_per_s")),
-                    cell(num(r, "p50_ms")),
-                    cell(num(r, "p99_ms")),
-                    cell(num(r, "failed")),
-                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
-                ],
-            );
-        }
-    } else if name == "proxy" {
-        const WIDTHS: &[usize] = &[16, 9, 8, 8, 8, 8, 6, 18];
-        let header = ["system", "req/s", "p50 ms", "p99 ms", "MiB/s", "RSS MiB", "failed", "relayhub ÷ system"];
-        out += &row(WIDTHS, &header.map(String::from));
-        for r in &results {
-            let ratio = ours.and_then(|o| Some(num(o, "msgs_per_s")? / num(r, "msgs_per_s")?));
-            out += &row(
-                WIDTHS,
-                &[
-                    r["system"].as_str().unwrap_or("").to_owned(),
-                    cell(num(r, "msgs_per_s")),
-                    cell(num(r, "p50_ms")),
-                    cell(num(r, "p99_ms")),
-                    cell(num(r, "mib_per_s")),
-                    cell(num(r, "rss_mib")),
-                    cell(num(r, "failed")),
-                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
-                ],
-            );
-        }
-    } else if name == "connections" {
-        const WIDTHS: &[usize] = &[16, 12, 14, 14, 18];
-        out +=
-            &row(WIDTHS, &["system", "connections", "KiB/conn", "connects/s", "relayhub ÷ system"].map(String::from));
-        for r in &results {
-            let ratio = ours.and_then(|o| Some(num(o, "kib_per_connection")? / num(r, "kib_per_connection")?));
-            out += &row(
-                WIDTHS,
-                &[
-                    r["system"].as_str().unwrap_or("").to_owned(),
-                    cell(num(r, "connections")),
-                    cell(num(r, "kib_per_connection")),
-                    cell(num(r, "connects_per_s")),
-                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
-                ],
-            );
-        }
-    } else {
-        // At a fixed rate the ratio that matters is latency; else throughput.
-        let (label, ratio_of): (&str, Ratio) = if name == "latency" {
-            ("system p99 ÷ relayhub's", |ours, r| Some(r["p99_ms"].as_f64()? / ours["p99_ms"].as_f64()?))
-        } else {
-            ("relayhub ÷ system", |ours, r| Some(ours["msgs_per_s"].as_f64()? / r["msgs_per_s"].as_f64()?))
-        };
-        const WIDTHS: &[usize] = &[16, 10, 9, 9, 9, 6, 6, 6, 24];
-        let header = ["system", "msgs/s", "p50 ms", "p99 ms", "p99.9 ms", "lost", "dup", "order", label];
-        out += &row(WIDTHS, &header.map(String::from));
-        for r in &results {
-            let ratio = ours.and_then(|o| ratio_of(o, r));
-            out += &row(
-                WIDTHS,
-                &[
-                    r["system"].as_str().unwrap_or("").to_owned(),
-                    cell(num(r, "msgs_per_s")),
-                    cell(num(r, "p50_ms")),
-                    cell(num(r, "p99_ms")),
-                    cell(num(r, "p999_ms")),
-                    cell(num(r, "lost")),
-                    cell(num(r, "duplicates")),
-                    cell(num(r, "out_of_order")),
-                    cell(ratio.map(|x| (x * 100.0).round() / 100.0)),
-                ],
-            );
-        }
-    }
+    // Each workload's columns: (header, width, result key); then the ratio
+    // column: (header, width, key, whether it is the peer's ÷ relayhub's).
+    let (columns, ratio): (&[Column], RatioColumn) = match name {
+        "ingest" => (
+            &[
+                ("points/s", 11, "points_per_s"),
+                ("gzip MB/s", 10, "gzip_mb_per_s"),
+                ("p50 ms", 8, "p50_ms"),
+                ("p99 ms", 8, "p99_ms"),
+                ("failed", 6, "failed"),
+            ],
+            ("relayhub ÷ system", 18, "points_per_s", false),
+        ),
+        "proxy" => (
+            &[
+                ("req/s", 9, "msgs_per_s"),
+                ("p50 ms", 8, "p50_ms"),
+                ("p99 ms", 8, "p99_ms"),
+                ("MiB/s", 8, "mib_per_s"),
+                ("RSS MiB", 8, "rss_mib"),
+                ("failed", 6, "failed"),
+            ],
+            ("relayhub ÷ system", 18, "msgs_per_s", false),
+        ),
+        "connections" => (
+            &[
+                ("connections", 12, "connections"),
+                ("KiB/conn", 14, "kib_per_connection"),
+                ("connects/s", 14, "connects_per_s"),
+            ],
+            ("relayhub ÷ system", 18, "kib_per_connection", false),
+        ),
+        _ => (
+            &[
+                ("msgs/s", 10, "msgs_per_s"),
+                ("p50 ms", 9, "p50_ms"),
+                ("p99 ms", 9, "p99_ms"),
+                ("p99.9 ms", 9, "p999_ms"),
+                ("lost", 6, "lost"),
+                ("dup", 6, "duplicates"),
+                ("order", 6, "out_of_order"),
+            ],
+            // At a fixed rate the ratio that matters is latency; else throughput.
+            if name == "latency" {
+                ("system p99 ÷ relayhub's", 24, "p99_ms", true)
+            } else {
+                ("relayhub ÷ system", 24, "msgs_per_s", false)
+            },
+        ),
+    };
+    out += &numbers(&results, columns, ratio);
     for r in &results {
         let system = r["system"].as_str().unwrap_or("");
         let disk = &r["bytes_per_point"];
