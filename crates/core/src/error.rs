@@ -175,6 +175,25 @@ error_codes! {
     InstanceTimeout => (GATEWAY_TIMEOUT, "instance_timeout"),
     /// Too many requests from one API key or address; wait `Retry-After`.
     RateLimited => (TOO_MANY_REQUESTS, "rate_limited"),
+    /// Rail: no store with this id in the license (or it was deleted).
+    StoreNotFound => (NOT_FOUND, "store_not_found"),
+    /// Rail: no item with this id in the license (or the caller's store).
+    ItemNotFound => (NOT_FOUND, "item_not_found"),
+    /// Rail: no task with this id for the caller.
+    TaskNotFound => (NOT_FOUND, "task_not_found"),
+    /// Rail: no ticket with this code in the license.
+    TicketNotFound => (NOT_FOUND, "ticket_not_found"),
+    /// Rail: the ticket was accepted already; a ticket is accepted once.
+    TicketUsed => (CONFLICT, "ticket_used"),
+    /// Rail: a purchase would take an item's balance below zero; nothing
+    /// was bought.
+    InsufficientBalance => (CONFLICT, "insufficient_balance"),
+    /// Rail: no engineer with this id in the license.
+    EngineerNotFound => (NOT_FOUND, "engineer_not_found"),
+    /// Rail: the challenge's nonce is unknown, used, expired or another's.
+    NonceInvalid => (UNAUTHORIZED, "nonce_invalid"),
+    /// Rail: the signature does not verify with the registered public key.
+    SignatureInvalid => (UNAUTHORIZED, "signature_invalid"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.

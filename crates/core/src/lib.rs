@@ -31,6 +31,7 @@ pub mod identity;
 pub mod ids;
 pub mod metrics;
 pub mod oidc;
+pub mod password;
 pub mod secret;
 pub mod store;
 pub mod tasks;

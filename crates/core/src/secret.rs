@@ -21,10 +21,15 @@ pub enum SecretKind {
     /// `rhp_…`: the secret a pairing robot polls with (fleet).
     PollSecret,
     InstanceToken,
+    /// `rht_…`: a rail robot's or store's access token, from a signed challenge.
+    RailToken,
+    /// `rhm_…`: a rail store staff's store token.
+    StoreToken,
 }
 
 impl SecretKind {
-    fn prefix(self) -> &'static str {
+    /// What secrets of this kind start with.
+    pub fn prefix(self) -> &'static str {
         match self {
             SecretKind::LicenseToken => "rhb_",
             SecretKind::ApiKey => "rhk_",
@@ -32,6 +37,8 @@ impl SecretKind {
             SecretKind::RefreshToken => "rhs_",
             SecretKind::PollSecret => "rhp_",
             SecretKind::InstanceToken => "rhi_",
+            SecretKind::RailToken => "rht_",
+            SecretKind::StoreToken => "rhm_",
         }
     }
 
@@ -43,6 +50,8 @@ impl SecretKind {
             SecretKind::RefreshToken => "ses_",
             SecretKind::PollSecret => "pol_",
             SecretKind::InstanceToken => "ins_",
+            SecretKind::RailToken => "rat_",
+            SecretKind::StoreToken => "stk_",
         }
     }
 }

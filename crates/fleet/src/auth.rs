@@ -7,9 +7,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -27,23 +24,7 @@ use crate::Fleet;
 use crate::accounts::SignedIn;
 use crate::model::{Robot, RobotStatus, Role, User};
 
-/// Hashes a password (Argon2id, a fresh salt) off the async threads.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))?
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "password hashing failed"))
-}
-
-/// Whether `password` matches `hash`, off the async threads.
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-    })
-    .await
-    .unwrap_or(false)
-}
+pub use relayhub_core::password::{hash as hash_password, verify as verify_password};
 
 /// Refuses passwords no one should keep.
 pub fn check_password(password: &str) -> Result<(), ApiError> {

@@ -14,6 +14,7 @@ mod error;
 mod fleet;
 mod identity;
 mod notify;
+mod rail;
 mod registry;
 mod relay;
 mod signal;
@@ -139,6 +140,7 @@ pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);
     registry::provide(&store, &mut stores);
+    rail::provide(&store, &mut stores);
     telemetry::provide(&store, &mut stores);
     Ok(stores)
 }

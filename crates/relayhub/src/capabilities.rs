@@ -10,13 +10,14 @@ use relayhub_core::capability::{Module, module};
 use relayhub_core::identity::Accounts;
 use relayhub_fleet::Fleet;
 use relayhub_fleet::accounts::FleetAccounts;
+use relayhub_rail::Rail;
 use relayhub_registry::Registry;
 use relayhub_relay::Relay;
 use relayhub_signal::Signal;
 
 /// Every capability, in the order they are built.
 pub fn modules() -> Vec<Box<dyn Module>> {
-    vec![module::<Relay>(), module::<Signal>(), module::<Fleet>(), module::<Registry>()]
+    vec![module::<Relay>(), module::<Signal>(), module::<Fleet>(), module::<Registry>(), module::<Rail>()]
 }
 
 /// Who signs in: the fleet's users, whose access tokens other capabilities

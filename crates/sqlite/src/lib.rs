@@ -10,6 +10,7 @@ mod devices;
 mod error;
 mod fleet;
 mod identity;
+mod rail;
 mod readers;
 mod registry;
 mod relay;
@@ -55,6 +56,7 @@ pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
     fleet::provide(&store, &mut stores);
     telemetry::provide(&store, &mut stores);
     registry::provide(&store, &mut stores);
+    rail::provide(&store, &mut stores);
     Ok(stores)
 }
 

@@ -53,6 +53,8 @@ impl JwksSource {
 pub struct Identity {
     pub subject: String,
     pub email: Option<String>,
+    /// The person's display name (`name`, else `preferred_username`).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +63,8 @@ struct Claims {
     email: Option<String>,
     /// Google sends a boolean; some older tokens carry the string "true".
     email_verified: Option<BoolOrString>,
+    name: Option<String>,
+    preferred_username: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,7 +163,7 @@ impl IdTokenVerifier {
         if claims.email.is_some() && !claims.email_verified.as_ref().is_some_and(BoolOrString::is_true) {
             return Err(refused(ErrorCode::EmailUnverified, "the account's email address is not verified"));
         }
-        Ok(Identity { subject: claims.sub, email: claims.email })
+        Ok(Identity { subject: claims.sub, email: claims.email, name: claims.name.or(claims.preferred_username) })
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, ApiError> {

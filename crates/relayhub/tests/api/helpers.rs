@@ -232,6 +232,12 @@ impl TestApp {
         &self.admin
     }
 
+    /// The arguments that point an administration command at this app's
+    /// database.
+    pub fn database_args(&self) -> Vec<String> {
+        database_args(&self.config.data, self.pg.as_deref())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -16,6 +16,7 @@ mod inbox;
 mod ops;
 mod private_pg;
 mod queueing;
+mod rail;
 mod registry;
 mod schema_driven;
 mod settings;

@@ -37,9 +37,11 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
             r.connect_timeout = Duration::from_secs(1);
             r.timeout = Duration::from_secs(2);
         });
+        c.edit(|r: &mut relayhub_rail::RailConfig| r.engineer_attempts_per_minute = 100_000);
     })
     .await;
     let (user_token, robot_token) = crate::fleet::admin_with_robot(&app).await;
+    let (_, rail_robot_token) = crate::rail::robot(&app, &app.token, &crate::rail::Key::ed25519(1)).await;
     let dir = tempfile::tempdir().unwrap();
     let document = dir.path().join("openapi.json");
     let body = app.http.get(app.url("/openapi.json")).send().await.unwrap().bytes().await.unwrap();
@@ -61,6 +63,7 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
         .args(["--header", &format!("X-Api-Key: {}", app.api_key)])
         .env("FLEET_USER_TOKEN", user_token)
         .env("FLEET_ROBOT_TOKEN", robot_token)
+        .env("RAIL_ROBOT_TOKEN", rail_robot_token)
         .current_dir(dir.path())
         .kill_on_drop(true)
         .output();
