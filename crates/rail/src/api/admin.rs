@@ -21,14 +21,21 @@ use crate::rules;
 
 pub fn routes() -> OpenApiRouter<Rail> {
     OpenApiRouter::new()
-        .routes(routes!(add_robot, robots))
-        .routes(routes!(add_user, users))
-        .routes(routes!(add_ticket, tickets))
-        .routes(routes!(add_engineer, engineers))
+        .routes(routes!(add_robot))
+        .routes(routes!(robots))
+        .routes(routes!(add_user))
+        .routes(routes!(users))
+        .routes(routes!(add_ticket))
+        .routes(routes!(tickets))
+        .routes(routes!(add_engineer))
+        .routes(routes!(engineers))
         .routes(routes!(add_card))
-        .routes(routes!(add_hotel, hotels))
-        .routes(routes!(add_attraction, attractions))
-        .routes(routes!(add_train_store, train_stores))
+        .routes(routes!(add_hotel))
+        .routes(routes!(hotels))
+        .routes(routes!(add_attraction))
+        .routes(routes!(attractions))
+        .routes(routes!(add_train_store))
+        .routes(routes!(train_stores))
 }
 
 use axum::Json;
@@ -292,6 +299,11 @@ pub struct PlaceFilter {
 async fn list_places(rail: &Rail, caller: &Caller, kind: PlaceKind, f: PlaceFilter) -> RailResult<Json<Paged<Place>>> {
     let license = caller.operator()?.pk;
     let page = Paging { page: f.page, size: f.size }.request()?;
+    if let Some(destination) = &f.destination_id
+        && destination.chars().count() > 256
+    {
+        return Err(RailError::query("destination_id", "at most 256 characters"));
+    }
     Ok(Json(Paged::new(rail.base.places(license, kind, f.destination_id.as_deref(), page).await?, page)))
 }
 

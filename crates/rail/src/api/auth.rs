@@ -136,8 +136,8 @@ impl Rail {
     async fn passenger(&self, token: &str) -> Result<Caller, ApiError> {
         let Some(passengers) = &self.passengers else {
             return Err(ApiError::new(
-                ErrorCode::NotConfigured,
-                "passenger sign-in needs rail.oidc.issuer, audience, jwks and license",
+                ErrorCode::InvalidToken,
+                "the bearer token is unknown (passengers' tokens are not accepted here: rail.oidc is not configured)",
             ));
         };
         let identity = passengers.verifier.verify(token).await?;

@@ -65,7 +65,7 @@ impl From<StoreError> for RailError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ValidationIssue {
     /// Where: `["body","price_penny"]`, `["query","size"]`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Value>)]
     pub loc: Vec<serde_json::Value>,
     pub msg: String,
     #[serde(rename = "type")]
@@ -76,7 +76,8 @@ pub struct ValidationIssue {
 /// message otherwise) and the platform's `error`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RailErrorBody {
-    #[schema(value_type = Object)]
+    /// A list of [`ValidationIssue`] on 422, the message otherwise.
+    #[schema(value_type = Value)]
     pub detail: serde_json::Value,
     pub error: ErrorDetail,
 }

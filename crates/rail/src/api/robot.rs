@@ -243,7 +243,7 @@ pub async fn train_stores(
 /// The signed-in passenger.
 #[utoipa::path(get, path = "/base_api/users/me", tag = "rail-base", operation_id = "rail_me",
     security(("bearer" = [])),
-    responses((status = 200, body = Passenger), (status = 501, description = "`rail.oidc` is not configured", body = RailErrorBody)))]
+    responses((status = 200, body = Passenger)))]
 pub async fn me(caller: Caller) -> RailResult<Json<Passenger>> {
     let (_, user) = caller.passenger()?;
     Ok(Json(user.clone()))
@@ -252,7 +252,7 @@ pub async fn me(caller: Caller) -> RailResult<Json<Passenger>> {
 /// The signed-in passenger's tickets, by departure.
 #[utoipa::path(get, path = "/base_api/users/me/tickets", tag = "rail-base", operation_id = "rail_my_tickets",
     security(("bearer" = [])), params(Paging),
-    responses((status = 200, body = Paged<Ticket>), (status = 501, description = "`rail.oidc` is not configured", body = RailErrorBody)))]
+    responses((status = 200, body = Paged<Ticket>)))]
 pub async fn my_tickets(
     State(rail): State<Rail>,
     caller: Caller,

@@ -537,7 +537,8 @@ async fn passengers_sign_in_with_the_realms_tokens_and_see_their_tickets() {
 async fn without_a_realm_passenger_routes_say_so() {
     let app = TestApp::spawn().await;
     let (status, body) = call(&app, "GET", "/base_api/users/me", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", None).await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_IMPLEMENTED, "not_configured"));
+    assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "invalid_token"));
+    assert!(body["detail"].as_str().unwrap().contains("rail.oidc"), "{body}");
 }
 
 #[tokio::test]

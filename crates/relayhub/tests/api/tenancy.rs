@@ -251,3 +251,97 @@ async fn a_device_that_moves_to_another_instance_needs_approval_again() {
     assert_eq!(proxied.status(), 403);
     assert_eq!(proxied.json::<Value>().await.unwrap()["error"]["code"], "device_pending");
 }
+
+/// Every rail route that names a row, called with another license's
+/// operator, robot and store staff: 404 (or an empty list), and nothing of
+/// the first license changes.
+#[tokio::test]
+async fn another_railway_reaches_no_store_item_ticket_task_or_passenger_of_this_one() {
+    use crate::rail::{Key, call, ok, passenger, robot, store, ticket};
+    use reqwest::StatusCode;
+
+    let app = TestApp::spawn().await;
+    let a = app.token.clone();
+    let (b, _) = app.create_license("LIC-B", None).await;
+    // License A's rows.
+    let user = passenger(&app, &a, "Anna").await;
+    let code = ticket(&app, &a, &user, "SPB").await["code"].as_str().unwrap().to_owned();
+    let shop = store(&app, &a, "Buffet").await;
+    let coffee = crate::rail::item(&app, &a, &shop, "Coffee", 5).await;
+    let (_, a_robot) = robot(&app, &a, &Key::ed25519(31)).await;
+    let buy = json!({"user_id": user, "items": [{"item_id": coffee, "count": 1}]});
+    let task = ok(&app, "POST", "/store_api/store/purchase", &a_robot, Some(buy.clone())).await["task_id"].clone();
+    let task = task.as_str().unwrap();
+    let engineer = json!({"login": "eng", "password": "correct horse", "privileges": 1});
+    let engineer = ok(&app, "POST", "/base_api/admin/engineer", &a, Some(engineer)).await["id"].clone();
+    let engineer = engineer.as_str().unwrap();
+    ok(&app, "POST", &format!("/base_api/admin/engineer/{engineer}/card"), &a, Some(json!({"key": "card-a"}))).await;
+    let train = json!({"store_id": shop, "train_number": 7, "train_date": chrono::Utc::now().to_rfc3339()});
+    ok(&app, "POST", "/base_api/admin/train_store", &a, Some(train.clone())).await;
+
+    // License B's callers.
+    let (_, b_robot) = robot(&app, &b, &Key::ed25519(32)).await;
+    let b_shop = store(&app, &b, "Kiosk").await;
+    let b_staff = ok(&app, "POST", &format!("/store_api/admin/store/{b_shop}/token"), &b, None).await;
+    let b_staff = b_staff["token"].as_str().unwrap().to_owned();
+    let item_body = json!({"id": coffee, "store_id": shop, "name": "Free coffee", "price_penny": 0, "balance": 999});
+    let ticket_body = json!({"user_id": user, "train_number": 1, "wagon_number": 1, "place_number": 1,
+        "date": "2026-12-01T00:00:00Z", "station_id": "X", "destination_id": "Y", "start_date": "2026-12-01T00:00:00Z"});
+    let today = chrono::Utc::now().date_naive();
+    let calls: Vec<(&str, String, &str, Option<Value>)> = vec![
+        ("GET", format!("/store_api/admin/store/{shop}"), &b, None),
+        ("DELETE", format!("/store_api/admin/store/{shop}"), &b, None),
+        ("POST", format!("/store_api/admin/store/{shop}/token"), &b, None),
+        (
+            "POST",
+            format!("/store_api/admin/store/{shop}/key"),
+            &b,
+            Some(json!({"public_key": Key::ed25519(33).public()})),
+        ),
+        ("GET", format!("/store_api/store/item/{coffee}"), &b, None),
+        ("PUT", "/store_api/store/item".into(), &b, Some(item_body.clone())),
+        ("POST", "/store_api/store/item".into(), &b, Some(item_body.clone())),
+        ("DELETE", format!("/store_api/store/item/{coffee}"), &b, None),
+        ("GET", format!("/store_api/store/task/{task}"), &b, None),
+        ("POST", format!("/store_api/store/task/{task}/ready"), &b, None),
+        ("POST", format!("/base_api/admin/engineer/{engineer}/card"), &b, Some(json!({"key": "card-b"}))),
+        ("POST", "/base_api/admin/train_store".into(), &b, Some(train.clone())),
+        ("POST", "/base_api/admin/ticket".into(), &b, Some(ticket_body)),
+        ("POST", "/base_api/robot/ticket/check".into(), &b_robot, Some(json!({"code": code}))),
+        ("GET", format!("/base_api/robot/user/{user}"), &b_robot, None),
+        ("POST", "/store_api/store/purchase".into(), &b_robot, Some(buy)),
+        ("GET", format!("/store_api/store/task/{task}"), &b_robot, None),
+        ("GET", format!("/store_api/store/item/{coffee}"), &b_staff, None),
+        ("PUT", "/store_api/store/item".into(), &b_staff, Some(item_body)),
+        ("GET", format!("/store_api/store/task/{task}"), &b_staff, None),
+        ("POST", format!("/store_api/store/task/{task}/ready"), &b_staff, None),
+    ];
+    for (method, path, token, body) in calls {
+        let (status, answer) = call(&app, method, &path, token, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+    }
+    let card = call(&app, "POST", "/base_api/robot/engineer/card", &b_robot, Some(json!({"key": "card-a"}))).await;
+    assert_eq!(card.0, StatusCode::UNAUTHORIZED, "another railway's card opens nothing");
+    for (path, token) in [
+        ("/store_api/admin/stores".to_owned(), &b),
+        (format!("/store_api/store/items?store_id={shop}"), &b),
+        (format!("/store_api/store/items?store_id={shop}"), &b_robot),
+        ("/store_api/store/items".to_owned(), &b_staff),
+        (format!("/store_api/store/tasks?store_id={shop}"), &b),
+        ("/base_api/admin/users".to_owned(), &b),
+        ("/base_api/admin/tickets".to_owned(), &b),
+        ("/base_api/admin/engineers".to_owned(), &b),
+        ("/base_api/admin/train_stores".to_owned(), &b),
+        (format!("/base_api/robot/stores?train_number=7&date={today}"), &b_robot),
+    ] {
+        let page = ok(&app, "GET", &path, token, None).await;
+        let own = page["items"].as_array().unwrap().iter().filter(|row| row["name"] != "Kiosk").count();
+        assert_eq!(own, 0, "{path}: {page}");
+    }
+
+    // License A's rows are as they were.
+    assert_eq!(ok(&app, "GET", &format!("/store_api/store/item/{coffee}"), &a, None).await["balance"], 4);
+    assert_eq!(ok(&app, "GET", &format!("/store_api/store/task/{task}"), &a, None).await["is_ready"], false);
+    let checked = ok(&app, "POST", "/base_api/robot/ticket/check", &a_robot, Some(json!({"code": code}))).await;
+    assert_eq!(checked["user"]["name"], "Anna");
+}
