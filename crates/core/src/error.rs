@@ -194,6 +194,10 @@ error_codes! {
     NonceInvalid => (UNAUTHORIZED, "nonce_invalid"),
     /// Rail: the signature does not verify with the registered public key.
     SignatureInvalid => (UNAUTHORIZED, "signature_invalid"),
+    /// Face: no enrolled face is within `rail.face.threshold`.
+    NoMatch => (NOT_FOUND, "no_match"),
+    /// Face: the passenger has `rail.face.max_per_user` faces already.
+    FaceLimit => (CONFLICT, "face_limit"),
 }
 
 /// The JSON body of every error: `{"error":{"code":"…","message":"…"}}`.

@@ -11,6 +11,7 @@
 mod batch;
 mod devices;
 mod error;
+mod face;
 mod fleet;
 mod identity;
 mod notify;
@@ -141,6 +142,7 @@ pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -
     fleet::provide(&store, &mut stores);
     registry::provide(&store, &mut stores);
     rail::provide(&store, &mut stores);
+    face::provide(&store, &mut stores);
     telemetry::provide(&store, &mut stores);
     Ok(stores)
 }

@@ -8,11 +8,12 @@
 //! - [`model`]: seed 004's rows; [`rules`]: purchases, train days, codes,
 //!   as pure functions; [`keys`]: public keys and signatures; [`store`]:
 //!   what rail needs from storage;
-//! - [`api`]: the routes and seed 004's HTTP conventions; `cli`:
-//!   `relayhub rail demo-data`.
+//! - [`api`]: the routes and seed 004's HTTP conventions; [`face`]: the
+//!   face service and its in-memory index; `cli`: `relayhub rail demo-data`.
 
 pub mod api;
 mod cli;
+pub mod face;
 pub mod keys;
 pub mod model;
 pub mod rules;
@@ -34,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-use crate::store::{BaseStore, RailSessions, ShopStore};
+use crate::face::index::FaceIndex;
+use crate::face::sync::{FaceChanges, FaceSync};
+use crate::store::{BaseStore, FaceStore, RailSessions, ShopStore};
 
 /// Passengers' OpenID Connect provider (`[rail.oidc]`). Passenger routes
 /// answer 501 `not_configured` until `issuer`, `audience`, `jwks` and
@@ -58,6 +61,29 @@ impl OidcConfig {
     }
 }
 
+/// The face service (`[rail.face]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaceConfig {
+    /// Numbers per embedding: 128 for dlib's model, 512 for ArcFace models.
+    pub dimension: usize,
+    /// The largest Euclidean distance between unit vectors that still
+    /// identifies (0.36 separates dlib's same and different people in the
+    /// test photos; dlib's customary 0.6 on its raw vectors is about 0.41).
+    pub threshold: f32,
+    /// Faces one passenger may have enrolled.
+    pub max_per_user: u32,
+    /// HNSW's breadth of search: higher finds the true nearest more often,
+    /// slower (see BENCHMARKS.md for recall).
+    pub expansion_search: usize,
+}
+
+impl Default for FaceConfig {
+    fn default() -> Self {
+        Self { dimension: 128, threshold: 0.36, max_per_user: 20, expansion_search: 64 }
+    }
+}
+
 /// Rail settings (`[rail]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,6 +97,7 @@ pub struct RailConfig {
     /// Engineer sign-ins (card or password) one robot may try per minute.
     pub engineer_attempts_per_minute: u32,
     pub oidc: OidcConfig,
+    pub face: FaceConfig,
 }
 
 impl Default for RailConfig {
@@ -80,6 +107,7 @@ impl Default for RailConfig {
             token_ttl: Duration::from_secs(3600),
             engineer_attempts_per_minute: 10,
             oidc: OidcConfig::default(),
+            face: FaceConfig::default(),
         }
     }
 }
@@ -103,6 +131,11 @@ pub struct Rail {
     pub base: Arc<dyn BaseStore>,
     pub shops: Arc<dyn ShopStore>,
     pub sessions: Arc<dyn RailSessions>,
+    pub faces: Arc<dyn FaceStore>,
+    pub face_index: Arc<FaceIndex>,
+    face_sync: FaceSync,
+    /// Taken by the index task when the node starts serving.
+    face_changes: Arc<std::sync::Mutex<Option<FaceChanges>>>,
     identity: Arc<dyn IdentityStore>,
     passengers: Option<Passengers>,
     engineer_attempts: Arc<DefaultKeyedRateLimiter<Uuid>>,
@@ -119,6 +152,7 @@ impl Spec for Rail {
     const TAGS: &'static [(&'static str, &'static str)] = &[
         ("rail-base", "Seed 004's base service: robots, tickets, engineers, passengers (`/base_api`)"),
         ("rail-store", "Seed 004's store service: stores, items, purchases, tasks (`/store_api`)"),
+        ("rail-face", "Seed 004's face service: enrol and identify passengers by face embedding (`/face_api`)"),
     ];
     type Config = RailConfig;
 
@@ -131,12 +165,23 @@ impl Spec for Rail {
         } else {
             None
         };
+        if !(1..=4096).contains(&config.face.dimension) {
+            return Err("[rail.face] dimension must be 1-4096".into());
+        }
+        if !(config.face.threshold.is_finite() && (0.0..=2.0).contains(&config.face.threshold)) {
+            return Err("[rail.face] threshold must be 0-2 (Euclidean, between unit vectors)".into());
+        }
+        let (face_sync, face_changes) = FaceSync::subscribe(&platform.bus);
         let per_minute = NonZeroU32::new(config.engineer_attempts_per_minute)
             .ok_or("[rail] engineer_attempts_per_minute must be at least 1")?;
         Ok(Self {
             base: stores.get()?,
             shops: stores.get()?,
             sessions: stores.get()?,
+            faces: stores.get()?,
+            face_index: Arc::new(FaceIndex::new(config.face.dimension, config.face.expansion_search.max(1))),
+            face_sync,
+            face_changes: Arc::new(std::sync::Mutex::new(Some(face_changes))),
             identity: stores.identity.clone(),
             passengers,
             engineer_attempts: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
@@ -156,12 +201,21 @@ impl Capability for Rail {
     }
 
     fn router(&self) -> OpenApiRouter {
-        api::admin::routes().merge(api::robot::routes()).merge(api::store::routes()).with_state(self.clone())
+        api::admin::routes()
+            .merge(api::robot::routes())
+            .merge(api::store::routes())
+            .merge(face::api::routes())
+            .with_state(self.clone())
     }
 
-    /// Forgets expired challenges and sessions, and idle robots' attempt
-    /// counts.
+    /// Loads the face index and keeps it in step; forgets expired
+    /// challenges and sessions, and idle robots' attempt counts.
     fn start(&self, tasks: &Tasks) {
+        let changes = self.face_changes.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(changes) = changes {
+            let (sync, index, store) = (self.face_sync.clone(), self.face_index.clone(), self.faces.clone());
+            tasks.spawn(move |stop| face::sync::run(sync, changes, index, store, stop));
+        }
         let rail = self.clone();
         tasks.spawn(move |stop| async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -176,6 +230,14 @@ impl Capability for Rail {
                 }
             }
         });
+    }
+
+    /// Not ready until the face index is loaded.
+    async fn ready(&self) -> Result<(), ApiError> {
+        if self.face_sync.is_ready() {
+            return Ok(());
+        }
+        Err(ApiError::new(relayhub_core::error::ErrorCode::StorageUnavailable, "the face index is loading"))
     }
 
     async fn run_command(&self, name: &str, args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {

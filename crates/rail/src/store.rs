@@ -153,3 +153,28 @@ pub trait RailSessions: Send + Sync + 'static {
     /// Forgets expired nonces and sessions; answers how many.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 }
+
+/// Enrolled face embeddings (unit vectors), per license.
+#[async_trait]
+pub trait FaceStore: Send + Sync + 'static {
+    /// Stores a face of a passenger and announces it
+    /// ([`crate::face::FaceEvent::Enrolled`]): `user_not_found` when the
+    /// passenger is not in the license, `face_limit` when they have
+    /// `max_per_user` faces already.
+    async fn enrol(
+        &self,
+        license: LicensePk,
+        user: Uuid,
+        embedding: Vec<f32>,
+        max_per_user: u32,
+        at: Timestamp,
+    ) -> StoreResult<crate::face::Face>;
+    /// A face of any license, with its embedding.
+    async fn face(&self, id: Uuid) -> StoreResult<Option<crate::face::StoredFace>>;
+    /// Deletes every face of a passenger, overwriting the rows' bytes where
+    /// the database can, and announces it; answers how many.
+    async fn forget(&self, license: LicensePk, user: Uuid) -> StoreResult<u64>;
+    /// Every face of every license, by id after `after`, at most `limit`:
+    /// what the index is rebuilt from.
+    async fn faces_after(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<crate::face::StoredFace>>;
+}

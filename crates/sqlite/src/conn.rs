@@ -17,6 +17,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0005_telemetry.sql")),
     M::up(include_str!("../migrations/0006_registry.sql")),
     M::up(include_str!("../migrations/0007_rail.sql")),
+    M::up(include_str!("../migrations/0008_faces.sql")),
 ];
 
 /// How long a statement waits for another process's lock (e.g. an

@@ -8,6 +8,7 @@ mod columns;
 mod conn;
 mod devices;
 mod error;
+mod face;
 mod fleet;
 mod identity;
 mod rail;
@@ -57,6 +58,7 @@ pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
     telemetry::provide(&store, &mut stores);
     registry::provide(&store, &mut stores);
     rail::provide(&store, &mut stores);
+    face::provide(&store, &mut stores);
     Ok(stores)
 }
 

@@ -8,6 +8,7 @@ mod cluster;
 mod contract;
 mod delivery;
 mod durability;
+mod face;
 mod field;
 mod fleet;
 mod hardening;
