@@ -8,6 +8,7 @@
 
 mod connections;
 mod drivers;
+mod face;
 mod ingest;
 mod payload;
 mod proxy;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
+use crate::face::FaceParams;
 use crate::ingest::IngestParams;
 use crate::proxy::ProxyParams;
 use crate::servers::System;
@@ -113,6 +115,20 @@ enum Workload {
         #[arg(long, default_value_t = 32)]
         clients: usize,
     },
+    /// Face identification (seed 004): identify queries per second and
+    /// recall@1, beside ChromaDB
+    Face {
+        /// Faces enrolled (one passenger each)
+        #[arg(long)]
+        faces: Option<usize>,
+        #[arg(long)]
+        queries: Option<usize>,
+        #[arg(long, default_value_t = 128)]
+        dimension: usize,
+        /// Requests in flight at once
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+    },
     /// Every workload, one after the other
     All,
     /// (internal) hold idle connections for `connections`
@@ -143,6 +159,7 @@ struct Sizes {
     storage: (usize, Option<String>),
     ingest: IngestParams,
     proxy: ProxyParams,
+    face: FaceParams,
 }
 
 impl Sizes {
@@ -169,6 +186,12 @@ impl Sizes {
                 small: if q { 5_000 } else { 50_000 },
                 large: if q { 100 } else { 1_000 },
                 clients: 32,
+            },
+            face: FaceParams {
+                faces: if q { 5_000 } else { 100_000 },
+                queries: if q { 1_000 } else { 5_000 },
+                dimension: 128,
+                clients: 16,
             },
         };
         match &cli.workload {
@@ -202,6 +225,12 @@ impl Sizes {
                 x.small = small.unwrap_or(x.small);
                 x.large = large.unwrap_or(x.large);
                 x.clients = *clients;
+            }
+            Workload::Face { faces, queries, dimension, clients } => {
+                let f = &mut sizes.face;
+                f.faces = faces.unwrap_or(f.faces);
+                f.queries = queries.unwrap_or(f.queries);
+                (f.dimension, f.clients) = (*dimension, *clients);
             }
             Workload::All | Workload::ConnectWorker { .. } => {}
         }
@@ -242,6 +271,10 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
         "uplink" => each(cli, MESSAGING, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
         "ingest" => each(cli, TELEMETRY, |s| ingest::ingest(s, sizes.ingest)).await,
         "proxy" => each(cli, PROXIES, |s| proxy::proxy(s, sizes.proxy)).await,
+        "face" => {
+            let data = face::Data::new(sizes.face);
+            each(cli, &[System::Relayhub, System::Chroma], |s| face::face(s, sizes.face, &data)).await
+        }
         "storage" => {
             let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
             return Ok(json!({"workload": "storage", "results": [outcome]}));
@@ -331,6 +364,18 @@ fn table(report: &Value) -> String {
             ],
             ("relayhub ÷ system", 18, "msgs_per_s", false),
         ),
+        "face" => (
+            &[
+                ("queries/s", 10, "msgs_per_s"),
+                ("p50 ms", 8, "p50_ms"),
+                ("p99 ms", 8, "p99_ms"),
+                ("recall@1", 9, "recall_at_1"),
+                ("enrol/s", 8, "enrol_per_s"),
+                ("index B/face", 13, "index_bytes_per_face"),
+                ("RSS B/face", 11, "rss_bytes_per_face"),
+            ],
+            ("relayhub ÷ system", 18, "msgs_per_s", false),
+        ),
         "connections" => (
             &[
                 ("connections", 12, "connections"),
@@ -389,7 +434,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Workload::Storage { .. } => vec!["storage"],
         Workload::Ingest { .. } => vec!["ingest"],
         Workload::Proxy { .. } => vec!["proxy"],
-        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage", "ingest", "proxy"],
+        Workload::Face { .. } => vec!["face"],
+        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage", "ingest", "proxy", "face"],
         Workload::ConnectWorker { .. } => unreachable!("handled above"),
     };
     let sizes = Sizes::of(&cli);

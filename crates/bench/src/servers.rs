@@ -24,6 +24,9 @@ pub enum System {
     #[value(name = "relayhub-tunnel")]
     RelayhubTunnel,
     Nginx,
+    /// ChromaDB's server (`chroma run`), seed 004's vector database.
+    #[value(name = "chromadb")]
+    Chroma,
 }
 
 impl System {
@@ -36,6 +39,7 @@ impl System {
             System::Influxdb => "influxdb",
             System::RelayhubTunnel => "relayhub-tunnel",
             System::Nginx => "nginx",
+            System::Chroma => "chromadb",
         }
     }
 
@@ -48,6 +52,7 @@ impl System {
             System::VictoriaMetrics => "memory; flushed to disk about every second",
             System::Influxdb => "WAL write per request; fsync per write (wal-fsync-delay 0s)",
             System::RelayhubTunnel | System::Nginx => "a proxy: stores nothing",
+            System::Chroma => "write-ahead log per add",
         }
     }
 }
@@ -106,6 +111,7 @@ impl Server {
             System::VictoriaMetrics => Self::victoria_metrics(dir).await,
             System::Influxdb => Self::influxdb(dir).await,
             System::Nginx => bail!("nginx is started by the proxy workload, in front of its instance"),
+            System::Chroma => bail!("ChromaDB is started by the face workload"),
         }
     }
 
@@ -302,7 +308,7 @@ impl Server {
     }
 
     /// Starts a peer quietly and waits until it listens on `port`.
-    async fn peer(system: System, mut command: Command, port: u16, dir: tempfile::TempDir) -> anyhow::Result<Self> {
+    pub async fn peer(system: System, mut command: Command, port: u16, dir: tempfile::TempDir) -> anyhow::Result<Self> {
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())

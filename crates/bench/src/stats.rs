@@ -98,6 +98,19 @@ pub struct Outcome {
     /// The server's resident memory at the end, in MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_mib: Option<f64>,
+    /// Face identification: the share of queries answered with the face
+    /// an exact search finds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall_at_1: Option<f64>,
+    /// Faces enrolled per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrol_per_s: Option<f64>,
+    /// Bytes the face index reports holding, per face.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_bytes_per_face: Option<f64>,
+    /// The server's resident memory grown by enrolling, per face.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_bytes_per_face: Option<f64>,
     /// Telemetry on disk, bytes per point.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_point: Option<crate::ingest::ChunkBytes>,

@@ -82,3 +82,26 @@ fn proxy_json_reports_every_answer_carried_whole() {
         assert!(result["mib_per_s"].as_f64().is_some_and(|r| r > 0.0), "{result}");
     }
 }
+
+#[test]
+fn face_json_reports_recall_against_exact_search() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
+    if !bench.with_file_name("relayhub").exists() {
+        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: the relayhub binary");
+        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+        return;
+    }
+    let out = Command::new(bench)
+        .args(["face", "--json", "--systems", "relayhub", "--faces", "300", "--queries", "100", "--clients", "4"])
+        .output()
+        .expect("the harness runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(report["workload"], "face");
+    let ours = &report["results"][0];
+    assert_eq!(ours["system"], "relayhub");
+    // 300 faces: the graph finds the exact nearest for practically every query.
+    assert!(ours["recall_at_1"].as_f64().is_some_and(|r| r >= 0.98), "{ours}");
+    assert!(ours["msgs_per_s"].as_f64().is_some_and(|q| q > 0.0), "{ours}");
+    assert!(ours["index_bytes_per_face"].as_f64().is_some_and(|b| b > 512.0), "at least the vector itself: {ours}");
+}

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::gauge::Gauge;
 use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::IdentityStore;
@@ -80,7 +81,7 @@ pub struct FaceConfig {
 
 impl Default for FaceConfig {
     fn default() -> Self {
-        Self { dimension: 128, threshold: 0.36, max_per_user: 20, expansion_search: 64 }
+        Self { dimension: 128, threshold: 0.36, max_per_user: 20, expansion_search: 96 }
     }
 }
 
@@ -172,6 +173,19 @@ impl Spec for Rail {
             return Err("[rail.face] threshold must be 0-2 (Euclidean, between unit vectors)".into());
         }
         let (face_sync, face_changes) = FaceSync::subscribe(&platform.bus);
+        let face_index = Arc::new(FaceIndex::new(config.face.dimension, config.face.expansion_search.max(1)));
+        let (faces_indexed, face_index_bytes) = (Gauge::<i64>::default(), Gauge::<i64>::default());
+        platform.metrics.register("rail_faces_indexed", "Faces in this node's index", faces_indexed.clone());
+        platform.metrics.register(
+            "rail_face_index_bytes",
+            "Bytes this node's face index holds (graphs and who each face is)",
+            face_index_bytes.clone(),
+        );
+        let index = face_index.clone();
+        platform.metrics.on_render(move || {
+            faces_indexed.set(index.len() as i64);
+            face_index_bytes.set(index.bytes() as i64);
+        });
         let per_minute = NonZeroU32::new(config.engineer_attempts_per_minute)
             .ok_or("[rail] engineer_attempts_per_minute must be at least 1")?;
         Ok(Self {
@@ -179,7 +193,7 @@ impl Spec for Rail {
             shops: stores.get()?,
             sessions: stores.get()?,
             faces: stores.get()?,
-            face_index: Arc::new(FaceIndex::new(config.face.dimension, config.face.expansion_search.max(1))),
+            face_index,
             face_sync,
             face_changes: Arc::new(std::sync::Mutex::new(Some(face_changes))),
             identity: stores.identity.clone(),

@@ -146,10 +146,20 @@ impl FaceIndex {
         self.len() == 0
     }
 
-    /// Bytes the graphs hold (vectors and links), over every license.
-    pub fn graph_bytes(&self) -> usize {
+    /// Bytes the index holds, over every license: the graphs (vectors,
+    /// links, reserved room) and, estimated from their capacity, the maps
+    /// of who each face is.
+    pub fn bytes(&self) -> usize {
         let all = self.licenses.read().unwrap_or_else(|e| e.into_inner());
-        all.values().map(|faces| faces.read().unwrap_or_else(|e| e.into_inner()).graph.memory_usage()).sum()
+        all.values()
+            .map(|faces| {
+                let faces = faces.read().unwrap_or_else(|e| e.into_inner());
+                // A hash map entry: the key, the value, one control byte.
+                let owner = faces.owner.capacity() * (8 + 16 + 1);
+                let users = faces.faces_of.capacity() * (16 + 24 + 1) + faces.owner.len() * 8;
+                faces.graph.memory_usage() + owner + users
+            })
+            .sum()
     }
 }
 
