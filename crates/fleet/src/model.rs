@@ -207,7 +207,8 @@ pub struct RobotView {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RobotPatch {
-    #[schema(min_length = 1, max_length = 200)]
+    /// Blanks around it are dropped; something must be left.
+    #[schema(min_length = 1, max_length = 200, pattern = "[^\\t\\n\\f\\r ]")]
     pub name: Option<String>,
     /// `active` or `inactive`: an inactive robot's token stops working.
     #[schema(schema_with = settable_status_schema)]

@@ -345,6 +345,11 @@ pub async fn status(
     Path(code): Path<String>,
 ) -> Result<Json<PairStatus>, ApiError> {
     let code = normalize_code(&code)?;
+    // `Some(None)`: a header that is not visible ASCII.
+    let presented = headers.get("x-pair-secret").map(|v| v.to_str().ok().map(str::trim));
+    if presented.is_some_and(|s| s.is_none_or(|s| s.chars().count() > MAX_POLL_SECRET)) {
+        return Err(ApiError::invalid_field(format!("X-Pair-Secret: at most {MAX_POLL_SECRET} printable characters")));
+    }
     let pairing = fleet.robots.pairing(&code).await?.ok_or_else(not_found)?;
     fleet.pace(&code)?;
     let now = Timestamp::now();
@@ -353,8 +358,7 @@ pub async fn status(
         PairState::Pending => Ok(Json(PairStatus { status: "pending", robot_id: None, token: None })),
         PairState::Expired => Ok(Json(PairStatus { status: "expired", robot_id: None, token: None })),
         PairState::Confirmed => {
-            let secret =
-                headers.get("x-pair-secret").and_then(|v| v.to_str().ok()).map(|s| Secret::new(s.trim()).hash());
+            let secret = presented.flatten().map(|s| Secret::new(s).hash());
             let rightful = secret.is_some_and(|s| s.ct_eq(&pairing.secret));
             if !rightful || pairing.token_delivered {
                 return Ok(Json(answer("confirmed", None)));
@@ -365,6 +369,9 @@ pub async fn status(
         }
     }
 }
+
+/// The longest `X-Pair-Secret` read (the document's bound; ours are 47).
+const MAX_POLL_SECRET: usize = 100;
 
 /// How long a pairing is kept past its end (status polls still answered).
 pub const KEPT_AFTER: Duration = Duration::from_secs(3600);

@@ -86,7 +86,9 @@ pub async fn update(
 ) -> Result<Json<RobotView>, ApiError> {
     fleet.visible_robot(&auth, id).await?;
     if let Some(name) = &patch.name {
-        let name = name.trim();
+        // ASCII blanks only: the document's minLength counts every other
+        // character, as JSON Schema does.
+        let name = name.trim_matches(|c: char| c.is_ascii_whitespace());
         if name.is_empty() || name.chars().count() > 200 {
             return Err(ApiError::invalid_field("name: 1-200 characters"));
         }

@@ -300,9 +300,9 @@ async fn list_places(rail: &Rail, caller: &Caller, kind: PlaceKind, f: PlaceFilt
     let license = caller.operator()?.pk;
     let page = Paging { page: f.page, size: f.size }.request()?;
     if let Some(destination) = &f.destination_id
-        && destination.chars().count() > 256
+        && (destination.chars().count() > 256 || destination.contains('\0'))
     {
-        return Err(RailError::query("destination_id", "at most 256 characters"));
+        return Err(RailError::query("destination_id", "at most 256 characters, no NUL"));
     }
     Ok(Json(Paged::new(rail.base.places(license, kind, f.destination_id.as_deref(), page).await?, page)))
 }

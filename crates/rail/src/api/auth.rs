@@ -148,8 +148,11 @@ impl Rail {
             .await?
             .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, "rail.oidc.license names no license"))?;
         license.ensure_active(Timestamp::now())?;
+        if identity.subject.contains('\0') || identity.subject.len() > 255 {
+            return Err(ApiError::new(ErrorCode::TokenMalformed, "the token's subject is not a usable id"));
+        }
         let name: String = identity.name.or(identity.email).unwrap_or_else(|| identity.subject.clone());
-        let name: String = name.chars().take(60).collect();
+        let name: String = name.chars().filter(|c| *c != '\0').take(60).collect();
         let user = self.base.passenger_by_subject(license.pk, &identity.subject, &name).await?;
         Ok(Caller::Passenger { license: license.pk, user })
     }

@@ -193,8 +193,13 @@ impl StatusOk {
     }
 }
 
-/// Refuses a string outside `min..=max` characters, naming the field.
+/// Refuses a string outside `min..=max` characters, naming the field, and
+/// one with a NUL character (PostgreSQL's text cannot hold it; no name or
+/// code of seed 004 needs it).
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> RailResult<()> {
+    if value.contains('\0') {
+        return Err(RailError::field(field, "must not contain the NUL character"));
+    }
     match value.chars().count() {
         n if n < min || n > max => Err(RailError::field(field, format!("{min}-{max} characters"))),
         _ => Ok(()),

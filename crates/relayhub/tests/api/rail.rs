@@ -189,6 +189,10 @@ async fn invalid_input_answers_fastapis_422_with_where_it_is() {
     let (status, body) = call(&app, "POST", "/store_api/admin/store", &op, Some(long)).await;
     assert_eq!((status, body["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(["body", "name"])));
 
+    let nul = json!({"name": "Tea\u{0}room", "description": "", "logo_url": "", "store_type": "SHOP"});
+    let (status, body) = call(&app, "POST", "/store_api/admin/store", &op, Some(nul)).await;
+    assert_eq!((status, body["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(["body", "name"])));
+
     let (status, body) = call(&app, "GET", "/store_api/admin/stores?size=101", &op, None).await;
     assert_eq!(
         (status, body["detail"][0]["loc"].clone()),
