@@ -40,9 +40,9 @@ use crate::face::index::FaceIndex;
 use crate::face::sync::{FaceChanges, FaceSync};
 use crate::store::{BaseStore, FaceStore, RailSessions, ShopStore};
 
-/// Passengers' OpenID Connect provider (`[rail.oidc]`). Passenger routes
-/// answer 501 `not_configured` until `issuer`, `audience`, `jwks` and
-/// `license` are set.
+/// Passengers' OpenID Connect provider (`[rail.oidc]`). Until `issuer`,
+/// `audience`, `jwks` and `license` are all set, a passenger's token is
+/// refused like any unknown token (401 `invalid_token`, saying why).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OidcConfig {

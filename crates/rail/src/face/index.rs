@@ -1,7 +1,7 @@
 //! The in-memory nearest-neighbour index of each license's faces: an HNSW
 //! graph (usearch) over unit vectors with the squared Euclidean metric,
-//! and which passenger each face is. A face's key in the graph is the
-//! first half of its UUID (random: a collision among a million faces has
+//! and which passenger each face is. A face's key in the graph is its
+//! UUID's two halves XORed (random: a collision among a million faces has
 //! odds of about 1 in 30 million), so inserting a face twice is a no-op.
 
 use std::collections::HashMap;
@@ -35,7 +35,8 @@ pub struct FaceIndex {
 }
 
 fn key(face: Uuid) -> u64 {
-    face.as_u64_pair().0
+    let (high, low) = face.as_u64_pair();
+    high ^ low
 }
 
 /// The graph's first reservation; it doubles as it fills.
@@ -79,6 +80,9 @@ impl FaceIndex {
 
     /// Adds a face (a unit vector of the index's dimension) unless it is in.
     pub fn insert(&self, license: LicensePk, face: Uuid, user: Uuid, vector: &[f32]) -> Result<(), String> {
+        if vector.len() != self.options.dimensions {
+            return Err(format!("a face of {} numbers in an index of {}", vector.len(), self.options.dimensions));
+        }
         let faces = self.license_or_new(license)?;
         let mut faces = faces.write().unwrap_or_else(|e| e.into_inner());
         let key = key(face);
@@ -168,12 +172,16 @@ mod tests {
     use super::*;
 
     fn unit(seed: u64, dimension: usize) -> Vec<f32> {
-        // A small deterministic generator: no randomness in unit tests.
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        // splitmix64: well-spread numbers from any seed, and no randomness
+        // in unit tests.
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let raw: Vec<f32> = (0..dimension)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
             })
             .collect();
         super::super::normalise(raw).unwrap()

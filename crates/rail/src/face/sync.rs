@@ -143,7 +143,11 @@ async fn rebuild(index: &FaceIndex, store: &dyn FaceStore) -> Result<usize, Stri
     loop {
         let batch = store.faces_after(after, REBUILD_BATCH).await.map_err(|e| e.to_string())?;
         for face in &batch {
-            index.insert(face.license, face.id, face.user_id, &face.embedding)?;
+            // One bad row (say, enrolled under another rail.face.dimension)
+            // must not keep every other face out of the index.
+            if let Err(err) = index.insert(face.license, face.id, face.user_id, &face.embedding) {
+                tracing::warn!(%err, face = %face.id, "a stored face is left out of the index");
+            }
         }
         count += batch.len();
         match batch.last() {
