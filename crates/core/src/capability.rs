@@ -78,6 +78,10 @@ pub trait Capability: Send + Sync + 'static {
     /// configuration (bounds its section sets), so the document says what
     /// the server does.
     fn describe(&self, _api: &mut utoipa::openapi::OpenApi) {}
+    /// Its pages in the web console (`/console/…`), if it has any.
+    fn console(&self) -> Option<crate::console::Section> {
+        None
+    }
     /// Runs one of the administration commands its module declared.
     async fn run_command(&self, name: &str, _args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {
         Err(ApiError::new(ErrorCode::NotFound, format!("{} has no command {name}", self.name())))

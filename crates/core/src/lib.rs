@@ -11,6 +11,7 @@
 //! - [`oidc`]: verifying Google (and other OpenID Connect) ID tokens;
 //! - [`admission`]: how many connections may wait for a credential;
 //! - [`capability`]: the seam every capability plugs into;
+//! - [`console`]: the web console's shell, which capabilities add pages to;
 //! - [`backend`]: a storage backend's lifecycle and its store traits;
 //! - [`bus`]: the after-commit event bus, across nodes too;
 //! - [`devices`]: devices, their binding to licenses, their presence;
@@ -22,6 +23,7 @@ pub mod alerts;
 pub mod backend;
 pub mod bus;
 pub mod capability;
+pub mod console;
 pub mod devices;
 pub mod error;
 pub mod gateway;

@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::identity::{Account, Accounts, IdentityStore, License};
+use relayhub_core::secret::Secret;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
 use tokio::sync::OnceCell;
 
 use crate::auth::verify_access;
-use crate::model::User;
+use crate::model::{Role, User};
 use crate::store::{SessionStore, UserStore};
 
 /// The fleet's users, by access token.
@@ -56,18 +57,43 @@ impl FleetAccounts {
         let key = self.signing_key().await?;
         let (id, expires_at) = verify_access(&key, token)?;
         let gone = || ApiError::new(ErrorCode::InvalidToken, "the user no longer exists or was deactivated");
-        let user = self.users.user(id).await?.filter(|u| u.is_active).ok_or_else(gone)?;
-        let license = self.identity.license_by_pk(user.license).await?.ok_or_else(gone)?;
-        license.ensure_active(Timestamp::now())?;
+        let (user, license) = self.active(id).await?.ok_or_else(gone)?;
         Ok(SignedIn { user, license, expires_at })
     }
+
+    /// User `id` with its license, if the user is active; refuses a license
+    /// past its expiry.
+    pub(crate) async fn active(&self, id: i64) -> Result<Option<(User, License)>, ApiError> {
+        let Some(user) = self.users.user(id).await?.filter(|u| u.is_active) else { return Ok(None) };
+        let Some(license) = self.identity.license_by_pk(user.license).await? else { return Ok(None) };
+        license.ensure_active(Timestamp::now())?;
+        Ok(Some((user, license)))
+    }
+}
+
+fn account(user: User, license: &License, expires_at: Timestamp) -> Account {
+    let admin = user.role == Role::Admin;
+    Account { id: user.id, license: license.pk, name: user.name, admin, expires_at }
 }
 
 #[async_trait]
 impl Accounts for FleetAccounts {
     async fn signed_in(&self, access_token: &str) -> Result<Account, ApiError> {
         let SignedIn { user, license, expires_at } = self.authenticate(access_token).await?;
-        Ok(Account { id: user.id, license: license.pk, name: user.name, expires_at })
+        Ok(account(user, &license, expires_at))
+    }
+
+    async fn session(&self, token: &str) -> Result<Account, ApiError> {
+        let refused = || ApiError::new(ErrorCode::InvalidToken, "the session ended or expired; sign in again");
+        let (id, expires_at) =
+            self.sessions.session_user(Secret::new(token).hash(), Timestamp::now()).await?.ok_or_else(refused)?;
+        let (user, license) = self.active(id).await?.ok_or_else(refused)?;
+        Ok(account(user, &license, expires_at))
+    }
+
+    async fn close_session(&self, token: &str) -> Result<(), ApiError> {
+        self.sessions.end_session(Secret::new(token).hash()).await?;
+        Ok(())
     }
 
     async fn signed_out(&self, users: &[i64]) -> StoreResult<Vec<i64>> {

@@ -69,6 +69,10 @@ pub trait SessionStore: Send + Sync + 'static {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<Option<Rotation>>;
+    /// The user of the session `token` opens, and when it expires, without
+    /// spending it: the console's cookie, which many requests present at
+    /// once. `None` when it is unknown, spent, revoked or expired.
+    async fn session_user(&self, token: SecretHash, now: Timestamp) -> StoreResult<Option<(i64, Timestamp)>>;
     /// Ends the session `token` belongs to; `false` if it is unknown.
     async fn end_session(&self, token: SecretHash) -> StoreResult<bool>;
     /// The key access tokens are signed with: made once, shared by every

@@ -179,13 +179,14 @@ impl UserStore for PgFleet {
 }
 
 async fn session(tx: &mut Transaction<'_, Postgres>, token: &SecretHash) -> StoreResult<Option<RefreshRow>> {
-    let row = sqlx::query(
-        "SELECT user_id, chain, expires_at, used_at, revoked_at FROM fleet_sessions WHERE hash = $1 FOR UPDATE",
-    )
-    .bind(token.as_bytes().as_slice())
-    .fetch_optional(&mut **tx)
-    .await
-    .sql()?;
+    read_session(&mut **tx, token, " FOR UPDATE").await
+}
+
+/// A refresh token's row; `lock` is `" FOR UPDATE"` when it is to be spent.
+async fn read_session<'e>(db: impl PgExecutor<'e>, token: &SecretHash, lock: &str) -> StoreResult<Option<RefreshRow>> {
+    let sql =
+        format!("SELECT user_id, chain, expires_at, used_at, revoked_at FROM fleet_sessions WHERE hash = $1{lock}");
+    let row = sqlx::query(&sql).bind(token.as_bytes().as_slice()).fetch_optional(db).await.sql()?;
     row.map(|r| {
         Ok(RefreshRow {
             user_id: r.try_get("user_id").sql()?,
@@ -257,6 +258,14 @@ impl SessionStore for PgFleet {
         }
         tx.commit().await.sql()?;
         Ok(Some(rotation))
+    }
+
+    async fn session_user(&self, token: SecretHash, now: Timestamp) -> StoreResult<Option<(i64, Timestamp)>> {
+        let row = read_session(&self.ctx.pool, &token, "").await?;
+        Ok(row.and_then(|row| match rules::rotation(&row, now) {
+            Rotation::Rotate { user_id, .. } => Some((user_id, row.expires_at)),
+            Rotation::Reused { .. } | Rotation::Refused => None,
+        }))
     }
 
     async fn end_session(&self, token: SecretHash) -> StoreResult<bool> {

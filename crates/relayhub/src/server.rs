@@ -18,6 +18,7 @@ use relayhub_core::metrics::{Metrics, track_http};
 use relayhub_core::oidc::IdTokenVerifier;
 use relayhub_core::tasks::Tasks;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
@@ -88,7 +89,8 @@ impl Server {
             metrics: platform.metrics.clone(),
             capabilities: Arc::new(capabilities.clone()),
         };
-        let router = router(&capabilities, ops, &config);
+        let console = platform.accounts.clone().map(|accounts| (accounts, platform.gateway.shutdown_token().clone()));
+        let router = router(&capabilities, ops, &config, console);
         Ok(Self { listener, router, platform, capabilities, http: config.http.clone() })
     }
 
@@ -122,7 +124,12 @@ impl Server {
     }
 }
 
-fn router(capabilities: &[Arc<dyn Capability>], ops: Ops, config: &Config) -> Router {
+fn router(
+    capabilities: &[Arc<dyn Capability>],
+    ops: Ops,
+    config: &Config,
+    console: Option<(Arc<dyn relayhub_core::identity::Accounts>, CancellationToken)>,
+) -> Router {
     let metrics = ops.metrics.clone();
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
@@ -139,8 +146,18 @@ fn router(capabilities: &[Arc<dyn Capability>], ops: Ops, config: &Config) -> Ro
     for capability in capabilities {
         capability.describe(&mut api);
     }
+    // The console is for people, not programs: HTML pages, outside the
+    // OpenAPI document; it needs someone to sign in (the fleet's users).
+    let console = match console {
+        Some((accounts, shutdown)) => {
+            let sections = capabilities.iter().filter_map(|c| c.console()).collect();
+            relayhub_core::console::router(accounts, sections, shutdown)
+        }
+        None => Router::new(),
+    };
     routes
         .merge(openapi::docs(api))
+        .merge(console)
         .fallback(relayhub_core::http::not_found)
         .method_not_allowed_fallback(relayhub_core::http::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit))

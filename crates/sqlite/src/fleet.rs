@@ -236,6 +236,14 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn session_user(&self, token: SecretHash, now: Timestamp) -> StoreResult<Option<(i64, Timestamp)>> {
+        let row = self.readers.read(move |conn| session(conn, &token)).await?;
+        Ok(row.and_then(|row| match rules::rotation(&row, now) {
+            Rotation::Rotate { user_id, .. } => Some((user_id, row.expires_at)),
+            Rotation::Reused { .. } | Rotation::Refused => None,
+        }))
+    }
+
     async fn end_session(&self, token: SecretHash) -> StoreResult<bool> {
         self.writer
             .write(move |conn, _| match session(conn, &token)? {

@@ -26,6 +26,8 @@ pub struct Account {
     pub license: LicensePk,
     /// The name on the account.
     pub name: String,
+    /// An admin of the license (sees all of it), not only of what it owns.
+    pub admin: bool,
     /// When the access token it was proven with stops being valid.
     pub expires_at: Timestamp,
 }
@@ -41,6 +43,13 @@ pub trait Accounts: Send + Sync + 'static {
     /// Of these users, those that may no longer be signed in (deactivated
     /// or deleted).
     async fn signed_out(&self, users: &[i64]) -> StoreResult<Vec<i64>>;
+    /// The account of a console session token (the web console's cookie):
+    /// refuses with 401 `invalid_token` a session that is unknown, ended or
+    /// expired, or whose user is gone or deactivated. The session itself
+    /// is opened by whoever keeps the passwords (the fleet's sign-in page).
+    async fn session(&self, token: &str) -> Result<Account, ApiError>;
+    /// Ends a console session (signing out); an unknown token is no error.
+    async fn close_session(&self, token: &str) -> Result<(), ApiError>;
 }
 
 /// The access token a WebSocket upgrade presents: `Authorization: Bearer

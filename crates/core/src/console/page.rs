@@ -1,0 +1,184 @@
+//! The console's pages: the layout every page shares, errors as pages,
+//! the home page and the headers every answer carries.
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, html};
+
+use super::Viewer;
+use crate::error::ApiError;
+use crate::time::Timestamp;
+
+/// A rendered page.
+pub type Page = Html<String>;
+
+/// What a console handler answers.
+pub type PageResult = Result<Page, PageError>;
+
+/// A refusal, shown as a page: the status, and a sentence for a person.
+#[derive(Debug)]
+pub struct PageError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("No such {what} in your license."))
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(err: ApiError) -> Self {
+        Self::new(err.status(), err.message)
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(err: crate::store::StoreError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = html! {
+            p role="alert" { (self.message) }
+            p { a href="/console" { "Back to the console" } }
+        };
+        (self.status, public_page(title, body)).into_response()
+    }
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · relayhub" }
+            // No icon to fetch: browsers would ask for /favicon.ico.
+            link rel="icon" href="data:,";
+            link rel="stylesheet" href="/console/assets/console.css";
+            script src="/console/assets/console.js" defer {}
+        }
+    }
+}
+
+/// A page outside the session (sign-in, errors): no navigation.
+pub fn public_page(title: &str, body: Markup) -> Page {
+    Html(
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                (head(title))
+                body {
+                    header.bar { a.brand href="/console" { "relayhub" } }
+                    main id="main" class="narrow" { h1 { (title) } (body) }
+                }
+            }
+        }
+        .into_string(),
+    )
+}
+
+impl Viewer {
+    /// A page of the console: the navigation (the entries this viewer may
+    /// open), who is signed in, and `body` under `title`.
+    pub fn page(&self, title: &str, body: Markup) -> Page {
+        let nav = self.nav.iter().filter(|item| !item.admin || self.is_admin());
+        Html(
+            html! {
+                (DOCTYPE)
+                html lang="en" {
+                    (head(title))
+                    body {
+                        a.skip href="#main" { "Skip to content" }
+                        header.bar {
+                            a.brand href="/console" { "relayhub" }
+                            nav aria-label="Console" {
+                                ul {
+                                    @for item in nav {
+                                        @let current = self.path == item.href || self.path.starts_with(&format!("{}/", item.href));
+                                        li { a href=(item.href) aria-current=[current.then_some("page")] { (item.label) } }
+                                    }
+                                }
+                            }
+                            form.signout method="post" action="/console/logout" {
+                                (self.csrf_field())
+                                span.who { (self.account.name) @if self.is_admin() { " (admin)" } }
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                        main id="main" { h1 { (title) } (body) }
+                    }
+                }
+            }
+            .into_string(),
+        )
+    }
+}
+
+/// "3 min ago", for a person scanning a table at 3 a.m.; the exact time is
+/// in the element's `title`.
+pub fn time_ago(at: Option<Timestamp>) -> Markup {
+    let Some(at) = at else { return html! { span.muted { "never" } } };
+    let secs = (Timestamp::now().millis() - at.millis()).max(0) / 1000;
+    let text = match secs {
+        0..5 => "just now".to_owned(),
+        5..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    };
+    html! { time datetime=(at.rfc3339()) title=(at.rfc3339()) { (text) } }
+}
+
+pub(super) fn home_routes() -> Router {
+    Router::new().route("/console", get(home)).route("/console/", get(home))
+}
+
+async fn home(viewer: Viewer) -> Page {
+    let entries: Vec<_> = viewer.nav.iter().filter(|item| !item.admin || viewer.is_admin()).cloned().collect();
+    viewer.page(
+        "Console",
+        html! {
+            p { "Signed in as " strong { (viewer.account.name) } "." }
+            ul.cards {
+                @for item in &entries {
+                    li { a href=(item.href) { (item.label) } p { (item.summary) } }
+                }
+            }
+        },
+    )
+}
+
+const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What every console answer carries: nothing from other hosts may run or
+/// load, no framing, no caching of pages that hold a license's data.
+pub(super) async fn security_headers(request: Request, next: Next) -> Response {
+    let assets = request.uri().path().starts_with("/console/assets/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    if !assets {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
