@@ -12,6 +12,7 @@
 //! - [`services`]: housekeeping (TTL expiry, retention, revoked credentials).
 
 pub mod api;
+mod console;
 pub mod device;
 pub mod hub;
 pub mod model;
@@ -209,6 +210,10 @@ impl Spec for Relay {
 impl Capability for Relay {
     fn name(&self) -> &'static str {
         RelayConfig::NAME
+    }
+
+    fn console(&self) -> Option<relayhub_core::console::Section> {
+        Some(console::section(self.clone()))
     }
 
     fn router(&self) -> OpenApiRouter {

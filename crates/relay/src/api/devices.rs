@@ -16,7 +16,7 @@ use crate::model::DeviceInfo;
 impl Relay {
     /// The back-office's view of devices: the core's records and their
     /// pending counts.
-    async fn infos(&self, records: Vec<DeviceRecord>) -> Result<Vec<DeviceInfo>, ApiError> {
+    pub(crate) async fn infos(&self, records: Vec<DeviceRecord>) -> Result<Vec<DeviceInfo>, ApiError> {
         let pks: Vec<_> = records.iter().map(|r| r.pk).collect();
         let counts = self.queue.pending_counts(&pks).await?;
         Ok(records
@@ -28,7 +28,7 @@ impl Relay {
             .collect())
     }
 
-    async fn info(&self, record: DeviceRecord) -> Result<DeviceInfo, ApiError> {
+    pub(crate) async fn info(&self, record: DeviceRecord) -> Result<DeviceInfo, ApiError> {
         let mut infos = self.infos(vec![record]).await?;
         infos.pop().ok_or_else(|| ApiError::new(ErrorCode::Internal, "a device went missing"))
     }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Body, Json, PageParams, Path, Query, integral, parse_json};
 use relayhub_core::identity::LicenseAuth;
-use relayhub_core::ids::DeviceId;
+use relayhub_core::ids::{DeviceId, LicensePk};
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -292,6 +292,12 @@ pub async fn receipt(
 ) -> Result<Json<Receipt>, ApiError> {
     let not_found = || ApiError::new(ErrorCode::MessageNotFound, format!("no message {id} in this license"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let receipt = relay.queue.receipt(license.pk, uuid).await?.ok_or_else(not_found)?;
-    Ok(Json(receipt.as_of(Timestamp::now())))
+    Ok(Json(relay.receipt_of(license.pk, uuid).await?.ok_or_else(not_found)?))
+}
+
+impl Relay {
+    /// A message's receipt as of now, if it is `license`'s.
+    pub(crate) async fn receipt_of(&self, license: LicensePk, id: Uuid) -> Result<Option<Receipt>, ApiError> {
+        Ok(self.queue.receipt(license, id).await?.map(|r| r.as_of(Timestamp::now())))
+    }
 }
