@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod auth;
 mod cli;
+mod console;
 mod install;
 pub mod model;
 mod openapi;
@@ -189,6 +190,10 @@ impl Spec for Fleet {
 impl Capability for Fleet {
     fn name(&self) -> &'static str {
         FleetConfig::NAME
+    }
+
+    fn console(&self) -> Option<relayhub_core::console::Section> {
+        Some(console::section(self.clone()))
     }
 
     fn router(&self) -> OpenApiRouter {

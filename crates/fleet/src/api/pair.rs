@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use crate::Fleet;
 use crate::auth::UserAuth;
-use crate::model::{Architecture, NewPairing, Pairing, RobotStatus};
+use crate::model::{Architecture, NewPairing, Pairing, Robot, RobotStatus};
 use crate::openapi::{or_null, string_enum};
 use crate::rules::{self, PairState, display_code, generate_code, normalize_code, pair_state};
 
@@ -183,6 +183,44 @@ fn keys(auth: &UserAuth, ip: Option<IpAddr>) -> Vec<String> {
     vec![format!("user:{}", auth.user.id), format!("ip:{}", ip.map(|ip| ip.to_string()).unwrap_or_default())]
 }
 
+impl Fleet {
+    /// Which robot a code belongs to, for the user to check before
+    /// confirming (the API's preview and the console's). A wrong code counts
+    /// against the user and the address `ip`.
+    pub(crate) async fn preview_pairing(
+        &self,
+        auth: &UserAuth,
+        ip: Option<IpAddr>,
+        code: &str,
+    ) -> Result<PairPreview, ApiError> {
+        let pairing = self.pairing_or_fail(code, &keys(auth, ip)).await?;
+        let now = Timestamp::now();
+        rules::confirm(&pairing, now)?;
+        Ok(PairPreview {
+            robot_id: pairing.robot.id,
+            hostname: pairing.robot.hostname,
+            ip_address: pairing.robot.ip_address,
+            architecture: pairing.robot.architecture,
+            expires_in: seconds_until(pairing.expires_at, now),
+        })
+    }
+
+    /// The user confirms a code: the robot becomes theirs, in their license
+    /// (the API's confirmation and the console's). A wrong code counts
+    /// against the user and the address `ip`.
+    pub(crate) async fn confirm_pairing(
+        &self,
+        auth: &UserAuth,
+        ip: Option<IpAddr>,
+        code: &str,
+    ) -> Result<Robot, ApiError> {
+        let pairing = self.pairing_or_fail(code, &keys(auth, ip)).await?;
+        let robot = self.robots.confirm_pairing(&pairing.code, &auth.user, Timestamp::now()).await?;
+        self.metrics.pairings_confirmed.inc();
+        Ok(robot)
+    }
+}
+
 /// A robot starts pairing (no credential): it gets a code to show its user
 /// and a secret to poll with.
 #[utoipa::path(
@@ -271,16 +309,7 @@ pub async fn preview(
     parts: Parts,
     Path(code): Path<String>,
 ) -> Result<Json<PairPreview>, ApiError> {
-    let pairing = fleet.pairing_or_fail(&code, &keys(&auth, client_ip(&parts))).await?;
-    let now = Timestamp::now();
-    rules::confirm(&pairing, now)?;
-    Ok(Json(PairPreview {
-        robot_id: pairing.robot.id,
-        hostname: pairing.robot.hostname,
-        ip_address: pairing.robot.ip_address,
-        architecture: pairing.robot.architecture,
-        expires_in: seconds_until(pairing.expires_at, now),
-    }))
+    Ok(Json(fleet.preview_pairing(&auth, client_ip(&parts), &code).await?))
 }
 
 /// The signed-in user confirms a code: the robot becomes its, in its
@@ -307,10 +336,7 @@ pub async fn confirm(
     parts: Parts,
     Path(code): Path<String>,
 ) -> Result<Json<PairConfirmed>, ApiError> {
-    let keys = keys(&auth, client_ip(&parts));
-    let pairing = fleet.pairing_or_fail(&code, &keys).await?;
-    let robot = fleet.robots.confirm_pairing(&pairing.code, &auth.user, Timestamp::now()).await?;
-    fleet.metrics.pairings_confirmed.inc();
+    let robot = fleet.confirm_pairing(&auth, client_ip(&parts), &code).await?;
     Ok(Json(PairConfirmed {
         robot_id: robot.id,
         name: robot.name,

@@ -69,6 +69,33 @@ impl Fleet {
         })
     }
 
+    /// The user an email and password prove, if both the user and its
+    /// license may sign in. An unknown email and a wrong password get the
+    /// same answer, in the same time; repeated failures for one email or
+    /// from one address are refused for a while (429 with `Retry-After`).
+    pub async fn verify_login(
+        &self,
+        email: &str,
+        password: String,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<UserAuth, ApiError> {
+        let email = email.trim().to_lowercase();
+        let keys = [format!("email:{email}"), format!("ip:{}", from.map(|ip| ip.to_string()).unwrap_or_default())];
+        self.logins.check(&keys)?;
+        let user = self.users.user_by_email(&email).await?;
+        let hash = match &user {
+            Some(user) => user.password_hash.clone(),
+            // Verify against a hash anyway: an unknown email takes as long.
+            None => self.dummy_hash().await?,
+        };
+        let matches = verify_password(password, hash).await;
+        let Some(user) = user.filter(|u| matches && u.is_active) else {
+            self.logins.record(&keys);
+            return Err(invalid_credentials());
+        };
+        self.signed_in(user).await
+    }
+
     /// The user with its license, if both may sign in.
     async fn signed_in(&self, user: User) -> Result<UserAuth, ApiError> {
         let license = self.identity.license_by_pk(user.license).await?.ok_or_else(invalid_credentials)?;
@@ -106,22 +133,7 @@ pub async fn login(
 ) -> Result<Json<TokenPair>, ApiError> {
     check_length("email", &body.email, 1, 254)?;
     check_length("password", &body.password, 1, 200)?;
-    let email = body.email.trim().to_lowercase();
-    let keys =
-        [format!("email:{email}"), format!("ip:{}", client_ip(&parts).map(|ip| ip.to_string()).unwrap_or_default())];
-    fleet.logins.check(&keys)?;
-    let user = fleet.users.user_by_email(&email).await?;
-    let hash = match &user {
-        Some(user) => user.password_hash.clone(),
-        // Verify against a hash anyway: an unknown email takes as long.
-        None => fleet.dummy_hash().await?,
-    };
-    let matches = verify_password(body.password, hash).await;
-    let Some(user) = user.filter(|u| matches && u.is_active) else {
-        fleet.logins.record(&keys);
-        return Err(invalid_credentials());
-    };
-    let auth = fleet.signed_in(user).await?;
+    let auth = fleet.verify_login(&body.email, body.password, client_ip(&parts)).await?;
     Connection::of(&parts).authenticated();
     Ok(Json(fleet.tokens(&auth, Secret::generate(SecretKind::RefreshToken), true).await?))
 }

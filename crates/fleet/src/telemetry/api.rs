@@ -343,7 +343,8 @@ pub struct SeriesPoints {
     pub points: Vec<(i64, f64)>,
 }
 
-fn robot_tags(robot: &Robot, key: &SeriesKey) -> BTreeMap<String, String> {
+/// A series' tags with those the server sets from the robot's record.
+pub(crate) fn robot_tags(robot: &Robot, key: &SeriesKey) -> BTreeMap<String, String> {
     let mut tags: BTreeMap<String, String> = key.tags.iter().cloned().collect();
     tags.insert("robot".into(), robot.name.clone());
     tags.insert("hostname".into(), robot.hostname.clone());
@@ -384,37 +385,64 @@ pub async fn metrics(
     check_length("field", chart.field.as_deref().unwrap_or(""), 0, 256)?;
     let tags = tag_filters(&uri)?;
     let robot = fleet.visible_robot(&auth, id).await?;
-    let (from, to) = range.range(std::time::Duration::from_secs(3600))?;
-    let span = to.saturating_sub(from).max(1);
-    let wanted = match &chart.step {
-        Some(raw) => step_nanos(raw)?,
-        None => (span / 300).max(1_000_000_000),
+    let (from, to) = range.range(CHART_RANGE)?;
+    let step = chart.step.as_deref().map(step_nanos).transpose()?;
+    let query = ChartQuery {
+        measurement: chart.measurement,
+        field: chart.field,
+        tags,
+        from,
+        to,
+        step,
+        agg: chart.agg.unwrap_or_default(),
     };
-    // No more than MAX_POINTS steps: a wide range gets a wider step.
-    let step = wanted.max(span / MAX_POINTS + i64::from(span % MAX_POINTS != 0));
-    let mut series = Vec::new();
-    if from < to {
-        let request = ChartRequest {
-            measurement: chart.measurement,
-            field: chart.field,
-            tags,
-            from,
-            to,
-            step,
-            agg: chart.agg.unwrap_or_default(),
-        };
-        for (key, points) in fleet.telemetry.chart(robot.id, request, Timestamp::now()).await? {
-            let tags = robot_tags(&robot, &key);
-            let points = points.into_iter().map(|(t, v)| (t.div_euclid(1_000_000), v)).collect();
-            series.push(SeriesPoints { measurement: key.measurement, field: key.field, tags, points });
+    Ok(Json(fleet.robot_chart(&robot, query).await?))
+}
+
+/// The range a chart covers by default: the last hour.
+pub(crate) const CHART_RANGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A chart of one robot, as asked (the API's query, parsed; the console's).
+#[derive(Debug, Clone)]
+pub(crate) struct ChartQuery {
+    pub measurement: String,
+    /// One field; all of the measurement's when `None`.
+    pub field: Option<String>,
+    /// Tags every series shown has.
+    pub tags: Vec<(String, String)>,
+    /// `[from, to)`, Unix ns.
+    pub from: i64,
+    pub to: i64,
+    /// The step asked for (ns); about 300 steps over the range by default.
+    pub step: Option<i64>,
+    pub agg: Agg,
+}
+
+impl Fleet {
+    /// A robot's chart: per series, the `agg` of each step, never more than
+    /// [`MAX_POINTS`] steps (a wide range gets a wider step). Points older
+    /// than the raw retention come from the downsampled copy.
+    pub(crate) async fn robot_chart(&self, robot: &Robot, query: ChartQuery) -> Result<ChartView, ApiError> {
+        let ChartQuery { measurement, field, tags, from, to, step, agg } = query;
+        let span = to.saturating_sub(from).max(1);
+        let wanted = step.unwrap_or((span / 300).max(1_000_000_000));
+        let step = wanted.max(span / MAX_POINTS + i64::from(span % MAX_POINTS != 0));
+        let mut series = Vec::new();
+        if from < to {
+            let request = ChartRequest { measurement, field, tags, from, to, step, agg };
+            for (key, points) in self.telemetry.chart(robot.id, request, Timestamp::now()).await? {
+                let tags = robot_tags(robot, &key);
+                let points = points.into_iter().map(|(t, v)| (t.div_euclid(1_000_000), v)).collect();
+                series.push(SeriesPoints { measurement: key.measurement, field: key.field, tags, points });
+            }
         }
+        Ok(ChartView {
+            from: from.div_euclid(1_000_000),
+            to: to.div_euclid(1_000_000),
+            step_seconds: step as f64 / 1e9,
+            series,
+        })
     }
-    Ok(Json(ChartView {
-        from: from.div_euclid(1_000_000),
-        to: to.div_euclid(1_000_000),
-        step_seconds: step as f64 / 1e9,
-        series,
-    }))
 }
 
 /// Which log lines.
@@ -431,6 +459,9 @@ pub struct LogParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u16>,
 }
+
+/// The range log lines come from by default: the last day.
+pub(crate) const LOG_RANGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Log lines, newest first.
 #[derive(Debug, Serialize, ToSchema)]
@@ -461,7 +492,7 @@ pub async fn logs(
     check_length("level", params.level.as_deref().unwrap_or(""), 0, 256)?;
     check_length("q", params.q.as_deref().unwrap_or(""), 0, 256)?;
     let robot = fleet.visible_robot(&auth, id).await?;
-    let (from, to) = range.range(std::time::Duration::from_secs(24 * 3600))?;
+    let (from, to) = range.range(LOG_RANGE)?;
     let limit = usize::from(params.limit.unwrap_or(100));
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid_field("limit: 1 to 1000"));
