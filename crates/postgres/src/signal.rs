@@ -20,6 +20,7 @@ use relayhub_core::bus::Event;
 use relayhub_core::error::ApiError;
 use relayhub_core::gateway::ConnId;
 use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_signal::overview::Overview;
 use relayhub_signal::protocol::Route;
 use relayhub_signal::state::{Census, Effects, Env, Offer, State, Step, User};
 use relayhub_signal::store::{Frames, SignalStore};
@@ -86,7 +87,27 @@ impl SignalStore for PgSignal {
         .sql()?;
         Ok(Census { users: users.max(0) as usize, ringing: ringing.max(0) as usize, in_call: in_call.max(0) as usize })
     }
+
+    async fn overview(&self, license: i64) -> StoreResult<Option<Overview>> {
+        // One snapshot of every node's state, without holding up the steps.
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.sql()?;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM signal_users WHERE doc->>'license' = $1 ORDER BY user_id LIMIT $2")
+                .bind(license.to_string())
+                .bind(OVERVIEW_USERS)
+                .fetch_all(&mut *tx)
+                .await
+                .sql()?;
+        let mut state = State::new();
+        load(&mut tx, &mut state, &mut Loaded::default(), names).await?;
+        tx.commit().await.sql()?;
+        Ok(Some(Overview::of(&state, license)))
+    }
 }
+
+/// The most users of one license the console's overview reads.
+const OVERVIEW_USERS: i64 = 5_000;
 
 impl PgSignal {
     /// Whether an expiry step would find anything to do.

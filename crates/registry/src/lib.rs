@@ -9,10 +9,12 @@
 //! - [`proxy`]: the client that reaches instances and the headers and
 //!   bodies that cross; [`limits`]: rate limits; [`tunnel`]: the tunnel's
 //!   frames, its server end and a client for instances;
-//! - `api`: seed 001's routes; `cli`: `relayhub registry`.
+//! - `api`: seed 001's routes; `cli`: `relayhub registry`; `console`:
+//!   its pages in the web console.
 
 mod api;
 mod cli;
+mod console;
 pub mod limits;
 pub mod model;
 pub mod proxy;
@@ -37,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::limits::{Rate, RateLimits};
+use crate::model::{DeviceStatus, RegisteredDevice};
 use crate::proxy::{Timeouts, Upstream};
 use crate::store::{DeviceRegistry, InstanceTokens};
 use crate::tunnel::hub::Tunnels;
@@ -152,6 +155,10 @@ impl Capability for Registry {
         RegistryConfig::NAME
     }
 
+    fn console(&self) -> Option<relayhub_core::console::Section> {
+        Some(console::section(self.clone()))
+    }
+
     fn router(&self) -> OpenApiRouter {
         OpenApiRouter::new()
             .routes(routes!(api::health))
@@ -191,5 +198,22 @@ impl Capability for Registry {
 
     async fn run_command(&self, name: &str, args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {
         cli::run(self, name, args).await
+    }
+}
+
+impl Registry {
+    /// Sets a device's status (approve, unblock: `active`; block:
+    /// `blocked`), for `relayhub registry` and the console alike. The
+    /// device is named by its UUID in any usual spelling (else 422); an
+    /// unknown one is refused with `device_not_found`. Statuses are read on
+    /// every proxy call, so the change holds on every node from the
+    /// device's next call.
+    pub async fn set_device_status(
+        &self,
+        device_uuid: &str,
+        status: DeviceStatus,
+    ) -> Result<RegisteredDevice, ApiError> {
+        let uuid = rules::device_uuid(device_uuid)?;
+        Ok(self.devices.set_status(&uuid, status).await?)
     }
 }

@@ -127,6 +127,7 @@ impl State {
             u.status = Status::Ringing;
             u.candidate = Some(caller.clone());
             u.call_socket = Some(conn);
+            u.answered_at = Some(env.now);
             if !callee_streams.is_null() {
                 u.stream_ids = callee_streams.clone();
             }

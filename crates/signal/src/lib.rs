@@ -8,7 +8,9 @@
 //!   PostgreSQL across nodes, so two users connected to different nodes
 //!   call each other as on one;
 //! - [`turn`]: time-limited TURN credentials for coturn;
-//! - `session`: one socket.
+//! - `session`: one socket;
+//! - [`overview`], `console`: a license's calls and users online, and the
+//!   web console's page showing them.
 //!
 //! Who may signal: the app API key (seed 003's clients), or with
 //! `signal.require_user` a fleet user's access token, checked through the
@@ -17,7 +19,9 @@
 //! a socket whose key, license, user or token stops being valid.
 
 mod calls;
+mod console;
 mod media;
+pub mod overview;
 pub mod protocol;
 mod session;
 pub mod state;
@@ -209,6 +213,10 @@ impl Spec for Signal {
 impl Capability for Signal {
     fn name(&self) -> &'static str {
         SignalConfig::NAME
+    }
+
+    fn console(&self) -> Option<relayhub_core::console::Section> {
+        Some(console::section(self.clone()))
     }
 
     fn router(&self) -> OpenApiRouter {

@@ -172,6 +172,7 @@ mod tests {
             id: 42,
             license: relayhub_core::ids::LicensePk(3),
             name: "Ann Example".into(),
+            admin: false,
             expires_at: relayhub_core::time::Timestamp::from_millis(0),
         };
         let json = |text: &str| match parse(text) {

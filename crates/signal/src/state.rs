@@ -70,6 +70,11 @@ pub struct User {
     /// and is called by, users of its license only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<i64>,
+    /// When this user answered the call it is in (Unix milliseconds): set
+    /// on the callee only, so a pair says who called whom, and since when
+    /// (the console's calls page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<i64>,
 }
 
 impl User {
@@ -87,6 +92,7 @@ impl User {
             stream_ids: Value::Null,
             grace_until: None,
             license: None,
+            answered_at: None,
         }
     }
 }
@@ -437,6 +443,7 @@ impl State {
             u.status = status;
             u.candidate = None;
             u.call_socket = None;
+            u.answered_at = None;
             u.ice.clear();
             u.ice_sent = 0;
         }

@@ -13,6 +13,7 @@ use relayhub_core::error::ApiError;
 use relayhub_core::gateway::ConnId;
 use relayhub_core::store::StoreResult;
 
+use crate::overview::Overview;
 use crate::state::{Census, Effects, Env, State, Step};
 
 /// Frames for sockets, on whichever node holds them, in order.
@@ -42,6 +43,12 @@ pub trait SignalStore: Send + Sync + 'static {
     async fn step(&self, step: Step, env: Env) -> StoreResult<Result<Effects, ApiError>>;
     /// Users online, calls ringing and connected, across the nodes.
     async fn census(&self) -> StoreResult<Census>;
+    /// A license's calls in progress and users online (the console), or
+    /// `None` where the store cannot list them: the console then shows what
+    /// this node knows (its own sockets) and says so.
+    async fn overview(&self, _license: i64) -> StoreResult<Option<Overview>> {
+        Ok(None)
+    }
 }
 
 /// The state of one node, in memory.
@@ -78,6 +85,10 @@ impl SignalStore for MemoryStore {
 
     async fn census(&self) -> StoreResult<Census> {
         Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()).census())
+    }
+
+    async fn overview(&self, license: i64) -> StoreResult<Option<Overview>> {
+        Ok(Some(Overview::of(&self.state.lock().unwrap_or_else(|e| e.into_inner()), license)))
     }
 }
 
