@@ -147,8 +147,7 @@ async fn demo_data(rail: &Rail, demo: DemoData) -> Result<CommandOutput, ApiErro
         rail.base.add_place(license, PlaceKind::Attraction, p).await?;
     }
 
-    // Letters and digits only: pasted into a shell or typed on a robot's screen.
-    let password: String = rules::random_code().chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let password = rules::random_password();
     let card = rules::random_code();
     let engineer = NewEngineer {
         login: "engineer".into(),

@@ -9,10 +9,12 @@
 //!   as pure functions; [`keys`]: public keys and signatures; [`store`]:
 //!   what rail needs from storage;
 //! - [`api`]: the routes and seed 004's HTTP conventions; [`face`]: the
-//!   face service and its in-memory index; `cli`: `relayhub rail demo-data`.
+//!   face service and its in-memory index; `cli`: `relayhub rail demo-data`;
+//!   `console`: the operator's admin pages in the web console.
 
 pub mod api;
 mod cli;
+mod console;
 pub mod face;
 pub mod keys;
 pub mod model;
@@ -220,6 +222,11 @@ impl Capability for Rail {
             .merge(api::store::routes())
             .merge(face::api::routes())
             .with_state(self.clone())
+    }
+
+    /// The admin pages (seed 004's DebugConsole), for the license's admins.
+    fn console(&self) -> Option<relayhub_core::console::Section> {
+        Some(console::section(self.clone()))
     }
 
     /// Loads the face index and keeps it in step; forgets expired

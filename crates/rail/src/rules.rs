@@ -24,6 +24,17 @@ pub fn random_code() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A password of 16 letters and digits (about 95 bits): pasted into a
+/// shell or typed on a robot's screen without quoting.
+pub fn random_password() -> String {
+    let mut password = String::new();
+    while password.len() < 16 {
+        password.extend(random_code().chars().filter(char::is_ascii_alphanumeric));
+    }
+    password.truncate(16);
+    password
+}
+
 /// Merges lines naming the same item (a robot's cart may list a coffee
 /// twice) and orders them by item, so two purchases lock rows in the same
 /// order. Refuses empty carts and counts outside 1..=[`MAX_COUNT`].
@@ -147,5 +158,9 @@ mod tests {
         let (a, b) = (random_code(), random_code());
         assert_eq!(a.len(), 22);
         assert_ne!(a, b);
+        let password = random_password();
+        assert_eq!(password.len(), 16);
+        assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(password, random_password());
     }
 }

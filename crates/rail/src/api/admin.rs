@@ -4,7 +4,6 @@
 //! only; each `POST` answers the created row, each list pages.
 
 use axum::extract::State;
-use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +16,6 @@ use super::{Paged, Paging, RailError, RailJson, RailPath, RailQuery, RailResult,
 use crate::Rail;
 use crate::keys::parse_public_key;
 use crate::model::*;
-use crate::rules;
 
 pub fn routes() -> OpenApiRouter<Rail> {
     OpenApiRouter::new()
@@ -99,8 +97,7 @@ pub async fn add_user(
     RailJson(r): RailJson<UserRequest>,
 ) -> RailResult<Json<Passenger>> {
     let license = caller.operator()?.pk;
-    text("name", &r.name, 1, 60)?;
-    Ok(Json(rail.base.add_passenger(license, &r.name).await?))
+    Ok(Json(rail.add_passenger(license, r).await?))
 }
 
 /// The license's passengers.
@@ -144,27 +141,7 @@ pub async fn add_ticket(
     RailJson(r): RailJson<TicketRequest>,
 ) -> RailResult<Json<Ticket>> {
     let license = caller.operator()?.pk;
-    for (name, value) in
-        [("train_number", r.train_number), ("wagon_number", r.wagon_number), ("place_number", r.place_number)]
-    {
-        if value < 0 {
-            return Err(RailError::field(name, "at least 0"));
-        }
-    }
-    text("station_id", &r.station_id, 1, 60)?;
-    text("destination_id", &r.destination_id, 1, 60)?;
-    let ticket = NewTicket {
-        user_id: r.user_id,
-        train_number: r.train_number,
-        wagon_number: r.wagon_number,
-        place_number: r.place_number,
-        date: r.date,
-        station_id: r.station_id,
-        destination_id: r.destination_id,
-        start_date: r.start_date,
-        code: rules::random_code(),
-    };
-    Ok(Json(rail.base.add_ticket(license, ticket).await?))
+    Ok(Json(rail.issue_ticket(license, r).await?))
 }
 
 /// Which tickets to list.
@@ -217,11 +194,7 @@ pub async fn add_engineer(
     RailJson(r): RailJson<EngineerRequest>,
 ) -> RailResult<Json<Engineer>> {
     let license = caller.operator()?.pk;
-    text("login", &r.login, 1, 60)?;
-    text("password", &r.password, 8, 200)?;
-    let privileges = rules::check_privileges(r.privileges).map_err(|e| RailError::field("privileges", e.message))?;
-    let password_hash = relayhub_core::password::hash(r.password).await?;
-    Ok(Json(rail.base.add_engineer(license, NewEngineer { login: r.login, password_hash, privileges }).await?))
+    Ok(Json(rail.add_engineer(license, r).await?))
 }
 
 /// The license's engineers.
@@ -256,8 +229,7 @@ pub async fn add_card(
     RailJson(r): RailJson<CardRequest>,
 ) -> RailResult<Json<AuthCard>> {
     let license = caller.operator()?.pk;
-    text("key", &r.key, 1, 256)?;
-    Ok(Json(rail.base.add_card(license, engineer, Secret::new(r.key).hash()).await?))
+    Ok(Json(rail.add_card(license, engineer, r).await?))
 }
 
 /// A hotel or attraction to add.

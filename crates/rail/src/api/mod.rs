@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod operator;
 pub mod robot;
 pub mod store;
 

@@ -6,7 +6,6 @@
 use axum::extract::State;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::ids::LicensePk;
-use relayhub_core::secret::{Secret, SecretKind};
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -62,11 +61,7 @@ pub async fn add_store(
     RailJson(r): RailJson<StoreRequest>,
 ) -> RailResult<Json<Store>> {
     let license = caller.operator()?.pk;
-    text("name", &r.name, 1, 100)?;
-    text("description", &r.description, 0, 255)?;
-    text("logo_url", &r.logo_url, 0, 255)?;
-    let new = NewStore { name: r.name, description: r.description, logo_url: r.logo_url, store_type: r.store_type };
-    Ok(Json(rail.shops.add_store(license, new).await?))
+    Ok(Json(rail.open_store(license, r).await?))
 }
 
 /// The license's stores (deleted ones are not listed).
@@ -126,9 +121,7 @@ pub async fn store_token(
     RailPath(id): RailPath<Uuid>,
 ) -> RailResult<Json<StoreToken>> {
     let license = caller.operator()?.pk;
-    let token = Secret::generate(SecretKind::StoreToken);
-    rail.shops.set_store_token(license, id, token.hash()).await?;
-    Ok(Json(StoreToken { token: token.expose().to_owned() }))
+    Ok(Json(rail.issue_store_token(license, id).await?))
 }
 
 /// A store's public key (`active_stores`).
@@ -201,7 +194,7 @@ pub async fn items(
     Ok(Json(Paged::new(rail.shops.items(license, own.or(f.store_id), page).await?, page)))
 }
 
-fn item_not_found(id: Uuid) -> ApiError {
+pub(super) fn item_not_found(id: Uuid) -> ApiError {
     ApiError::new(ErrorCode::ItemNotFound, format!("no item {id}"))
 }
 
@@ -241,12 +234,12 @@ pub struct ItemRequest {
     pub logo_url: String,
 }
 
-fn whole(field: &str, value: i64) -> RailResult<i32> {
+pub(super) fn whole(field: &str, value: i64) -> RailResult<i32> {
     i32::try_from(value).ok().filter(|v| *v >= 0).ok_or_else(|| RailError::field(field, "0-2147483647"))
 }
 
 impl ItemRequest {
-    fn fields(self) -> RailResult<ItemFields> {
+    pub(super) fn fields(self) -> RailResult<ItemFields> {
         text("name", &self.name, 1, 100)?;
         text("description", &self.description, 0, 255)?;
         text("category", &self.category, 0, 100)?;
@@ -280,7 +273,7 @@ pub async fn add_item(
         (None, Some(named)) => named,
         (None, None) => return Err(RailError::field("store_id", "the operator names the store")),
     };
-    Ok(Json(rail.shops.add_item(license, store, r.fields()?).await?))
+    Ok(Json(rail.add_item_to(license, store, r).await?))
 }
 
 /// Replaces an item's fields.
