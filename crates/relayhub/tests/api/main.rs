@@ -5,6 +5,7 @@
 mod bad_input;
 mod caller;
 mod cluster;
+mod console;
 mod contract;
 mod delivery;
 mod durability;
