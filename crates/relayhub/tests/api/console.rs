@@ -16,14 +16,14 @@ const SESSION: &str = "relayhub_console";
 const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/browser.py");
 
 /// A browser as far as HTTP goes: no redirects followed, one cookie kept.
-struct Visitor<'a> {
+pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
     cookie: Option<String>,
 }
 
 impl<'a> Visitor<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    pub(crate) fn new(app: &'a TestApp) -> Self {
         let http = relayhub_core::http_client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
@@ -40,25 +40,25 @@ impl<'a> Visitor<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.request(reqwest::Method::GET, path).send().await.unwrap()
     }
 
     /// A page: its status and HTML.
-    async fn page(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn page(&self, path: &str) -> (u16, String) {
         let response = self.get(path).await;
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
     /// A form sent as a browser sends it (`fields` URL-encoded).
-    fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::POST, path)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form(fields))
     }
 
     /// Signs in on the sign-in page; keeps the session cookie it gets.
-    async fn sign_in(&mut self, email: &str, password: &str, next: &str) -> reqwest::Response {
+    pub(crate) async fn sign_in(&mut self, email: &str, password: &str, next: &str) -> reqwest::Response {
         let fields = [("email", email), ("password", password), ("next", next)];
         let response = self.post("/console/login", &fields).send().await.unwrap();
         if let Some((value, _)) = session_cookie(&response).filter(|(value, _)| !value.is_empty()) {
@@ -68,7 +68,7 @@ impl<'a> Visitor<'a> {
     }
 
     /// The CSRF token the console's forms carry for this session.
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         let (status, html) = self.page("/console").await;
         assert_eq!(status, 200, "{html}");
         let after = html.split(r#"name="csrf""#).nth(1).expect("a form with the csrf field");
@@ -98,7 +98,7 @@ fn session_cookie(response: &reqwest::Response) -> Option<(String, Vec<String>)>
     })
 }
 
-fn location(response: &reqwest::Response) -> &str {
+pub(crate) fn location(response: &reqwest::Response) -> &str {
     response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 

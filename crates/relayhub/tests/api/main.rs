@@ -6,6 +6,7 @@ mod bad_input;
 mod caller;
 mod cluster;
 mod console;
+mod console_pages;
 mod contract;
 mod delivery;
 mod durability;
