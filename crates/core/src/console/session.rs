@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use super::{NavItem, PageError, Viewer};
+use crate::admission::Ticket;
 use crate::identity::Accounts;
 
 /// The cookie that holds the console's session token.
@@ -108,6 +109,11 @@ pub(super) async fn require_session(State(shell): State<Shell>, request: Request
         Err(err) if err.status() == StatusCode::UNAUTHORIZED => return to_sign_in(&path),
         Err(err) => return PageError::from(err).into_response(),
     };
+    // A signed-in browser no longer counts against the connections that
+    // may wait for a credential (its live streams stay open).
+    if let Some(ticket) = request.extensions().get::<Arc<Ticket>>() {
+        ticket.authenticated();
+    }
     let viewer =
         Viewer { account, csrf: csrf_token(&token), nav: shell.nav.clone(), path: request.uri().path().into() };
     let request = match *request.method() {

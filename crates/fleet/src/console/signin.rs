@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use relayhub_core::admission::Connection;
 use relayhub_core::console::{Form, Markup, PageError, html, public_page, same_origin, sign_in_response};
 use relayhub_core::error::ErrorCode;
 use relayhub_core::http::client_ip;
@@ -115,6 +116,7 @@ async fn sign_in(State(fleet): State<Fleet>, parts: Parts, Form(credentials): Fo
         }
         Err(err) => return refuse(err.status(), &err.message),
     };
+    Connection::of(&parts).authenticated();
     let token = Secret::generate(SecretKind::RefreshToken);
     let ttl = fleet.config.refresh_ttl;
     if let Err(err) = fleet.sessions.start_session(auth.user.id, token.hash(), Timestamp::now().plus(ttl)).await {
