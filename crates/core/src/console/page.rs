@@ -76,16 +76,17 @@ fn head(title: &str) -> Markup {
     }
 }
 
-/// A page outside the session (sign-in, errors): no navigation.
-pub fn public_page(title: &str, body: Markup) -> Page {
+/// The document around every page: `header` on top, `body` under `title`.
+fn document(title: &str, header: Markup, main_class: Option<&str>, body: Markup) -> Page {
     Html(
         html! {
             (DOCTYPE)
             html lang="en" {
                 (head(title))
                 body {
-                    header.bar { a.brand href="/console" { "relayhub" } }
-                    main id="main" class="narrow" { h1 { (title) } (body) }
+                    a.skip href="#main" { "Skip to content" }
+                    header.bar { a.brand href="/console" { "relayhub" } (header) }
+                    main id="main" class=[main_class] { h1 { (title) } (body) }
                 }
             }
         }
@@ -93,40 +94,32 @@ pub fn public_page(title: &str, body: Markup) -> Page {
     )
 }
 
+/// A page outside the session (sign-in, errors): no navigation.
+pub fn public_page(title: &str, body: Markup) -> Page {
+    document(title, html! {}, Some("narrow"), body)
+}
+
 impl Viewer {
     /// A page of the console: the navigation (the entries this viewer may
     /// open), who is signed in, and `body` under `title`.
     pub fn page(&self, title: &str, body: Markup) -> Page {
         let nav = self.nav.iter().filter(|item| !item.admin || self.is_admin());
-        Html(
-            html! {
-                (DOCTYPE)
-                html lang="en" {
-                    (head(title))
-                    body {
-                        a.skip href="#main" { "Skip to content" }
-                        header.bar {
-                            a.brand href="/console" { "relayhub" }
-                            nav aria-label="Console" {
-                                ul {
-                                    @for item in nav {
-                                        @let current = self.path == item.href || self.path.starts_with(&format!("{}/", item.href));
-                                        li { a href=(item.href) aria-current=[current.then_some("page")] { (item.label) } }
-                                    }
-                                }
-                            }
-                            form.signout method="post" action="/console/logout" {
-                                (self.csrf_field())
-                                span.who { (self.account.name) @if self.is_admin() { " (admin)" } }
-                                button type="submit" { "Sign out" }
-                            }
-                        }
-                        main id="main" { h1 { (title) } (body) }
+        let header = html! {
+            nav aria-label="Console" {
+                ul {
+                    @for item in nav {
+                        @let current = self.path == item.href || self.path.starts_with(&format!("{}/", item.href));
+                        li { a href=(item.href) aria-current=[current.then_some("page")] { (item.label) } }
                     }
                 }
             }
-            .into_string(),
-        )
+            form.signout method="post" action="/console/logout" {
+                (self.csrf_field())
+                span.who { (self.account.name) @if self.is_admin() { " (admin)" } }
+                button type="submit" { "Sign out" }
+            }
+        };
+        document(title, header, None, body)
     }
 }
 

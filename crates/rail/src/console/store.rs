@@ -13,7 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::stores::{delete_form, type_name};
-use super::view::{PAGE_SIZE, last_page, money, number, pager, path_id, shown_once};
+use super::view::{PAGE_SIZE, described_fields, last_page, money, number, pager, path_id, shown_once};
 use super::{ListQuery, Query, Refusal};
 use crate::Rail;
 use crate::api::store::ItemRequest;
@@ -192,14 +192,7 @@ fn item_form(viewer: &Viewer, store: Uuid, draft: &ItemForm, refusal: Option<&Re
                 label for="item-category" { "Category (optional)" }
                 input #item-category name="category" maxlength="100" value=(draft.category);
             }
-            div {
-                label for="item-description" { "Description (optional)" }
-                input #item-description name="description" maxlength="255" value=(draft.description);
-            }
-            div {
-                label for="item-logo" { "Logo URL (optional)" }
-                input #item-logo name="logo_url" maxlength="255" value=(draft.logo_url);
-            }
+            (described_fields("item", &draft.description, &draft.logo_url))
             button type="submit" { "Add item" }
         }
     }

@@ -10,7 +10,7 @@ use relayhub_core::store::PageRequest;
 use relayhub_core::time::Timestamp;
 use serde::Deserialize;
 
-use super::view::{pager, path_id};
+use super::view::{described_fields, pager, path_id};
 use super::{ListQuery, Query, Refusal};
 use crate::Rail;
 use crate::api::RailError;
@@ -128,14 +128,7 @@ fn form(viewer: &Viewer, draft: &StoreForm, refusal: Option<&Refusal>) -> Markup
                     }
                 }
             }
-            div {
-                label for="store-description" { "Description (optional)" }
-                input #store-description name="description" maxlength="255" value=(draft.description);
-            }
-            div {
-                label for="store-logo" { "Logo URL (optional)" }
-                input #store-logo name="logo_url" maxlength="255" value=(draft.logo_url);
-            }
+            (described_fields("store", &draft.description, &draft.logo_url))
             button type="submit" { "Open store" }
         }
     }

@@ -95,6 +95,21 @@ pub(super) fn shown_once(what: &str, secret: &str) -> Markup {
     }
 }
 
+/// The optional description and logo fields a store and an item share
+/// (seed 004 gives both), ids prefixed by `what`.
+pub(super) fn described_fields(what: &str, description: &str, logo_url: &str) -> Markup {
+    html! {
+        div {
+            label for=(format!("{what}-description")) { "Description (optional)" }
+            input id=(format!("{what}-description")) name="description" maxlength="255" value=(description);
+        }
+        div {
+            label for=(format!("{what}-logo")) { "Logo URL (optional)" }
+            input id=(format!("{what}-logo")) name="logo_url" maxlength="255" value=(logo_url);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
