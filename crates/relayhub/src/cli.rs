@@ -77,7 +77,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (HTTP API, device WebSocket, docs at /docs)
+    /// Run the server (HTTP API, device WebSocket, docs at /docs, web console at /console)
     Serve(ServeArgs),
     /// Manage licenses (tenants) and their bearer tokens
     #[command(subcommand)]
