@@ -129,7 +129,8 @@ enum Workload {
         #[arg(long, default_value_t = 16)]
         clients: usize,
     },
-    /// Every workload, one after the other
+    /// Every workload, one after the other (the relay at 1,000 devices and
+    /// again at 10,000: `relay-fleet`)
     All,
     /// (internal) hold idle connections for `connections`
     #[command(hide = true)]
@@ -153,6 +154,8 @@ enum Workload {
 /// the chosen workload's options change.
 struct Sizes {
     relay: RelayParams,
+    /// The relay at fleet scale, in `all` beside the 1,000-device run.
+    relay_fleet: RelayParams,
     latency: LatencyParams,
     connections: usize,
     uplink: (usize, u64),
@@ -170,6 +173,12 @@ impl Sizes {
                 devices: if q { 100 } else { 1000 },
                 messages: if q { 20_000 } else { 200_000 },
                 producers: 8,
+                batch: 100,
+            },
+            relay_fleet: RelayParams {
+                devices: if q { 1000 } else { 10_000 },
+                messages: if q { 50_000 } else { 1_000_000 },
+                producers: 32,
                 batch: 100,
             },
             latency: LatencyParams { devices: if q { 50 } else { 100 }, rate: 5000, seconds: if q { 4 } else { 30 } },
@@ -266,6 +275,7 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
     const PROXIES: &[System] = &[System::Relayhub, System::RelayhubTunnel, System::Nginx];
     let results = match name {
         "relay" => each(cli, MESSAGING, |s| workloads::relay(s, sizes.relay)).await,
+        "relay-fleet" => each(cli, MESSAGING, |s| workloads::relay(s, sizes.relay_fleet)).await,
         "latency" => each(cli, MESSAGING, |s| workloads::latency(s, sizes.latency)).await,
         "connections" => each(cli, MESSAGING, |s| connections::run(s, sizes.connections)).await,
         "uplink" => each(cli, MESSAGING, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
@@ -277,11 +287,30 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
         }
         "storage" => {
             let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
-            return Ok(json!({"workload": "storage", "results": [outcome]}));
+            return Ok(json!({"workload": "storage", "machine": machine(), "results": [outcome]}));
         }
         _ => anyhow::bail!("unknown workload {name}"),
     };
-    Ok(json!({"workload": name, "results": results}))
+    Ok(json!({"workload": name, "size": size(sizes, name), "machine": machine(), "results": results}))
+}
+
+/// What a workload was run at, for its table's title.
+fn size(sizes: &Sizes, name: &str) -> Value {
+    let relay = |r: RelayParams| json!({"devices": r.devices, "messages": r.messages, "producers": r.producers});
+    match name {
+        "relay" => relay(sizes.relay),
+        "relay-fleet" => relay(sizes.relay_fleet),
+        "latency" => json!({"devices": sizes.latency.devices, "rate": sizes.latency.rate}),
+        "connections" => json!({"connections": sizes.connections}),
+        "uplink" => json!({"devices": sizes.uplink.0, "records": sizes.uplink.1}),
+        _ => Value::Null,
+    }
+}
+
+/// The machine a table was measured on: ratios hold for it only.
+fn machine() -> Value {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    json!({"cores": cores})
 }
 
 /// One line of a table: the first cell left-aligned, the others right,
@@ -321,11 +350,23 @@ fn numbers(results: &[Value], columns: &[Column], ratio: RatioColumn) -> String 
     out
 }
 
+/// What follows a table's name: its size and the machine's cores.
+fn title(report: &Value) -> String {
+    let mut parts: Vec<String> = report["size"]
+        .as_object()
+        .map(|size| size.iter().map(|(key, value)| format!("{value} {key}")).collect())
+        .unwrap_or_default();
+    if let Some(cores) = report["machine"]["cores"].as_u64() {
+        parts.push(format!("{cores} cores"));
+    }
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
+}
+
 /// A table for people, with each peer's number as a ratio to relayhub's.
 fn table(report: &Value) -> String {
     let name = report["workload"].as_str().unwrap_or("");
     let results = report["results"].as_array().cloned().unwrap_or_default();
-    let mut out = format!("\n{name}\n");
+    let mut out = format!("\n{name}{}\n", title(report));
     if name == "storage" {
         for r in &results {
             out += &format!(
@@ -435,7 +476,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Workload::Ingest { .. } => vec!["ingest"],
         Workload::Proxy { .. } => vec!["proxy"],
         Workload::Face { .. } => vec!["face"],
-        Workload::All => vec!["relay", "latency", "connections", "uplink", "storage", "ingest", "proxy", "face"],
+        Workload::All => {
+            vec!["relay", "relay-fleet", "latency", "connections", "uplink", "storage", "ingest", "proxy", "face"]
+        }
         Workload::ConnectWorker { .. } => unreachable!("handled above"),
     };
     let sizes = Sizes::of(&cli);

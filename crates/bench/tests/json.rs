@@ -26,6 +26,8 @@ fn relay_json_reports_every_message_delivered_once_and_in_order() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     assert_eq!(report["workload"], "relay");
+    assert_eq!(report["size"]["devices"], 20, "the size it ran at: {report}");
+    assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1), "the machine's cores: {report}");
     let ours = &report["results"][0];
     assert_eq!(ours["system"], "relayhub");
     assert_eq!((&ours["lost"], &ours["duplicates"], &ours["out_of_order"]), (&0.into(), &0.into(), &0.into()));
