@@ -88,7 +88,7 @@ impl SignalStore for PgSignal {
         Ok(Census { users: users.max(0) as usize, ringing: ringing.max(0) as usize, in_call: in_call.max(0) as usize })
     }
 
-    async fn overview(&self, license: i64) -> StoreResult<Option<Overview>> {
+    async fn overview(&self, license: i64) -> StoreResult<Overview> {
         // One snapshot of every node's state, without holding up the steps.
         let mut tx = self.ctx.pool.begin().await.sql()?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await.sql()?;
@@ -102,7 +102,7 @@ impl SignalStore for PgSignal {
         let mut state = State::new();
         load(&mut tx, &mut state, &mut Loaded::default(), names).await?;
         tx.commit().await.sql()?;
-        Ok(Some(Overview::of(&state, license)))
+        Ok(Overview::of(&state, license))
     }
 }
 

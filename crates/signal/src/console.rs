@@ -8,8 +8,6 @@
 //! state shared by several nodes in PostgreSQL), the page shows the users
 //! connected to this node and says that is all it knows.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -19,7 +17,7 @@ use relayhub_core::ids::LicensePk;
 use relayhub_core::time::Timestamp;
 
 use crate::Signal;
-use crate::overview::{CallState, MAX_LISTED, Overview, Party};
+use crate::overview::{CallState, Overview, Party};
 use crate::state::Status;
 
 /// The signal's section of the console.
@@ -68,9 +66,7 @@ async fn calls_live(State(signal): State<Signal>, viewer: Viewer) -> Result<Resp
 /// The calls and the users online: the one fragment the page and its live
 /// region render.
 async fn fragment(signal: &Signal, license: LicensePk) -> Result<Markup, PageError> {
-    let Some(overview) = signal.store.overview(license.0).await? else {
-        return Ok(this_node_only(signal, license));
-    };
+    let overview = signal.store.overview(license.0).await?;
     Ok(html! {
         h2 { "Calls in progress" }
         (calls_table(&overview))
@@ -126,41 +122,6 @@ fn online_table(overview: &Overview) -> Markup {
                                 td { (status_label(online.status, online.called)) }
                                 td.num { (online.sockets) }
                             }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Where the calls are in a store this node cannot list: the license's
-/// users with a socket on this node, from the node's own sockets.
-fn this_node_only(signal: &Signal, license: LicensePk) -> Markup {
-    let mut users: BTreeMap<i64, (String, usize)> = BTreeMap::new();
-    for socket in signal.local().values() {
-        if let Some(account) = socket.account.as_ref().filter(|a| a.license == license) {
-            users.entry(account.id).or_insert_with(|| (account.name.clone(), 0)).1 += 1;
-        }
-    }
-    let total = users.len();
-    html! {
-        p.muted #node-only {
-            "Calls are kept in the database the server's nodes share, and this page lists only what this node "
-            "knows: the license's users connected to it. Calls in progress are not listed here."
-        }
-        h2 { "Connected to this node" }
-        @if users.is_empty() {
-            p #no-users { "No user of the license is connected to this node." }
-        } @else {
-            (cut_note(total.min(MAX_LISTED), total, "users"))
-            div.table-wrap {
-                table #signal-users {
-                    thead { tr { th scope="col" { "User" } th scope="col" class="num" { "Devices" } } }
-                    tbody {
-                        @for (id, (name, sockets)) in users.iter().take(MAX_LISTED) {
-                            @let user = Party { id: id.to_string(), name: Some(name.clone()).filter(|n| !n.is_empty()) };
-                            tr data-user=(user.id) { td { (party(&user)) } td.num { (sockets) } }
                         }
                     }
                 }

@@ -43,12 +43,9 @@ pub trait SignalStore: Send + Sync + 'static {
     async fn step(&self, step: Step, env: Env) -> StoreResult<Result<Effects, ApiError>>;
     /// Users online, calls ringing and connected, across the nodes.
     async fn census(&self) -> StoreResult<Census>;
-    /// A license's calls in progress and users online (the console), or
-    /// `None` where the store cannot list them: the console then shows what
-    /// this node knows (its own sockets) and says so.
-    async fn overview(&self, _license: i64) -> StoreResult<Option<Overview>> {
-        Ok(None)
-    }
+    /// A license's calls in progress and users online, across the nodes
+    /// (the console's calls page).
+    async fn overview(&self, license: i64) -> StoreResult<Overview>;
 }
 
 /// The state of one node, in memory.
@@ -87,8 +84,8 @@ impl SignalStore for MemoryStore {
         Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()).census())
     }
 
-    async fn overview(&self, license: i64) -> StoreResult<Option<Overview>> {
-        Ok(Some(Overview::of(&self.state.lock().unwrap_or_else(|e| e.into_inner()), license)))
+    async fn overview(&self, license: i64) -> StoreResult<Overview> {
+        Ok(Overview::of(&self.state.lock().unwrap_or_else(|e| e.into_inner()), license))
     }
 }
 
