@@ -60,16 +60,9 @@ fn field_value(html: &str, name: &str) -> String {
 }
 
 async fn put_settings(app: &TestApp, device: &str, version: i64, settings: Value) -> Value {
-    let response = app
-        .http
-        .put(app.url(&format!("/api/v1/devices/{device}/settings")))
-        .bearer_auth(&app.token)
-        .json(&json!({"version": version, "settings": settings}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let (status, body) = crate::settings::put(app, device, version, settings).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 async fn settings_of(app: &TestApp, device: &str) -> Value {

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Device, TestApp};
 
-async fn put(app: &TestApp, device: &str, version: i64, settings: Value) -> (u16, Value) {
+/// `PUT …/settings` as the back-office sends it: the status and the body.
+pub(crate) async fn put(app: &TestApp, device: &str, version: i64, settings: Value) -> (u16, Value) {
     let response = app
         .http
         .put(app.url(&format!("/api/v1/devices/{device}/settings")))
