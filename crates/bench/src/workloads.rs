@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::future::try_join_all;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::drivers::{self, Driver};
 use crate::payload::{self, now_ns};
@@ -25,21 +26,26 @@ pub struct RelayParams {
     pub batch: usize,
 }
 
+/// A workload's task, aborted when the workload ends early: a system that
+/// failed must not leave thousands of clients connected (and retrying)
+/// into the next system's run.
+type Owned<T> = AbortOnDropHandle<T>;
+
 /// Connects `count` devices, a few at a time.
 async fn connect_devices(
     driver: &Arc<dyn Driver>,
     count: usize,
     expected: impl Fn(usize) -> u64,
-) -> anyhow::Result<Vec<drivers::DeviceTask>> {
+) -> anyhow::Result<Vec<Owned<anyhow::Result<Log>>>> {
     let mut tasks = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(50) {
         let connecting = chunk.iter().map(|&i| driver.device(i, expected(i)));
-        tasks.extend(try_join_all(connecting).await?);
+        tasks.extend(try_join_all(connecting).await?.into_iter().map(AbortOnDropHandle::new));
     }
     Ok(tasks)
 }
 
-async fn collect(tasks: Vec<drivers::DeviceTask>) -> anyhow::Result<Vec<Log>> {
+async fn collect(tasks: Vec<Owned<anyhow::Result<Log>>>) -> anyhow::Result<Vec<Log>> {
     let all = async {
         let mut logs = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -68,7 +74,7 @@ pub async fn relay(system: System, p: RelayParams) -> anyhow::Result<Outcome> {
         // Each device gets all its messages from one producer, in order:
         // any inversion a device sees is the system's.
         let mine: Vec<usize> = (p_index..p.devices).step_by(p.producers).collect();
-        producers.push(tokio::spawn(async move {
+        producers.push(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut pending: Vec<(usize, u64)> = Vec::new();
             let rounds = mine.iter().map(|&d| share(p.messages, p.devices, d)).max().unwrap_or(0);
             for round in 0..rounds {
@@ -81,7 +87,7 @@ pub async fn relay(system: System, p: RelayParams) -> anyhow::Result<Outcome> {
                 }
             }
             anyhow::Ok(())
-        }));
+        })));
     }
     for producer in producers {
         producer.await??;
@@ -120,7 +126,8 @@ pub async fn latency(system: System, p: LatencyParams) -> anyhow::Result<Outcome
             let device = k % p.devices;
             let message = payload::make(device, (k / p.devices) as u64, due);
             let producer = producers[k % producers.len()].clone();
-            sends.push(tokio::spawn(async move { producer.publish(vec![(device, message)]).await }));
+            let send = tokio::spawn(async move { producer.publish(vec![(device, message)]).await });
+            sends.push(AbortOnDropHandle::new(send));
             k += 1;
         }
     }
@@ -140,11 +147,12 @@ pub async fn latency(system: System, p: LatencyParams) -> anyhow::Result<Outcome
 pub async fn uplink(system: System, devices: usize, records: u64) -> anyhow::Result<Outcome> {
     let server = Server::start(system, &[]).await?;
     let driver = drivers::driver(&server).await?;
-    let drain = driver.drain(devices, records).await?;
+    let drain = AbortOnDropHandle::new(driver.drain(devices, records).await?);
     let started = now_ns();
     let mut publishers = Vec::with_capacity(devices);
     for chunk in (0..devices).collect::<Vec<_>>().chunks(50) {
-        publishers.extend(try_join_all(chunk.iter().map(|&d| driver.publish_up(d, records))).await?);
+        let publishing = try_join_all(chunk.iter().map(|&d| driver.publish_up(d, records))).await?;
+        publishers.extend(publishing.into_iter().map(AbortOnDropHandle::new));
     }
     for publisher in publishers {
         publisher.await??;
