@@ -7,8 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn relay_json_reports_every_message_delivered_once_and_in_order() {
+/// The harness's JSON report for `args`, run against the `relayhub` built
+/// beside it; `None` (skipped) when there is none and no run requires it.
+fn report(args: &[&str]) -> Option<Value> {
     let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
     if !bench.with_file_name("relayhub").exists() {
         assert!(
@@ -16,15 +17,31 @@ fn relay_json_reports_every_message_delivered_once_and_in_order() {
             "required for this run: the relayhub binary (cargo test --workspace builds it)"
         );
         eprintln!("skipped: build relayhub first (cargo test --workspace)");
-        return;
+        return None;
     }
-    let out = Command::new(bench)
-        .args(["relay", "--json", "--systems", "relayhub", "--devices", "20", "--messages", "2000"])
-        .args(["--producers", "2", "--batch", "50"])
-        .output()
-        .expect("the harness runs");
+    let out = Command::new(bench).args(args).output().expect("the harness runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    Some(serde_json::from_slice(&out.stdout).expect("one JSON object on stdout"))
+}
+
+#[test]
+fn relay_json_reports_every_message_delivered_once_and_in_order() {
+    let Some(report) = report(&[
+        "relay",
+        "--json",
+        "--systems",
+        "relayhub",
+        "--devices",
+        "20",
+        "--messages",
+        "2000",
+        "--producers",
+        "2",
+        "--batch",
+        "50",
+    ]) else {
+        return;
+    };
     assert_eq!(report["workload"], "relay");
     assert_eq!(report["size"]["devices"], 20, "the size it ran at: {report}");
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1), "the machine's cores: {report}");
@@ -38,19 +55,22 @@ fn relay_json_reports_every_message_delivered_once_and_in_order() {
 
 #[test]
 fn ingest_json_reports_every_point_stored() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
-    if !bench.with_file_name("relayhub").exists() {
-        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: the relayhub binary");
-        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+    let Some(report) = report(&[
+        "ingest",
+        "--json",
+        "--systems",
+        "relayhub",
+        "--robots",
+        "2",
+        "--batches",
+        "4",
+        "--lines",
+        "260",
+        "--senders",
+        "2",
+    ]) else {
         return;
-    }
-    let out = Command::new(bench)
-        .args(["ingest", "--json", "--systems", "relayhub", "--robots", "2", "--batches", "4"])
-        .args(["--lines", "260", "--senders", "2"])
-        .output()
-        .expect("the harness runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    };
     assert_eq!(report["workload"], "ingest");
     let ours = &report["results"][0];
     // 4 batches of 20 ten-second steps of 13 lines, 93 points each; the
@@ -62,19 +82,20 @@ fn ingest_json_reports_every_point_stored() {
 
 #[test]
 fn proxy_json_reports_every_answer_carried_whole() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
-    if !bench.with_file_name("relayhub").exists() {
-        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: the relayhub binary");
-        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+    let Some(report) = report(&[
+        "proxy",
+        "--json",
+        "--systems",
+        "relayhub,relayhub-tunnel",
+        "--small",
+        "200",
+        "--large",
+        "8",
+        "--clients",
+        "4",
+    ]) else {
         return;
-    }
-    let out = Command::new(bench)
-        .args(["proxy", "--json", "--systems", "relayhub,relayhub-tunnel"])
-        .args(["--small", "200", "--large", "8", "--clients", "4"])
-        .output()
-        .expect("the harness runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    };
     assert_eq!(report["workload"], "proxy");
     for (result, system) in report["results"].as_array().unwrap().iter().zip(["relayhub", "relayhub-tunnel"]) {
         assert_eq!(result["system"], system);
@@ -87,18 +108,11 @@ fn proxy_json_reports_every_answer_carried_whole() {
 
 #[test]
 fn face_json_reports_recall_against_exact_search() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
-    if !bench.with_file_name("relayhub").exists() {
-        assert!(std::env::var_os("RELAYHUB_TEST_REQUIRE_ALL").is_none(), "required for this run: the relayhub binary");
-        eprintln!("skipped: build relayhub first (cargo test --workspace)");
+    let Some(report) =
+        report(&["face", "--json", "--systems", "relayhub", "--faces", "300", "--queries", "100", "--clients", "4"])
+    else {
         return;
-    }
-    let out = Command::new(bench)
-        .args(["face", "--json", "--systems", "relayhub", "--faces", "300", "--queries", "100", "--clients", "4"])
-        .output()
-        .expect("the harness runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    };
     assert_eq!(report["workload"], "face");
     let ours = &report["results"][0];
     assert_eq!(ours["system"], "relayhub");
