@@ -33,7 +33,7 @@ use crate::identity::{Account, Accounts};
 
 pub use form::Form;
 pub use live::{LIVE_INTERVAL, live};
-pub use page::{Page, PageError, PageResult, public_page, time_ago};
+pub use page::{Page, PageError, PageResult, public_page, refused, time_ago};
 pub use session::{SESSION_COOKIE, csrf_token, same_origin, sign_in_response};
 
 /// Re-exported so capabilities write markup with the same version.

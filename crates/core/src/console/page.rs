@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::Request;
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, RETRY_AFTER, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -49,6 +49,16 @@ impl From<crate::store::StoreError> for PageError {
     fn from(err: crate::store::StoreError) -> Self {
         ApiError::from(err).into()
     }
+}
+
+/// `page` answered with a refusal's status, and its `Retry-After` when it
+/// has one (too many attempts): a form shown again beside the API's words.
+pub fn refused(err: &ApiError, page: Page) -> Response {
+    let mut response = (err.status(), page).into_response();
+    if let Some(secs) = err.retry_after {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 impl IntoResponse for PageError {

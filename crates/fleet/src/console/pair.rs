@@ -4,12 +4,10 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use relayhub_core::console::{Form, Page, PageError, Viewer, html};
+use relayhub_core::console::{self, Form, Page, PageError, Viewer, html};
 use relayhub_core::error::ApiError;
 use relayhub_core::http::client_ip;
 use serde::Deserialize;
@@ -69,11 +67,7 @@ fn code_page(viewer: &Viewer, code: &str, error: Option<&str>) -> Page {
 /// A refusal of the API's rules, on the form, with the API's status (and
 /// its `Retry-After` for too many wrong codes).
 fn refused(viewer: &Viewer, code: &str, err: ApiError) -> Response {
-    let mut response = (err.status(), code_page(viewer, code, Some(&err.message))).into_response();
-    if let Some(secs) = err.retry_after {
-        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
+    console::refused(&err, code_page(viewer, code, Some(&err.message)))
 }
 
 /// `POST /console/pair/lookup` (a POST keeps codes out of access logs):

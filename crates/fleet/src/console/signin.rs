@@ -9,8 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use relayhub_core::admission::Connection;
-use relayhub_core::console::{Form, Markup, PageError, html, public_page, same_origin, sign_in_response};
-use relayhub_core::error::ErrorCode;
+use relayhub_core::console::{
+    Form, Markup, Page, PageError, html, public_page, refused, same_origin, sign_in_response,
+};
+use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::http::client_ip;
 use relayhub_core::secret::{Secret, SecretKind};
 use relayhub_core::time::Timestamp;
@@ -44,13 +46,7 @@ async fn form(headers: HeaderMap, Query(ask): Query<Ask>) -> Response {
     page(&headers, ask.next.as_deref(), "", notice, None).into_response()
 }
 
-fn page(
-    headers: &HeaderMap,
-    next: Option<&str>,
-    email: &str,
-    notice: Option<&str>,
-    error: Option<&str>,
-) -> impl IntoResponse {
+fn page(headers: &HeaderMap, next: Option<&str>, email: &str, notice: Option<&str>, error: Option<&str>) -> Page {
     let body = html! {
         @if plain_http_elsewhere(headers) {
             p.error role="alert" {
@@ -100,21 +96,23 @@ async fn sign_in(State(fleet): State<Fleet>, parts: Parts, Form(credentials): Fo
         return PageError::new(StatusCode::FORBIDDEN, "Sign in from the console's own page.").into_response();
     }
     let Credentials { email, password, next } = credentials;
-    let refuse = |status: StatusCode, message: &str| {
-        (status, page(&parts.headers, next.as_deref(), &email, None, Some(message))).into_response()
+    // The form again, with the refusal's status (and Retry-After) and words
+    // for a person.
+    let refuse = |err: &ApiError, message: &str| {
+        refused(err, page(&parts.headers, next.as_deref(), &email, None, Some(message)))
     };
     if email.is_empty() || email.chars().count() > 254 || password.is_empty() || password.chars().count() > 200 {
-        return refuse(StatusCode::UNPROCESSABLE_ENTITY, "Type your email and your password.");
+        return refuse(&ApiError::invalid_field("email and password"), "Type your email and your password.");
     }
     let auth = match fleet.verify_login(&email, password, client_ip(&parts)).await {
         Ok(auth) => auth,
         Err(err) if err.code == ErrorCode::TooManyAttempts => {
-            return refuse(err.status(), "Too many failed attempts. Wait a few minutes and try again.");
+            return refuse(&err, "Too many failed attempts. Wait a few minutes and try again.");
         }
         Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
-            return refuse(StatusCode::UNAUTHORIZED, "The email or the password is wrong.");
+            return refuse(&err, "The email or the password is wrong.");
         }
-        Err(err) => return refuse(err.status(), &err.message),
+        Err(err) => return refuse(&err, &err.message),
     };
     Connection::of(&parts).authenticated();
     let token = Secret::generate(SecretKind::RefreshToken);
