@@ -345,6 +345,49 @@ async fn another_licenses_admin_finds_no_store_there() {
 }
 
 #[tokio::test]
+async fn another_licenses_admin_finds_no_passenger_ticket_or_engineer_there() {
+    let app = TestApp::spawn().await;
+    user(&app, "LIC-OTHER", OTHER, Role::Admin).await;
+    let op = app.token.clone();
+    let vera = crate::rail::passenger(&app, &op, "Vera Passenger").await;
+    crate::rail::ticket(&app, &op, &vera, "SPB").await;
+    let engineer = json!({"login": "night-shift", "password": "a long password", "privileges": 1});
+    let engineer = ok(&app, "POST", "/base_api/admin/engineer", &op, Some(engineer)).await;
+    let engineer = engineer["id"].as_str().unwrap().to_owned();
+    let (other, csrf) = signed_in_visitor(&app, OTHER).await;
+
+    for path in ["/console/rail/passengers", "/console/rail/tickets", "/console/rail/engineers"] {
+        let (status, html) = other.page(path).await;
+        assert_eq!(status, 200, "{path}: {html}");
+        assert!(!html.contains("Vera Passenger") && !html.contains("night-shift"), "{path}: {html}");
+    }
+    let (status, html) = other.page(&format!("/console/rail/tickets?user_id={vera}")).await;
+    assert_eq!(status, 404, "{html}");
+    assert!(!html.contains("Vera Passenger"), "{html}");
+    let card = format!("/console/rail/engineers/{engineer}/cards");
+    let (status, _, html) =
+        submit(&other, &card, &[("csrf", csrf.as_str()), ("key", "a-card-key"), ("page", "1")]).await;
+    assert_eq!(status, 404, "{html}");
+    assert!(!html.contains("night-shift"), "{html}");
+    let ticket = [
+        ("csrf", csrf.as_str()),
+        ("user_id", vera.as_str()),
+        ("train_number", "7"),
+        ("wagon_number", "3"),
+        ("place_number", "12"),
+        ("date", "2026-12-01"),
+        ("station_id", "MOW"),
+        ("destination_id", "SPB"),
+        ("start_date", "2026-12-01T10:00"),
+    ];
+    let (status, _, html) = submit(&other, "/console/rail/tickets", &ticket).await;
+    assert_eq!(status, 404, "a ticket for another license's passenger: {html}");
+    assert!(!html.contains("Vera Passenger"), "{html}");
+    let tickets = ok(&app, "GET", &format!("/base_api/admin/tickets?user_id={vera}"), &op, None).await;
+    assert_eq!(tickets["total"], 1, "no ticket was added: {tickets}");
+}
+
+#[tokio::test]
 async fn an_engineer_created_without_a_password_signs_in_with_the_one_shown_once() {
     let app = TestApp::spawn().await;
     user(&app, &app.license, ADMIN, Role::Admin).await;
