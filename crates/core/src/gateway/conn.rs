@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
 
 use super::{Credentials, Gateway};
 
@@ -70,9 +70,18 @@ pub enum Event {
     Gone,
 }
 
+/// Shared by a connection and its [`CloseHandle`]s. A `Notify` rather than a
+/// child cancellation token per socket: a token node costs an idle socket
+/// more than the rest of this together.
 struct Control {
-    token: CancellationToken,
     reason: Mutex<Option<CloseReason>>,
+    closed: Notify,
+}
+
+impl Control {
+    fn reason(&self) -> Option<CloseReason> {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Closes one connection from elsewhere (a newer connection, a revoked
@@ -90,9 +99,10 @@ impl CloseHandle {
 
     /// Asks the connection to close with this reason. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        let mut slot = self.control.reason.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert(reason);
-        self.control.token.cancel();
+        self.control.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+        // A stored permit if the connection is not waiting right now; `recv`
+        // also reads the reason before it waits.
+        self.control.closed.notify_one();
     }
 }
 
@@ -144,7 +154,7 @@ impl Conn {
         Self {
             ws,
             id,
-            control: Arc::new(Control { token: gateway.next_control_token(), reason: Mutex::new(None) }),
+            control: Arc::new(Control { reason: Mutex::new(None), closed: Notify::new() }),
             max_frame: gateway.config().max_frame_bytes,
             heartbeat,
             last_alive: now,
@@ -178,12 +188,15 @@ impl Conn {
     /// Cancel-safe: it may be raced against other futures in a `select!`.
     pub async fn recv(&mut self) -> Event {
         loop {
+            if let Some(reason) = self.control.reason() {
+                return Event::Close(reason);
+            }
             tokio::select! {
                 biased;
-                () = self.control.token.cancelled() => {
-                    let reason = *self.control.reason.lock().unwrap_or_else(|e| e.into_inner());
-                    return Event::Close(reason.unwrap_or(CloseReason::SHUTDOWN));
+                () = self.gateway.inner.shutdown.cancelled() => {
+                    return Event::Close(self.control.reason().unwrap_or(CloseReason::SHUTDOWN));
                 }
+                () = self.control.closed.notified() => {}
                 () = &mut self.next_check => {
                     if self.last_alive.elapsed() >= self.heartbeat.timeout {
                         return Event::Close(CloseReason::IDLE);
@@ -237,7 +250,10 @@ impl Conn {
     /// answering close frame (the closing handshake), or a short wait: a
     /// client that was not reading still finds the close frame, instead of
     /// a reset connection.
-    pub async fn close(mut self, reason: CloseReason) {
+    ///
+    /// Borrows rather than consumes: a session awaiting this from its own
+    /// state then holds no second copy of the socket.
+    pub async fn close(&mut self, reason: CloseReason) {
         let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
         // The peer may already be gone; there is nothing left to do then.
         if self.ws.send(Message::Close(Some(frame))).await.is_err() {

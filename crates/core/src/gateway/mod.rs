@@ -194,10 +194,6 @@ impl Gateway {
         self.inner.watched.check(identity, accounts, now).await
     }
 
-    fn next_control_token(&self) -> CancellationToken {
-        self.inner.shutdown.child_token()
-    }
-
     fn connection_gauge(&self, kind: &'static str) -> Gauge {
         self.inner.connections.get_or_create(&KindLabel { kind }).clone()
     }
