@@ -147,9 +147,21 @@ impl RelayMetrics {
     }
 }
 
-/// Everything the relay's handlers and sessions share. Cheap to clone.
+/// Everything the relay's handlers and sessions share: one pointer, so
+/// that each of the many device sessions holding it stays small.
 #[derive(Clone)]
-pub struct Relay {
+pub struct Relay(Arc<RelayParts>);
+
+impl std::ops::Deref for Relay {
+    type Target = RelayParts;
+
+    fn deref(&self) -> &RelayParts {
+        &self.0
+    }
+}
+
+/// What a [`Relay`] holds.
+pub struct RelayParts {
     pub config: Arc<RelayConfig>,
     pub queue: Arc<dyn QueueStore>,
     pub inbox: Arc<dyn InboxStore>,
@@ -189,7 +201,7 @@ impl Spec for Relay {
         let stores = &platform.stores;
         let hub = Arc::new(Hub::new(config.mailbox));
         hub.subscribe(&platform.bus);
-        Ok(Self {
+        Ok(Self(Arc::new(RelayParts {
             config: Arc::new(config),
             queue: stores.get()?,
             inbox: stores.get()?,
@@ -202,7 +214,7 @@ impl Spec for Relay {
             gateway: platform.gateway.clone(),
             accounts: platform.accounts.clone(),
             metrics: RelayMetrics::new(&platform.metrics),
-        })
+        })))
     }
 }
 

@@ -113,8 +113,10 @@ pub async fn connect(
         ),
         None => params.settings_version,
     };
-    let handshake = Handshake { device, pending, license: number, api_key: key.id, settings_version };
+    // Boxed: the upgrade task keeps its callback's room for the socket's
+    // whole life, so the callback holds two pointers, not the handshake.
+    let handshake = Box::new(Handshake { device, pending, license: number, api_key: key.id, settings_version });
     let gateway = relay.gateway.clone();
     let heartbeat = gateway.default_heartbeat();
-    Ok(gateway.accept(upgrade, "device", heartbeat, move |conn| session::run(relay, conn, handshake)))
+    Ok(gateway.accept(upgrade, "device", heartbeat, move |conn| session::run(relay, conn, *handshake)))
 }

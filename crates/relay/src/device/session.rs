@@ -7,6 +7,7 @@
 //! barrier: once it arrives, earlier acks are committed.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use relayhub_core::gateway::{CloseReason, Conn, Credentials, Event};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
-use tokio::time::Instant;
+use tokio::time::Sleep;
 use uuid::Uuid;
 
 use super::account::AccountDone;
@@ -39,9 +40,11 @@ const MAX_IN_FLIGHT_BYTES: usize = 4 * 1024 * 1024;
 /// After a failed queue read, when to try again.
 const READ_RETRY: Duration = Duration::from_secs(1);
 
-async fn sleep_until_or_never(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Waits out a boxed timer, or forever without one. Boxed: an idle
+/// session's wait then holds a pointer, not a timer.
+async fn sleep_or_never(sleep: &mut Option<Pin<Box<Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -60,31 +63,66 @@ pub struct Handshake {
 }
 
 /// Runs a device's connection until it closes.
-pub async fn run(relay: Relay, conn: Conn, handshake: Handshake) {
+///
+/// Registration happens here, before the returned future: the future keeps
+/// only the session (one copy of each part, the relay as one pointer), which
+/// is most of what an idle socket costs.
+pub fn run(relay: Relay, conn: Conn, handshake: Handshake) -> impl Future<Output = ()> + Send + 'static {
     let Handshake { device, pending, license, api_key, settings_version } = handshake;
-    let conn_id = conn.id();
     conn.depend_on(Credentials { license: Some(device.license), api_key: Some(api_key), ..Credentials::default() });
     let mailbox = relay.hub.register(&device, conn.close_handle());
     let mut session = Session {
         window: relay.config.window,
-        relay: relay.clone(),
-        device: device.clone(),
+        relay,
+        device,
         conn,
         mailbox,
         next_seq: 0,
         in_flight: VecDeque::new(),
-        ops: FuturesOrdered::new(),
+        ops: Ops::default(),
         uplink: Uplink::default(),
         ops_bytes: 0,
-        retry_at: None,
+        retry: None,
         settings_sent: 0,
     };
-    let reason = session.start(&license, pending, settings_version).await;
-    relay.hub.unregister(device.pk, conn_id);
-    relay.presence.set_offline(device.pk, conn_id);
-    tracing::debug!(device = %device.device_id, conn = conn_id.0, ?reason, "device disconnected");
-    if let Some(reason) = reason {
-        session.conn.close(reason).await;
+    async move {
+        // Opening and serving are awaited one after the other from here,
+        // so that the long wait in `serve` is not nested in another state.
+        let reason = match session.open(&license, pending, settings_version).await {
+            Ok(()) => session.serve().await.unwrap_or(None),
+            Err(Gone) => None,
+        };
+        session.leave(reason).await;
+    }
+}
+
+/// Store calls started by frames, completing in frame order. Allocated only
+/// while some are in flight: an idle socket holds none.
+#[derive(Default)]
+pub(super) struct Ops(Option<FuturesOrdered<BoxFuture<'static, Done>>>);
+
+impl Ops {
+    pub(super) fn push_back(&mut self, op: BoxFuture<'static, Done>) {
+        self.0.get_or_insert_with(FuturesOrdered::new).push_back(op);
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesOrdered::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The oldest call once it completed; `None` at once when none is in
+    /// flight (a `select!` branch then stays off).
+    async fn next(&mut self) -> Option<Done> {
+        let ops = self.0.as_mut()?;
+        let done = ops.next().await;
+        if ops.is_empty() {
+            self.0 = None;
+        }
+        done
     }
 }
 
@@ -109,19 +147,31 @@ pub(super) struct Session {
     next_seq: i64,
     /// Sent and not yet acknowledged, in `seq` order.
     in_flight: VecDeque<(i64, Uuid)>,
-    pub(super) ops: FuturesOrdered<BoxFuture<'static, Done>>,
+    pub(super) ops: Ops,
     /// Publishes, chained so that they are stored in order.
     uplink: Uplink,
     /// Bytes of record data held by `ops`.
     ops_bytes: usize,
     /// Set after a failed queue read: read again then.
-    retry_at: Option<Instant>,
+    retry: Option<Pin<Box<Sleep>>>,
     /// The newest settings version the device has (sent or written by it).
     pub(super) settings_sent: i64,
 }
 
 impl Session {
-    async fn start(&mut self, license: &LicenseNumber, pending: u64, settings: Option<i64>) -> Option<CloseReason> {
+    /// The socket ended: forget it here, then close it if the server ended it.
+    async fn leave(&mut self, reason: Option<CloseReason>) {
+        let conn_id = self.conn.id();
+        self.relay.hub.unregister(self.device.pk, conn_id);
+        self.relay.presence.set_offline(self.device.pk, conn_id);
+        tracing::debug!(device = %self.device.device_id, conn = conn_id.0, ?reason, "device disconnected");
+        if let Some(reason) = reason {
+            self.conn.close(reason).await;
+        }
+    }
+
+    /// Marks the device online and greets it: `hello`, then its settings.
+    async fn open(&mut self, license: &LicenseNumber, pending: u64, settings: Option<i64>) -> Result<(), Gone> {
         if let Err(err) = self.relay.presence.set_online(self.device.pk, self.conn.id()).await {
             tracing::warn!(device = %self.device.device_id, %err, "could not record the device online");
         }
@@ -131,10 +181,8 @@ impl Session {
             license: license.as_str(),
             pending,
         };
-        if self.conn.send(frames::to_text(&hello)).await.is_err() || self.initial_settings(settings).await.is_err() {
-            return None;
-        }
-        self.serve().await.unwrap_or(None)
+        self.send(frames::to_text(&hello)).await?;
+        self.initial_settings(settings).await
     }
 
     /// Delivers and reacts until the connection ends: `Ok(Some)` when the
@@ -168,7 +216,7 @@ impl Session {
                         return Ok(Some(reason));
                     }
                 }
-                () = sleep_until_or_never(self.retry_at), if self.retry_at.is_some() => self.retry_at = None,
+                () = sleep_or_never(&mut self.retry), if self.retry.is_some() => self.retry = None,
                 Some(done) = self.ops.next() => self.on_done(done).await?,
             }
         }
@@ -191,7 +239,7 @@ impl Session {
                             // Not fatal: try again shortly (or on the next
                             // wake-up, whichever comes first).
                             tracing::warn!(device = %self.device.device_id, %err, "could not read the queue");
-                            self.retry_at = Some(Instant::now() + READ_RETRY);
+                            self.retry = Some(Box::pin(tokio::time::sleep(READ_RETRY)));
                             break;
                         }
                     };
@@ -296,7 +344,9 @@ impl Session {
                 }
                 self.send(frames::published(&reference, published.id, published.duplicate)).await
             }
-            Done::Account(done) => self.on_account_done(done).await,
+            // Boxed: rare, and its state would otherwise size every
+            // session's future.
+            Done::Account(done) => Box::pin(self.on_account_done(done)).await,
             Done::Published { reference, bytes, result: Err(err) } => {
                 self.ops_bytes -= bytes;
                 self.send(frames::error(&ApiError::from(err), Some(&reference), &[])).await
@@ -310,5 +360,22 @@ impl Session {
 
     pub(super) async fn send(&mut self, text: String) -> Result<(), Gone> {
         self.conn.send(text).await.map_err(|_| Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, F: Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle device socket holds this future (1,000,000 sockets must fit
+    /// in 4 GiB): a copy of the socket or the relay crept back in if it grows.
+    #[test]
+    fn an_idle_session_stays_small() {
+        let size = future_size(run);
+        assert!(size <= 1536, "the session future grew to {size} bytes");
     }
 }
