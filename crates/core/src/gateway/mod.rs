@@ -63,7 +63,7 @@ impl Default for GatewayConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             max_frame_bytes: 1024 * 1024,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
             write_buffer_bytes: 0,
             shutdown_grace: Duration::from_secs(10),
         }
