@@ -42,19 +42,24 @@ pub const MAX_JSON_DEPTH: usize = 64;
 /// recurses into it. Counts brackets outside strings; malformed JSON is
 /// left for the parser to explain.
 pub fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        at += 1;
         match b {
-            b'"' => in_string = true,
+            // Strings are most of a body: jump from quote to quote, past
+            // escapes, rather than look at each byte.
+            b'"' => loop {
+                // `get`: an escape may be the last byte.
+                match bytes.get(at..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+                    Some(i) if bytes[at + i] == b'\\' => at += i + 2,
+                    Some(i) => {
+                        at += i + 1;
+                        break;
+                    }
+                    None => return Ok(()),
+                }
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_JSON_DEPTH {
@@ -246,6 +251,10 @@ mod tests {
         assert!(check_depth(nested(MAX_JSON_DEPTH + 1).as_bytes()).is_err());
         assert!(check_depth(format!("\"{}\"", "[{".repeat(1000)).as_bytes()).is_ok(), "brackets in strings");
         assert!(check_depth(br#"["\"[[[[", "\\", {"a": "]]]"}]"#).is_ok(), "escaped quotes and backslashes");
+        assert!(check_depth(br#"["abc\"#).is_ok(), "an escape as the last byte");
+        assert!(check_depth(br#"["abc"#).is_ok(), "an open string at the end");
+        let after_escapes = format!(r#"["a\\\"b",{}]"#, nested(MAX_JSON_DEPTH));
+        assert!(check_depth(after_escapes.as_bytes()).is_err(), "counting goes on after a string with escapes");
         let refused = parse_json::<serde_json::Value>(nested(100_000).as_bytes()).unwrap_err();
         assert_eq!(refused.code, ErrorCode::InvalidField);
         assert!(refused.message.contains("64 levels"), "{}", refused.message);
