@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = relayhub::cli::parse_from(std::env::args_os());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
