@@ -87,6 +87,15 @@ pub enum Command {
     Apikey(ApikeyCommand),
     /// Start a throwaway server and show traffic flowing both ways, then exit
     Demo(DemoArgs),
+    /// Copy the embedded database into a new data directory, consistently, while the server runs
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes: a new or empty directory, which `relayhub serve --data DIR` serves as it is
+    #[arg(value_name = "DIR")]
+    pub into: PathBuf,
 }
 
 #[derive(Debug, Args)]

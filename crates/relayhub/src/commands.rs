@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Output};
 use crate::cli::{Cli, Command, GlobalArgs, Invocation, ServeArgs};
 use crate::config::{Config, Overrides};
-use crate::{capabilities, demo, logging, server, server::Server};
+use crate::{backup, capabilities, demo, logging, server, server::Server};
 
 /// Runs the command line; errors are printed here.
 pub async fn run(invocation: Invocation) -> ExitCode {
@@ -51,6 +51,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(print(result, cli.global.json))
         }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Backup(args) => {
+            let (config, _) = Config::load(cli.global.config.as_deref(), &overrides)?;
+            let output = backup::run(&config.database_url()?, args.into).await?;
+            Ok(print(Ok(output), cli.global.json))
+        }
     }
 }
 

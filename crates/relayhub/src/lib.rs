@@ -5,6 +5,7 @@
 //! bound listener, run it with a shutdown future.
 
 pub mod admin;
+pub mod backup;
 pub mod capabilities;
 pub mod cli;
 pub mod commands;

@@ -9,7 +9,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::SqlResult;
 
-const MIGRATIONS: &[M<'static>] = &[
+pub(crate) const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0001_init.sql")),
     M::up(include_str!("../migrations/0002_settings.sql")),
     M::up(include_str!("../migrations/0003_receipts_unindexed.sql")),

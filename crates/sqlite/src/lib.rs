@@ -4,6 +4,7 @@
 //! transaction (group commit, `synchronous=FULL`: durable before anyone is
 //! answered); reads run on a few reader threads with their own connections.
 
+mod backup;
 mod columns;
 mod conn;
 mod devices;
@@ -27,6 +28,8 @@ use relayhub_core::backend::{Backend, Stores};
 use relayhub_core::bus::Bus;
 use relayhub_core::metrics::{CommitMetrics, Metrics};
 use relayhub_core::store::{StoreError, StoreResult};
+
+pub use crate::backup::{Snapshot, snapshot};
 
 use crate::readers::Readers;
 use crate::writer::Writer;

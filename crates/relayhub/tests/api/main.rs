@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with their own temporary databases, real HTTP and WebSocket
 //! clients, and `relayhub` child processes where a crash is the point.
 
+mod backup;
 mod bad_input;
 mod caller;
 mod cluster;
