@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ChildServer, Device, PATIENCE, cli};
+use crate::helpers::{ChildServer, PATIENCE, cli, drain};
 
 const LICENSE: &str = "LIC-B";
 
@@ -21,26 +21,6 @@ async fn backup(into: &Path, extra: &[String]) -> (bool, Value, String) {
     let out = tokio::time::timeout(PATIENCE, command.output()).await.expect("the backup ends in time").unwrap();
     let stdout = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.success(), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// Every message a device of `server` has pending, in order, acknowledged.
-async fn drain(server: &ChildServer, key: &str, device: &str) -> Vec<String> {
-    let url = format!("ws://{}/ws/device?api_key={key}&device_id={device}&license={LICENSE}", server.addr);
-    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
-    let mut phone = Device::open(request).await.expect("the device connects");
-    let pending = phone.hello["pending"].as_u64().unwrap() as usize;
-    let mut received = Vec::new();
-    let mut last_seq = 0;
-    while received.len() < pending {
-        let frame = phone.expect("message").await;
-        let seq = frame["seq"].as_i64().unwrap();
-        assert!(seq > last_seq, "{device}: seq {seq} after {last_seq}");
-        last_seq = seq;
-        let id = frame["id"].as_str().unwrap().to_owned();
-        phone.ack(&[&id]).await;
-        received.push(id);
-    }
-    received
 }
 
 #[tokio::test]
@@ -107,7 +87,7 @@ async fn a_backup_under_load_holds_what_was_accepted_and_serves_as_it_is() {
     let copy = ChildServer::start(&["--data".to_owned(), into.display().to_string()]).await;
     let mut in_copy = HashSet::new();
     for (device, sent) in &ever {
-        for id in drain(&copy, &key, device).await {
+        for id in drain(&copy.addr, &key, LICENSE, device).await {
             assert!(sent.contains(&id), "{device}: the copy holds {id}, which was never accepted for it");
             assert!(in_copy.insert(id), "{device}: delivered twice");
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ChildServer, Device, PATIENCE, PgDatabase, TestApp, cli, database_args, ids};
+use crate::helpers::{ChildServer, PATIENCE, PgDatabase, TestApp, cli, database_args, drain, ids};
 
 #[tokio::test]
 async fn pending_messages_and_receipts_survive_a_restart() {
@@ -107,22 +107,16 @@ async fn every_202_survives_sigkill_during_a_burst() {
 
     let server = ChildServer::start(&database).await;
     for (device, ids_promised) in &promised {
-        let url = format!("ws://{}/ws/device?api_key={key}&device_id={device}&license=LIC-K", server.addr);
-        let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
-        let mut phone = Device::open(request).await.expect("device connects after the crash");
-        let pending = phone.hello["pending"].as_u64().unwrap() as usize;
-        assert!(pending >= ids_promised.len(), "{device}: {pending} pending < {} promised", ids_promised.len());
         let mut received = HashSet::new();
-        let mut last_seq = 0;
-        while received.len() < pending {
-            let frame = phone.expect("message").await;
-            let seq = frame["seq"].as_i64().unwrap();
-            assert!(seq > last_seq, "{device}: seq {seq} after {last_seq}");
-            last_seq = seq;
-            let id = frame["id"].as_str().unwrap().to_owned();
-            phone.ack(&[&id]).await;
+        for id in drain(&server.addr, &key, "LIC-K", device).await {
             assert!(received.insert(id), "{device}: duplicate delivery");
         }
+        assert!(
+            received.len() >= ids_promised.len(),
+            "{device}: {} pending < {} promised",
+            received.len(),
+            ids_promised.len()
+        );
         let lost: Vec<_> = ids_promised.difference(&received).collect();
         assert!(lost.is_empty(), "{device}: {} acknowledged messages lost: {lost:?}", lost.len());
     }

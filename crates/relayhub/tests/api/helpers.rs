@@ -563,6 +563,28 @@ fn listening_on(line: &str) -> Option<String> {
     Some(rest.split("addr=").nth(1)?.split_whitespace().next()?.to_owned())
 }
 
+/// Connects `device` of `license` to the server at `addr` and takes every
+/// message it has pending, acknowledging each; their ids, in order, after
+/// checking that `seq` only rises.
+pub async fn drain(addr: &str, key: &str, license: &str, device: &str) -> Vec<String> {
+    let url = format!("ws://{addr}/ws/device?api_key={key}&device_id={device}&license={license}");
+    let request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    let mut phone = Device::open(request).await.expect("the device connects");
+    let pending = phone.hello["pending"].as_u64().unwrap() as usize;
+    let mut received = Vec::new();
+    let mut last_seq = 0;
+    while received.len() < pending {
+        let frame = phone.expect("message").await;
+        let seq = frame["seq"].as_i64().unwrap();
+        assert!(seq > last_seq, "{device}: seq {seq} after {last_seq}");
+        last_seq = seq;
+        let id = frame["id"].as_str().unwrap().to_owned();
+        phone.ack(&[&id]).await;
+        received.push(id);
+    }
+    received
+}
+
 /// Runs a `relayhub` administration command with `--json`; its output.
 pub fn cli(database: &[String], args: &[&str]) -> Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
