@@ -159,19 +159,18 @@ async fn an_unknown_email_takes_as_long_as_a_wrong_password() {
     // More attempts than the sign-in limit allows (tested on its own below).
     let app = TestApp::spawn_with(|c| c.edit(|f: &mut FleetConfig| f.attempts = 1000)).await;
     user(&app, "LIC-F", "tim@example.com", Role::User).await;
-    // Interleaved, so that a busy moment of the machine slows both alike;
-    // the medians of nine each.
-    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    // Interleaved, nine each, and the fastest of each compared: a busy
+    // moment of the machine (other tests run beside this one) only ever
+    // adds time, so the minimum is the cost of the work itself. A median
+    // once came out 20 ms against 86 ms on a loaded 2-core machine.
+    let (mut wrong, mut unknown) = (Duration::MAX, Duration::MAX);
     for _ in 0..9 {
-        for (email, times) in [("tim@example.com", &mut wrong), ("nobody@example.com", &mut unknown)] {
+        for (email, fastest) in [("tim@example.com", &mut wrong), ("nobody@example.com", &mut unknown)] {
             let started = Instant::now();
             assert_eq!(login(&app, email, "wrong password!").await.status(), 401);
-            times.push(started.elapsed());
+            *fastest = (*fastest).min(started.elapsed());
         }
     }
-    wrong.sort();
-    unknown.sort();
-    let (wrong, unknown) = (wrong[4], unknown[4]);
     // Without a hash verified for unknown emails the second would take a
     // fraction of a millisecond against tens for the first.
     assert!(unknown * 3 > wrong, "unknown email {unknown:?} against wrong password {wrong:?}");
