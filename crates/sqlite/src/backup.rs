@@ -34,25 +34,22 @@ pub struct Snapshot {
 /// fsynced, verified with `PRAGMA quick_check`, and only then renamed, so
 /// `into` never names half a copy. Never creates or migrates `database`.
 pub fn snapshot(database: &Path, into: &Path) -> StoreResult<Snapshot> {
-    let unavailable = |path: &Path, e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
     if into.exists() {
-        return Err(StoreError::Unavailable(format!("{} exists already; nothing was written", into.display())));
+        return Err(unavailable(into, "exists already; nothing was written"));
     }
     // Without SQLITE_OPEN_CREATE: a mistyped path must not leave an empty
     // database behind. Not `query_only` either: it refuses VACUUM INTO.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let source = Connection::open_with_flags(database, flags)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", database.display())))?;
+    let source = Connection::open_with_flags(database, flags).map_err(|e| unavailable(database, e))?;
     source.busy_timeout(BUSY_TIMEOUT).sql()?;
     let schema_version: i64 = source.pragma_query_value(None, "user_version", |row| row.get(0)).sql()?;
     if schema_version == 0 {
-        return Err(StoreError::Unavailable(format!("{} is not a relayhub database", database.display())));
+        return Err(unavailable(database, "not a relayhub database"));
     }
 
     let partial = partial_name(into);
     let _ = std::fs::remove_file(&partial);
-    let target =
-        partial.to_str().ok_or_else(|| StoreError::Unavailable(format!("{}: not UTF-8", partial.display())))?;
+    let target = partial.to_str().ok_or_else(|| unavailable(&partial, "not UTF-8"))?;
     let copied = source.execute("VACUUM INTO ?1", [target]).sql().and_then(|_| {
         File::open(&partial).and_then(|f| f.sync_all()).map_err(|e| unavailable(&partial, e))?;
         check(&partial)
@@ -70,6 +67,11 @@ pub fn snapshot(database: &Path, into: &Path) -> StoreResult<Snapshot> {
     Ok(Snapshot { file: into.to_owned(), bytes, schema_version })
 }
 
+/// A file that could not be opened, read or written.
+fn unavailable(path: &Path, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{}: {err}", path.display()))
+}
+
 /// `into` with `.partial` added to its file name.
 fn partial_name(into: &Path) -> PathBuf {
     let mut name = into.file_name().unwrap_or_default().to_owned();
@@ -79,8 +81,7 @@ fn partial_name(into: &Path) -> PathBuf {
 
 /// Reads the copy back: every page and index is where it should be.
 fn check(copy: &Path) -> StoreResult<()> {
-    let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", copy.display())))?;
+    let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| unavailable(copy, e))?;
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0)).sql()?;
     if verdict == "ok" { Ok(()) } else { Err(StoreError::Internal(format!("the copy failed its check: {verdict}"))) }
 }
