@@ -2,7 +2,8 @@
 //!
 //! Writes go through one thread that commits whatever is waiting in one
 //! transaction (group commit, `synchronous=FULL`: durable before anyone is
-//! answered); reads run on a few reader threads with their own connections.
+//! answered); callers are answered from a second thread, and reads run on a
+//! few reader threads with their own connections.
 
 mod backup;
 mod columns;

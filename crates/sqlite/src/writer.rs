@@ -3,7 +3,10 @@
 //! SQLite takes one writer at a time, so all writes go through this thread.
 //! It takes whatever jobs are waiting (up to a bound), runs them in one
 //! transaction, commits once — one fsync for the whole batch — and only
-//! then publishes the batch's events and answers each caller.
+//! then are the batch's events published and each caller answered. Those
+//! two happen on a second thread, in commit order, while the writer already
+//! runs the next batch: the writer is the store's ceiling, and waking
+//! thousands of waiting tasks is work any other thread can do.
 //!
 //! Jobs run without savepoints (a savepoint copies every page a job touches
 //! into a sub-journal: measured, it cost more than the job). The rule that
@@ -24,6 +27,10 @@ use crate::error::from_sqlite;
 
 /// Jobs taken into one transaction, at most.
 const MAX_BATCH: usize = 2048;
+
+/// Committed batches waiting to be announced; past this the writer waits
+/// rather than run ahead of the callers it answers.
+const SETTLED_QUEUE: usize = 4;
 
 /// How a job went.
 enum Step {
@@ -150,10 +157,15 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Bus, stats: CommitMetrics) {
-    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, bus: Bus, stats: CommitMetrics) {
+    let (settled_tx, settled_rx) = std::sync::mpsc::sync_channel::<Settled>(SETTLED_QUEUE);
+    let answers = std::thread::Builder::new()
+        .name("sqlite-answers".into())
+        .spawn(move || settled_rx.into_iter().for_each(|settled| settled.announce(&bus)))
+        .expect("spawning the SQLite answers thread");
     let mut stop = false;
     while !stop {
+        let mut jobs: Vec<Box<dyn Job>> = Vec::new();
         match rx.blocking_recv() {
             Some(Command::Job(job)) => jobs.push(job),
             Some(Command::Stop) | None => break,
@@ -170,27 +182,47 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, events: Bus, stats
         }
         let started = Instant::now();
         let size = jobs.len();
-        commit_batch(&mut conn, &mut jobs, &events);
+        let settled = commit_batch(&mut conn, jobs);
         stats.observe(size, started);
+        if settled_tx.send(settled).is_err() {
+            tracing::error!("the answers thread is gone; the writer stops");
+            break;
+        }
     }
+    // Every caller is answered before `close` returns.
+    drop(settled_tx);
+    let _ = answers.join();
     if let Err(err) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(%err, "final checkpoint failed");
     }
 }
 
-fn commit_batch(conn: &mut Connection, jobs: &mut Vec<Box<dyn Job>>, bus: &Bus) {
+/// A batch the writer is done with, committed or rolled back as a whole.
+struct Settled {
+    outcome: StoreResult<()>,
+    events: Vec<Event>,
+    jobs: Vec<Box<dyn Job>>,
+}
+
+impl Settled {
+    /// Publishes the batch's events, then answers its callers: a caller
+    /// that got its answer finds every subscriber already told.
+    fn announce(self, bus: &Bus) {
+        bus.publish(self.events);
+        for job in self.jobs {
+            job.finish(&self.outcome);
+        }
+    }
+}
+
+fn commit_batch(conn: &mut Connection, mut jobs: Vec<Box<dyn Job>>) -> Settled {
     let mut events = Vec::new();
-    let outcome = run_in_transaction(conn, jobs, &mut events);
+    let outcome = run_in_transaction(conn, &mut jobs, &mut events);
     if let Err(err) = &outcome {
         tracing::warn!(%err, jobs = jobs.len(), "batch failed; every write in it is refused");
         events.clear();
     }
-    // Announced before anyone is answered: a caller that got its answer
-    // finds every subscriber already told.
-    bus.publish(events);
-    for job in jobs.drain(..) {
-        job.finish(&outcome);
-    }
+    Settled { outcome, events, jobs }
 }
 
 fn run_in_transaction(conn: &mut Connection, jobs: &mut [Box<dyn Job>], events: &mut Vec<Event>) -> StoreResult<()> {
@@ -259,7 +291,7 @@ mod tests {
     }
 
     fn run_batch(conn: &mut Connection, jobs: Vec<(Box<dyn Job>, Reply)>) -> (Vec<StoreResult<()>>, Vec<i64>) {
-        let (mut jobs, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let (jobs, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let bus = Bus::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
@@ -268,7 +300,7 @@ mod tests {
                 log.lock().unwrap().push(*n);
             }
         });
-        commit_batch(conn, &mut jobs, &bus);
+        commit_batch(conn, jobs).announce(&bus);
         let results = answers.into_iter().map(|mut a| a.try_recv().expect("every job is answered")).collect();
         let seen = seen.lock().unwrap().clone();
         (results, seen)
