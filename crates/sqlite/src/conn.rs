@@ -33,7 +33,13 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL").sql()?;
     conn.pragma_update(None, "synchronous", "FULL").sql()?;
     conn.pragma_update(None, "foreign_keys", "ON").sql()?;
-    conn.pragma_update(None, "cache_size", -65536).sql()?;
+    // 16 MiB, not more: a B-tree balance parks a page under the lock-byte
+    // page's number (1 GiB into the file) while it swaps pages, and in a
+    // database under 1 GiB every commit after such a swap walks the whole
+    // page-cache hash table to drop it (`pcache1TruncateUnsafe`: 4 % of
+    // the writer at 64 MiB). The writer's hot pages fit; the rest is in the
+    // OS page cache.
+    conn.pragma_update(None, "cache_size", -16384).sql()?;
     conn.pragma_update(None, "temp_store", "MEMORY").sql()?;
     migrate(&mut conn).map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
     conn.set_prepared_statement_cache_capacity(64);
