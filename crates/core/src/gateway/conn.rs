@@ -1,13 +1,14 @@
 //! One upgraded socket: heartbeat, frame policy, and closing on request.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
+use futures_util::task::AtomicWaker;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::{Credentials, Gateway};
@@ -70,17 +71,31 @@ pub enum Event {
     Gone,
 }
 
-/// Shared by a connection and its [`CloseHandle`]s. A `Notify` rather than a
-/// child cancellation token per socket: a token node costs an idle socket
-/// more than the rest of this together.
+/// Shared by a connection and its [`CloseHandle`]s: the first reason to
+/// close, and the connection task's waker, woken once a reason is set.
+/// Neither a child cancellation token (a token node costs an idle socket
+/// more than the rest of this together) nor a `Notify` beside the
+/// gateway's shutdown token: each pass of `recv` registered with both
+/// under their locks and dropped the registrations again, the shutdown
+/// token's lock shared by every socket on every worker. Shutdown closes
+/// sockets through the gateway's registry instead.
 struct Control {
-    reason: Mutex<Option<CloseReason>>,
-    closed: Notify,
+    reason: OnceLock<CloseReason>,
+    waker: AtomicWaker,
 }
 
 impl Control {
     fn reason(&self) -> Option<CloseReason> {
-        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+        self.reason.get().copied()
+    }
+
+    /// Ready once a reason is set. Registers the waker before it looks, so
+    /// that a reason set at any moment wakes the task.
+    fn closed(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.reason.get().is_some() { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 }
 
@@ -99,10 +114,9 @@ impl CloseHandle {
 
     /// Asks the connection to close with this reason. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
-        self.control.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
-        // A stored permit if the connection is not waiting right now; `recv`
-        // also reads the reason before it waits.
-        self.control.closed.notify_one();
+        // A later reason is ignored; the task is woken either way.
+        let _ = self.control.reason.set(reason);
+        self.control.waker.wake();
     }
 }
 
@@ -151,10 +165,18 @@ impl Conn {
         let now = Instant::now();
         let gauge = gateway.connection_gauge(kind);
         gauge.inc();
+        let control = Arc::new(Control { reason: OnceLock::new(), waker: AtomicWaker::new() });
+        let close = CloseHandle { id, control: control.clone() };
+        gateway.inner.sockets.insert(close.clone());
+        // Registered before it looks: shutdown cancels the token before it
+        // closes the registered sockets, so this one is closed either way.
+        if gateway.inner.shutdown.is_cancelled() {
+            close.close(CloseReason::SHUTDOWN);
+        }
         Self {
             ws,
             id,
-            control: Arc::new(Control { reason: Mutex::new(None), closed: Notify::new() }),
+            control,
             max_frame: gateway.config().max_frame_bytes,
             heartbeat,
             last_alive: now,
@@ -181,7 +203,7 @@ impl Conn {
     /// Closes this connection, with the documented code, once one of
     /// `credentials` stops being valid (see [`Gateway::check_credentials`]).
     pub fn depend_on(&self, credentials: Credentials) {
-        self.gateway.inner.watched.insert(self.close_handle(), credentials);
+        self.gateway.inner.sockets.depend(self.id, credentials);
     }
 
     /// The next event. Pings, pongs and the heartbeat are handled inside.
@@ -193,10 +215,7 @@ impl Conn {
             }
             tokio::select! {
                 biased;
-                () = self.gateway.inner.shutdown.cancelled() => {
-                    return Event::Close(self.control.reason().unwrap_or(CloseReason::SHUTDOWN));
-                }
-                () = self.control.closed.notified() => {}
+                () = self.control.closed() => {}
                 () = &mut self.next_check => {
                     if self.last_alive.elapsed() >= self.heartbeat.timeout {
                         return Event::Close(CloseReason::IDLE);
@@ -279,7 +298,7 @@ fn too_large(err: &axum::Error) -> bool {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.gateway.inner.watched.remove(self.id);
+        self.gateway.inner.sockets.remove(self.id);
         self.gauge.dec();
     }
 }

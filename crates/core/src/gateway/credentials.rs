@@ -53,26 +53,38 @@ pub fn verdict(credentials: &Credentials, revoked: &Revoked, now: Timestamp) -> 
     }
 }
 
-/// The sockets of this node that depend on credentials.
+/// Every open socket of this node, with the credentials it depends on
+/// (none, until [`super::Conn::depend_on`]): closed all at once on
+/// shutdown, and by credential on each check.
 #[derive(Default)]
-pub(super) struct Watched {
+pub(super) struct Sockets {
     sockets: Mutex<HashMap<ConnId, (Credentials, CloseHandle)>>,
 }
 
-impl Watched {
+impl Sockets {
     fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, (Credentials, CloseHandle)>> {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn insert(&self, close: CloseHandle, credentials: Credentials) {
-        if credentials == Credentials::default() {
-            return; // depends on nothing (`--signal-open`)
+    pub(super) fn insert(&self, close: CloseHandle) {
+        self.lock().insert(close.id(), (Credentials::default(), close));
+    }
+
+    pub(super) fn depend(&self, conn: ConnId, credentials: Credentials) {
+        if let Some(socket) = self.lock().get_mut(&conn) {
+            socket.0 = credentials;
         }
-        self.lock().insert(close.id(), (credentials, close));
     }
 
     pub(super) fn remove(&self, conn: ConnId) {
         self.lock().remove(&conn);
+    }
+
+    /// Asks every socket to close with `reason`.
+    pub(super) fn close_all(&self, reason: CloseReason) {
+        for (_, close) in self.lock().values() {
+            close.close(reason);
+        }
     }
 
     /// Licenses, keys and users in use, each once.

@@ -31,7 +31,7 @@ use crate::identity::{Accounts, IdentityStore};
 use crate::metrics::Metrics;
 use crate::store::StoreResult;
 use crate::time::Timestamp;
-use credentials::Watched;
+use credentials::Sockets;
 
 /// Socket settings, shared by every WebSocket endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,8 +81,8 @@ struct Inner {
     shutdown: CancellationToken,
     next_id: AtomicU64,
     connections: Family<KindLabel, Gauge>,
-    /// What each socket was opened with ([`Conn::depend_on`]).
-    watched: Watched,
+    /// Every open socket, with what it was opened with ([`Conn::depend_on`]).
+    sockets: Sockets,
 }
 
 /// Connection ids start at a random multiple of 2^32, so that ids of
@@ -110,7 +110,7 @@ impl Gateway {
                 shutdown: CancellationToken::new(),
                 next_id: AtomicU64::new(first_conn_id()),
                 connections,
-                watched: Watched::default(),
+                sockets: Sockets::default(),
             }),
         }
     }
@@ -172,7 +172,10 @@ impl Gateway {
     /// Starts shutdown: every socket gets a close frame (code 1001) from its
     /// own task. Returns once all sockets closed or the grace period ran out.
     pub async fn shutdown(&self) {
+        // Cancelled first: a socket that registers after `close_all` took
+        // its turn sees the token cancelled (see `Conn::new`).
         self.inner.shutdown.cancel();
+        self.inner.sockets.close_all(CloseReason::SHUTDOWN);
         self.inner.tracker.close();
         let open = self.inner.tracker.len();
         if tokio::time::timeout(self.inner.config.shutdown_grace, self.inner.tracker.wait()).await.is_err() {
@@ -191,7 +194,7 @@ impl Gateway {
         accounts: Option<&dyn Accounts>,
         now: Timestamp,
     ) -> StoreResult<usize> {
-        self.inner.watched.check(identity, accounts, now).await
+        self.inner.sockets.check(identity, accounts, now).await
     }
 
     fn connection_gauge(&self, kind: &'static str) -> Gauge {
