@@ -43,6 +43,11 @@ struct Cli {
     /// VictoriaMetrics and InfluxDB, for `proxy` relayhub's tunnel and nginx)
     #[arg(long, global = true, value_delimiter = ',')]
     systems: Option<Vec<System>>,
+    /// Runs of each workload on each system, the systems' order rotated
+    /// each round; tables show each system's median run (by the number its
+    /// ratio compares) and every run's number beneath
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    runs: u32,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -247,25 +252,48 @@ impl Sizes {
     }
 }
 
-/// Runs one workload on every system; a system that cannot run is listed
-/// as skipped, with the reason.
-async fn each<F, Fut>(cli: &Cli, peers: &[System], run: F) -> Vec<Outcome>
+/// Runs one workload on every system, `--runs` times, rotating the order
+/// each round so that no system always runs first (on a fresh machine, or
+/// one warm from the last system); keeps each system's median run by the
+/// workload's `headline` number. A system that cannot run is listed as
+/// skipped, with the reason.
+async fn each<F, Fut>(cli: &Cli, peers: &[System], headline: &str, run: F) -> Vec<Outcome>
 where
     F: Fn(System) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Outcome>>,
 {
-    let mut results = Vec::new();
-    for &system in cli.systems.as_deref().unwrap_or(peers) {
-        eprintln!("  {} ...", system.name());
-        results.push(match run(system).await {
-            Ok(outcome) => outcome,
-            Err(err) => {
-                eprintln!("  skipping {}: {err:#}", system.name());
-                Outcome::skipped(system.name(), system.fsync(), format!("{err:#}"))
-            }
-        });
+    let systems = cli.systems.as_deref().unwrap_or(peers);
+    let mut runs: Vec<Vec<Outcome>> = systems.iter().map(|_| Vec::new()).collect();
+    for round in 0..cli.runs as usize {
+        for k in 0..systems.len() {
+            let i = (round + k) % systems.len();
+            let system = systems[i];
+            let of = if cli.runs > 1 { format!(" (run {} of {})", round + 1, cli.runs) } else { String::new() };
+            eprintln!("  {}{of} ...", system.name());
+            runs[i].push(match run(system).await {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    eprintln!("  skipping {}: {err:#}", system.name());
+                    Outcome::skipped(system.name(), system.fsync(), format!("{err:#}"))
+                }
+            });
+        }
+    }
+    let mut results: Vec<Outcome> = runs.into_iter().filter_map(|r| Outcome::median(r, headline)).collect();
+    if cli.runs == 1 {
+        results.iter_mut().for_each(|r| r.runs = None);
     }
     results
+}
+
+/// The number a workload's ratio compares, and its median picks.
+fn headline(workload: &str) -> &'static str {
+    match workload {
+        "ingest" => "points_per_s",
+        "connections" => "kib_per_connection",
+        "latency" => "p99_ms",
+        _ => "msgs_per_s",
+    }
 }
 
 async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value> {
@@ -273,17 +301,18 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
     const MESSAGING: &[System] = &[System::Relayhub, System::Nats, System::Mosquitto];
     const TELEMETRY: &[System] = &[System::Relayhub, System::VictoriaMetrics, System::Influxdb];
     const PROXIES: &[System] = &[System::Relayhub, System::RelayhubTunnel, System::Nginx];
+    let h = headline(name);
     let results = match name {
-        "relay" => each(cli, MESSAGING, |s| workloads::relay(s, sizes.relay)).await,
-        "relay-fleet" => each(cli, MESSAGING, |s| workloads::relay(s, sizes.relay_fleet)).await,
-        "latency" => each(cli, MESSAGING, |s| workloads::latency(s, sizes.latency)).await,
-        "connections" => each(cli, MESSAGING, |s| connections::run(s, sizes.connections)).await,
-        "uplink" => each(cli, MESSAGING, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
-        "ingest" => each(cli, TELEMETRY, |s| ingest::ingest(s, sizes.ingest)).await,
-        "proxy" => each(cli, PROXIES, |s| proxy::proxy(s, sizes.proxy)).await,
+        "relay" => each(cli, MESSAGING, h, |s| workloads::relay(s, sizes.relay)).await,
+        "relay-fleet" => each(cli, MESSAGING, h, |s| workloads::relay(s, sizes.relay_fleet)).await,
+        "latency" => each(cli, MESSAGING, h, |s| workloads::latency(s, sizes.latency)).await,
+        "connections" => each(cli, MESSAGING, h, |s| connections::run(s, sizes.connections)).await,
+        "uplink" => each(cli, MESSAGING, h, |s| workloads::uplink(s, sizes.uplink.0, sizes.uplink.1)).await,
+        "ingest" => each(cli, TELEMETRY, h, |s| ingest::ingest(s, sizes.ingest)).await,
+        "proxy" => each(cli, PROXIES, h, |s| proxy::proxy(s, sizes.proxy)).await,
         "face" => {
             let data = face::Data::new(sizes.face);
-            each(cli, &[System::Relayhub, System::Chroma], |s| face::face(s, sizes.face, &data)).await
+            each(cli, &[System::Relayhub, System::Chroma], h, |s| face::face(s, sizes.face, &data)).await
         }
         "storage" => {
             let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
@@ -291,7 +320,7 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
         }
         _ => anyhow::bail!("unknown workload {name}"),
     };
-    Ok(json!({"workload": name, "size": size(sizes, name), "machine": machine(), "results": results}))
+    Ok(json!({"workload": name, "size": size(sizes, name), "machine": machine(), "runs": cli.runs, "results": results}))
 }
 
 /// What a workload was run at, for its table's title.
@@ -359,6 +388,9 @@ fn title(report: &Value) -> String {
     if let Some(cores) = report["machine"]["cores"].as_u64() {
         parts.push(format!("{cores} cores"));
     }
+    if let Some(runs) = report["runs"].as_u64().filter(|&n| n > 1) {
+        parts.push(format!("median of {runs} runs"));
+    }
     if parts.is_empty() { String::new() } else { format!(" ({})", parts.join(", ")) }
 }
 
@@ -392,7 +424,7 @@ fn table(report: &Value) -> String {
                 ("p99 ms", 8, "p99_ms"),
                 ("failed", 6, "failed"),
             ],
-            ("relayhub ÷ system", 18, "points_per_s", false),
+            ("relayhub ÷ system", 18, headline(name), false),
         ),
         "proxy" => (
             &[
@@ -403,7 +435,7 @@ fn table(report: &Value) -> String {
                 ("RSS MiB", 8, "rss_mib"),
                 ("failed", 6, "failed"),
             ],
-            ("relayhub ÷ system", 18, "msgs_per_s", false),
+            ("relayhub ÷ system", 18, headline(name), false),
         ),
         "face" => (
             &[
@@ -415,7 +447,7 @@ fn table(report: &Value) -> String {
                 ("index B/face", 13, "index_bytes_per_face"),
                 ("RSS B/face", 11, "rss_bytes_per_face"),
             ],
-            ("relayhub ÷ system", 18, "msgs_per_s", false),
+            ("relayhub ÷ system", 18, headline(name), false),
         ),
         "connections" => (
             &[
@@ -423,7 +455,7 @@ fn table(report: &Value) -> String {
                 ("KiB/conn", 14, "kib_per_connection"),
                 ("connects/s", 14, "connects_per_s"),
             ],
-            ("relayhub ÷ system", 18, "kib_per_connection", false),
+            ("relayhub ÷ system", 18, headline(name), false),
         ),
         _ => (
             &[
@@ -437,9 +469,9 @@ fn table(report: &Value) -> String {
             ],
             // At a fixed rate the ratio that matters is latency; else throughput.
             if name == "latency" {
-                ("system p99 ÷ relayhub's", 24, "p99_ms", true)
+                ("system p99 ÷ relayhub's", 24, headline(name), true)
             } else {
-                ("relayhub ÷ system", 24, "msgs_per_s", false)
+                ("relayhub ÷ system", 24, headline(name), false)
             },
         ),
     };
@@ -458,6 +490,10 @@ fn table(report: &Value) -> String {
             out += &format!("  {system}: skipped ({why})\n");
         } else {
             out += &format!("  {system}: {}\n", r["fsync"].as_str().unwrap_or(""));
+        }
+        if let Some(runs) = r["runs"].as_array() {
+            let runs: Vec<String> = runs.iter().map(|n| n.to_string()).collect();
+            out += &format!("  {system} {} in each run: {}\n", headline(name), runs.join(", "));
         }
     }
     out

@@ -115,12 +115,36 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_point: Option<crate::ingest::ChunkBytes>,
     pub fsync: String,
+    /// With `--runs` above 1: every run's headline number, in the order
+    /// run; the other numbers are those of the median run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<f64>>,
     /// Why a system has no numbers (not installed, failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
 }
 
 impl Outcome {
+    /// The number named `key` (a serialized field), if this run has it.
+    pub fn number(&self, key: &str) -> Option<f64> {
+        serde_json::to_value(self).ok()?.get(key)?.as_f64()
+    }
+
+    /// Of several runs of one system, the one whose `headline` number is
+    /// the median (the lower middle of an even count), with every run's
+    /// number in `runs`; a skipped run only if every run was skipped.
+    pub fn median(runs: Vec<Outcome>, headline: &str) -> Option<Outcome> {
+        let numbers: Vec<f64> = runs.iter().filter_map(|o| o.number(headline)).collect();
+        let (mut measured, skipped): (Vec<_>, Vec<_>) = runs.into_iter().partition(|o| o.number(headline).is_some());
+        if measured.is_empty() {
+            return skipped.into_iter().next();
+        }
+        measured.sort_by(|a, b| a.number(headline).unwrap_or(0.0).total_cmp(&b.number(headline).unwrap_or(0.0)));
+        let mut median = measured.swap_remove((measured.len() - 1) / 2);
+        median.runs = Some(numbers);
+        Some(median)
+    }
+
     /// Counts, rate and latency percentiles from receivers' logs.
     pub fn from_logs(system: &str, fsync: &str, logs: &[Log], started_ns: u64) -> Self {
         let mut latency = Histogram::<u64>::new(3).expect("a histogram");
@@ -147,5 +171,29 @@ impl Outcome {
 
     pub fn skipped(system: &str, fsync: &str, why: String) -> Self {
         Self { system: system.to_owned(), fsync: fsync.to_owned(), skipped: Some(why), ..Self::default() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rate: Option<f64>) -> Outcome {
+        Outcome { system: "relayhub".into(), msgs_per_s: rate, p99_ms: rate.map(|r| 1e6 / r), ..Outcome::default() }
+    }
+
+    #[test]
+    fn the_median_run_is_kept_whole_with_every_runs_number() {
+        let median = Outcome::median(vec![run(Some(30.0)), run(Some(10.0)), run(Some(20.0))], "msgs_per_s").unwrap();
+        assert_eq!(median.msgs_per_s, Some(20.0));
+        assert_eq!(median.p99_ms, Some(50_000.0), "the other numbers are the median run's own");
+        assert_eq!(median.runs, Some(vec![30.0, 10.0, 20.0]));
+
+        // An even count keeps the lower middle; a failed run does not count.
+        let failed = Outcome::skipped("relayhub", "", "crashed".into());
+        let median = Outcome::median(vec![run(Some(40.0)), failed.clone(), run(Some(10.0))], "msgs_per_s").unwrap();
+        assert_eq!(median.msgs_per_s, Some(10.0));
+        let all_failed = Outcome::median(vec![failed.clone(), failed], "msgs_per_s").unwrap();
+        assert_eq!(all_failed.skipped.as_deref(), Some("crashed"));
     }
 }
