@@ -354,14 +354,14 @@ fn row(widths: &[usize], cells: &[String]) -> String {
 
 /// A column of numbers: header, width, the result's key.
 type Column = (&'static str, usize, &'static str);
-/// The ratio column: header, width, the key compared, and whether it is
-/// the peer's number ÷ relayhub's (latency) rather than relayhub's ÷ the peer's.
-type RatioColumn = (&'static str, usize, &'static str, bool);
+/// The ratio column: header, width, and whether it is the peer's number ÷
+/// relayhub's (latency) rather than relayhub's ÷ the peer's.
+type RatioColumn = (&'static str, usize, bool);
 
 /// The rows of a table: each system's numbers under `columns`, and its
-/// ratio to relayhub's.
-fn numbers(results: &[Value], columns: &[Column], ratio: RatioColumn) -> String {
-    let (label, ratio_width, key, inverted) = ratio;
+/// ratio to relayhub's in the number named `key`.
+fn numbers(results: &[Value], columns: &[Column], ratio: RatioColumn, key: &str) -> String {
+    let (label, ratio_width, inverted) = ratio;
     let widths: Vec<usize> = std::iter::once(16).chain(columns.iter().map(|c| c.1)).chain([ratio_width]).collect();
     let header: Vec<String> =
         std::iter::once("system").chain(columns.iter().map(|c| c.0)).chain([label]).map(String::from).collect();
@@ -414,7 +414,8 @@ fn table(report: &Value) -> String {
         return out;
     }
     // Each workload's columns: (header, width, result key); then the ratio
-    // column: (header, width, key, whether it is the peer's ÷ relayhub's).
+    // column: (header, width, whether it is the peer's ÷ relayhub's), which
+    // compares the workload's headline number.
     let (columns, ratio): (&[Column], RatioColumn) = match name {
         "ingest" => (
             &[
@@ -424,7 +425,7 @@ fn table(report: &Value) -> String {
                 ("p99 ms", 8, "p99_ms"),
                 ("failed", 6, "failed"),
             ],
-            ("relayhub ÷ system", 18, headline(name), false),
+            ("relayhub ÷ system", 18, false),
         ),
         "proxy" => (
             &[
@@ -435,7 +436,7 @@ fn table(report: &Value) -> String {
                 ("RSS MiB", 8, "rss_mib"),
                 ("failed", 6, "failed"),
             ],
-            ("relayhub ÷ system", 18, headline(name), false),
+            ("relayhub ÷ system", 18, false),
         ),
         "face" => (
             &[
@@ -447,7 +448,7 @@ fn table(report: &Value) -> String {
                 ("index B/face", 13, "index_bytes_per_face"),
                 ("RSS B/face", 11, "rss_bytes_per_face"),
             ],
-            ("relayhub ÷ system", 18, headline(name), false),
+            ("relayhub ÷ system", 18, false),
         ),
         "connections" => (
             &[
@@ -455,7 +456,7 @@ fn table(report: &Value) -> String {
                 ("KiB/conn", 14, "kib_per_connection"),
                 ("connects/s", 14, "connects_per_s"),
             ],
-            ("relayhub ÷ system", 18, headline(name), false),
+            ("relayhub ÷ system", 18, false),
         ),
         _ => (
             &[
@@ -468,14 +469,10 @@ fn table(report: &Value) -> String {
                 ("order", 6, "out_of_order"),
             ],
             // At a fixed rate the ratio that matters is latency; else throughput.
-            if name == "latency" {
-                ("system p99 ÷ relayhub's", 24, headline(name), true)
-            } else {
-                ("relayhub ÷ system", 24, headline(name), false)
-            },
+            if name == "latency" { ("system p99 ÷ relayhub's", 24, true) } else { ("relayhub ÷ system", 24, false) },
         ),
     };
-    out += &numbers(&results, columns, ratio);
+    out += &numbers(&results, columns, ratio, headline(name));
     for r in &results {
         let system = r["system"].as_str().unwrap_or("");
         let disk = &r["bytes_per_point"];

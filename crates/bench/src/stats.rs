@@ -134,13 +134,21 @@ impl Outcome {
     /// the median (the lower middle of an even count), with every run's
     /// number in `runs`; a skipped run only if every run was skipped.
     pub fn median(runs: Vec<Outcome>, headline: &str) -> Option<Outcome> {
-        let numbers: Vec<f64> = runs.iter().filter_map(|o| o.number(headline)).collect();
-        let (mut measured, skipped): (Vec<_>, Vec<_>) = runs.into_iter().partition(|o| o.number(headline).is_some());
-        if measured.is_empty() {
-            return skipped.into_iter().next();
+        let (mut measured, mut skipped) = (Vec::new(), None);
+        for run in runs {
+            match run.number(headline) {
+                Some(number) => measured.push((number, run)),
+                None => {
+                    skipped.get_or_insert(run);
+                }
+            }
         }
-        measured.sort_by(|a, b| a.number(headline).unwrap_or(0.0).total_cmp(&b.number(headline).unwrap_or(0.0)));
-        let mut median = measured.swap_remove((measured.len() - 1) / 2);
+        if measured.is_empty() {
+            return skipped;
+        }
+        let numbers: Vec<f64> = measured.iter().map(|(number, _)| *number).collect();
+        measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (_, mut median) = measured.swap_remove((measured.len() - 1) / 2);
         median.runs = Some(numbers);
         Some(median)
     }
