@@ -187,7 +187,7 @@ impl TestApp {
         // does from another process.
         let url = config.database_url().expect("a database URL");
         let admin = relayhub::stores::open(&url, &Bus::new(), &Metrics::new(), 2).await.expect("admin store");
-        Self {
+        let app = Self {
             addr,
             http: relayhub_core::http_client::client().expect("an HTTP client"),
             license: String::new(),
@@ -200,6 +200,23 @@ impl TestApp {
             task: Some(task),
             dir,
             pg,
+        };
+        app.await_ready().await;
+        app
+    }
+
+    /// Waits until `/readyz` says 200, as a load balancer does before it
+    /// sends a node traffic (a capability may still be loading, such as
+    /// the face index, which answers 503 meanwhile).
+    pub async fn await_ready(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let status = self.http.get(self.url("/readyz")).send().await.map(|r| r.status().as_u16());
+            if status.as_ref().is_ok_and(|s| *s == 200) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the server never became ready: {status:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -313,7 +313,10 @@ async fn a_50_mib_download_to_a_slow_reader_keeps_the_server_small() {
     }
     assert_eq!((length, sum), (BIG, big_sum(BIG)), "every byte arrived, in order");
     let grown = peak.saturating_sub(rss_before);
-    assert!(grown < 8 * 1024, "the server grew by {grown} KiB while streaming 50 MiB");
+    // A server that held the body would grow by 50 MiB; a streaming one
+    // still grows by a few MiB on a loaded machine (another worker thread
+    // touching its own malloc arena), so the bound is well between.
+    assert!(grown < 16 * 1024, "the server grew by {grown} KiB while streaming 50 MiB");
 
     cli(&database, &["registry", "block", &device]);
     let blocked = get(10).send().await.unwrap();
