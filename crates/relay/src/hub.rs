@@ -4,13 +4,17 @@
 //! [`DeviceEvent`]s) right after each commit, so delivery needs no polling.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 
 use relayhub_core::bus::{Bus, Delivery};
 use relayhub_core::devices::DeviceEvent;
 use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId};
 use relayhub_core::ids::{DevicePk, LicensePk};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::model::{DeviceRef, SharedMessage};
 use crate::settings::Settings;
@@ -28,10 +32,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// costs at most `capacity` messages of memory.
 pub struct Mailbox {
     state: Mutex<MailboxState>,
-    notify: Notify,
     /// Settings and presence news, until the connection takes them.
     signals: Mutex<Signals>,
-    signal: Notify,
+    /// What was pushed since the connection last looked: [`MESSAGES`],
+    /// [`SIGNALS`].
+    news: AtomicU8,
+    /// The connection's task, the only one that waits on its mailbox. Not
+    /// a `Notify` per kind of news: each pass of the connection's loop
+    /// registered with both under their locks and dropped the registrations
+    /// again, on every wake-up of every socket.
+    waker: AtomicWaker,
+}
+
+/// [`Mailbox::news`] bits: messages were pushed.
+const MESSAGES: u8 = 1;
+/// [`Mailbox::news`] bits: settings or presence news.
+const SIGNALS: u8 = 2;
+
+/// What [`Mailbox::news`] woke the connection for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum News {
+    /// Messages were pushed: fill the window.
+    Messages,
+    /// Settings or presence news: [`Mailbox::take_signals`].
+    Signals,
 }
 
 /// News for a connection other than messages.
@@ -78,7 +102,38 @@ impl Mailbox {
     /// backlog from the store.
     fn new(capacity: usize) -> Self {
         let state = MailboxState { queue: VecDeque::new(), capacity, stale: 1, generation: 1 };
-        Self { state: Mutex::new(state), notify: Notify::new(), signals: Mutex::default(), signal: Notify::new() }
+        Self { state: Mutex::new(state), signals: Mutex::default(), news: AtomicU8::new(0), waker: AtomicWaker::new() }
+    }
+
+    /// Tells the connection, after the news is in place.
+    fn announce(&self, bit: u8) {
+        self.news.fetch_or(bit, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Takes one kind of news among `mask` that was announced, signals
+    /// first (messages stay announced for the next look).
+    fn take_news(&self, mask: u8) -> Option<News> {
+        [(SIGNALS, News::Signals), (MESSAGES, News::Messages)]
+            .into_iter()
+            .find(|(bit, _)| mask & bit != 0 && self.news.fetch_and(!bit, Ordering::AcqRel) & bit != 0)
+            .map(|(_, news)| news)
+    }
+
+    /// Waits for news since the last wait: signals always, messages only
+    /// `with_messages` (a connection whose window is full leaves them for
+    /// later). Only the connection's own task may wait.
+    pub fn news(&self, with_messages: bool) -> impl Future<Output = News> + '_ {
+        let mask = if with_messages { SIGNALS | MESSAGES } else { SIGNALS };
+        std::future::poll_fn(move |cx| {
+            if let Some(news) = self.take_news(mask) {
+                return Poll::Ready(news);
+            }
+            // Registered before the second look, so that news announced
+            // in between wakes the task.
+            self.waker.register(cx.waker());
+            self.take_news(mask).map_or(Poll::Pending, Poll::Ready)
+        })
     }
 
     fn push_settings(&self, news: SettingsNews) {
@@ -93,22 +148,17 @@ impl Mailbox {
                 signals.settings = Some(news);
             }
         }
-        self.signal.notify_one();
+        self.announce(SIGNALS);
     }
 
     fn recheck_presence(&self) {
         lock(&self.signals).recheck_presence = true;
-        self.signal.notify_one();
+        self.announce(SIGNALS);
     }
 
     /// Takes the news pushed since the last call.
     pub fn take_signals(&self) -> Signals {
         std::mem::take(&mut *lock(&self.signals))
-    }
-
-    /// Waits until there is news.
-    pub async fn signalled(&self) {
-        self.signal.notified().await
     }
 
     fn push(&self, first_seq: i64, messages: Vec<SharedMessage>) {
@@ -125,7 +175,7 @@ impl Mailbox {
                 state.queue.extend(messages);
             }
         }
-        self.notify.notify_one();
+        self.announce(MESSAGES);
     }
 
     /// Up to `room` messages from `next_seq` on.
@@ -153,11 +203,6 @@ impl Mailbox {
         if state.stale == marker {
             state.stale = 0;
         }
-    }
-
-    /// Waits until something was pushed since the last wait.
-    pub async fn changed(&self) {
-        self.notify.notified().await
     }
 }
 
@@ -338,6 +383,40 @@ mod tests {
         mb.push(4, vec![]); // went stale again while reading
         mb.caught_up(marker);
         assert!(matches!(mb.take(4, 10), Take::Fetch(_)));
+    }
+
+    /// Polls `news` once, as the connection's loop does.
+    fn poll_news(mb: &Mailbox, with_messages: bool) -> Poll<News> {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        std::pin::pin!(mb.news(with_messages)).poll(&mut cx)
+    }
+
+    #[test]
+    fn news_waits_for_what_the_connection_can_take_and_keeps_the_rest() {
+        let mb = Mailbox::new(8);
+        assert_eq!(poll_news(&mb, true), Poll::Pending);
+        mb.push(1, vec![msg(1)]);
+        // A full window does not wake for messages, and does not lose them.
+        assert_eq!(poll_news(&mb, false), Poll::Pending);
+        mb.recheck_presence();
+        assert_eq!(poll_news(&mb, true), Poll::Ready(News::Signals), "signals first");
+        assert_eq!(poll_news(&mb, true), Poll::Ready(News::Messages));
+        assert_eq!(poll_news(&mb, true), Poll::Pending, "each announcement is taken once");
+    }
+
+    #[test]
+    fn news_after_the_wait_began_wakes_the_connection() {
+        let mb = Arc::new(Mailbox::new(8));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let pusher = mb.clone();
+        let news = runtime.block_on(async move {
+            let wait = tokio::spawn(async move { mb.news(true).await });
+            tokio::task::yield_now().await; // the wait is registered
+            pusher.push(1, vec![msg(1)]);
+            wait.await.unwrap()
+        });
+        assert_eq!(news, News::Messages);
     }
 
     #[test]

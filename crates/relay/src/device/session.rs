@@ -26,7 +26,7 @@ use super::account::AccountDone;
 use super::frames::{self, Inbound};
 use super::uplink::Uplink;
 use crate::Relay;
-use crate::hub::{Mailbox, Take};
+use crate::hub::{Mailbox, News, Take};
 use crate::model::{AckOutcome, DeviceRef, NewRecord, Published, SharedMessage};
 
 /// Frames whose store calls may be in flight at once; past it the
@@ -210,9 +210,8 @@ impl Session {
                     Event::Close(reason) => return Ok(Some(reason)),
                     Event::Gone => return Ok(None),
                 },
-                () = self.mailbox.changed(), if has_room => {}
-                () = self.mailbox.signalled() => {
-                    if let Some(reason) = self.on_signals().await? {
+                news = self.mailbox.news(has_room) => {
+                    if news == News::Signals && let Some(reason) = self.on_signals().await? {
                         return Ok(Some(reason));
                     }
                 }
