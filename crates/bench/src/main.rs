@@ -65,6 +65,11 @@ enum Workload {
         /// Messages per producer call
         #[arg(long, default_value_t = 100)]
         batch: usize,
+        /// relayhub only: spread devices and producers over this many
+        /// licenses (tenants), each producer posting for one; must divide
+        /// --producers. The peers, without tenants, carry the same traffic.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        licenses: u16,
     },
     /// An open loop at a fixed rate: latency percentiles
     Latency {
@@ -179,12 +184,14 @@ impl Sizes {
                 messages: if q { 20_000 } else { 200_000 },
                 producers: 8,
                 batch: 100,
+                licenses: 1,
             },
             relay_fleet: RelayParams {
                 devices: if q { 1000 } else { 10_000 },
                 messages: if q { 50_000 } else { 1_000_000 },
                 producers: 32,
                 batch: 100,
+                licenses: 1,
             },
             latency: LatencyParams { devices: if q { 50 } else { 100 }, rate: 5000, seconds: if q { 4 } else { 30 } },
             connections: if q { 2000 } else { 19_000 },
@@ -209,11 +216,11 @@ impl Sizes {
             },
         };
         match &cli.workload {
-            Workload::Relay { devices, messages, producers, batch } => {
+            Workload::Relay { devices, messages, producers, batch, licenses } => {
                 let r = &mut sizes.relay;
                 r.devices = devices.unwrap_or(r.devices);
                 r.messages = messages.unwrap_or(r.messages);
-                (r.producers, r.batch) = (*producers, *batch);
+                (r.producers, r.batch, r.licenses) = (*producers, *batch, usize::from(*licenses));
             }
             Workload::Latency { devices, rate, seconds } => {
                 let l = &mut sizes.latency;
@@ -325,7 +332,13 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
 
 /// What a workload was run at, for its table's title.
 fn size(sizes: &Sizes, name: &str) -> Value {
-    let relay = |r: RelayParams| json!({"devices": r.devices, "messages": r.messages, "producers": r.producers});
+    let relay = |r: RelayParams| {
+        let mut size = json!({"devices": r.devices, "messages": r.messages, "producers": r.producers});
+        if r.licenses > 1 {
+            size["licenses"] = r.licenses.into();
+        }
+        size
+    };
     match name {
         "relay" => relay(sizes.relay),
         "relay-fleet" => relay(sizes.relay_fleet),
@@ -515,6 +528,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Workload::ConnectWorker { .. } => unreachable!("handled above"),
     };
     let sizes = Sizes::of(&cli);
+    let r = &sizes.relay;
+    anyhow::ensure!(
+        r.producers.is_multiple_of(r.licenses),
+        "--licenses {} must divide --producers {}: each producer posts for one license",
+        r.licenses,
+        r.producers
+    );
     let mut reports = Vec::new();
     for name in names {
         let report = workload(&cli, &sizes, name).await?;

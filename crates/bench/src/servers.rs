@@ -257,6 +257,18 @@ impl Server {
         Ok(tokens)
     }
 
+    /// relayhub only: `BENCH` and `count - 1` more licenses (`BENCH-2`, …),
+    /// each as its number and bearer token.
+    pub fn licenses(&self, count: usize) -> anyhow::Result<Vec<(String, String)>> {
+        let mut all = vec![("BENCH".to_owned(), self.token.clone())];
+        for n in 2..=count {
+            let number = format!("BENCH-{n}");
+            let created = self.admin(&["license", "create", "--number", &number])?;
+            all.push((number, created["token"].as_str().context("the new license's token")?.to_owned()));
+        }
+        Ok(all)
+    }
+
     /// relayhub only: an administration command on its database (`--json`).
     pub fn admin(&self, args: &[&str]) -> anyhow::Result<Value> {
         let out = std::process::Command::new(relayhub_binary()?)

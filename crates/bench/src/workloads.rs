@@ -24,6 +24,9 @@ pub struct RelayParams {
     /// Messages per producer call (a POST, or that many publishes awaited
     /// together).
     pub batch: usize,
+    /// relayhub's tenants the devices and producers are spread over
+    /// (divides `producers`: each producer posts for one license).
+    pub licenses: usize,
 }
 
 /// A workload's task, aborted when the workload ends early: a system that
@@ -65,14 +68,16 @@ fn share(total: usize, devices: usize, d: usize) -> u64 {
 /// devices, which acknowledge each; from the first post to the last ack.
 pub async fn relay(system: System, p: RelayParams) -> anyhow::Result<Outcome> {
     let server = Server::start(system, &[]).await?;
-    let driver = drivers::driver(&server).await?;
+    let driver = drivers::driver_for(&server, p.licenses).await?;
     let devices = connect_devices(&driver, p.devices, |d| share(p.messages, p.devices, d)).await?;
     let started = now_ns();
     let mut producers = Vec::new();
     for p_index in 0..p.producers {
-        let producer = driver.producer().await?;
+        let producer = driver.producer(p_index).await?;
         // Each device gets all its messages from one producer, in order:
-        // any inversion a device sees is the system's.
+        // any inversion a device sees is the system's. Its devices are
+        // `p_index` modulo `producers`, so with `licenses` dividing
+        // `producers` they are all of the producer's license.
         let mine: Vec<usize> = (p_index..p.devices).step_by(p.producers).collect();
         producers.push(AbortOnDropHandle::new(tokio::spawn(async move {
             let mut pending: Vec<(usize, u64)> = Vec::new();
@@ -112,7 +117,7 @@ pub async fn latency(system: System, p: LatencyParams) -> anyhow::Result<Outcome
     let driver = drivers::driver(&server).await?;
     let total = (p.rate * p.seconds) as usize;
     let devices = connect_devices(&driver, p.devices, |d| share(total, p.devices, d)).await?;
-    let producers: Vec<_> = try_join_all((0..8).map(|_| driver.producer())).await?;
+    let producers: Vec<_> = try_join_all((0..8).map(|i| driver.producer(i))).await?;
     let interval_ns = 1_000_000_000 / p.rate.max(1);
     let started = now_ns();
     let mut sends = Vec::with_capacity(total);

@@ -54,6 +54,31 @@ fn relay_json_reports_every_message_delivered_once_and_in_order() {
 }
 
 #[test]
+fn relay_across_licenses_delivers_each_tenants_messages_to_its_devices() {
+    // A device bound to one license is refused to another's producer: a
+    // device and a producer of different licenses would fail the run.
+    let Some(report) = report(&[
+        "relay",
+        "--json",
+        "--systems",
+        "relayhub",
+        "--devices",
+        "20",
+        "--messages",
+        "2000",
+        "--producers",
+        "4",
+        "--licenses",
+        "2",
+    ]) else {
+        return;
+    };
+    assert_eq!(report["size"]["licenses"], 2, "the size it ran at: {report}");
+    let ours = &report["results"][0];
+    assert_eq!((&ours["lost"], &ours["duplicates"], &ours["out_of_order"]), (&0.into(), &0.into(), &0.into()));
+}
+
+#[test]
 fn ingest_json_reports_every_point_stored() {
     let Some(report) = report(&[
         "ingest",

@@ -27,8 +27,8 @@ pub trait Producer: Send + Sync {
 pub trait Driver: Send + Sync {
     /// Connects device `index`, ready to receive `expected` messages.
     async fn device(&self, index: usize, expected: u64) -> anyhow::Result<DeviceTask>;
-    /// A back-office producer with a connection of its own.
-    async fn producer(&self) -> anyhow::Result<Arc<dyn Producer>>;
+    /// Back-office producer `index`, with a connection of its own.
+    async fn producer(&self, index: usize) -> anyhow::Result<Arc<dyn Producer>>;
     /// Device `index` sends `records` records up; returns once all are
     /// accepted.
     async fn publish_up(&self, index: usize, records: u64) -> anyhow::Result<JoinHandle<anyhow::Result<()>>>;
@@ -39,8 +39,15 @@ pub trait Driver: Send + Sync {
 
 /// The driver for a running server.
 pub async fn driver(server: &Server) -> anyhow::Result<Arc<dyn Driver>> {
+    driver_for(server, 1).await
+}
+
+/// The driver for a running server whose traffic is spread over
+/// `licenses` licenses (relayhub's tenants; peers have none): device and
+/// producer `i` belong to license `i % licenses`.
+pub async fn driver_for(server: &Server, licenses: usize) -> anyhow::Result<Arc<dyn Driver>> {
     Ok(match server.system {
-        System::Relayhub => Arc::new(relayhub::Relayhub::new(server)?),
+        System::Relayhub => Arc::new(relayhub::Relayhub::new(server, server.licenses(licenses)?)?),
         System::Nats => Arc::new(nats::Nats::new(server).await?),
         System::Mosquitto => Arc::new(mqtt::Mqtt::new(server)),
         other => anyhow::bail!("{} carries no device messages", other.name()),

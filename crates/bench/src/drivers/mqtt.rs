@@ -80,7 +80,7 @@ impl Driver for Mqtt {
         }))
     }
 
-    async fn producer(&self) -> anyhow::Result<Arc<dyn Producer>> {
+    async fn producer(&self, _index: usize) -> anyhow::Result<Arc<dyn Producer>> {
         Ok(Arc::new(MqttProducer::start(self.client(&format!("prod-{}", uuid::Uuid::new_v4())), "dev")))
     }
 

@@ -78,7 +78,7 @@ impl Driver for Nats {
         }))
     }
 
-    async fn producer(&self) -> anyhow::Result<Arc<dyn Producer>> {
+    async fn producer(&self, _index: usize) -> anyhow::Result<Arc<dyn Producer>> {
         Ok(Arc::new(JsProducer { js: context(&self.url).await?, prefix: "dev" }))
     }
 

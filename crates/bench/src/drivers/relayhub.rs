@@ -18,7 +18,9 @@ use crate::stats::Log;
 
 pub struct Relayhub {
     addr: String,
-    token: String,
+    /// Each license's number and bearer token; device and producer `i`
+    /// use license `i % len`.
+    licenses: Vec<(String, String)>,
     api_key: String,
     http: reqwest::Client,
 }
@@ -38,21 +40,28 @@ struct Frame<'a> {
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Relayhub {
-    pub fn new(server: &Server) -> anyhow::Result<Self> {
+    pub fn new(server: &Server, licenses: Vec<(String, String)>) -> anyhow::Result<Self> {
+        anyhow::ensure!(!licenses.is_empty(), "at least one license");
         Ok(Self {
             addr: server.addr.clone(),
-            token: server.token.clone(),
+            licenses,
             api_key: server.api_key.clone(),
             http: relayhub_core::http_client::client().map_err(anyhow::Error::msg)?,
         })
     }
 
+    /// License `index % len`: its number and token.
+    fn license(&self, index: usize) -> &(String, String) {
+        &self.licenses[index % self.licenses.len()]
+    }
+
     async fn connect(&self, index: usize) -> anyhow::Result<Socket> {
         let url = format!(
-            "ws://{}/ws/device?api_key={}&device_id={}&license=BENCH",
+            "ws://{}/ws/device?api_key={}&device_id={}&license={}",
             self.addr,
             self.api_key,
-            device_id(index)
+            device_id(index),
+            self.license(index).0
         );
         // tungstenite zeroes its whole read buffer before every read: its
         // 128 KiB default cost the client a tenth of the machine here.
@@ -105,10 +114,10 @@ impl Driver for Relayhub {
         }))
     }
 
-    async fn producer(&self) -> anyhow::Result<Arc<dyn Producer>> {
+    async fn producer(&self, index: usize) -> anyhow::Result<Arc<dyn Producer>> {
         Ok(Arc::new(HttpProducer {
             url: format!("http://{}/api/v1/messages", self.addr),
-            token: self.token.clone(),
+            token: self.license(index).1.clone(),
             http: self.http.clone(),
         }))
     }
@@ -145,7 +154,8 @@ impl Driver for Relayhub {
     }
 
     async fn drain(&self, devices: usize, records: u64) -> anyhow::Result<JoinHandle<anyhow::Result<Vec<Log>>>> {
-        let (http, token, addr) = (self.http.clone(), self.token.clone(), self.addr.clone());
+        // The uplink runs on one license, whose inbox holds every record.
+        let (http, token, addr) = (self.http.clone(), self.license(0).1.clone(), self.addr.clone());
         Ok(tokio::spawn(async move {
             #[derive(Deserialize)]
             struct Record {
