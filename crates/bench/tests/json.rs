@@ -24,30 +24,30 @@ fn report(args: &[&str]) -> Option<Value> {
     Some(serde_json::from_slice(&out.stdout).expect("one JSON object on stdout"))
 }
 
+/// `relay --json` for relayhub alone, 2,000 messages to 20 devices, with
+/// `extra` options.
+fn relay_report(extra: &[&str]) -> Option<Value> {
+    let base = ["relay", "--json", "--systems", "relayhub", "--devices", "20", "--messages", "2000"];
+    report(&[&base[..], extra].concat())
+}
+
+/// Nothing lost, duplicated or out of order in relayhub's result.
+fn every_message_once_in_order(report: &Value) -> &Value {
+    let ours = &report["results"][0];
+    assert_eq!(ours["system"], "relayhub");
+    assert_eq!((&ours["lost"], &ours["duplicates"], &ours["out_of_order"]), (&0.into(), &0.into(), &0.into()));
+    ours
+}
+
 #[test]
 fn relay_json_reports_every_message_delivered_once_and_in_order() {
-    let Some(report) = report(&[
-        "relay",
-        "--json",
-        "--systems",
-        "relayhub",
-        "--devices",
-        "20",
-        "--messages",
-        "2000",
-        "--producers",
-        "2",
-        "--batch",
-        "50",
-    ]) else {
+    let Some(report) = relay_report(&["--producers", "2", "--batch", "50"]) else {
         return;
     };
     assert_eq!(report["workload"], "relay");
     assert_eq!(report["size"]["devices"], 20, "the size it ran at: {report}");
     assert!(report["machine"]["cores"].as_u64().is_some_and(|c| c >= 1), "the machine's cores: {report}");
-    let ours = &report["results"][0];
-    assert_eq!(ours["system"], "relayhub");
-    assert_eq!((&ours["lost"], &ours["duplicates"], &ours["out_of_order"]), (&0.into(), &0.into(), &0.into()));
+    let ours = every_message_once_in_order(&report);
     assert!(ours["msgs_per_s"].as_f64().is_some_and(|r| r > 0.0), "{ours}");
     assert!(ours["p99_ms"].as_f64().is_some_and(|p| p >= ours["p50_ms"].as_f64().unwrap()), "{ours}");
     assert!(ours["fsync"].as_str().is_some_and(|f| f.contains("fsync before every 202")), "{ours}");
@@ -57,25 +57,11 @@ fn relay_json_reports_every_message_delivered_once_and_in_order() {
 fn relay_across_licenses_delivers_each_tenants_messages_to_its_devices() {
     // A device bound to one license is refused to another's producer: a
     // device and a producer of different licenses would fail the run.
-    let Some(report) = report(&[
-        "relay",
-        "--json",
-        "--systems",
-        "relayhub",
-        "--devices",
-        "20",
-        "--messages",
-        "2000",
-        "--producers",
-        "4",
-        "--licenses",
-        "2",
-    ]) else {
+    let Some(report) = relay_report(&["--producers", "4", "--licenses", "2"]) else {
         return;
     };
     assert_eq!(report["size"]["licenses"], 2, "the size it ran at: {report}");
-    let ours = &report["results"][0];
-    assert_eq!((&ours["lost"], &ours["duplicates"], &ours["out_of_order"]), (&0.into(), &0.into(), &0.into()));
+    every_message_once_in_order(&report);
 }
 
 #[test]
