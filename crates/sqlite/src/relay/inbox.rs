@@ -8,7 +8,7 @@ use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
 use relayhub_relay::model::{DeviceRef, InboxRecord, NewRecord, Published};
 use relayhub_relay::store::RelayEvent;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use crate::columns;
@@ -21,23 +21,19 @@ pub(crate) fn publish(
     records: Vec<NewRecord>,
 ) -> StoreResult<Vec<Published>> {
     let now = Timestamp::now().millis();
-    let mut seen = conn.prepare_cached("SELECT id FROM inbox WHERE device_pk = ?1 AND ref = ?2").sql()?;
+    // Inserted unless the device sent this `ref` before: one descent of
+    // the `(device_pk, ref)` index per record, not a look-up and then the
+    // insert's own uniqueness check. Only a retry reads the earlier id.
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO inbox (id, license_pk, device_pk, device_id, ref, data, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (device_pk, ref) DO NOTHING",
         )
         .sql()?;
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let earlier: Option<Uuid> =
-            seen.query_row(params![device.pk.0, record.reference], |row| row.get(0)).optional().sql()?;
-        if let Some(id) = earlier {
-            out.push(Published { id, duplicate: true });
-            continue;
-        }
         let id = Uuid::now_v7();
-        insert
+        let inserted = insert
             .execute(params![
                 id,
                 device.license.0,
@@ -48,7 +44,16 @@ pub(crate) fn publish(
                 now
             ])
             .sql()?;
-        out.push(Published { id, duplicate: false });
+        if inserted == 1 {
+            out.push(Published { id, duplicate: false });
+            continue;
+        }
+        let earlier = conn
+            .prepare_cached("SELECT id FROM inbox WHERE device_pk = ?1 AND ref = ?2")
+            .sql()?
+            .query_row(params![device.pk.0, record.reference], |row| row.get(0))
+            .sql()?;
+        out.push(Published { id: earlier, duplicate: true });
     }
     if out.iter().any(|p| !p.duplicate) {
         events.push(Event::new(RelayEvent::Published { license: device.license }));
