@@ -114,6 +114,10 @@ impl Mailbox {
     /// Takes one kind of news among `mask` that was announced, signals
     /// first (messages stay announced for the next look).
     fn take_news(&self, mask: u8) -> Option<News> {
+        // A plain read first: most looks find nothing, and need no write.
+        if self.news.load(Ordering::Acquire) & mask == 0 {
+            return None;
+        }
         [(SIGNALS, News::Signals), (MESSAGES, News::Messages)]
             .into_iter()
             .find(|(bit, _)| mask & bit != 0 && self.news.fetch_and(!bit, Ordering::AcqRel) & bit != 0)
