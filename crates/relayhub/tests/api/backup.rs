@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ChildServer, PATIENCE, cli, drain};
+use crate::helpers::{PATIENCE, drain};
+use crate::process::{ChildServer, cli};
 
 const LICENSE: &str = "LIC-B";
 

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::field::{self, FieldLog};
-use crate::helpers::{ChildServer, PATIENCE, POSTGRES_ENV, PgDatabase, TestApp, cli};
+use crate::helpers::{PATIENCE, POSTGRES_ENV, PgDatabase, TestApp};
 use crate::private_pg::PrivatePostgres;
+use crate::process::{ChildServer, cli};
 
 /// How long traffic through a cluster may take to get going, and devices
 /// to receive everything, on a loaded 2-core CI machine where every commit

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ChildServer, PATIENCE, PgDatabase, TestApp, cli, database_args, drain, ids};
+use crate::helpers::{PATIENCE, PgDatabase, TestApp, database_args, drain, ids};
+use crate::process::{ChildServer, cli};
 
 #[tokio::test]
 async fn pending_messages_and_receipts_survive_a_restart() {

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{ChildOptions, ChildServer, PATIENCE, TestApp};
+use crate::helpers::{PATIENCE, TestApp};
+use crate::process::{ChildOptions, ChildServer};
 
 /// A TCP connection to `addr` from the loopback address `from`.
 async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
@@ -112,8 +113,8 @@ async fn running_out_of_file_descriptors_sheds_connections_and_recovers() {
 async fn no_secret_reaches_the_log_at_any_level_and_a_log_file_has_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let database = vec!["--data".to_owned(), dir.path().display().to_string()];
-    let license = crate::helpers::cli(&database, &["license", "create", "--number", "LIC-LOG"]);
-    let key = crate::helpers::cli(&database, &["apikey", "create"]);
+    let license = crate::process::cli(&database, &["license", "create", "--number", "LIC-LOG"]);
+    let key = crate::process::cli(&database, &["apikey", "create"]);
     let (token, key) = (license["token"].as_str().unwrap(), key["key"].as_str().unwrap());
     let options = ChildOptions { env: vec![("RELAYHUB_LOG", "trace")], text_log: true, ..ChildOptions::default() };
     let server = ChildServer::start_with(&database, options).await;

@@ -19,6 +19,7 @@ mod helpers;
 mod inbox;
 mod ops;
 mod private_pg;
+mod process;
 mod queueing;
 mod rail;
 mod registry;

@@ -13,7 +13,8 @@ use relayhub_rail::RailConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, cli};
+use crate::helpers::TestApp;
+use crate::process::cli;
 
 /// A key pair a robot (or store) signs its challenges with.
 pub enum Key {

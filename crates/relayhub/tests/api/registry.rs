@@ -22,7 +22,8 @@ use relayhub_registry::store::{DeviceRegistry, InstanceTokens};
 use relayhub_registry::tunnel::client::TunnelClient;
 use serde_json::{Value, json};
 
-use crate::helpers::{ChildOptions, ChildServer, PATIENCE, PgDatabase, TestApp, cli, database_args};
+use crate::helpers::{PATIENCE, PgDatabase, TestApp, database_args};
+use crate::process::{ChildOptions, ChildServer, cli};
 
 const BIG: usize = 50 * 1024 * 1024;
 

@@ -13,7 +13,8 @@ use crate::caller::Caller;
 use crate::cluster::{Nginx, on_postgres};
 use crate::field;
 use crate::fleet::{as_user, signed_in, user};
-use crate::helpers::{ChildServer, TestApp};
+use crate::helpers::TestApp;
+use crate::process::ChildServer;
 use crate::signal::connect_call;
 use crate::signal_users::{member, users_only};
 

@@ -266,7 +266,7 @@ async fn compaction_and_retention_keep_what_charts_show() {
 /// `relayhub user create` with the password on stdin, then a robot paired
 /// over HTTP: the user's access token and the robot's token.
 async fn robot_of_child(database: &[String], base: &str) -> (String, String) {
-    crate::helpers::cli(database, &["license", "create", "--number", "LIC-K"]);
+    crate::process::cli(database, &["license", "create", "--number", "LIC-K"]);
     let mut create = tokio::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
         .args(["user", "create", "--license", "LIC-K", "--email", "kill@example.com"])
         .args(database)
@@ -285,7 +285,8 @@ async fn robot_of_child(database: &[String], base: &str) -> (String, String) {
 
 #[tokio::test]
 async fn every_204_survives_sigkill_during_a_burst() {
-    use crate::helpers::{ChildServer, PgDatabase, database_args};
+    use crate::helpers::{PgDatabase, database_args};
+    use crate::process::ChildServer;
     const WRITERS: i64 = 8;
     const KILL_AFTER: usize = 300;
     let dir = tempfile::tempdir().unwrap();
