@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::gateway::{CloseReason, Conn, Credentials, Event};
 use relayhub_core::ids::LicenseNumber;
@@ -216,7 +216,18 @@ impl Session {
                     }
                 }
                 () = sleep_or_never(&mut self.retry), if self.retry.is_some() => self.retry = None,
-                Some(done) = self.ops.next() => self.on_done(done).await?,
+                // Every call that completed is answered, then one flush: the
+                // commit that stored a burst of publishes answers them in one
+                // write, not one per record. Bounded: no frame is read
+                // meanwhile, so no call is added. (Inline, not a method: a
+                // nested future would grow every idle session.)
+                Some(mut done) = self.ops.next() => loop {
+                    self.on_done(done).await?;
+                    match self.ops.next().now_or_never() {
+                        Some(Some(next)) => done = next,
+                        _ => break self.conn.flush().await.map_err(|_| Gone)?,
+                    }
+                },
             }
         }
     }
@@ -320,35 +331,36 @@ impl Session {
         Ok(())
     }
 
+    /// Queues the answer to a completed call; the caller flushes.
     async fn on_done(&mut self, done: Done) -> Result<(), Gone> {
         match done {
-            Done::Pong => self.send(frames::PONG.to_owned()).await,
+            Done::Pong => self.queue_frame(frames::PONG.to_owned()).await,
             Done::Acked(_, Ok(outcome)) => {
                 self.relay.metrics.messages_delivered.inc_by(outcome.delivered);
                 if outcome.unknown.is_empty() {
                     return Ok(());
                 }
                 let err = ApiError::new(ErrorCode::UnknownMessage, "no pending message of this device has these ids");
-                self.send(frames::error(&err, None, &outcome.unknown)).await
+                self.queue_frame(frames::error(&err, None, &outcome.unknown)).await
             }
             Done::Acked(ids, Err(err)) => {
                 // The messages stay pending and are sent again after a
                 // reconnect; the device may also simply ack again.
-                self.send(frames::error(&ApiError::from(err), None, &ids)).await
+                self.queue_frame(frames::error(&ApiError::from(err), None, &ids)).await
             }
             Done::Published { reference, bytes, result: Ok(published) } => {
                 self.ops_bytes -= bytes;
                 if !published.duplicate {
                     self.relay.metrics.records_in.inc();
                 }
-                self.send(frames::published(&reference, published.id, published.duplicate)).await
+                self.queue_frame(frames::published(&reference, published.id, published.duplicate)).await
             }
             // Boxed: rare, and its state would otherwise size every
             // session's future.
             Done::Account(done) => Box::pin(self.on_account_done(done)).await,
             Done::Published { reference, bytes, result: Err(err) } => {
                 self.ops_bytes -= bytes;
-                self.send(frames::error(&ApiError::from(err), Some(&reference), &[])).await
+                self.queue_frame(frames::error(&ApiError::from(err), Some(&reference), &[])).await
             }
         }
     }
@@ -359,6 +371,11 @@ impl Session {
 
     pub(super) async fn send(&mut self, text: String) -> Result<(), Gone> {
         self.conn.send(text).await.map_err(|_| Gone)
+    }
+
+    /// Queues a frame without flushing it.
+    async fn queue_frame(&mut self, text: String) -> Result<(), Gone> {
+        self.conn.feed(text).await.map_err(|_| Gone)
     }
 }
 
