@@ -51,10 +51,10 @@ pub struct GatewayConfig {
     /// Per-socket read buffer. Small values keep idle sockets cheap.
     pub read_buffer_bytes: usize,
     /// Frames are collected up to this many bytes before a write (every
-    /// batch of frames is flushed, so this only merges a batch's writes).
-    /// The buffer keeps its largest size, so it is small: at 4 KiB a
-    /// burst of 200 `published` answers took 6,000 writes instead of
-    /// 200,000 in the uplink benchmark; 0 writes every frame on its own.
+    /// batch of frames is flushed, so this only merges a batch's writes;
+    /// 0 writes every frame on its own). Small, because the buffer keeps
+    /// the largest size it reached: at 4 KiB the uplink benchmark's
+    /// 200,000 `published` answers took 6,000 writes instead of 200,000.
     pub write_buffer_bytes: usize,
     /// How long shutdown waits for sockets to close.
     #[serde(with = "humantime_serde")]
