@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0006_registry.sql")),
     M::up(include_str!("../migrations/0007_rail.sql")),
     M::up(include_str!("../migrations/0008_faces.sql")),
+    M::up(include_str!("../migrations/0009_queue_heads.sql")),
 ];
 
 /// How long a statement waits for another process's lock (e.g. an

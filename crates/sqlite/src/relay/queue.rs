@@ -63,18 +63,21 @@ fn keyed(conn: &Connection, license: LicensePk, key: &str) -> StoreResult<Option
 
 /// A bound device's queue head.
 fn head(conn: &Connection, device: &DeviceId) -> StoreResult<Option<Head>> {
-    conn.prepare_cached("SELECT pk, license_pk, next_seq, pending FROM devices WHERE device_id = ?1")
-        .sql()?
-        .query_row([device.as_str()], |row| {
-            Ok(Head {
-                pk: Some(DevicePk(row.get(0)?)),
-                license: LicensePk(row.get(1)?),
-                next_seq: row.get(2)?,
-                pending: row.get(3)?,
-            })
+    conn.prepare_cached(
+        "SELECT d.pk, d.license_pk, COALESCE(q.next_seq, 1), COALESCE(q.pending, 0)
+         FROM devices d LEFT JOIN queues q ON q.device_pk = d.pk WHERE d.device_id = ?1",
+    )
+    .sql()?
+    .query_row([device.as_str()], |row| {
+        Ok(Head {
+            pk: Some(DevicePk(row.get(0)?)),
+            license: LicensePk(row.get(1)?),
+            next_seq: row.get(2)?,
+            pending: row.get(3)?,
         })
-        .optional()
-        .sql()
+    })
+    .optional()
+    .sql()
 }
 
 /// What [`plan`] reads for one call.
@@ -163,10 +166,13 @@ pub(crate) fn enqueue(
     }
     for (device, head) in &plan.heads {
         if slot.contains_key(&pks[device]) {
-            conn.prepare_cached("UPDATE devices SET next_seq = ?2, pending = ?3 WHERE pk = ?1")
-                .sql()?
-                .execute(params![pks[device].0, head.next_seq, head.pending])
-                .sql()?;
+            conn.prepare_cached(
+                "INSERT INTO queues (device_pk, next_seq, pending) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (device_pk) DO UPDATE SET next_seq = excluded.next_seq, pending = excluded.pending",
+            )
+            .sql()?
+            .execute(params![pks[device].0, head.next_seq, head.pending])
+            .sql()?;
         }
     }
     for (device, first_seq, messages) in queued {
@@ -178,8 +184,12 @@ pub(crate) fn enqueue(
 /// Messages waiting for each of these devices.
 pub(crate) fn pending_counts(conn: &Connection, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>> {
     let list = serde_json::to_string(&devices.iter().map(|d| d.0).collect::<Vec<_>>()).unwrap_or_default();
-    let mut stmt =
-        conn.prepare_cached("SELECT pk, pending FROM devices WHERE pk IN (SELECT value FROM json_each(?1))").sql()?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT d.pk, COALESCE(q.pending, 0) FROM devices d LEFT JOIN queues q ON q.device_pk = d.pk
+             WHERE d.pk IN (SELECT value FROM json_each(?1))",
+        )
+        .sql()?;
     let rows = stmt.query_map([list], |row| Ok((DevicePk(row.get(0)?), row.get::<_, i64>(1)?.max(0) as u64))).sql()?;
     rows.collect::<rusqlite::Result<HashMap<_, _>>>().sql()
 }
@@ -193,7 +203,7 @@ pub(crate) fn pending(
 ) -> StoreResult<Page<PendingMessage>> {
     let pk = devices::owned(conn, license, device)?.ok_or_else(|| devices::not_found(device))?;
     let total: i64 = conn
-        .prepare_cached("SELECT pending FROM devices WHERE pk = ?1")
+        .prepare_cached("SELECT COALESCE((SELECT pending FROM queues WHERE device_pk = ?1), 0)")
         .sql()?
         .query_row([pk.0], |row| row.get(0))
         .sql()?;
@@ -292,7 +302,7 @@ pub(crate) fn ack(conn: &Connection, device: DevicePk, ids: &[Uuid]) -> StoreRes
 /// Changes a device's pending count by `delta`.
 fn add_pending(conn: &Connection, device: DevicePk, delta: i64) -> StoreResult<()> {
     if delta != 0 {
-        conn.prepare_cached("UPDATE devices SET pending = pending + ?2 WHERE pk = ?1")
+        conn.prepare_cached("UPDATE queues SET pending = pending + ?2 WHERE device_pk = ?1")
             .sql()?
             .execute(params![device.0, delta])
             .sql()?;
@@ -342,7 +352,7 @@ pub(crate) fn purge_receipts(conn: &Connection, before: Timestamp) -> StoreResul
 /// Deletes what an unbound device leaves behind that could still matter;
 /// its other receipts are unreachable and leave with the purge.
 pub(crate) fn forget_device(conn: &Connection, device: DevicePk) -> StoreResult<()> {
-    for sql in [FORGET_PENDING, FORGET_KEYED] {
+    for sql in [FORGET_PENDING, FORGET_KEYED, "DELETE FROM queues WHERE device_pk = ?1"] {
         conn.prepare_cached(sql).sql()?.execute([device.0]).sql()?;
     }
     Ok(())
@@ -350,7 +360,7 @@ pub(crate) fn forget_device(conn: &Connection, device: DevicePk) -> StoreResult<
 
 pub(crate) fn total_pending(conn: &Connection) -> StoreResult<u64> {
     let n: i64 = conn
-        .prepare_cached("SELECT COALESCE(SUM(pending), 0) FROM devices")
+        .prepare_cached("SELECT COALESCE(SUM(pending), 0) FROM queues")
         .sql()?
         .query_row([], |row| row.get(0))
         .sql()?;
@@ -379,5 +389,34 @@ mod tests {
         }
         assert!(plan(&conn, DELIVER).contains("sqlite_autoindex_messages_1 (id=?)"));
         assert!(plan(&conn, FORGET_KEYED).contains("USING INDEX messages_device_keyed"));
+    }
+
+    /// A data directory from before queue heads had their own table keeps
+    /// each device's next sequence number and pending count: a device's
+    /// sequence never restarts, and a full queue stays full.
+    #[test]
+    fn upgrading_keeps_every_queue_head() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let before_queue_heads = crate::conn::MIGRATIONS.len() - 1;
+        rusqlite_migration::Migrations::new(crate::conn::MIGRATIONS[..before_queue_heads].to_vec())
+            .to_latest(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO licenses (pk, number, created_at) VALUES (1, 'L-1', 0);
+             INSERT INTO devices (pk, device_id, license_pk, bound_at, next_seq, pending)
+             VALUES (7, 'busy', 1, 0, 42, 3), (8, 'idle', 1, 0, 1, 0);
+             UPDATE sqlite_sequence SET seq = 9 WHERE name = 'devices'; -- device 9 was unbound",
+        )
+        .unwrap();
+        crate::conn::migrate(&mut conn).unwrap();
+
+        let busy = head(&conn, &DeviceId::parse("busy").unwrap()).unwrap().unwrap();
+        assert_eq!((busy.pk, busy.next_seq, busy.pending), (Some(DevicePk(7)), 42, 3));
+        let idle = head(&conn, &DeviceId::parse("idle").unwrap()).unwrap().unwrap();
+        assert_eq!((idle.pk, idle.next_seq, idle.pending), (Some(DevicePk(8)), 1, 0));
+        assert_eq!(total_pending(&conn).unwrap(), 3);
+        assert_eq!(pending_counts(&conn, &[DevicePk(7), DevicePk(8)]).unwrap()[&DevicePk(7)], 3);
+        let next = devices::insert(&conn, LicensePk(1), &DeviceId::parse("new").unwrap()).unwrap();
+        assert_eq!(next, DevicePk(10), "an unbound device's pk is never reused");
     }
 }
