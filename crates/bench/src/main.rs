@@ -7,6 +7,7 @@
 //! counted).
 
 mod connections;
+mod cpu;
 mod drivers;
 mod face;
 mod ingest;
@@ -480,12 +481,18 @@ fn table(report: &Value) -> String {
                 ("lost", 6, "lost"),
                 ("dup", 6, "duplicates"),
                 ("order", 6, "out_of_order"),
+                ("server µs", 10, "server_cpu_us"),
+                ("client µs", 10, "client_cpu_us"),
             ],
             // At a fixed rate the ratio that matters is latency; else throughput.
             if name == "latency" { ("system p99 ÷ relayhub's", 24, true) } else { ("relayhub ÷ system", 24, false) },
         ),
     };
     out += &numbers(&results, columns, ratio, headline(name));
+    if results.iter().any(|r| r["server_cpu_us"].is_number()) {
+        out += "  server µs, client µs: CPU time (user + system, every thread) per message of the server \
+                and of this benchmark's clients, which share the machine's cores\n";
+    }
     for r in &results {
         let system = r["system"].as_str().unwrap_or("");
         let disk = &r["bytes_per_point"];

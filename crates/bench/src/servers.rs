@@ -332,9 +332,14 @@ impl Server {
         Ok(Self { system, addr, child, _dir: dir, token: String::new(), api_key: String::new() })
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The server's resident memory, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
-        let pid = self.child.id().context("the server has exited")?;
+        let pid = self.pid().context("the server has exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()

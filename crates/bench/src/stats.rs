@@ -114,6 +114,13 @@ pub struct Outcome {
     /// Telemetry on disk, bytes per point.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_point: Option<crate::ingest::ChunkBytes>,
+    /// The server's CPU time per message (record, request), in µs: user
+    /// and system, every thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us: Option<f64>,
+    /// The benchmark's own CPU time (its clients) per message, in µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cpu_us: Option<f64>,
     pub fsync: String,
     /// With `--runs` above 1: every run's headline number, in the order
     /// run; the other numbers are those of the median run.

@@ -7,6 +7,7 @@ use anyhow::Context;
 use futures_util::future::try_join_all;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::cpu::CpuMeter;
 use crate::drivers::{self, Driver};
 use crate::payload::{self, now_ns};
 use crate::servers::{Server, System};
@@ -70,6 +71,7 @@ pub async fn relay(system: System, p: RelayParams) -> anyhow::Result<Outcome> {
     let server = Server::start(system, &[]).await?;
     let driver = drivers::driver_for(&server, p.licenses).await?;
     let devices = connect_devices(&driver, p.devices, |d| share(p.messages, p.devices, d)).await?;
+    let cpu = CpuMeter::start(&server);
     let started = now_ns();
     let mut producers = Vec::new();
     for p_index in 0..p.producers {
@@ -98,7 +100,9 @@ pub async fn relay(system: System, p: RelayParams) -> anyhow::Result<Outcome> {
         producer.await??;
     }
     let logs = collect(devices).await?;
-    Ok(Outcome::from_logs(system.name(), system.fsync(), &logs, started))
+    let mut outcome = Outcome::from_logs(system.name(), system.fsync(), &logs, started);
+    cpu.finish(&server, p.messages as u64, &mut outcome);
+    Ok(outcome)
 }
 
 /// Parameters of `latency`.
@@ -119,6 +123,7 @@ pub async fn latency(system: System, p: LatencyParams) -> anyhow::Result<Outcome
     let devices = connect_devices(&driver, p.devices, |d| share(total, p.devices, d)).await?;
     let producers: Vec<_> = try_join_all((0..8).map(|i| driver.producer(i))).await?;
     let interval_ns = 1_000_000_000 / p.rate.max(1);
+    let cpu = CpuMeter::start(&server);
     let started = now_ns();
     let mut sends = Vec::with_capacity(total);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -142,6 +147,7 @@ pub async fn latency(system: System, p: LatencyParams) -> anyhow::Result<Outcome
     let logs = collect(devices).await?;
     let mut outcome = Outcome::from_logs(system.name(), system.fsync(), &logs, started);
     outcome.msgs_per_s = Some(p.rate as f64);
+    cpu.finish(&server, total as u64, &mut outcome);
     // Each message is its own concurrent send, as an open loop must be: two
     // for one device may overtake each other before any system sees them.
     outcome.out_of_order = None;
@@ -153,6 +159,7 @@ pub async fn uplink(system: System, devices: usize, records: u64) -> anyhow::Res
     let server = Server::start(system, &[]).await?;
     let driver = drivers::driver(&server).await?;
     let drain = AbortOnDropHandle::new(driver.drain(devices, records).await?);
+    let cpu = CpuMeter::start(&server);
     let started = now_ns();
     let mut publishers = Vec::with_capacity(devices);
     for chunk in (0..devices).collect::<Vec<_>>().chunks(50) {
@@ -163,5 +170,7 @@ pub async fn uplink(system: System, devices: usize, records: u64) -> anyhow::Res
         publisher.await??;
     }
     let logs = tokio::time::timeout(DEADLINE, drain).await.context("the inbox was not drained in time")???;
-    Ok(Outcome::from_logs(system.name(), system.fsync(), &logs, started))
+    let mut outcome = Outcome::from_logs(system.name(), system.fsync(), &logs, started);
+    cpu.finish(&server, devices as u64 * records, &mut outcome);
+    Ok(outcome)
 }
