@@ -26,8 +26,13 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((user + system) as f64 / TICKS_PER_SECOND)
 }
 
-fn process_cpu(pid: &str) -> Option<f64> {
-    cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// CPU seconds of `/proc/<entry>`: a pid, or `self`.
+fn process_cpu(entry: &str) -> Option<f64> {
+    cpu_seconds(&std::fs::read_to_string(format!("/proc/{entry}/stat")).ok()?)
+}
+
+fn server_cpu(server: &Server) -> Option<f64> {
+    process_cpu(&server.pid()?.to_string())
 }
 
 /// CPU seconds of the server and of this process, from a starting point.
@@ -39,7 +44,7 @@ pub struct CpuMeter {
 impl CpuMeter {
     /// Starts counting now.
     pub fn start(server: &Server) -> Self {
-        Self { server: server.pid().and_then(|pid| process_cpu(&pid.to_string())), clients: process_cpu("self") }
+        Self { server: server_cpu(server), clients: process_cpu("self") }
     }
 
     /// Fills in `outcome`'s CPU per item, `items` having been carried since
@@ -49,8 +54,7 @@ impl CpuMeter {
             let used = end? - start?;
             (items > 0).then(|| (used / items as f64 * 1e7).round() / 10.0)
         };
-        let server_now = server.pid().and_then(|pid| process_cpu(&pid.to_string()));
-        outcome.server_cpu_us = per_item(self.server, server_now);
+        outcome.server_cpu_us = per_item(self.server, server_cpu(server));
         outcome.client_cpu_us = per_item(self.clients, process_cpu("self"));
     }
 }
