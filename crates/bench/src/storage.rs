@@ -38,7 +38,7 @@ pub async fn run(database: Option<&str>, messages: usize) -> anyhow::Result<Stor
     let dir = tempfile::tempdir()?;
     let (bus, metrics) = (Bus::new(), Metrics::new());
     let stores: Stores = match database {
-        None => relayhub_sqlite::open(&dir.path().join("bench.db"), &bus, &metrics)?,
+        None => relayhub_sqlite::open(&dir.path().join("bench.db"), 1, &bus, &metrics)?,
         Some(url) => {
             let options = relayhub_postgres::PgOptions { max_connections: 16, ..Default::default() };
             relayhub_postgres::open(url, &bus, &metrics, options).await?

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::cli::{ApikeyCommand, Expiry, LicenseCommand, Limit, TokenCommand};
 use crate::config::DatabaseUrl;
+use crate::stores::StoreOptions;
 
 /// What a command prints: JSON with `--json`, else text for people.
 pub use relayhub_core::capability::CommandOutput as Output;
@@ -57,21 +58,29 @@ fn describe_credentials(items: &[CredentialInfo]) -> String {
         .join("\n")
 }
 
-async fn open(url: &DatabaseUrl) -> anyhow::Result<Stores> {
-    crate::stores::open(url, &Bus::new(), &Metrics::new(), 2).await
+async fn open(url: &DatabaseUrl, partitions: usize) -> anyhow::Result<Stores> {
+    crate::stores::open(url, &Bus::new(), &Metrics::new(), StoreOptions::admin(partitions)).await
 }
 
 /// Runs a `license` command.
-pub async fn license(url: &DatabaseUrl, command: LicenseCommand) -> anyhow::Result<Result<Output, ApiError>> {
-    let stores = open(url).await?;
+pub async fn license(
+    url: &DatabaseUrl,
+    partitions: usize,
+    command: LicenseCommand,
+) -> anyhow::Result<Result<Output, ApiError>> {
+    let stores = open(url, partitions).await?;
     let result = run_license(&stores, command).await;
     stores.close().await;
     Ok(result)
 }
 
 /// Runs an `apikey` command.
-pub async fn apikey(url: &DatabaseUrl, command: ApikeyCommand) -> anyhow::Result<Result<Output, ApiError>> {
-    let stores = open(url).await?;
+pub async fn apikey(
+    url: &DatabaseUrl,
+    partitions: usize,
+    command: ApikeyCommand,
+) -> anyhow::Result<Result<Output, ApiError>> {
+    let stores = open(url, partitions).await?;
     let result = run_apikey(&stores, command).await;
     stores.close().await;
     Ok(result)

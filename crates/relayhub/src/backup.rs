@@ -32,8 +32,13 @@ pub async fn run(url: &DatabaseUrl, into: PathBuf) -> anyhow::Result<Output> {
         .context("the backup thread failed")?
         .context("backing up")?;
     let seconds = started.elapsed().as_secs_f64();
+    let partitions = match snapshot.partitions {
+        0 => String::new(),
+        1 => ", and 1 partition file beside it".into(),
+        n => format!(", and {n} partition files beside it"),
+    };
     let text = format!(
-        "backed up to {} ({:.1} MiB, schema {}) in {seconds:.1} s\nserve it with: relayhub serve --data {}",
+        "backed up to {} ({:.1} MiB, schema {}{partitions}) in {seconds:.1} s\nserve it with: relayhub serve --data {}",
         snapshot.file.display(),
         snapshot.bytes as f64 / (1024.0 * 1024.0),
         snapshot.schema_version,
@@ -41,6 +46,7 @@ pub async fn run(url: &DatabaseUrl, into: PathBuf) -> anyhow::Result<Output> {
     );
     let json = json!({
         "file": snapshot.file,
+        "partitions": snapshot.partitions,
         "bytes": snapshot.bytes,
         "schema_version": snapshot.schema_version,
         "seconds": seconds,

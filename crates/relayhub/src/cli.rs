@@ -67,6 +67,11 @@ pub struct GlobalArgs {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (overrides --data)
     #[arg(long, global = true, env = "RELAYHUB_DATABASE", value_name = "URL")]
     pub database: Option<String>,
+    /// Files the embedded database spreads the relay's data over, one writer
+    /// thread each; new licenses go round robin [default: half the cores,
+    /// at most 8]
+    #[arg(long, global = true, env = "RELAYHUB_PARTITIONS", value_name = "N")]
+    pub partitions: Option<usize>,
     /// TOML configuration file (see README for every key)
     #[arg(long, global = true, env = "RELAYHUB_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

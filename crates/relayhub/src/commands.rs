@@ -36,18 +36,22 @@ pub async fn run(invocation: Invocation) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let overrides =
-        Overrides { data: cli.global.data.clone(), database: cli.global.database.clone(), ..Overrides::default() };
+    let overrides = Overrides {
+        data: cli.global.data.clone(),
+        database: cli.global.database.clone(),
+        partitions: cli.global.partitions,
+        ..Overrides::default()
+    };
     match cli.command {
         Command::Serve(args) => serve(&cli.global.config, overrides, args).await.map(|()| ExitCode::SUCCESS),
         Command::License(command) => {
             let (config, _) = Config::load(cli.global.config.as_deref(), &overrides)?;
-            let result = admin::license(&config.database_url()?, command).await?;
+            let result = admin::license(&config.database_url()?, config.store_options().partitions, command).await?;
             Ok(print(result, cli.global.json))
         }
         Command::Apikey(command) => {
             let (config, _) = Config::load(cli.global.config.as_deref(), &overrides)?;
-            let result = admin::apikey(&config.database_url()?, command).await?;
+            let result = admin::apikey(&config.database_url()?, config.store_options().partitions, command).await?;
             Ok(print(result, cli.global.json))
         }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),

@@ -48,6 +48,10 @@ pub struct Config {
     pub database: Option<String>,
     /// PostgreSQL connections this node opens at most.
     pub pool_size: u32,
+    /// Files the embedded database spreads the relay's data over, each
+    /// with its own writer thread; new licenses go round robin, existing
+    /// ones stay where they are. 0: half the cores, at most 8.
+    pub partitions: usize,
     /// Largest request body, in bytes (413 beyond).
     pub body_limit: usize,
     pub log_format: LogFormat,
@@ -80,6 +84,7 @@ impl Default for Config {
             data: PathBuf::from("relayhub-data"),
             database: None,
             pool_size: 16,
+            partitions: 0,
             body_limit: 1024 * 1024,
             log_format: LogFormat::Text,
             http: HttpConfig::default(),
@@ -100,6 +105,8 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
     /// `{"open": true}` for `--signal-open`.
@@ -160,6 +167,13 @@ impl Config {
     /// Refuses sections no capability owns and sections a capability
     /// refuses (unknown keys, bad values).
     fn check(&self, modules: &[Box<dyn Module>]) -> anyhow::Result<()> {
+        if self.partitions > relayhub_sqlite::MAX_PARTITIONS {
+            bail!(
+                "invalid configuration: partitions is {}; at most {}",
+                self.partitions,
+                relayhub_sqlite::MAX_PARTITIONS
+            );
+        }
         for (name, section) in &self.sections {
             let Some(module) = modules.iter().find(|m| m.name() == name) else {
                 bail!("invalid configuration: unknown key `{name}`");
@@ -179,6 +193,15 @@ impl Config {
         let mut section: T = self.section();
         change(&mut section);
         self.sections.insert(T::NAME.to_owned(), serde_json::to_value(section).unwrap_or_default());
+    }
+
+    /// How to open the database (`partitions` 0 resolved).
+    pub fn store_options(&self) -> crate::stores::StoreOptions {
+        let partitions = match self.partitions {
+            0 => relayhub_sqlite::default_partitions(),
+            n => n,
+        };
+        crate::stores::StoreOptions { pool_size: self.pool_size, partitions }
     }
 
     /// The database to use.
@@ -255,6 +278,7 @@ mod tests {
             ("listen", _) => text("127.0.0.9:4242"),
             ("log_format", _) => text("json"),
             ("database", _) => text("postgres://u@h/d"),
+            ("partitions", _) => ("7".into(), json!(7)),
             (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
             (_, Value::Number(_)) => ("4242".into(), json!(4242)),
             (_, Value::Array(_)) => ("[\"10.0.0.0/8\"]".into(), json!(["10.0.0.0/8"])),

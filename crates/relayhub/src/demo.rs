@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::cli::DemoArgs;
 use crate::config::{Config, DatabaseUrl};
 use crate::server::Server;
+use crate::stores::StoreOptions;
 
 const LICENSE: &str = "DEMO-0001";
 /// Messages per `POST /api/v1/messages` call.
@@ -48,6 +49,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ensure!(args.devices > 0 && args.messages > 0, "--devices and --messages must be positive");
     let dir = tempfile::tempdir().context("creating a temporary data directory")?;
     let config = Config { listen: "127.0.0.1:0".parse()?, data: dir.path().to_owned(), ..Config::default() };
+    let partitions = config.store_options().partitions;
     let listener = TcpListener::bind(config.listen).await?;
     let server = Server::build(config, listener).await?;
     let addr = server.local_addr();
@@ -57,9 +59,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }));
 
     // Administration, as `relayhub license create` / `apikey create` would.
-    let admin =
-        crate::stores::open(&DatabaseUrl::Sqlite(dir.path().join("relayhub.db")), &Bus::new(), &Metrics::new(), 2)
-            .await?;
+    let url = DatabaseUrl::Sqlite(dir.path().join("relayhub.db"));
+    let admin = crate::stores::open(&url, &Bus::new(), &Metrics::new(), StoreOptions::admin(partitions)).await?;
     let new = NewLicense {
         number: LicenseNumber::parse(LICENSE)?,
         name: "Demo accounting".into(),

@@ -48,7 +48,7 @@ pub async fn platform(config: &Config, serving: bool) -> anyhow::Result<Platform
     let bus = Bus::new();
     let tasks = Tasks::new();
     let url = config.database_url()?;
-    let stores = crate::stores::open(&url, &bus, &metrics, config.pool_size).await?;
+    let stores = crate::stores::open(&url, &bus, &metrics, config.store_options()).await?;
     let gateway = Gateway::new(config.gateway.clone(), &metrics);
     let google = match (&config.google.client_id, serving) {
         (Some(client_id), true) => {

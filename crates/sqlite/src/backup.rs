@@ -1,4 +1,5 @@
-//! A consistent copy of the database while a server keeps writing to it.
+//! A consistent copy of the database, partition files included, while a
+//! server keeps writing to it.
 //!
 //! `VACUUM INTO` reads the whole database inside one read transaction, so
 //! the copy is the database as of one commit, however busy the writer is
@@ -13,6 +14,7 @@ use std::time::Duration;
 use relayhub_core::store::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::conn::partition_path;
 use crate::error::SqlResult;
 
 /// How long the copy waits for a lock (e.g. a checkpoint) before failing.
@@ -21,19 +23,72 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What [`snapshot`] wrote.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The copy: a database a server opens as it is.
+    /// The copy of the main file: a database a server opens as it is,
+    /// with its partition files beside it.
     pub file: PathBuf,
-    /// Its size on disk.
+    /// Partition files copied beside it (`relayhub.p1.db`, …).
+    pub partitions: usize,
+    /// Their size on disk, all files together.
     pub bytes: u64,
-    /// The migration the copied database was at.
+    /// The migration the copied main file was at.
     pub schema_version: i64,
 }
 
-/// Copies `database` into the new file `into`, consistently, durably and
-/// checked: the copy is written under a temporary name next to `into`,
-/// fsynced, verified with `PRAGMA quick_check`, and only then renamed, so
-/// `into` never names half a copy. Never creates or migrates `database`.
+/// Copies `database` and its partition files into the new file `into` and
+/// partition files beside it, each consistently, durably and checked (see
+/// [`copy_file`]). Partitions are copied before the main file: every
+/// device a partition's copy holds data for is then bound in the main
+/// file's copy, and what the copy lacks is what a crash at that moment
+/// would lack. Never creates or migrates `database`; on failure removes
+/// what it copied.
 pub fn snapshot(database: &Path, into: &Path) -> StoreResult<Snapshot> {
+    let mut copied: Vec<PathBuf> = Vec::new();
+    let mut bytes = 0;
+    let mut partitions = 0;
+    let result = (|| {
+        if !database.is_file() {
+            return Err(unavailable(database, "no such database"));
+        }
+        for index in 1.. {
+            let source = partition_path(database, index);
+            if !source.exists() {
+                break;
+            }
+            let target = partition_path(into, index);
+            copy_file(&source, &target)?;
+            copied.push(target.clone());
+            bytes += size(&target)?;
+            partitions = index;
+        }
+        let schema_version = copy_file(database, into)?;
+        copied.push(into.to_owned());
+        bytes += size(into)?;
+        if let Some(dir) = into.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // The renames themselves are durable only once the directory is.
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| unavailable(dir, e))?;
+        }
+        Ok(schema_version)
+    })();
+    match result {
+        Ok(schema_version) => Ok(Snapshot { file: into.to_owned(), partitions, bytes, schema_version }),
+        Err(err) => {
+            for file in copied {
+                let _ = std::fs::remove_file(file);
+            }
+            Err(err)
+        }
+    }
+}
+
+fn size(file: &Path) -> StoreResult<u64> {
+    Ok(std::fs::metadata(file).map_err(|e| unavailable(file, e))?.len())
+}
+
+/// Copies one database file into the new file `into`: written under a
+/// temporary name next to `into`, fsynced, verified with `PRAGMA
+/// quick_check`, and only then renamed, so `into` never names half a copy.
+/// Returns the file's migration number.
+fn copy_file(database: &Path, into: &Path) -> StoreResult<i64> {
     if into.exists() {
         return Err(unavailable(into, "exists already; nothing was written"));
     }
@@ -59,12 +114,7 @@ pub fn snapshot(database: &Path, into: &Path) -> StoreResult<Snapshot> {
         return Err(err);
     }
     std::fs::rename(&partial, into).map_err(|e| unavailable(into, e))?;
-    if let Some(dir) = into.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // The rename itself is durable only once the directory is.
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| unavailable(dir, e))?;
-    }
-    let bytes = std::fs::metadata(into).map_err(|e| unavailable(into, e))?.len();
-    Ok(Snapshot { file: into.to_owned(), bytes, schema_version })
+    Ok(schema_version)
 }
 
 /// A file that could not be opened, read or written.

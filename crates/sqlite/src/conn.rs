@@ -19,7 +19,14 @@ pub(crate) const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0007_rail.sql")),
     M::up(include_str!("../migrations/0008_faces.sql")),
     M::up(include_str!("../migrations/0009_queue_heads.sql")),
+    M::up(include_str!("../migrations/0010_partitions.sql")),
 ];
+
+/// A partition file's schema (see `migrations/partition/`).
+pub(crate) const PARTITION_MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../migrations/partition/0001_relay.sql"))];
+
+/// The name a partition file's connection gives the main file.
+pub(crate) const HUB: &str = "hub";
 
 /// How long a statement waits for another process's lock (e.g. an
 /// administration command) before the call fails with 503.
@@ -29,7 +36,27 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// migrations. `synchronous=FULL` makes every commit durable before the
 /// caller is answered; WAL keeps readers from blocking the writer.
 pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
-    let mut conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    let mut conn = open_for_writing(path)?;
+    migrate(&mut conn).map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
+    Ok(conn)
+}
+
+/// Opens the writer's connection to partition file `path`, creating and
+/// migrating it, with the main file `hub` attached for reading bindings.
+/// Its writer must not begin with `BEGIN IMMEDIATE`, which would take the
+/// write lock of every attached file, the main one included, and
+/// serialise the partitions behind the main writer (`Begin::ThisFileOnly`).
+pub(crate) fn open_partition_writer(path: &Path, hub: &Path) -> StoreResult<Connection> {
+    let mut conn = open_for_writing(path)?;
+    Migrations::new(PARTITION_MIGRATIONS.to_vec())
+        .to_latest(&mut conn)
+        .map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
+    attach_hub(&conn, hub)?;
+    Ok(conn)
+}
+
+fn open_for_writing(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).sql()?;
     conn.pragma_update(None, "journal_mode", "WAL").sql()?;
     conn.pragma_update(None, "synchronous", "FULL").sql()?;
@@ -42,9 +69,29 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
     // OS page cache.
     conn.pragma_update(None, "cache_size", -16384).sql()?;
     conn.pragma_update(None, "temp_store", "MEMORY").sql()?;
-    migrate(&mut conn).map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Attaches the main file as [`HUB`].
+fn attach_hub(conn: &Connection, hub: &Path) -> StoreResult<()> {
+    let hub = hub.to_str().ok_or_else(|| StoreError::Unavailable(format!("{}: not UTF-8", hub.display())))?;
+    conn.execute(&format!("ATTACH DATABASE ?1 AS {HUB}"), [hub]).sql()?;
+    Ok(())
+}
+
+/// Partition `index`'s file beside the main file: `relayhub.db` →
+/// `relayhub.p1.db`. Partition 0 is the main file itself.
+pub fn partition_path(main: &Path, index: usize) -> std::path::PathBuf {
+    if index == 0 {
+        return main.to_owned();
+    }
+    let stem = main.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match main.extension() {
+        Some(ext) => format!("{stem}.p{index}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.p{index}"),
+    };
+    main.with_file_name(name)
 }
 
 fn migrations() -> Migrations<'static> {
@@ -97,10 +144,23 @@ pub(crate) fn lock_for_serving(database: &Path) -> StoreResult<std::fs::File> {
 /// `SQLITE_OPEN_READ_ONLY`: a read-only connection cannot always map WAL's
 /// shared memory; `query_only` refuses writes just the same.
 pub(crate) fn open_reader(path: &Path) -> StoreResult<Connection> {
+    open_reader_with(path, None)
+}
+
+/// Opens a reading connection to a partition file, with the main file
+/// attached as [`HUB`].
+pub(crate) fn open_partition_reader(path: &Path, hub: &Path) -> StoreResult<Connection> {
+    open_reader_with(path, Some(hub))
+}
+
+fn open_reader_with(path: &Path, hub: Option<&Path>) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).sql()?;
+    if let Some(hub) = hub {
+        attach_hub(&conn, hub)?;
+    }
     conn.pragma_update(None, "query_only", "ON").sql()?;
     conn.pragma_update(None, "cache_size", -16384).sql()?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -112,5 +172,6 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(super::migrations().validate().is_ok());
+        assert!(super::Migrations::new(super::PARTITION_MIGRATIONS.to_vec()).validate().is_ok());
     }
 }

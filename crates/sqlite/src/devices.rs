@@ -110,11 +110,15 @@ fn list(conn: &Connection, license: LicensePk, page: PageRequest) -> StoreResult
     Ok(Page { items: rows.collect::<rusqlite::Result<Vec<_>>>().sql()?, total })
 }
 
-/// Unbinds a device: every capability's data of it goes first (each
-/// capability module with per-device data has its line here).
-fn unbind(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk> {
+/// Unbinds a device. When its data lives in the main file (`data_here`),
+/// every capability's data of it goes first, in the same commit (each
+/// capability module with per-device data has its line here); otherwise
+/// the caller forgets it in its partition after this commit.
+fn unbind(conn: &Connection, license: LicensePk, device: &DeviceId, data_here: bool) -> StoreResult<DevicePk> {
     let pk = owned(conn, license, device)?.ok_or_else(|| not_found(device))?;
-    crate::relay::forget_device(conn, pk)?;
+    if data_here {
+        crate::relay::forget_device(conn, pk)?;
+    }
     conn.prepare_cached("DELETE FROM devices WHERE pk = ?1").sql()?.execute([pk.0]).sql()?;
     Ok(pk)
 }
@@ -147,26 +151,43 @@ impl DeviceStore for SqliteStore {
                 None => Ok(None),
             })
             .await?;
-        if let Some(pk) = bound {
-            return Ok(attached(pk, &license, device));
-        }
-        self.writer
-            .write(move |conn, _| {
-                let (pk, _) = resolve_or_bind(conn, &license, &device, Purpose::Connect)?;
-                Ok(attached(pk, &license, device))
-            })
-            .await
+        let partition = self.license_partition(license.pk).await?.index;
+        let device = match bound {
+            Some(pk) => attached(pk, &license, device),
+            None => {
+                self.writer
+                    .write(move |conn, _| {
+                        let (pk, _) = resolve_or_bind(conn, &license, &device, Purpose::Connect)?;
+                        Ok(attached(pk, &license, device))
+                    })
+                    .await?
+            }
+        };
+        // Its socket's calls carry only the pk: find its partition now.
+        self.remember_device(device.pk, partition);
+        Ok(device)
     }
 
+    /// The binding goes first, then (in a partition file) the device's
+    /// data: a crash in between leaves rows no call reaches again, as
+    /// unbinding leaves receipts behind anyway.
     async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk> {
         let device = device.clone();
-        self.writer
+        let partition = self.license_partition(license).await?;
+        let data_here = partition.index == 0;
+        let pk = self
+            .writer
             .write(move |conn, events| {
-                let pk = unbind(conn, license, &device)?;
+                let pk = unbind(conn, license, &device, data_here)?;
                 events.push(Event::new(DeviceEvent::Unbound { device: pk }));
                 Ok(pk)
             })
-            .await
+            .await?;
+        if !data_here {
+            partition.writer.write(move |conn, _| crate::relay::forget_device(conn, pk)).await?;
+        }
+        self.forget_device_partition(pk);
+        Ok(pk)
     }
 
     async fn device(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {

@@ -57,6 +57,7 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 #[async_trait]
 impl IdentityStore for SqliteStore {
     async fn create_license(&self, new: NewLicense, token: NewCredential) -> StoreResult<License> {
+        let spread = self.partitions.spread();
         self.writer
             .write(move |conn, _| {
                 let inserted = conn
@@ -82,6 +83,10 @@ impl IdentityStore for SqliteStore {
                     other => other.sql()?,
                 };
                 let pk = LicensePk(conn.last_insert_rowid());
+                conn.prepare_cached("UPDATE licenses SET partition_index = ?2 WHERE pk = ?1")
+                    .sql()?
+                    .execute(params![pk.0, crate::partitions::partition_for_new_license(pk, spread) as i64])
+                    .sql()?;
                 insert_token(conn, pk, &token)?;
                 license_by_number(conn, new.number.as_str())?
                     .ok_or_else(|| StoreError::Internal("license vanished after insert".into()))

@@ -13,6 +13,7 @@ mod error;
 mod face;
 mod fleet;
 mod identity;
+mod partitions;
 mod rail;
 mod readers;
 mod registry;
@@ -31,9 +32,12 @@ use relayhub_core::metrics::{CommitMetrics, Metrics};
 use relayhub_core::store::{StoreError, StoreResult};
 
 pub use crate::backup::{Snapshot, snapshot};
+pub use crate::conn::partition_path;
+pub use crate::partitions::{MAX_PARTITIONS, default_partitions};
 
+use crate::partitions::Partitions;
 use crate::readers::Readers;
-use crate::writer::Writer;
+use crate::writer::{Begin, Writer};
 
 /// Reader threads; reads are short, two cores are the target machine.
 const READERS: usize = 4;
@@ -41,8 +45,10 @@ const READERS: usize = 4;
 /// The SQLite store: implements the core's store traits and, through its
 /// capability modules, each capability's.
 pub struct SqliteStore {
+    /// The main file's writer and readers (partition 0).
     writer: Writer,
     readers: Readers,
+    partitions: Partitions,
     sent: relay::SentMarks,
     bus: Bus,
     path: PathBuf,
@@ -50,10 +56,12 @@ pub struct SqliteStore {
     serving: std::sync::Mutex<Option<std::fs::File>>,
 }
 
-/// Opens (creating if needed) the database file, runs migrations, and
-/// hands back its store traits. Committed changes are published on `bus`.
-pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
-    let store = SqliteStore::open(path, bus, metrics)?;
+/// Opens (creating if needed) the database file and the partition files
+/// beside it (`partitions` of them at least, the main file counted; see
+/// [`default_partitions`]), runs migrations, and hands back its store
+/// traits. Committed changes are published on `bus`.
+pub fn open(path: &Path, partitions: usize, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
+    let store = SqliteStore::open(path, partitions, bus, metrics)?;
     let mut stores = Stores::new(store.clone(), store.clone(), store.clone(), store.clone());
     // One line per capability module of this backend.
     relay::provide(&store, &mut stores);
@@ -67,18 +75,20 @@ pub fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
 }
 
 impl SqliteStore {
-    fn open(path: &Path, bus: &Bus, metrics: &Metrics) -> StoreResult<Arc<Self>> {
+    fn open(path: &Path, partitions: usize, bus: &Bus, metrics: &Metrics) -> StoreResult<Arc<Self>> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
         let writer_conn = conn::open_writer(path)?;
         let readers = Readers::start(path, READERS)?;
-        let writer = Writer::start(writer_conn, bus.clone(), CommitMetrics::new(metrics));
+        let stats = CommitMetrics::new(metrics);
+        let partitions = Partitions::open(path, partitions, bus, &stats)?;
+        let writer = Writer::start(writer_conn, Begin::Immediate, "sqlite-writer".into(), bus.clone(), stats);
         let sent = relay::SentMarks::default();
         sent.watch(bus);
         let serving = std::sync::Mutex::default();
-        Ok(Arc::new(Self { writer, readers, sent, bus: bus.clone(), path: path.to_owned(), serving }))
+        Ok(Arc::new(Self { writer, readers, partitions, sent, bus: bus.clone(), path: path.to_owned(), serving }))
     }
 
     /// The database file.
@@ -99,6 +109,12 @@ impl Backend for SqliteStore {
     async fn start_serving(&self) -> StoreResult<()> {
         let lock = conn::lock_for_serving(&self.path)?;
         *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        for partition in self.every_partition().skip(1) {
+            let forgotten = partition.writer.write(|conn, _| relay::forget_unbound(conn)).await?;
+            if forgotten > 0 {
+                tracing::info!(partition = partition.index, devices = forgotten, "forgot the data of unbound devices");
+            }
+        }
         self.writer.write(|conn, _| devices::forget_presence(conn)).await
     }
 
@@ -107,6 +123,7 @@ impl Backend for SqliteStore {
     }
 
     async fn close(&self) {
+        self.partitions.close().await;
         self.writer.close().await;
         self.readers.close();
         self.serving.lock().unwrap_or_else(|e| e.into_inner()).take();

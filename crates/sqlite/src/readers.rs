@@ -18,14 +18,25 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
+    /// Readers of the main file.
     pub(crate) fn start(path: &Path, threads: usize) -> StoreResult<Self> {
+        Self::start_with(threads, "", || open_reader(path))
+    }
+
+    /// `threads` readers named `sqlite-reader{name}-{i}`, each on a
+    /// connection `open` makes.
+    pub(crate) fn start_with(
+        threads: usize,
+        name: &str,
+        open: impl Fn() -> StoreResult<Connection>,
+    ) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel::<ReadJob>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
-            let conn = open_reader(path)?;
+            let conn = open()?;
             let rx = rx.clone();
             std::thread::Builder::new()
-                .name(format!("sqlite-reader-{i}"))
+                .name(format!("sqlite-reader{name}-{i}"))
                 .spawn(move || {
                     loop {
                         // Hold the lock only to take a job, not to run it.

@@ -108,12 +108,36 @@ pub(crate) struct Writer {
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
+/// How the writer's transactions begin.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Begin {
+    /// `BEGIN IMMEDIATE`: the write lock up front, for the main file.
+    Immediate,
+    /// For a partition file, whose connection also reads the attached main
+    /// file: `IMMEDIATE` would take that file's write lock too, and a plain
+    /// `BEGIN` would take this file's only at the first write, failing at
+    /// once (`SQLITE_BUSY_SNAPSHOT`, no waiting) if another process wrote
+    /// since the transaction's first read. A write that changes nothing
+    /// takes this file's lock up front, waiting like `IMMEDIATE` does.
+    ThisFileOnly,
+}
+
+impl Begin {
+    fn sql(self) -> &'static str {
+        match self {
+            Begin::Immediate => "BEGIN IMMEDIATE",
+            Begin::ThisFileOnly => "BEGIN; DELETE FROM main.queues WHERE 0",
+        }
+    }
+}
+
 impl Writer {
-    pub(crate) fn start(conn: Connection, events: Bus, stats: CommitMetrics) -> Self {
+    /// Starts the writer thread `name` on `conn`.
+    pub(crate) fn start(conn: Connection, begin: Begin, name: String, events: Bus, stats: CommitMetrics) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, events, stats))
+            .name(name)
+            .spawn(move || run(conn, begin, rx, events, stats))
             .expect("spawning the SQLite writer thread");
         Self { tx, thread: std::sync::Mutex::new(Some(thread)) }
     }
@@ -157,7 +181,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, bus: Bus, stats: CommitMetrics) {
+fn run(mut conn: Connection, begin: Begin, mut rx: mpsc::Receiver<Command>, bus: Bus, stats: CommitMetrics) {
     let (settled_tx, settled_rx) = std::sync::mpsc::sync_channel::<Settled>(SETTLED_QUEUE);
     let answers = std::thread::Builder::new()
         .name("sqlite-answers".into())
@@ -182,7 +206,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Command>, bus: Bus, stats: C
         }
         let started = Instant::now();
         let size = jobs.len();
-        let settled = commit_batch(&mut conn, jobs);
+        let settled = commit_batch(&mut conn, begin, jobs);
         stats.observe(size, started);
         if settled_tx.send(settled).is_err() {
             tracing::error!("the answers thread is gone; the writer stops");
@@ -215,9 +239,9 @@ impl Settled {
     }
 }
 
-fn commit_batch(conn: &mut Connection, mut jobs: Vec<Box<dyn Job>>) -> Settled {
+fn commit_batch(conn: &mut Connection, begin: Begin, mut jobs: Vec<Box<dyn Job>>) -> Settled {
     let mut events = Vec::new();
-    let outcome = run_in_transaction(conn, &mut jobs, &mut events);
+    let outcome = run_in_transaction(conn, begin, &mut jobs, &mut events);
     if let Err(err) = &outcome {
         tracing::warn!(%err, jobs = jobs.len(), "batch failed; every write in it is refused");
         events.clear();
@@ -225,8 +249,13 @@ fn commit_batch(conn: &mut Connection, mut jobs: Vec<Box<dyn Job>>) -> Settled {
     Settled { outcome, events, jobs }
 }
 
-fn run_in_transaction(conn: &mut Connection, jobs: &mut [Box<dyn Job>], events: &mut Vec<Event>) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(from_sqlite)?;
+fn run_in_transaction(
+    conn: &mut Connection,
+    begin: Begin,
+    jobs: &mut [Box<dyn Job>],
+    events: &mut Vec<Event>,
+) -> StoreResult<()> {
+    conn.execute_batch(begin.sql()).map_err(from_sqlite)?;
     let mut job_events = Vec::new();
     for job in jobs.iter_mut() {
         match job.run(conn, &mut job_events) {
@@ -300,7 +329,7 @@ mod tests {
                 log.lock().unwrap().push(*n);
             }
         });
-        commit_batch(conn, jobs).announce(&bus);
+        commit_batch(conn, Begin::Immediate, jobs).announce(&bus);
         let results = answers.into_iter().map(|mut a| a.try_recv().expect("every job is answered")).collect();
         let seen = seen.lock().unwrap().clone();
         (results, seen)

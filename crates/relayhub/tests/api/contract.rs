@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use relayhub::stores::StoreOptions;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::{Bus, Delivery};
 use relayhub_core::devices::DeviceEvent;
@@ -50,7 +51,9 @@ impl Backend {
             None => relayhub::config::DatabaseUrl::Sqlite(dir.path().join("contract.db")),
         };
         let bus = Bus::new();
-        let stores = relayhub::stores::open(&url, &bus, &Metrics::new(), 4).await.expect("the backend opens");
+        let stores = relayhub::stores::open(&url, &bus, &Metrics::new(), StoreOptions { pool_size: 4, partitions: 1 })
+            .await
+            .expect("the backend opens");
         stores.backend.start_serving().await.expect("serving");
         Self { stores, bus, _dir: dir, _pg: pg }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use relayhub::Config;
+use relayhub::stores::StoreOptions;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Bus;
 use relayhub_core::identity::{self, NewLicense};
@@ -102,6 +103,11 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     });
     config.gateway.shutdown_grace = Duration::from_secs(5);
     config.pool_size = 4;
+    // `.ci/run` runs the suite once more with the relay's data spread over
+    // partition files: the first license then lives in partition 1.
+    if let Some(n) = std::env::var("RELAYHUB_PARTITIONS").ok().and_then(|n| n.parse().ok()) {
+        config.partitions = n;
+    }
     config
 }
 
@@ -145,6 +151,12 @@ impl TestApp {
         Self::spawn_inner(Some(url.to_owned()), None, |_| {}).await
     }
 
+    /// Starts a server on the embedded database whatever the suite runs
+    /// on, for what only it has (partition files).
+    pub async fn spawn_embedded(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_inner(None, None, tweak).await
+    }
+
     /// Starts a server whose configuration `tweak` may change.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let pg = PgDatabase::create().await.map(std::sync::Arc::new);
@@ -182,7 +194,14 @@ impl TestApp {
         // The administration handle opens the same database, as the CLI
         // does from another process.
         let url = config.database_url().expect("a database URL");
-        let admin = relayhub::stores::open(&url, &Bus::new(), &Metrics::new(), 2).await.expect("admin store");
+        let admin = relayhub::stores::open(
+            &url,
+            &Bus::new(),
+            &Metrics::new(),
+            StoreOptions::admin(config.store_options().partitions),
+        )
+        .await
+        .expect("admin store");
         let app = Self {
             addr,
             http: relayhub_core::http_client::client().expect("an HTTP client"),

@@ -18,6 +18,7 @@ mod hardening;
 mod helpers;
 mod inbox;
 mod ops;
+mod partitions;
 mod private_pg;
 mod process;
 mod queueing;

@@ -18,6 +18,7 @@ use relayhub_relay::store::RelayEvent;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::NeedsBinding;
 use super::sent::SentMarks;
 use crate::columns;
 use crate::devices;
@@ -80,8 +81,9 @@ fn head(conn: &Connection, device: &DeviceId) -> StoreResult<Option<Head>> {
     .sql()
 }
 
-/// What [`plan`] reads for one call.
-fn snapshot(conn: &Connection, license: &License, messages: &[NewMessage]) -> StoreResult<Snapshot> {
+/// What [`plan`] reads for one call; without the idempotency keys when
+/// only bindings are being decided.
+fn snapshot(conn: &Connection, license: &License, messages: &[NewMessage], with_keys: bool) -> StoreResult<Snapshot> {
     let mut snapshot = Snapshot::default();
     for message in messages {
         if !snapshot.heads.contains_key(&message.device_id)
@@ -89,7 +91,7 @@ fn snapshot(conn: &Connection, license: &License, messages: &[NewMessage]) -> St
         {
             snapshot.heads.insert(message.device_id.clone(), head);
         }
-        if let Some(key) = &message.idempotency_key
+        if let Some(key) = message.idempotency_key.as_ref().filter(|_| with_keys)
             && let Some(keyed) = keyed(conn, license.pk, key)?
         {
             snapshot.keys.insert((license.pk, key.clone()), keyed);
@@ -101,17 +103,24 @@ fn snapshot(conn: &Connection, license: &License, messages: &[NewMessage]) -> St
     Ok(snapshot)
 }
 
-/// Queues a call as [`plan`] decides: a refusal writes nothing.
+/// Queues a call as [`plan`] decides: a refusal writes nothing. In a
+/// partition file (`binds` false) a call that would bind a device writes
+/// nothing either and hands its messages back: bindings are the main
+/// file's, and [`bind`] them there first.
 pub(crate) fn enqueue(
     conn: &Connection,
     events: &mut Vec<Event>,
     license: &License,
     messages: Vec<NewMessage>,
     queue_limit: u32,
-) -> StoreResult<Vec<Enqueued>> {
+    binds: bool,
+) -> StoreResult<NeedsBinding<Vec<Enqueued>, Vec<NewMessage>>> {
     let now = Timestamp::now();
-    let mut snapshot = snapshot(conn, license, &messages)?;
+    let mut snapshot = snapshot(conn, license, &messages, true)?;
     let plan = plan(&mut snapshot, license, &messages, queue_limit).map_err(StoreError::Rejected)?;
+    if !binds && !plan.binds.is_empty() {
+        return Ok(NeedsBinding::Unbound(messages));
+    }
 
     let mut pks: HashMap<DeviceId, DevicePk> = HashMap::new();
     for device in &plan.binds {
@@ -178,7 +187,19 @@ pub(crate) fn enqueue(
     for (device, first_seq, messages) in queued {
         events.push(Event::new(RelayEvent::Queued { device, first_seq, messages }));
     }
-    Ok(plan.answers)
+    Ok(NeedsBinding::Done(plan.answers))
+}
+
+/// Binds the devices of a call that are bound to no license yet, in the
+/// main file, as [`plan`] decides (another license's device, the device
+/// limit); the queues are a partition's to check.
+pub(crate) fn bind(conn: &Connection, license: &License, messages: &[NewMessage]) -> StoreResult<()> {
+    let mut snapshot = snapshot(conn, license, messages, false)?;
+    let plan = plan(&mut snapshot, license, messages, u32::MAX).map_err(StoreError::Rejected)?;
+    for device in &plan.binds {
+        devices::insert(conn, license.pk, device)?;
+    }
+    Ok(())
 }
 
 /// Messages waiting for each of these devices.
@@ -397,7 +418,7 @@ mod tests {
     #[test]
     fn upgrading_keeps_every_queue_head() {
         let mut conn = Connection::open_in_memory().unwrap();
-        let before_queue_heads = crate::conn::MIGRATIONS.len() - 1;
+        let before_queue_heads = 8; // 0001 to 0008
         rusqlite_migration::Migrations::new(crate::conn::MIGRATIONS[..before_queue_heads].to_vec())
             .to_latest(&mut conn)
             .unwrap();

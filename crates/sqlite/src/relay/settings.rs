@@ -14,6 +14,7 @@ use relayhub_relay::settings::{
 use relayhub_relay::store::RelayEvent;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::NeedsBinding;
 use crate::devices;
 use crate::error::SqlResult;
 
@@ -91,13 +92,16 @@ fn store(
 }
 
 /// Applies a write. A back-office write to a device not bound yet binds it
-/// only if something is stored: a refused write leaves nothing behind.
+/// only if something is stored: a refused write leaves nothing behind. In
+/// a partition file (`binds` false) such a write hands the call back
+/// instead, to bind the device in the main file first.
 pub(crate) fn write(
     conn: &Connection,
     events: &mut Vec<Event>,
     target: Target,
     proposal: Proposal,
-) -> StoreResult<Outcome> {
+    binds: bool,
+) -> StoreResult<NeedsBinding<Outcome, (Target, Proposal)>> {
     let (device, current) = match &target {
         Target::Device(pk) => (Some(*pk), load(conn, *pk)?),
         Target::BackOffice { license, device } => {
@@ -117,18 +121,23 @@ pub(crate) fn write(
     };
     let (document, merged) = match decide(&current, base.as_ref(), &proposal) {
         Decision::Write { document, merged } => (document, merged),
-        Decision::Unchanged => return Ok(Outcome::Applied { settings: current, merged: false }),
-        Decision::Conflict { paths, reason } => return Ok(Outcome::Conflict { current, paths, reason }),
+        Decision::Unchanged => {
+            return Ok(NeedsBinding::Done(Outcome::Applied { settings: current, merged: false }));
+        }
+        Decision::Conflict { paths, reason } => {
+            return Ok(NeedsBinding::Done(Outcome::Conflict { current, paths, reason }));
+        }
     };
     let device = match (device, target) {
         (Some(pk), _) => pk,
+        (None, target @ Target::BackOffice { .. }) if !binds => return Ok(NeedsBinding::Unbound((target, proposal))),
         (None, Target::BackOffice { license, device }) => {
             devices::resolve_or_bind(conn, &license, &device, Purpose::Queue)?.0
         }
         (None, Target::Device(pk)) => pk,
     };
     let settings = store(conn, events, device, current.version + 1, document, proposal.author)?;
-    Ok(Outcome::Applied { settings, merged })
+    Ok(NeedsBinding::Done(Outcome::Applied { settings, merged }))
 }
 
 pub(crate) fn link(conn: &Connection, device: &DeviceRef, account: &str) -> StoreResult<()> {
