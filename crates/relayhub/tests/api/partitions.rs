@@ -17,10 +17,10 @@ async fn three_partitions() -> TestApp {
     TestApp::spawn_embedded(|config| config.partitions = 3).await
 }
 
-async fn inbox(app: &TestApp, token: &str) -> Vec<Value> {
-    let inbox: Value =
-        app.http.get(app.url("/api/v1/inbox")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
-    inbox["records"].as_array().unwrap().clone()
+/// `GET path` with a license's bearer token: the status and the body.
+async fn get_as(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
+    let response = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -44,8 +44,7 @@ async fn licenses_in_different_partitions_keep_their_own_queues_inbox_and_settin
             let other = app.send_as(token, "till-LIC-A", json!("not yours")).await;
             assert_eq!(other.status(), 404, "{license} reached LIC-A's device");
         }
-        let devices: Value =
-            app.http.get(app.url("/api/v1/devices")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let (_, devices) = get_as(&app, token, "/api/v1/devices").await;
         assert_eq!(devices["total"], 1, "{license}: {devices}");
         assert_eq!(devices["devices"][0]["pending"], 5, "{license}: {devices}");
     }
@@ -53,27 +52,11 @@ async fn licenses_in_different_partitions_keep_their_own_queues_inbox_and_settin
         let device = format!("till-{license}");
         let ids = drain(&app.addr.to_string(), &app.api_key, license, &device).await;
         assert_eq!(ids.len(), 5, "{license}: every message once, in order");
-        let receipt: Value = app
-            .http
-            .get(app.url(&format!("/api/v1/messages/{}", ids[0])))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(receipt["device_id"], device.as_str());
+        let receipt = format!("/api/v1/messages/{}", ids[0]);
+        assert_eq!(get_as(&app, token, &receipt).await.1["device_id"], device.as_str());
         for (other, other_token) in &tenants {
             if other != license {
-                let response = app
-                    .http
-                    .get(app.url(&format!("/api/v1/messages/{}", ids[0])))
-                    .bearer_auth(other_token)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 404, "{other} saw {license}'s receipt");
+                assert_eq!(get_as(&app, other_token, &receipt).await.0, 404, "{other} saw {license}'s receipt");
             }
         }
 
@@ -96,22 +79,14 @@ async fn licenses_in_different_partitions_keep_their_own_queues_inbox_and_settin
             .await
             .unwrap();
         assert_eq!(put.status(), 200, "{license}: {:?}", put.text().await);
-        let bound = app.http.get(app.url(&format!("/api/v1/devices/{new}"))).bearer_auth(token).send().await.unwrap();
-        assert_eq!(bound.status(), 200, "{license}: the settings write bound the device");
-        let settings: Value = app
-            .http
-            .get(app.url(&format!("/api/v1/devices/{new}/settings")))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (bound, _) = get_as(&app, token, &format!("/api/v1/devices/{new}")).await;
+        assert_eq!(bound, 200, "{license}: the settings write bound the device");
+        let (_, settings) = get_as(&app, token, &format!("/api/v1/devices/{new}/settings")).await;
         assert_eq!(settings["settings"], json!({"printer": license}));
     }
     for (license, token) in &tenants {
-        let records = inbox(&app, token).await;
+        let (_, inbox) = get_as(&app, token, "/api/v1/inbox").await;
+        let records = inbox["records"].as_array().unwrap();
         assert_eq!(records.len(), 1, "{license}: {records:?}");
         assert_eq!(records[0]["data"], json!({"from": license}));
     }
@@ -129,8 +104,7 @@ async fn a_device_limit_holds_when_binding_and_queueing_are_in_different_files()
     let refused = app.http.post(app.url("/api/v1/messages")).bearer_auth(&token).json(&batch).send().await.unwrap();
     assert_eq!(refused.status(), 409);
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "device_limit");
-    let license: Value =
-        app.http.get(app.url("/api/v1/license")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let (_, license) = get_as(&app, &token, "/api/v1/license").await;
     assert_eq!(license["devices"], 0, "a refused call binds nothing");
 
     assert_eq!(app.send_as(&token, "first", json!(1)).await.status(), 202);
