@@ -87,7 +87,7 @@ impl Partitions {
         self.spread
     }
 
-    /// Every partition file beyond the main one.
+    /// Partitions open, the main file counted.
     pub(crate) fn count(&self) -> usize {
         self.files.len() + 1
     }
