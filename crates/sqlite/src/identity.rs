@@ -186,7 +186,7 @@ impl IdentityStore for SqliteStore {
     async fn license_by_token(&self, hash: &SecretHash) -> StoreResult<Option<License>> {
         let hash = *hash;
         self.readers
-            .read(move |conn| {
+            .read_inline(move |conn| {
                 // Looked up by the hash of the presented token: timing
                 // reveals nothing about any stored secret.
                 conn.prepare_cached(
@@ -246,7 +246,7 @@ impl IdentityStore for SqliteStore {
     async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>> {
         let hash = *hash;
         self.readers
-            .read(move |conn| {
+            .read_inline(move |conn| {
                 conn.prepare_cached(
                     "SELECT id, name, created_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
                 )

@@ -3,7 +3,9 @@
 //! Writes go through one thread that commits whatever is waiting in one
 //! transaction (group commit, `synchronous=FULL`: durable before anyone is
 //! answered); callers are answered from a second thread, and reads run on a
-//! few reader threads with their own connections.
+//! few reader threads with their own connections — except the credential
+//! lookup every request makes, which runs on the caller's thread when a
+//! connection for it is free (`Readers::read_inline`).
 
 mod backup;
 mod columns;
