@@ -75,8 +75,9 @@ impl Partitions {
             let conn = open_partition_writer(&path, main)?;
             let writer =
                 Writer::start(conn, Begin::ThisFileOnly, format!("sqlite-writer-p{index}"), bus.clone(), stats.clone());
-            let readers =
-                Readers::start_with(PARTITION_READERS, &format!("-p{index}"), || open_partition_reader(&path, main))?;
+            let readers = Readers::start_with(PARTITION_READERS, 0, &format!("-p{index}"), || {
+                open_partition_reader(&path, main)
+            })?;
             files.push(PartitionFile { writer, readers });
         }
         Ok(Self { files, spread, licenses: RwLock::default(), devices: RwLock::default() })

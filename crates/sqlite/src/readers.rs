@@ -19,7 +19,7 @@ use crate::conn::open_reader;
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
-/// Connections for [`Readers::read_inline`].
+/// Connections for [`Readers::read_inline`] on the main file.
 const INLINE_CONNECTIONS: usize = 2;
 
 pub(crate) struct Readers {
@@ -31,19 +31,22 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
-    /// Readers of the main file.
+    /// Readers of the main file, which holds the credentials: with the
+    /// connections for [`Self::read_inline`].
     pub(crate) fn start(path: &Path, threads: usize) -> StoreResult<Self> {
-        Self::start_with(threads, "", || open_reader(path))
+        Self::start_with(threads, INLINE_CONNECTIONS, "", || open_reader(path))
     }
 
     /// `threads` readers named `sqlite-reader{name}-{i}`, each on a
-    /// connection `open` makes.
+    /// connection `open` makes, and `inline` connections for
+    /// [`Self::read_inline`] (none: it always uses the threads).
     pub(crate) fn start_with(
         threads: usize,
+        inline: usize,
         name: &str,
         open: impl Fn() -> StoreResult<Connection>,
     ) -> StoreResult<Self> {
-        let inline = (0..INLINE_CONNECTIONS)
+        let inline = (0..inline)
             .map(|_| {
                 let conn = open()?;
                 // A lock held elsewhere (a checkpoint that truncates the
@@ -82,7 +85,7 @@ impl Readers {
     pub(crate) async fn read_inline<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: Fn(&Connection) -> StoreResult<T> + Clone + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
     {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
@@ -137,8 +140,10 @@ mod tests {
         let path = dir.path().join("t.db");
         let setup = Connection::open(&path).unwrap();
         setup.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (7)").unwrap();
-        let readers =
-            Readers::start_with(1, "-test", || Connection::open(&path).map_err(crate::error::from_sqlite)).unwrap();
+        let readers = Readers::start_with(1, INLINE_CONNECTIONS, "-test", || {
+            Connection::open(&path).map_err(crate::error::from_sqlite)
+        })
+        .unwrap();
 
         let caller = std::thread::current().name().unwrap_or_default().to_owned();
         assert_eq!(readers.read_inline(answer).await.unwrap(), (7, caller.clone()));
