@@ -16,6 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::conn::open_reader;
+use crate::error::SqlResult;
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -52,7 +53,7 @@ impl Readers {
                 // A lock held elsewhere (a checkpoint that truncates the
                 // log, another process) answers `SQLITE_BUSY` at once
                 // instead of blocking an async worker.
-                conn.busy_timeout(std::time::Duration::ZERO).map_err(crate::error::from_sqlite)?;
+                conn.busy_timeout(std::time::Duration::ZERO).sql()?;
                 Ok(Mutex::new(conn))
             })
             .collect::<StoreResult<_>>()?;
