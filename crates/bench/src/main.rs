@@ -13,6 +13,7 @@ mod face;
 mod ingest;
 mod payload;
 mod proxy;
+mod scaling;
 mod servers;
 mod stats;
 mod storage;
@@ -20,7 +21,7 @@ mod workloads;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::face::FaceParams;
@@ -49,6 +50,11 @@ struct Cli {
     /// ratio compares) and every run's number beneath
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
     runs: u32,
+    /// Run on only the first N of the cores this process may use (the
+    /// harness, its clients and the servers it starts), as if the machine
+    /// had N; tables then say N cores
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    cores: Option<u16>,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -56,21 +62,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Workload {
     /// Producers post messages to connected devices, which acknowledge each
-    Relay {
-        #[arg(long)]
-        devices: Option<usize>,
-        #[arg(long)]
-        messages: Option<usize>,
-        #[arg(long, default_value_t = 8)]
-        producers: usize,
-        /// Messages per producer call
-        #[arg(long, default_value_t = 100)]
-        batch: usize,
-        /// relayhub only: spread devices and producers over this many
-        /// licenses (tenants), each producer posting for one; must divide
-        /// --producers. The peers, without tenants, carry the same traffic.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        licenses: u16,
+    Relay(RelayArgs),
+    /// The relay on 1, 2, 4 … of this machine's cores (each run pinned with
+    /// --cores): how each system's throughput grows with cores
+    Scaling {
+        #[command(flatten)]
+        relay: RelayArgs,
+        /// Core counts to run on (default: 1, 2, 4 … and all of them)
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
+        core_counts: Option<Vec<u16>>,
     },
     /// An open loop at a fixed rate: latency percentiles
     Latency {
@@ -161,6 +161,25 @@ enum Workload {
     },
 }
 
+/// The relay's options, for `relay` and `scaling`.
+#[derive(Debug, Args)]
+struct RelayArgs {
+    #[arg(long)]
+    devices: Option<usize>,
+    #[arg(long)]
+    messages: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    producers: usize,
+    /// Messages per producer call
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// relayhub only: spread devices and producers over this many
+    /// licenses (tenants), each producer posting for one; must divide
+    /// --producers. The peers, without tenants, carry the same traffic.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    licenses: u16,
+}
+
 /// Every workload's size: the defaults (smaller with `--quick`), and what
 /// the chosen workload's options change.
 struct Sizes {
@@ -217,7 +236,8 @@ impl Sizes {
             },
         };
         match &cli.workload {
-            Workload::Relay { devices, messages, producers, batch, licenses } => {
+            Workload::Relay(RelayArgs { devices, messages, producers, batch, licenses })
+            | Workload::Scaling { relay: RelayArgs { devices, messages, producers, batch, licenses }, .. } => {
                 let r = &mut sizes.relay;
                 r.devices = devices.unwrap_or(r.devices);
                 r.messages = messages.unwrap_or(r.messages);
@@ -322,6 +342,15 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
             let data = face::Data::new(sizes.face);
             each(cli, &[System::Relayhub, System::Chroma], h, |s| face::face(s, sizes.face, &data)).await
         }
+        "scaling" => {
+            let params = scaling::ScalingParams {
+                relay: sizes.relay,
+                counts: &core_counts(cli)?,
+                systems: cli.systems.as_deref(),
+                runs: cli.runs,
+            };
+            return scaling::run(params, size(sizes, name), machine()).await;
+        }
         "storage" => {
             let outcome = storage::run(sizes.storage.1.as_deref(), sizes.storage.0).await?;
             return Ok(json!({"workload": "storage", "machine": machine(), "results": [outcome]}));
@@ -329,6 +358,20 @@ async fn workload(cli: &Cli, sizes: &Sizes, name: &str) -> anyhow::Result<Value>
         _ => anyhow::bail!("unknown workload {name}"),
     };
     Ok(json!({"workload": name, "size": size(sizes, name), "machine": machine(), "runs": cli.runs, "results": results}))
+}
+
+/// The core counts `scaling` runs the relay on: those asked for, or by
+/// default 1, 2, 4 … and every core this process may use.
+fn core_counts(cli: &Cli) -> anyhow::Result<Vec<usize>> {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let counts: Vec<usize> = match &cli.workload {
+        Workload::Scaling { core_counts: Some(counts), .. } => counts.iter().map(|&n| usize::from(n)).collect(),
+        _ => scaling::default_counts(available),
+    };
+    if let Some(n) = counts.iter().find(|&&n| n > available) {
+        anyhow::bail!("--core-counts {n}: this process may use {available} core(s)");
+    }
+    Ok(counts)
 }
 
 /// What a workload was run at, for its table's title.
@@ -341,7 +384,7 @@ fn size(sizes: &Sizes, name: &str) -> Value {
         size
     };
     match name {
-        "relay" => relay(sizes.relay),
+        "relay" | "scaling" => relay(sizes.relay),
         "relay-fleet" => relay(sizes.relay_fleet),
         "latency" => json!({"devices": sizes.latency.devices, "rate": sizes.latency.rate}),
         "connections" => json!({"connections": sizes.connections}),
@@ -412,6 +455,9 @@ fn title(report: &Value) -> String {
 fn table(report: &Value) -> String {
     let name = report["workload"].as_str().unwrap_or("");
     let results = report["results"].as_array().cloned().unwrap_or_default();
+    if name == "scaling" {
+        return scaling::table(report, &title(report));
+    }
     let mut out = format!("\n{name}{}\n", title(report));
     if name == "storage" {
         for r in &results {
@@ -521,7 +567,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return connections::worker(*system, addr, api_key, *count, source, *worker).await;
     }
     let names: Vec<&str> = match &cli.workload {
-        Workload::Relay { .. } => vec!["relay"],
+        Workload::Relay(_) => vec!["relay"],
+        Workload::Scaling { .. } => vec!["scaling"],
         Workload::Latency { .. } => vec!["latency"],
         Workload::Connections { .. } => vec!["connections"],
         Workload::Uplink { .. } => vec!["uplink"],
@@ -559,6 +606,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime's threads exist: they, and every process started
+    // from here, inherit the pin.
+    if let Some(cores) = cli.cores
+        && let Err(err) = scaling::pin(usize::from(cores))
+    {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let Ok(runtime) = runtime else {
         eprintln!("error: starting the async runtime");

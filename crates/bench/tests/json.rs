@@ -65,6 +65,48 @@ fn relay_across_licenses_delivers_each_tenants_messages_to_its_devices() {
 }
 
 #[test]
+fn scaling_json_runs_the_relay_pinned_to_each_core_count() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+    let counts: Vec<String> = (1..=cores).map(|n| n.to_string()).collect();
+    let counts = counts.join(",");
+    let Some(report) = report(&[
+        "scaling",
+        "--json",
+        "--systems",
+        "relayhub",
+        "--devices",
+        "20",
+        "--messages",
+        "2000",
+        "--core-counts",
+        &counts,
+    ]) else {
+        return;
+    };
+    assert_eq!(report["workload"], "scaling");
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), cores, "a row per core count: {report}");
+    for (n, row) in (1..=cores).zip(rows) {
+        assert_eq!(row["system"], "relayhub");
+        // The pinned run's own `available_parallelism`: the pin took.
+        assert_eq!(row["cores"], n as f64, "{row}");
+        assert_eq!((&row["lost"], &row["duplicates"], &row["out_of_order"]), (&0.into(), &0.into(), &0.into()));
+        assert!(row["gain"].as_f64().is_some_and(|g| g > 0.0), "{row}");
+    }
+    assert_eq!(rows[0]["gain"], 1.0, "gains are measured from the fewest cores: {report}");
+}
+
+#[test]
+fn more_cores_than_the_machine_has_is_refused_before_anything_runs() {
+    let bench = Path::new(env!("CARGO_BIN_EXE_relayhub-bench"));
+    let out = Command::new(bench).args(["--cores", "4096", "relay"]).output().expect("the harness runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--cores 4096: this process may use"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no table: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
 fn ingest_json_reports_every_point_stored() {
     let Some(report) = report(&[
         "ingest",
