@@ -74,14 +74,18 @@ async fn relay_on(cores: usize, params: &ScalingParams<'_>) -> anyhow::Result<Va
     }
     let exe = std::env::current_exe().context("finding this harness's own binary")?;
     eprintln!("  on {cores} core(s):");
-    // Progress lines (stderr) pass through; the report comes on stdout.
-    let out = tokio::process::Command::new(exe)
+    // Progress and errors (stderr) pass through; the report comes on
+    // stdout. Spawned, not `output()`: tokio's `output()` captures stderr
+    // whatever was set.
+    let child = tokio::process::Command::new(exe)
         .args(&args)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
-        .await
+        .kill_on_drop(true)
+        .spawn()
         .context("running the relay pinned to fewer cores")?;
+    let out = child.wait_with_output().await.context("waiting for the pinned relay")?;
     if !out.status.success() {
         bail!("the relay on {cores} core(s) failed ({})", out.status);
     }
