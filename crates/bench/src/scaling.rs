@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::servers::System;
+use crate::tables::{round2, row};
 use crate::workloads::RelayParams;
 
 /// The CPUs this process may run on, in ascending order.
@@ -137,10 +138,6 @@ fn rows(reports: &[(usize, Value)]) -> Vec<Value> {
     rows
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 /// Runs the relay at every core count and returns the `scaling` report
 /// (`machine` is this process's, before pinning: what was available).
 pub async fn run(params: ScalingParams<'_>, size: Value, machine: Value) -> anyhow::Result<Value> {
@@ -159,20 +156,17 @@ pub async fn run(params: ScalingParams<'_>, size: Value, machine: Value) -> anyh
 
 /// The `scaling` table: a row per system and core count.
 pub fn table(report: &Value, title: &str) -> String {
-    let mut out = format!("\nscaling: relay{title}\n");
-    out += "  system             cores     msgs/s  server µs  client µs    gain  gain ÷ core ratio\n";
+    const WIDTHS: [usize; 7] = [16, 7, 10, 10, 10, 7, 18];
+    let header = ["system", "cores", "msgs/s", "server µs", "client µs", "gain", "gain ÷ core ratio"];
+    let mut out = format!("\nscaling: relay{title}\n") + &row(&WIDTHS, &header.map(String::from));
     let cell = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), |v| format!("{v}"));
     for r in report["results"].as_array().into_iter().flatten() {
-        out += &format!(
-            "  {:<16} {:>7} {:>10} {:>10} {:>10} {:>7} {:>18}\n",
-            r["system"].as_str().unwrap_or(""),
-            cell(&r["cores"]),
-            cell(&r["msgs_per_s"]),
-            cell(&r["server_cpu_us"]),
-            cell(&r["client_cpu_us"]),
-            cell(&r["gain"]),
-            cell(&r["gain_per_core_ratio"]),
+        let mut cells = vec![r["system"].as_str().unwrap_or("").to_owned()];
+        cells.extend(
+            ["cores", "msgs_per_s", "server_cpu_us", "client_cpu_us", "gain", "gain_per_core_ratio"]
+                .map(|k| cell(&r[k])),
         );
+        out += &row(&WIDTHS, &cells);
         if let Some(why) = r["skipped"].as_str() {
             out += &format!("    skipped: {why}\n");
         }
