@@ -199,19 +199,7 @@ pub mod integral {
     }
 }
 
-/// The client's address: the connection's peer, or, when the peer is a
-/// proxy on this host (loopback, as the shipped nginx site is), the last
-/// address that proxy appended to `X-Forwarded-For`. Addresses further
-/// left in that header are the client's own word and never trusted.
-pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
-    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?.0.ip();
-    if !peer.is_loopback() {
-        return Some(peer);
-    }
-    let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).next_back();
-    let last = forwarded.and_then(|v| v.rsplit(',').next()).and_then(|a| a.trim().parse().ok());
-    Some(last.unwrap_or(peer))
-}
+pub use crate::client::client_ip;
 
 /// The router fallback: unknown paths in the error shape.
 pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {

@@ -23,6 +23,7 @@ pub mod alerts;
 pub mod backend;
 pub mod bus;
 pub mod capability;
+pub mod client;
 pub mod console;
 pub mod devices;
 pub mod error;
