@@ -17,6 +17,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+/// Marks a request that came through a trusted proxy, whose other
+/// `X-Forwarded-*` headers (the scheme a client used) may be believed too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaTrustedProxy;
+
+/// Whether the request came through a trusted proxy.
+pub fn via_trusted_proxy(parts: &Parts) -> bool {
+    parts.extensions.get::<ViaTrustedProxy>().is_some()
+}
+
 /// The peers whose `X-Forwarded-For` is believed (`http.trusted_proxies`):
 /// addresses or CIDR ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,6 +86,10 @@ error_codes! {
     /// Too many connections are waiting to show a credential (from this
     /// address, or in all); the connection was refused at once.
     Overloaded => (SERVICE_UNAVAILABLE, "overloaded"),
+    /// The request did not arrive in time: a connection without a
+    /// credential past `http.request_timeout`, or a body slower than
+    /// `http.min_body_rate`; the connection is closed.
+    RequestTimeout => (REQUEST_TIMEOUT, "request_timeout"),
     /// A bug on our side; the details are in the server log.
     Internal => (INTERNAL_SERVER_ERROR, "internal"),
     /// A WebSocket frame of a `type` this endpoint does not know.

@@ -27,7 +27,10 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than the server accepts"))
             }
-            Err(rejection) => Err(ApiError::new(ErrorCode::BadRequest, rejection.body_text())),
+            Err(rejection) => match crate::admission::BodyTooSlow::find(&rejection) {
+                Some(slow) => Err(ApiError::new(ErrorCode::RequestTimeout, slow.to_string())),
+                None => Err(ApiError::new(ErrorCode::BadRequest, rejection.body_text())),
+            },
         }
     }
 }

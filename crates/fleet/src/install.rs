@@ -9,12 +9,9 @@ use axum::response::IntoResponse;
 const SCRIPT: &str = include_str!("../assets/install.sh");
 
 /// This server's address as the client reached it: the `Host` header, and
-/// `X-Forwarded-Proto` from a proxy on this host (nginx terminating TLS).
+/// `X-Forwarded-Proto` from a trusted proxy (nginx terminating TLS).
 fn base_url(parts: &Parts) -> String {
-    let from_proxy = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|peer| peer.0.ip().is_loopback());
+    let from_proxy = relayhub_core::client::via_trusted_proxy(parts);
     let proto = parts
         .headers
         .get("x-forwarded-proto")

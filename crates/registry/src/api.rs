@@ -86,7 +86,7 @@ impl Registry {
         // Addresses are limited before the key is checked: guessing keys
         // costs the guesser its budget too.
         if let Some(address) = address {
-            self.limits.check_address(address)?;
+            self.limits.check_address(relayhub_core::client::address_key(address))?;
         }
         let key = check_api_key(self.identity.as_ref(), &raw).await?;
         self.limits.check_key(&key.id)?;
@@ -267,7 +267,8 @@ pub async fn proxy(State(registry): State<Registry>, request: Request) -> Result
     if Timestamp::now().millis_since(device.last_seen) >= TOUCH_EVERY.as_millis() as u64 {
         registry.devices.touch(&device.device_uuid, Timestamp::now()).await?;
     }
-    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    // The client as trusted proxies report it, not our own nginx.
+    let peer = relayhub_core::http::client_ip(&parts);
     let forwarded = proxy::request_headers(headers, &raw_key, peer);
     let body = proxy::has_body(headers).then(|| proxy::limited(body, max));
     let answer = registry.config.timeout;

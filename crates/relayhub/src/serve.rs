@@ -4,10 +4,18 @@
 //! - a connection must send a complete request header within
 //!   `http.header_timeout`, and a kept-alive connection that sends nothing
 //!   for that long is closed (hyper's header-read timeout covers both);
-//! - at most `http.max_pending_per_ip` connections per source address, and
-//!   `http.max_pending` in all, may be open without having shown a valid
-//!   credential ([`Admission`]); past that a new connection gets an
-//!   immediate 503 `overloaded` and is closed;
+//! - while it has shown no valid credential, its whole request must arrive
+//!   within `http.request_timeout` (for its first request, counted from
+//!   the accept), and any body must keep up `http.min_body_rate` ([`body`]);
+//! - at most `http.max_pending_per_ip` connections per client address (an
+//!   IPv6 client by its /64), and `http.max_pending` in all, may be open
+//!   without having shown a valid credential ([`Admission`]); past that a
+//!   new connection gets an immediate 503 `overloaded` and is closed;
+//! - the client address is the peer's, or — from a peer listed in
+//!   `http.trusted_proxies` — the one the proxy reports in
+//!   `X-Forwarded-For` ([`TrustedProxies`]); a proxy's connection counts
+//!   toward the total only and each request it forwards toward its own
+//!   client's share;
 //! - when the process runs out of file descriptors, the loop neither spins
 //!   nor leaves clients hanging in the backlog: it frees a descriptor held
 //!   in reserve, accepts the waiting connection, answers it 503 and closes
@@ -16,8 +24,14 @@
 //! Upgraded WebSockets leave this loop (the gateway keeps them, with their
 //! own heartbeat); graceful shutdown lets requests in flight finish.
 
+mod body;
+
 use std::future::Future;
+use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,7 +44,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use relayhub_core::admission::Admission;
+use relayhub_core::admission::{Admission, Ticket};
+use relayhub_core::client::{ClientAddr, TrustedProxies, ViaTrustedProxy};
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::metrics::Metrics;
 use serde::{Deserialize, Serialize};
@@ -54,11 +69,32 @@ pub struct HttpConfig {
     pub max_pending_per_ip: usize,
     /// Connections without a valid credential yet, in all (0: no limit).
     pub max_pending: usize,
+    /// On a connection without a valid credential yet, the whole request
+    /// (headers and body) must arrive within this; past it, 408 and close.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// A request body must arrive at this many bytes a second on average
+    /// once `body_rate_grace` has passed (0: no minimum).
+    pub min_body_rate: u64,
+    /// How long a body may take before `min_body_rate` applies.
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (addresses or CIDR
+    /// ranges, e.g. `["127.0.0.1", "::1"]` for nginx on the same host).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { header_timeout: Duration::from_secs(30), max_pending_per_ip: 1024, max_pending: 8192 }
+        Self {
+            header_timeout: Duration::from_secs(30),
+            max_pending_per_ip: 1024,
+            max_pending: 8192,
+            request_timeout: Duration::from_secs(15),
+            min_body_rate: 1024,
+            body_rate_grace: Duration::from_secs(10),
+            trusted_proxies: TrustedProxies::default(),
+        }
     }
 }
 
@@ -128,6 +164,54 @@ fn out_of_descriptors(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(24 | 23))
 }
 
+/// What every request of one connection is served with.
+#[derive(Clone)]
+struct Requests {
+    router: Router,
+    peer: SocketAddr,
+    /// The peer is a trusted proxy: the client is in `X-Forwarded-For`.
+    from_proxy: bool,
+    connection: Arc<Ticket>,
+    admission: Arc<Admission>,
+    config: HttpConfig,
+    accepted: Instant,
+    /// The connection's first request is timed from the accept.
+    first: Arc<AtomicBool>,
+}
+
+impl Requests {
+    async fn serve(self, mut request: hyper::Request<Incoming>) -> Result<axum::response::Response, Infallible> {
+        let client = self.config.trusted_proxies.client(self.peer.ip(), request.headers());
+        let ticket = if self.from_proxy {
+            match self.admission.admit_forwarded(client, &self.connection) {
+                Ok(ticket) => ticket,
+                Err(_) => {
+                    let refused = ApiError::new(ErrorCode::Overloaded, "too many requests from your address are waiting; retry shortly");
+                    return Ok(axum::response::IntoResponse::into_response(refused));
+                }
+            }
+        } else {
+            self.connection.clone()
+        };
+        let started = if self.first.swap(false, Ordering::AcqRel) { self.accepted } else { Instant::now() };
+        let pace = body::Pace {
+            started,
+            deadline: self.config.request_timeout,
+            min_rate: self.config.min_body_rate,
+            grace: self.config.body_rate_grace,
+        };
+        let extensions = request.extensions_mut();
+        extensions.insert(ConnectInfo(self.peer));
+        extensions.insert(ClientAddr(client));
+        extensions.insert(ticket.clone());
+        if self.from_proxy {
+            extensions.insert(ViaTrustedProxy);
+        }
+        let request = request.map(|incoming| axum::body::Body::new(body::PacedBody::new(incoming, pace, Some(ticket))));
+        self.router.oneshot(request).await
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then waits for
 /// the requests in flight.
 pub async fn serve(
@@ -184,7 +268,9 @@ pub async fn serve(
                 continue;
             }
         };
-        let ticket = match admission.admit(addr.ip()) {
+        let from_proxy = config.trusted_proxies.trusts(addr.ip());
+        let admitted = if from_proxy { admission.admit_proxy() } else { admission.admit(addr.ip()) };
+        let ticket = match admitted {
             Ok(ticket) => ticket,
             Err(why) => {
                 shed(stream, &refusal);
@@ -193,12 +279,17 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let service = tower::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(addr));
-            request.extensions_mut().insert(ticket.clone());
-            router.clone().oneshot(request.map(axum::body::Body::new))
-        });
+        let requests = Requests {
+            router: router.clone(),
+            peer: addr,
+            from_proxy,
+            connection: ticket,
+            admission: admission.clone(),
+            config: config.clone(),
+            accepted: Instant::now(),
+            first: Arc::new(AtomicBool::new(true)),
+        };
+        let service = tower::service_fn(move |request: hyper::Request<Incoming>| requests.clone().serve(request));
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
         let closing = closing.clone();

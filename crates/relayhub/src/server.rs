@@ -171,14 +171,21 @@ fn router(
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
 }
 
-/// The span of a request: method, path and query with every credential in
-/// it redacted (`?api_key=` is how some devices must send theirs), never
-/// headers.
+/// The span of a request: the client's address (as trusted proxies report
+/// it), method, path and query with every credential in it redacted
+/// (`?api_key=` is how some devices must send theirs), never headers.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let uri = request.uri();
     let target = match uri.query() {
         Some(query) => format!("{}?{}", uri.path(), relayhub_core::secret::redact_query(query)),
         None => uri.path().to_owned(),
     };
-    tracing::debug_span!("request", method = %request.method(), uri = %target, version = ?request.version())
+    let client = request.extensions().get::<relayhub_core::client::ClientAddr>().map(|c| c.0);
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        uri = %target,
+        version = ?request.version(),
+        client = client.map(tracing::field::display),
+    )
 }
