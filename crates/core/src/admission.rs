@@ -76,11 +76,7 @@ impl Admission {
     /// A place for one request that a trusted proxy forwards for `client`
     /// on `connection`: it counts toward the client's share while the
     /// request runs; its credential also frees the connection.
-    pub fn admit_forwarded(
-        self: &Arc<Self>,
-        client: IpAddr,
-        connection: &Arc<Ticket>,
-    ) -> Result<Arc<Ticket>, Refusal> {
+    pub fn admit_forwarded(self: &Arc<Self>, client: IpAddr, connection: &Arc<Ticket>) -> Result<Arc<Ticket>, Refusal> {
         self.take(Some(address_key(client)), false, Some(connection.clone()))
     }
 

@@ -89,6 +89,9 @@ impl Registry {
             self.limits.check_address(relayhub_core::client::address_key(address))?;
         }
         let key = check_api_key(self.identity.as_ref(), &raw).await?;
+        // A valid key: its uploads are no longer held to the deadline of
+        // connections without a credential.
+        relayhub_core::admission::Connection::of(parts).authenticated();
         self.limits.check_key(&key.id)?;
         Ok((key.id, raw))
     }

@@ -26,8 +26,8 @@
 
 mod body;
 
-use std::future::Future;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,7 +186,10 @@ impl Requests {
             match self.admission.admit_forwarded(client, &self.connection) {
                 Ok(ticket) => ticket,
                 Err(_) => {
-                    let refused = ApiError::new(ErrorCode::Overloaded, "too many requests from your address are waiting; retry shortly");
+                    let refused = ApiError::new(
+                        ErrorCode::Overloaded,
+                        "too many requests from your address are waiting; retry shortly",
+                    );
                     return Ok(axum::response::IntoResponse::into_response(refused));
                 }
             }

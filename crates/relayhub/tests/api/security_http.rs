@@ -110,7 +110,8 @@ async fn an_authenticated_upload_must_keep_up_the_minimum_rate_and_a_steady_one_
 async fn exhaust_sign_ins(client: &reqwest::Client, url: &str, forged: Option<&str>) -> Vec<u16> {
     let mut statuses = Vec::new();
     for i in 0..11 {
-        let mut request = client.post(url).json(&json!({"email": format!("nobody-{i}@example.com"), "password": "wrong"}));
+        let mut request =
+            client.post(url).json(&json!({"email": format!("nobody-{i}@example.com"), "password": "wrong"}));
         if let Some(forged) = forged {
             // A different address on every try: it must not matter.
             request = request.header("x-forwarded-for", format!("{forged}{i}"));
