@@ -162,6 +162,10 @@ error_codes! {
     SlowDown => (TOO_MANY_REQUESTS, "slow_down"),
     /// Too many failed attempts from this user or address; see `Retry-After`.
     TooManyAttempts => (TOO_MANY_REQUESTS, "too_many_attempts"),
+    /// Too many password checks (Argon2) are running and waiting on this
+    /// node; nothing was checked, the attempt was not counted. Retry after
+    /// `Retry-After`.
+    PasswordChecksBusy => (SERVICE_UNAVAILABLE, "password_checks_busy"),
     /// Telemetry: a line of the body is not valid line protocol (the message
     /// names the first bad line); nothing of the body was stored.
     InvalidLineProtocol => (BAD_REQUEST, "invalid_line_protocol"),
@@ -271,7 +275,10 @@ impl IntoResponse for ApiError {
             ErrorCode::MissingToken | ErrorCode::InvalidToken | ErrorCode::RefreshTokenReused => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ErrorCode::StorageUnavailable | ErrorCode::ShuttingDown | ErrorCode::Overloaded => {
+            ErrorCode::StorageUnavailable
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Overloaded
+            | ErrorCode::PasswordChecksBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(self.retry_after.unwrap_or(1)));
             }
             _ => {}

@@ -10,6 +10,8 @@
 //! - [`alerts`]: rate-limited alerts to an operator's webhook (Telegram);
 //! - [`oidc`]: verifying Google (and other OpenID Connect) ID tokens;
 //! - [`admission`]: how many connections may wait for a credential;
+//! - [`attempts`]: failed attempts per key, counted before the check;
+//! - [`password`]: Argon2id, a few at a time;
 //! - [`capability`]: the seam every capability plugs into;
 //! - [`console`]: the web console's shell, which capabilities add pages to;
 //! - [`backend`]: a storage backend's lifecycle and its store traits;
@@ -20,6 +22,7 @@
 
 pub mod admission;
 pub mod alerts;
+pub mod attempts;
 pub mod backend;
 pub mod bus;
 pub mod capability;

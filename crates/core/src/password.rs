@@ -1,48 +1,172 @@
 //! Passwords: Argon2id with a fresh salt (PHC strings), hashed and checked
-//! off the async threads (a hash takes tens of milliseconds by design).
+//! off the async threads (a hash takes tens of milliseconds and 19 MiB by
+//! design).
+//!
+//! Every hash and check of the process passes one gate: at most
+//! [`running`] run at once (about the core count), and a check waits for
+//! its turn only behind a short queue ([`waiting`]) and for at most
+//! [`MAX_WAIT`] — beyond that it is refused at once with 503
+//! `password_checks_busy` and `Retry-After`, so that a flood of sign-ins
+//! can neither pile up blocking threads nor Argon2's memory. Hashing
+//! (authenticated callers: administrators, the CLI) waits for its turn
+//! without the queue's bound.
+
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{ApiError, ErrorCode};
+
+/// The most Argon2 operations run at once: more than this many cores'
+/// worth gains no throughput, and each holds 19 MiB.
+const MAX_RUNNING: usize = 4;
+
+/// The longest a password check waits for its turn before 503.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
+
+struct Gate {
+    /// Turns to run (held while Argon2 runs).
+    running: Semaphore,
+    /// Places to run or wait, for checks (taken without waiting).
+    admitted: Semaphore,
+    size: usize,
+    queue: usize,
+}
+
+fn gate() -> &'static Gate {
+    static GATE: OnceLock<Gate> = OnceLock::new();
+    GATE.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (size, queue) = sizes(cores);
+        Gate { running: Semaphore::new(size), admitted: Semaphore::new(size + queue), size, queue }
+    })
+}
+
+/// How many Argon2 operations run at once, and how many checks may wait
+/// beyond those, on a machine of `cores` cores: the cores (at most
+/// [`MAX_RUNNING`]), and a queue of a few rounds' worth (at least 32, so
+/// that one address's whole allowance of attempts fits).
+fn sizes(cores: usize) -> (usize, usize) {
+    let size = cores.clamp(1, MAX_RUNNING);
+    (size, (8 * size).max(32))
+}
+
+/// Argon2 operations that may run at once in this process.
+pub fn running() -> usize {
+    gate().size
+}
+
+/// Password checks that may wait for their turn beyond [`running`].
+pub fn waiting() -> usize {
+    gate().queue
+}
+
+fn busy() -> ApiError {
+    ApiError::new(ErrorCode::PasswordChecksBusy, "too many password checks at once; retry shortly").retry_after(1)
+}
+
+/// Runs `job` (Argon2) on a blocking thread once it has a turn.
+async fn run<T: Send + 'static>(
+    turn: SemaphorePermit<'static>,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let result = tokio::task::spawn_blocking(job).await;
+    drop(turn);
+    result.map_err(|_| ApiError::new(ErrorCode::Internal, "a password job failed"))
+}
+
+/// A turn for a check: a place in the queue at once, then a turn within
+/// [`MAX_WAIT`]; otherwise `password_checks_busy`.
+async fn check_turn() -> Result<(SemaphorePermit<'static>, SemaphorePermit<'static>), ApiError> {
+    let gate = gate();
+    let place = gate.admitted.try_acquire().map_err(|_| busy())?;
+    let turn = tokio::time::timeout(MAX_WAIT, gate.running.acquire()).await.map_err(|_| busy())?;
+    Ok((place, turn.map_err(|_| busy())?))
+}
 
 /// Hashes a password.
 pub async fn hash(password: String) -> Result<String, ApiError> {
     let failed = || ApiError::new(ErrorCode::Internal, "password hashing failed");
-    tokio::task::spawn_blocking(move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
-        .await
-        .map_err(|_| failed())?
+    let turn = gate().running.acquire().await.map_err(|_| busy())?;
+    run(turn, move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
+        .await?
         .map_err(|_| failed())
 }
 
-/// Whether `password` matches `hash`.
-pub async fn verify(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// Whether `password` matches `hash`; `password_checks_busy` (503) when
+/// too many checks are running and waiting already.
+pub async fn verify(password: String, hash: String) -> Result<bool, ApiError> {
+    let (place, turn) = check_turn().await?;
+    let matches = run(turn, move || {
         PasswordHash::new(&hash)
             .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
-    .await
-    .unwrap_or(false)
+    .await;
+    drop(place);
+    matches
 }
 
 /// Whether `password` matches `hash`; when there is no hash (no such
 /// account) it is checked against a hash no password matches, so the
 /// answer takes as long and timing does not tell accounts apart.
-pub async fn verify_if_known(password: String, hash: Option<String>) -> bool {
+pub async fn verify_if_known(password: String, hash: Option<String>) -> Result<bool, ApiError> {
     static NOBODY: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     let known = hash.is_some();
     let hash = match hash {
         Some(hash) => hash,
-        None => match NOBODY
+        None => NOBODY
             .get_or_try_init(|| {
                 self::hash(crate::secret::Secret::generate(crate::secret::SecretKind::RefreshToken).expose().to_owned())
             })
-            .await
-        {
-            Ok(hash) => hash.clone(),
-            Err(_) => return false,
-        },
+            .await?
+            .clone(),
     };
-    verify(password, hash).await && known
+    Ok(verify(password, hash).await? && known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_is_about_the_core_count_with_a_short_queue() {
+        assert_eq!(sizes(1), (1, 32));
+        assert_eq!(sizes(2), (2, 32));
+        assert_eq!(sizes(64), (MAX_RUNNING, 32));
+        assert!(running() >= 1 && running() <= MAX_RUNNING);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn passwords_verify_and_a_flood_of_checks_is_refused_quickly_beyond_the_queue() {
+        let hash = hash("correct horse".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify("correct horse".into(), hash.clone()).await.unwrap());
+        assert!(!verify("wrong horse".into(), hash.clone()).await.unwrap());
+        assert!(!verify("x".into(), "not a hash".into()).await.unwrap());
+        assert!(!verify_if_known("x".into(), None).await.unwrap());
+
+        let flood = running() + waiting() + 100;
+        let started = std::time::Instant::now();
+        let checks: Vec<_> = (0..flood).map(|_| tokio::spawn(verify("wrong horse".into(), hash.clone()))).collect();
+        let mut busy = 0;
+        for check in checks {
+            match check.await.unwrap() {
+                Ok(matches) => assert!(!matches),
+                Err(err) => {
+                    assert_eq!(
+                        (err.code, err.status().as_u16(), err.retry_after),
+                        (ErrorCode::PasswordChecksBusy, 503, Some(1))
+                    );
+                    busy += 1;
+                }
+            }
+        }
+        assert!(busy >= 100, "{busy} of {flood} refused; at most {} may run or wait", running() + waiting());
+        assert!(started.elapsed() < Duration::from_secs(60));
+        assert!(verify("correct horse".into(), hash).await.unwrap(), "the gate is open again afterwards");
+    }
 }

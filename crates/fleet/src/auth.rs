@@ -3,8 +3,6 @@
 //! robots by their personal tokens. Passwords are Argon2id, hashed off the
 //! async threads; an unknown email costs the same as a wrong password.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -18,7 +16,6 @@ use relayhub_core::identity::License;
 use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::Fleet;
 use crate::accounts::SignedIn;
@@ -151,59 +148,6 @@ impl FromRequestParts<Fleet> for RobotAuth {
     }
 }
 
-/// Failed attempts per key (a user, an address) in a sliding window: past
-/// `max`, callers are told to wait (429 with `Retry-After`). Per node:
-/// behind a load balancer an attacker gets `max` per node, which the size
-/// of what is guessed (20^8 codes) makes no matter.
-pub struct Attempts {
-    max: usize,
-    window: Duration,
-    seen: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl Attempts {
-    pub fn new(max: usize, window: Duration) -> Arc<Self> {
-        Arc::new(Self { max, window, seen: Mutex::default() })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Refuses while any of `keys` has used up its attempts.
-    pub fn check(&self, keys: &[String]) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let mut seen = self.lock();
-        for key in keys {
-            let Some(times) = seen.get_mut(key) else { continue };
-            while times.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
-                times.pop_front();
-            }
-            if times.len() >= self.max
-                && let Some(first) = times.front()
-            {
-                let wait = self.window.saturating_sub(now.duration_since(*first)).as_secs().max(1);
-                return Err(ApiError::new(ErrorCode::TooManyAttempts, "too many failed attempts; wait and try again")
-                    .retry_after(u32::try_from(wait).unwrap_or(u32::MAX)));
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts one (a failure, a pairing) against every key.
-    pub fn record(&self, keys: &[String]) {
-        let now = Instant::now();
-        let mut seen = self.lock();
-        if seen.len() > 100_000 {
-            // A flood of distinct keys: forget the stale ones.
-            seen.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < self.window));
-        }
-        for key in keys {
-            seen.entry(key.clone()).or_default().push_back(now);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,20 +156,8 @@ mod tests {
     async fn passwords_verify_and_wrong_ones_do_not() {
         let hash = hash_password("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), hash.clone()).await);
-        assert!(!verify_password("wrong horse".into(), hash).await);
-        assert!(!verify_password("x".into(), "not a hash".into()).await);
-    }
-
-    #[test]
-    fn attempts_run_out_per_key_and_say_when_to_retry() {
-        let attempts = Attempts::new(2, Duration::from_secs(60));
-        let keys = ["user:1".to_owned(), "ip:1.2.3.4".to_owned()];
-        attempts.record(&keys);
-        assert!(attempts.check(&keys).is_ok());
-        attempts.record(&keys[1..]);
-        let refused = attempts.check(&keys).unwrap_err();
-        assert_eq!((refused.code, refused.retry_after.is_some()), (ErrorCode::TooManyAttempts, true));
-        assert!(attempts.check(&keys[..1]).is_ok(), "the user alone has one left");
+        assert!(verify_password("correct horse".into(), hash.clone()).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), hash).await.unwrap());
+        assert!(!verify_password("x".into(), "not a hash".into()).await.unwrap());
     }
 }

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
+use relayhub_core::attempts::Attempts;
 use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::IdentityStore;
@@ -46,7 +47,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::accounts::FleetAccounts;
-use crate::auth::Attempts;
 use crate::store::{RobotStore, SessionStore, UserStore};
 use crate::telemetry::{ForwardConfig, Telemetry, TelemetryConfig};
 
@@ -67,13 +67,18 @@ pub struct FleetConfig {
     /// How often a pairing robot may poll (RFC 8628's `interval`).
     #[serde(with = "humantime_serde")]
     pub pair_interval: Duration,
-    /// Failed sign-ins, or wrong pairing codes, per user and per address
-    /// within `attempt_window`, before 429.
+    /// Failed sign-ins, or wrong pairing codes (confirmations, and status
+    /// polls without the right secret), per email, user and address within
+    /// `attempt_window`, before 429. Counted before the check.
     pub attempts: usize,
     #[serde(with = "humantime_serde")]
     pub attempt_window: Duration,
     /// Pairings one address may start within `attempt_window`.
     pub pairings_per_address: usize,
+    /// The most keys (emails, users, addresses) each attempt table
+    /// remembers: past it, attempts under a new key are refused (429) until
+    /// windows end, so unauthenticated input cannot grow memory for good.
+    pub attempt_keys: usize,
     /// Robots' metrics and logs.
     pub telemetry: TelemetryConfig,
     /// Forwarding accepted telemetry to another database.
@@ -90,6 +95,7 @@ impl Default for FleetConfig {
             attempts: 10,
             attempt_window: Duration::from_secs(15 * 60),
             pairings_per_address: 30,
+            attempt_keys: relayhub_core::attempts::DEFAULT_CAPACITY,
             telemetry: TelemetryConfig::default(),
             forward: ForwardConfig::default(),
         }
@@ -166,9 +172,9 @@ impl Spec for Fleet {
         let telemetry = Telemetry::build(config.telemetry.clone(), config.forward.clone(), stores, &platform.metrics)?;
         Ok(Self {
             telemetry,
-            logins: Attempts::new(config.attempts, config.attempt_window),
-            confirms: Attempts::new(config.attempts, config.attempt_window),
-            pairings: Attempts::new(config.pairings_per_address, config.attempt_window),
+            logins: Attempts::with_capacity(config.attempts, config.attempt_window, config.attempt_keys),
+            confirms: Attempts::with_capacity(config.attempts, config.attempt_window, config.attempt_keys),
+            pairings: Attempts::with_capacity(config.pairings_per_address, config.attempt_window, config.attempt_keys),
             config: Arc::new(config),
             users: stores.get()?,
             sessions: stores.get()?,

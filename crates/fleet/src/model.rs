@@ -228,6 +228,8 @@ fn settable_status_schema() -> utoipa::openapi::schema::Schema {
 pub struct NewPairing {
     pub hostname: String,
     pub ip_address: Option<String>,
+    /// The address the pairing request came from, as the server saw it.
+    pub observed_ip_address: Option<String>,
     pub architecture: Option<Architecture>,
     /// Normalised (8 letters, no hyphen).
     pub code: String,
@@ -245,6 +247,9 @@ pub struct Pairing {
     pub confirmed_at: Option<Timestamp>,
     /// The robot's token was handed out (once).
     pub token_delivered: bool,
+    /// The address the pairing request came from, as the server saw it
+    /// (the robot's own `ip_address` is its word).
+    pub observed_ip_address: Option<String>,
 }
 
 /// A refresh token as stored (by hash).

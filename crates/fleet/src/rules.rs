@@ -137,6 +137,7 @@ mod tests {
             expires_at: Timestamp::from_millis(expires),
             confirmed_at: confirmed.map(Timestamp::from_millis),
             token_delivered: false,
+            observed_ip_address: None,
         }
     }
 

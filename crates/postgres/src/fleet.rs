@@ -298,7 +298,7 @@ macro_rules! select_robot {
         concat!(
             "SELECT ",
             robot_columns!(),
-            ", pair_code, poll_secret, pair_expires_at, paired_at, token_delivered FROM fleet_robots WHERE ",
+            ", pair_code, poll_secret, pair_expires_at, paired_at, token_delivered, pair_observed_ip FROM fleet_robots WHERE ",
             $filter
         )
     };
@@ -330,6 +330,7 @@ fn pairing_from_row(r: &PgRow) -> StoreResult<Pairing> {
         expires_at: time(r.try_get("pair_expires_at").sql()?),
         confirmed_at: opt_time(r.try_get("paired_at").sql()?),
         token_delivered: r.try_get("token_delivered").sql()?,
+        observed_ip_address: r.try_get("pair_observed_ip").sql()?,
     })
 }
 
@@ -377,8 +378,8 @@ impl RobotStore for PgFleet {
         }
         let inserted = sqlx::query(concat!(
             "INSERT INTO fleet_robots (name, hostname, ip_address, architecture, status, created_at,
-                                       pair_code, poll_secret, pair_expires_at)
-             VALUES ($1, $1, $2, $3, 'pending', now(), $4, $5, $6)
+                                       pair_code, poll_secret, pair_expires_at, pair_observed_ip)
+             VALUES ($1, $1, $2, $3, 'pending', now(), $4, $5, $6, $7)
              RETURNING ",
             robot_columns!()
         ))
@@ -388,6 +389,7 @@ impl RobotStore for PgFleet {
         .bind(&new.code)
         .bind(new.secret.as_bytes().as_slice())
         .bind(at(new.expires_at))
+        .bind(&new.observed_ip_address)
         .fetch_one(&mut *tx)
         .await;
         let row = match inserted {

@@ -272,7 +272,8 @@ impl SessionStore for SqliteStore {
 }
 
 const ROBOT_COLUMNS: &str = "id, license_pk, owner_id, name, hostname, ip_address, architecture, status, created_at, \
-                             last_seen_at, pair_code, poll_secret, pair_expires_at, paired_at, token_delivered";
+                             last_seen_at, pair_code, poll_secret, pair_expires_at, paired_at, token_delivered, \
+                             pair_observed_ip";
 
 fn robot_from_row(row: &Row<'_>) -> rusqlite::Result<Robot> {
     let architecture: Option<String> = row.get(6)?;
@@ -300,6 +301,7 @@ fn pairing_from_row(row: &Row<'_>) -> rusqlite::Result<Pairing> {
         expires_at: columns::time(row, 12)?,
         confirmed_at: columns::opt_time(row, 13)?,
         token_delivered: row.get(14)?,
+        observed_ip_address: row.get(15)?,
     })
 }
 
@@ -347,8 +349,8 @@ impl RobotStore for SqliteStore {
                 }
                 conn.prepare_cached(
                     "INSERT INTO fleet_robots (name, hostname, ip_address, architecture, status, created_at,
-                                               pair_code, poll_secret, pair_expires_at)
-                     VALUES (?1, ?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7)",
+                                               pair_code, poll_secret, pair_expires_at, pair_observed_ip)
+                     VALUES (?1, ?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8)",
                 )
                 .sql()?
                 .execute(params![
@@ -358,7 +360,8 @@ impl RobotStore for SqliteStore {
                     now.millis(),
                     new.code,
                     new.secret.as_bytes().as_slice(),
-                    new.expires_at.millis()
+                    new.expires_at.millis(),
+                    new.observed_ip_address
                 ])
                 .sql()?;
                 robot_where(conn, conn.last_insert_rowid(), None)?

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use relayhub_core::attempts;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Json, Path, client_ip};
 use relayhub_core::secret::{Secret, SecretKind};
@@ -97,7 +98,14 @@ pub struct PairStarted {
 pub struct PairPreview {
     pub robot_id: i64,
     pub hostname: String,
+    /// The address the robot says it has (its `ip_address`), or the one
+    /// its request came from when it said none.
     pub ip_address: Option<String>,
+    /// The address the robot's `POST /api/pair` came from, as this server
+    /// saw it (behind trusted proxies, as they reported it). A robot on a
+    /// LAN behind NAT differs from its own `ip_address`; a robot you do not
+    /// expect shows here.
+    pub observed_ip_address: Option<String>,
     pub architecture: Option<Architecture>,
     /// Seconds left to confirm.
     pub expires_in: u64,
@@ -140,23 +148,31 @@ fn check_hostname(host: &str) -> Result<String, ApiError> {
 }
 
 impl Fleet {
-    /// The pairing of a code, counting a wrong code against `keys`.
+    /// The pairing of a code, counting a wrong code against `keys` (before
+    /// the look-up: simultaneous guesses cannot pass the limit).
     async fn pairing_or_fail(&self, code: &str, keys: &[String]) -> Result<Pairing, ApiError> {
-        self.confirms.check(keys)?;
+        let attempt = self.confirms.reserve(keys)?;
         let found = match normalize_code(code) {
-            Ok(code) => self.robots.pairing(&code).await?,
-            Err(_) => None,
+            Ok(code) => self.robots.pairing(&code).await,
+            Err(_) => Ok(None),
         };
         match found {
-            Some(pairing) => Ok(pairing),
-            None => {
-                self.confirms.record(keys);
-                Err(not_found())
+            Ok(Some(pairing)) => {
+                attempt.refund();
+                Ok(pairing)
+            }
+            Ok(None) => Err(not_found()),
+            Err(err) => {
+                // Nothing was looked up: not a wrong code.
+                attempt.refund();
+                Err(err.into())
             }
         }
     }
 
     /// Refuses polls closer together than the interval (RFC 8628 §3.5).
+    /// Called only for a live code polled with its secret, so the table
+    /// holds no more than the live pairings.
     fn pace(&self, code: &str) -> Result<(), ApiError> {
         let interval = self.config.pair_interval;
         let now = Instant::now();
@@ -180,7 +196,7 @@ impl Fleet {
 }
 
 fn keys(auth: &UserAuth, ip: Option<IpAddr>) -> Vec<String> {
-    vec![format!("user:{}", auth.user.id), format!("ip:{}", ip.map(|ip| ip.to_string()).unwrap_or_default())]
+    vec![format!("user:{}", auth.user.id), attempts::address(ip)]
 }
 
 impl Fleet {
@@ -200,6 +216,7 @@ impl Fleet {
             robot_id: pairing.robot.id,
             hostname: pairing.robot.hostname,
             ip_address: pairing.robot.ip_address,
+            observed_ip_address: pairing.observed_ip_address,
             architecture: pairing.robot.architecture,
             expires_in: seconds_until(pairing.expires_at, now),
         })
@@ -241,8 +258,6 @@ pub async fn start(
     Json(body): Json<PairRequest>,
 ) -> Result<(StatusCode, Json<PairStarted>), ApiError> {
     let ip = client_ip(&parts);
-    let key = [format!("ip:{}", ip.map(|ip| ip.to_string()).unwrap_or_default())];
-    fleet.pairings.check(&key)?;
     let hostname = check_hostname(&body.hostname)?;
     let architecture = body.architecture.as_deref().map(Architecture::parse).transpose()?;
     let ip_address = match body.ip_address.as_deref() {
@@ -250,7 +265,8 @@ pub async fn start(
         None => ip,
     };
     let chosen = body.code.as_deref().map(normalize_code).transpose()?;
-    fleet.pairings.record(&key);
+    // Counted whatever comes next (a pairing is what is limited).
+    drop(fleet.pairings.reserve(&[attempts::address(ip)])?);
     let secret = Secret::generate(SecretKind::PollSecret);
     let now = Timestamp::now();
     let ttl = fleet.config.pair_ttl;
@@ -261,6 +277,7 @@ pub async fn start(
         let pairing = NewPairing {
             hostname: hostname.clone(),
             ip_address: ip_address.map(|ip| ip.to_string()),
+            observed_ip_address: ip.map(|ip| ip.to_string()),
             architecture,
             code: code.clone(),
             secret: secret.hash(),
@@ -347,9 +364,12 @@ pub async fn confirm(
 }
 
 /// The robot polls its pairing every `interval` seconds: `pending`, then
-/// `confirmed` with its token — in the first answer only, and only with
-/// the right `X-Pair-Secret` — or `expired`. Faster polls get 429
-/// `slow_down`.
+/// `confirmed` with its token — in the first answer only — or `expired`.
+/// Only the robot that holds the poll secret (`X-Pair-Secret`) learns
+/// anything: without it, or with another, a live code answers exactly as
+/// an unknown one (404 `pair_code_not_found`), and such misses count
+/// against the address like wrong codes (`fleet.attempts`, then 429
+/// `too_many_attempts`). Faster polls get 429 `slow_down`.
 #[utoipa::path(
     get,
     path = "/api/pair/{code}/status",
@@ -361,34 +381,43 @@ pub async fn confirm(
     ),
     responses(
         (status = 200, description = "Where the pairing is", body = PairStatus),
-        (status = 404, description = "No pairing with this code", body = ErrorBody),
-        (status = 429, description = "Polling too fast (`slow_down`); see Retry-After", body = ErrorBody),
+        (status = 404, description = "No pairing with this code and this secret (`pair_code_not_found`): a live code without its secret answers the same", body = ErrorBody),
+        (status = 429, description = "Polling too fast (`slow_down`), or too many misses from this address (`too_many_attempts`); see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn status(
     State(fleet): State<Fleet>,
-    headers: HeaderMap,
+    parts: Parts,
     Path(code): Path<String>,
 ) -> Result<Json<PairStatus>, ApiError> {
+    // A malformed code says nothing of live ones: refused before counting.
     let code = normalize_code(&code)?;
     // `Some(None)`: a header that is not visible ASCII.
-    let presented = headers.get("x-pair-secret").map(|v| v.to_str().ok().map(str::trim));
+    let presented = parts.headers.get("x-pair-secret").map(|v| v.to_str().ok().map(str::trim));
     if presented.is_some_and(|s| s.is_none_or(|s| s.chars().count() > MAX_POLL_SECRET)) {
         return Err(ApiError::invalid_field(format!("X-Pair-Secret: at most {MAX_POLL_SECRET} printable characters")));
     }
-    let pairing = fleet.robots.pairing(&code).await?.ok_or_else(not_found)?;
+    let attempt = fleet.confirms.reserve(&[attempts::address(client_ip(&parts))])?;
+    let found = match fleet.robots.pairing(&code).await {
+        Ok(found) => found,
+        Err(err) => {
+            attempt.refund();
+            return Err(err.into());
+        }
+    };
+    let secret = presented.flatten().map(|s| Secret::new(s).hash());
+    let Some(pairing) = found.filter(|p| secret.is_some_and(|s| s.ct_eq(&p.secret))) else {
+        return Err(not_found());
+    };
+    attempt.refund();
     fleet.pace(&code)?;
     let now = Timestamp::now();
     let answer = |status, token| PairStatus { status, robot_id: Some(pairing.robot.id), token };
     match pair_state(&pairing, now) {
         PairState::Pending => Ok(Json(PairStatus { status: "pending", robot_id: None, token: None })),
         PairState::Expired => Ok(Json(PairStatus { status: "expired", robot_id: None, token: None })),
+        PairState::Confirmed if pairing.token_delivered => Ok(Json(answer("confirmed", None))),
         PairState::Confirmed => {
-            let secret = presented.flatten().map(|s| Secret::new(s).hash());
-            let rightful = secret.is_some_and(|s| s.ct_eq(&pairing.secret));
-            if !rightful || pairing.token_delivered {
-                return Ok(Json(answer("confirmed", None)));
-            }
             let token = Secret::generate(SecretKind::RobotToken);
             let delivered = fleet.robots.deliver_token(&code, token.hash()).await?;
             Ok(Json(answer("confirmed", delivered.then(|| token.expose().to_owned()))))

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use relayhub_core::admission::Connection;
+use relayhub_core::attempts;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Json, Path, check_length, client_ip};
 use relayhub_core::secret::{Secret, SecretKind};
@@ -80,19 +81,37 @@ impl Fleet {
         from: Option<std::net::IpAddr>,
     ) -> Result<UserAuth, ApiError> {
         let email = email.trim().to_lowercase();
-        let keys = [format!("email:{email}"), format!("ip:{}", from.map(|ip| ip.to_string()).unwrap_or_default())];
-        self.logins.check(&keys)?;
-        let user = self.users.user_by_email(&email).await?;
-        let hash = match &user {
-            Some(user) => user.password_hash.clone(),
-            // Verify against a hash anyway: an unknown email takes as long.
-            None => self.dummy_hash().await?,
+        let keys = [format!("email:{email}"), attempts::address(from)];
+        // Counted before the check: simultaneous guesses cannot all pass.
+        let attempt = self.logins.reserve(&keys)?;
+        let user = match self.users.user_by_email(&email).await {
+            Ok(user) => user,
+            Err(err) => {
+                attempt.refund();
+                return Err(err.into());
+            }
         };
-        let matches = verify_password(password, hash).await;
+        let hash = match &user {
+            Some(user) => Ok(user.password_hash.clone()),
+            // Verify against a hash anyway: an unknown email takes as long.
+            None => self.dummy_hash().await,
+        };
+        let matches = match hash {
+            Ok(hash) => verify_password(password, hash).await,
+            Err(err) => Err(err),
+        };
+        // Nothing was checked (busy, storage): the attempt is given back.
+        let matches = match matches {
+            Ok(matches) => matches,
+            Err(err) => {
+                attempt.refund();
+                return Err(err);
+            }
+        };
         let Some(user) = user.filter(|u| matches && u.is_active) else {
-            self.logins.record(&keys);
             return Err(invalid_credentials());
         };
+        attempt.refund();
         self.signed_in(user).await
     }
 
@@ -113,7 +132,10 @@ fn invalid_credentials() -> ApiError {
 ///
 /// An unknown email and a wrong password get the same answer, in the same
 /// time. Repeated failures for one email or from one address are refused
-/// for a while (429 with `Retry-After`).
+/// for a while (429 with `Retry-After`): each attempt is counted before
+/// its password is checked, so simultaneous guesses cannot pass the limit.
+/// Only a few passwords are checked at once per node; past a short queue,
+/// 503 `password_checks_busy` with `Retry-After`.
 #[utoipa::path(
     post,
     path = "/api/auth/login",
@@ -123,7 +145,8 @@ fn invalid_credentials() -> ApiError {
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = ErrorBody),
-        (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for this email or from this address (`too_many_attempts`), counted before the password is checked; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password checks at once on this node (`password_checks_busy`); not counted; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn login(

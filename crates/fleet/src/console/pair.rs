@@ -1,5 +1,6 @@
 //! `/console/pair`: a user types the code a pairing robot shows, sees the
-//! robot's hostname and address, and confirms — the API's preview and
+//! robot's hostname and addresses (the one it gives, the one its request
+//! came from), and confirms — the API's preview and
 //! confirmation, with their refusals and their limit on wrong codes.
 
 use axum::Router;
@@ -86,15 +87,28 @@ async fn lookup(
     // Found, so the code is well formed.
     let shown = normalize_code(&code).map(|c| display_code(&c)).unwrap_or_default();
     let minutes = preview.expires_in.div_ceil(60);
+    let differs = preview.ip_address.is_some() && preview.ip_address != preview.observed_ip_address;
     let page = viewer.page(
         TITLE,
         html! {
             p { "Check that this is the robot you are pairing: its hostname and address should be those you expect." }
+            @if differs {
+                p.notice role="status" #address-mismatch {
+                    "The address the robot gives is not the one its request came from. Behind NAT that is normal; "
+                    "if the robot cannot be behind the address seen by the server, it is not yours: do not confirm."
+                }
+            }
             dl.facts #pairing {
                 dt { "Code" } dd { code { (shown) } }
                 dt { "Hostname" } dd { (preview.hostname) }
-                dt { "Address" } dd {
+                dt { "Address it gives" } dd {
                     @match &preview.ip_address {
+                        Some(ip) => code { (ip) },
+                        None => span.muted { "unknown" },
+                    }
+                }
+                dt { "Address seen by the server" } dd #observed-address {
+                    @match &preview.observed_ip_address {
                         Some(ip) => code { (ip) },
                         None => span.muted { "unknown" },
                     }

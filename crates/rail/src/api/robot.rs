@@ -144,7 +144,8 @@ pub async fn engineer_card(
     security(("bearer" = [])), request_body = PasswordSignIn,
     responses((status = 200, body = EngineerSession),
         (status = 401, description = "Wrong login or password (`invalid_credentials`)", body = RailErrorBody),
-        (status = 429, description = "Too many attempts at this robot", body = RailErrorBody)))]
+        (status = 429, description = "Too many attempts at this robot (`too_many_attempts`), counted before the password is checked; see Retry-After", body = RailErrorBody),
+        (status = 503, description = "Too many password checks at once on this node (`password_checks_busy`); see Retry-After", body = RailErrorBody)))]
 pub async fn engineer_login(
     State(rail): State<Rail>,
     caller: Caller,
@@ -156,7 +157,7 @@ pub async fn engineer_login(
     rail.engineer_attempt(robot)?;
     let (engineer, hash) = rail.base.engineer_by_login(license, &r.login).await?.unzip();
     // Checked even for an unknown login, so timing does not tell logins apart.
-    let matches = relayhub_core::password::verify_if_known(r.password, hash).await;
+    let matches = relayhub_core::password::verify_if_known(r.password, hash).await?;
     match engineer {
         Some(engineer) if matches => Ok(Json(engineer.into())),
         _ => Err(wrong_credentials().into()),

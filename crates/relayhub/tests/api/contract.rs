@@ -431,6 +431,7 @@ async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
     let pairing = |code: &str, life_ms: i64| NewPairing {
         hostname: "pi-kitchen".into(),
         ip_address: Some("192.0.2.7".into()),
+        observed_ip_address: Some("198.51.100.4".into()),
         architecture: Some(Architecture::Arm64),
         code: code.into(),
         secret: SecretHash([7; 32]),
@@ -441,6 +442,7 @@ async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
     assert_eq!(refusal(robots.start_pairing(pairing("BCDFGHJK", 60_000)).await).0, ErrorCode::PairCodeUsed);
     let found = robots.pairing("BCDFGHJK").await.unwrap().expect("the pairing");
     assert_eq!((found.robot.id, found.secret, found.confirmed_at), (robot.id, SecretHash([7; 32]), None));
+    assert_eq!(found.observed_ip_address.as_deref(), Some("198.51.100.4"));
 
     let mine = robots.confirm_pairing("BCDFGHJK", &ann, now).await.unwrap();
     assert_eq!((mine.status, mine.license, mine.owner_id), (RobotStatus::Active, Some(lic_a.pk), Some(ann.id)));
@@ -492,6 +494,7 @@ async fn telemetry_chunks_are_found_by_robot_and_time_and_replaced_whole() {
     let new = NewPairing {
         hostname: "pi".into(),
         ip_address: None,
+        observed_ip_address: None,
         architecture: None,
         code: "TTTTTTTT".into(),
         secret: SecretHash([1; 32]),
