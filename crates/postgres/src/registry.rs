@@ -64,8 +64,8 @@ impl DeviceRegistry for PgRegistry {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let existing = device(&mut *tx, &r.device_uuid, true).await?;
         let status = rules::registration_status(
-            existing.as_ref().map(|d| (d.status, d.instance_id.as_str())),
-            &r.instance_id,
+            existing.as_ref().map(|d| (d.status, d.placement())),
+            r.placement(),
             r.initial,
         )
         .map_err(StoreError::Rejected)?;

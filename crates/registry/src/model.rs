@@ -4,6 +4,8 @@ use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::rules::Placement;
+
 /// Whether a registered device may use the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +55,13 @@ pub struct RegisteredDevice {
     pub registered_at: Timestamp,
 }
 
+impl RegisteredDevice {
+    /// Where its calls go now.
+    pub fn placement(&self) -> Placement<'_> {
+        Placement { instance_id: &self.instance_id, public_url: self.public_url.as_deref() }
+    }
+}
+
 /// A registration as the store applies it.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -62,6 +71,13 @@ pub struct Registration {
     /// The status of a device seen for the first time.
     pub initial: DeviceStatus,
     pub at: Timestamp,
+}
+
+impl Registration {
+    /// Where it asks the device's calls to go.
+    pub fn placement(&self) -> Placement<'_> {
+        Placement { instance_id: &self.instance_id, public_url: self.public_url.as_deref() }
+    }
 }
 
 /// Which devices `relayhub registry list` shows.

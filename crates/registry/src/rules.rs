@@ -155,19 +155,30 @@ pub fn path_form(header: &str) -> Option<&str> {
     (!rest.starts_with(['/', '\\'])).then_some(header)
 }
 
-/// The status a registration of `instance` leaves: a new device starts
-/// `initial`; a known one keeps its status, and a blocked one is refused.
-/// A device that moves to another instance starts over (`initial`): its
-/// approval was for the instance it had.
+/// Where a registered device's calls go: its instance, and the public URL
+/// it is reached at (`None`: through the instance's tunnel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement<'a> {
+    pub instance_id: &'a str,
+    pub public_url: Option<&'a str>,
+}
+
+/// The status a registration at `placement` leaves: a new device starts
+/// `initial`; a known one keeps its status while it stays where it was (an
+/// instance's restart needs no new approval), and a blocked one is refused.
+/// A device that moves to another instance, or to another public URL (or
+/// between a URL and the tunnel), starts over (`initial`): an approval is
+/// for one instance at one address, and the proxy sends the device's
+/// bodies and the instance's own `Authorization` wherever the URL points.
 pub fn registration_status(
-    existing: Option<(DeviceStatus, &str)>,
-    instance: &str,
+    existing: Option<(DeviceStatus, Placement<'_>)>,
+    placement: Placement<'_>,
     initial: DeviceStatus,
 ) -> Result<DeviceStatus, ApiError> {
     match existing {
         None => Ok(initial),
         Some((DeviceStatus::Blocked, _)) => Err(blocked()),
-        Some((_, before)) if before != instance => Ok(initial),
+        Some((_, before)) if before != placement => Ok(initial),
         Some((status, _)) => Ok(status),
     }
 }
@@ -294,12 +305,31 @@ mod tests {
     #[test]
     fn blocked_devices_stay_blocked_and_a_move_starts_over() {
         let pending = DeviceStatus::Pending;
-        assert_eq!(registration_status(None, "w1", pending).unwrap(), pending);
-        let active = Some((DeviceStatus::Active, "w1"));
-        assert_eq!(registration_status(active, "w1", pending).unwrap(), DeviceStatus::Active);
-        assert_eq!(registration_status(active, "w2", pending).unwrap(), pending, "approval was for w1");
-        let blocked = registration_status(Some((DeviceStatus::Blocked, "w1")), "w2", DeviceStatus::Active);
+        let at = |instance_id, public_url| Placement { instance_id, public_url };
+        let w1 = at("w1", Some("https://a.example.com"));
+        assert_eq!(registration_status(None, w1, pending).unwrap(), pending);
+        let active = Some((DeviceStatus::Active, w1));
+        assert_eq!(registration_status(active, w1, pending).unwrap(), DeviceStatus::Active, "a restart");
+        let w2 = at("w2", Some("https://a.example.com"));
+        assert_eq!(registration_status(active, w2, pending).unwrap(), pending, "approval was for w1");
+        let blocked = registration_status(Some((DeviceStatus::Blocked, w1)), w2, DeviceStatus::Active);
         assert_eq!(blocked.unwrap_err().code, ErrorCode::DeviceBlocked);
         assert_eq!(may_proxy(DeviceStatus::Pending).unwrap_err().code, ErrorCode::DevicePending);
+    }
+
+    #[test]
+    fn an_approval_is_for_one_url() {
+        let pending = DeviceStatus::Pending;
+        let at = |public_url| Placement { instance_id: "w1", public_url };
+        let approved = Some((DeviceStatus::Active, at(Some("https://a.example.com"))));
+        let moved = registration_status(approved, at(Some("https://evil.example.com")), pending);
+        assert_eq!(moved.unwrap(), pending, "another host");
+        assert_eq!(registration_status(approved, at(None), pending).unwrap(), pending, "to the tunnel");
+        let tunnel = Some((DeviceStatus::Active, at(None)));
+        assert_eq!(registration_status(tunnel, at(Some("https://a.example.com")), pending).unwrap(), pending);
+        assert_eq!(registration_status(tunnel, at(None), pending).unwrap(), DeviceStatus::Active);
+        let blocked = Some((DeviceStatus::Blocked, at(Some("https://a.example.com"))));
+        let refused = registration_status(blocked, at(Some("https://b.example.com")), DeviceStatus::Active);
+        assert_eq!(refused.unwrap_err().code, ErrorCode::DeviceBlocked, "a move does not unblock");
     }
 }

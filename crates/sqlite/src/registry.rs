@@ -57,9 +57,9 @@ impl DeviceRegistry for SqliteStore {
         self.writer
             .write(move |conn, _| {
                 let existing = device(conn, &r.device_uuid)?;
-                let before = existing.as_ref().map(|d| (d.status, d.instance_id.as_str()));
-                let status =
-                    rules::registration_status(before, &r.instance_id, r.initial).map_err(StoreError::Rejected)?;
+                let before = existing.as_ref().map(|d| (d.status, d.placement()));
+                let status = rules::registration_status(before, r.placement(), r.initial)
+                    .map_err(StoreError::Rejected)?;
                 conn.prepare_cached(
                     "INSERT INTO registry_devices (device_uuid, instance_id, public_url, status, last_seen, registered_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)
