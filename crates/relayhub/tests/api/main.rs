@@ -26,6 +26,7 @@ mod rail;
 mod registry;
 mod schema_driven;
 mod security_http;
+mod security_signin;
 mod settings;
 mod signal;
 mod signal_nodes;
