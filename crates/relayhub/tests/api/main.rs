@@ -25,6 +25,7 @@ mod queueing;
 mod rail;
 mod registry;
 mod schema_driven;
+mod security_edges;
 mod settings;
 mod signal;
 mod signal_nodes;
