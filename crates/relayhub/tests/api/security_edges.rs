@@ -1,11 +1,16 @@
 //! Issue 33's edges: a registry approval does not follow a device to
-//! another host.
+//! another host; `/ws/device` tells an app-key holder an unknown license
+//! and an expired one alike.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::any;
+use chrono::NaiveDate;
+use relayhub_core::identity::LicenseUpdate;
+use relayhub_core::ids::LicenseNumber;
+use relayhub_core::time::Timestamp;
 use relayhub_registry::RegistryConfig;
 use relayhub_registry::model::DeviceStatus;
 use relayhub_registry::store::DeviceRegistry;
@@ -81,4 +86,23 @@ async fn an_approved_device_that_registers_another_url_waits_for_approval_again(
 
     devices.set_status(&device, DeviceStatus::Active).await.unwrap();
     assert_eq!(who(&app, &device).await, (200, "other".to_owned()), "approved again, at the new URL");
+}
+
+#[tokio::test]
+async fn an_unknown_and_an_expired_license_read_alike_on_ws_device() {
+    let app = TestApp::spawn().await;
+    app.create_license("LIC-OLD", None).await;
+    let expired = LicenseUpdate {
+        expires_at: Some(Some(Timestamp::end_of_day(NaiveDate::from_ymd_opt(2020, 1, 1).unwrap()))),
+        ..LicenseUpdate::default()
+    };
+    app.admin().identity.update_license(&LicenseNumber::parse("LIC-OLD").unwrap(), expired).await.unwrap();
+
+    let (old_status, old_body) = app.try_connect("phone-1", &app.api_key, "LIC-OLD").await.err().expect("refused");
+    let (none_status, none_body) = app.try_connect("phone-1", &app.api_key, "LIC-NONE").await.err().expect("refused");
+    assert_eq!((old_status, old_body["error"]["code"].as_str()), (404, Some("license_not_found")), "{old_body}");
+    assert_eq!(none_status, old_status);
+    let unnamed = |body: &Value, number: &str| body.to_string().replace(number, "N");
+    assert_eq!(unnamed(&old_body, "LIC-OLD"), unnamed(&none_body, "LIC-NONE"), "the same words, but the number");
+    app.try_connect("phone-1", &app.api_key, "LIC-A").await.expect("a license in force still works");
 }
