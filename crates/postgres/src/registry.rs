@@ -63,12 +63,9 @@ impl DeviceRegistry for PgRegistry {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let existing = device(&mut *tx, &r.device_uuid, true).await?;
-        let status = rules::registration_status(
-            existing.as_ref().map(|d| (d.status, d.placement())),
-            r.placement(),
-            r.initial,
-        )
-        .map_err(StoreError::Rejected)?;
+        let status =
+            rules::registration_status(existing.as_ref().map(|d| (d.status, d.placement())), r.placement(), r.initial)
+                .map_err(StoreError::Rejected)?;
         let row = sqlx::query(&format!(
             "INSERT INTO registry_devices (device_uuid, instance_id, public_url, status, last_seen, registered_at)
              VALUES ($1, $2, $3, $4, $5, $5)

@@ -81,8 +81,8 @@ fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: 
         (status = 101, description = "Upgraded; the server sends `hello` first"),
         (status = 400, description = "Not a WebSocket upgrade, or a header is missing", body = relayhub_core::error::ErrorBody),
         (status = 401, description = "Missing, unknown or revoked API key", body = relayhub_core::error::ErrorBody),
-        (status = 403, description = "License expired, or device bound to another license", body = relayhub_core::error::ErrorBody),
-        (status = 404, description = "Unknown license", body = relayhub_core::error::ErrorBody),
+        (status = 403, description = "The device is bound to another license", body = relayhub_core::error::ErrorBody),
+        (status = 404, description = "`license_not_found`: the license is unknown or expired (one answer for both)", body = relayhub_core::error::ErrorBody),
         (status = 409, description = "The license has no room for another device", body = relayhub_core::error::ErrorBody),
     )
 )]
@@ -95,12 +95,21 @@ pub async fn connect(
 ) -> Result<Response, ApiError> {
     let device_id = DeviceId::parse(pick(&headers, "x-device-id", params.device_id.as_deref(), "device id")?)?;
     let number = LicenseNumber::parse(pick(&headers, "x-license", params.license.as_deref(), "license number")?)?;
-    let license = relay
-        .identity
-        .license(&number)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
-    license.ensure_active(Timestamp::now())?;
+    // An unknown and an expired license read alike: the app key is in
+    // every phone, so its holder learns no more than "not usable here";
+    // the back office tells its users why. The log keeps the reason.
+    let unusable = || ApiError::new(ErrorCode::LicenseNotFound, format!("license {number} is unknown or not in force"));
+    let license = match relay.identity.license(&number).await? {
+        Some(license) => license,
+        None => {
+            tracing::info!(license = %number, reason = "unknown", "device refused");
+            return Err(unusable());
+        }
+    };
+    if let Err(err) = license.ensure_active(Timestamp::now()) {
+        tracing::info!(license = %number, reason = %err.message, "device refused");
+        return Err(unusable());
+    }
     let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
     let device = relay.devices.attach(&license, &device_id).await?;
     let pending = relay.queue.pending_counts(&[device.pk]).await?.get(&device.pk).copied().unwrap_or(0);

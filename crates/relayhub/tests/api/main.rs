@@ -25,6 +25,7 @@ mod queueing;
 mod rail;
 mod registry;
 mod schema_driven;
+mod security_edges;
 mod security_http;
 mod security_signin;
 mod settings;

@@ -96,7 +96,7 @@ async fn an_expired_license_gets_403_and_its_devices_are_disconnected() {
         assert!(body["error"]["message"].as_str().unwrap().contains("2020-01-01"));
     }
     let (status, body) = app.try_connect("pos-1", &app.api_key, "LIC-A").await.err().expect("refused");
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("license_expired")));
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("license_not_found")), "as if unknown");
 
     // Renewal brings everything back, the queue included.
     let renew = LicenseUpdate { expires_at: Some(None), ..LicenseUpdate::default() };
