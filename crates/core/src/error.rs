@@ -128,6 +128,9 @@ error_codes! {
     /// Signaling: the frame's `userId` is not the signed-in user's id
     /// (`signal.require_user`); the frame had no effect.
     UserMismatch => (FORBIDDEN, "user_mismatch"),
+    /// Signaling: the socket has added `signal.max_users_per_socket` users
+    /// already; the `ADD_USER` had no effect.
+    TooManyUsers => (CONFLICT, "too_many_users"),
     /// Signaling: the callee has no open socket.
     PeerUnavailable => (NOT_FOUND, "peer_unavailable"),
     /// Signaling: the callee is in, or being offered, another call.

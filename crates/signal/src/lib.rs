@@ -92,6 +92,9 @@ pub struct SignalConfig {
     pub reconnect_grace: Duration,
     /// Frames queued per socket before a slow client is disconnected.
     pub outbox: usize,
+    /// Distinct users one socket may say it is with `ADD_USER` (0: no
+    /// bound); each is kept through its reconnect grace.
+    pub max_users_per_socket: usize,
     pub turn: TurnConfig,
 }
 
@@ -105,6 +108,7 @@ impl Default for SignalConfig {
             ringing_timeout: Duration::from_secs(60),
             reconnect_grace: Duration::from_secs(30),
             outbox: 256,
+            max_users_per_socket: 4,
             turn: TurnConfig::default(),
         }
     }

@@ -97,6 +97,68 @@ pub fn parse(text: &str) -> Result<Frame, ApiError> {
     Ok(Frame::Json(Inbound { route, user, data, license: None }))
 }
 
+/// The most bytes `name` and `device` of an `ADD_USER` may take (as JSON).
+pub const MAX_PROFILE_FIELD: usize = 512;
+/// The most bytes of `photo`: a link (`https://…`, or a path as seed 003's
+/// clients send) or a small `data:image/…` URI.
+pub const MAX_PHOTO: usize = 8 * 1024;
+
+/// Whether a photo names a scheme other than `http(s)` or `data:image/`
+/// (`javascript:` and the like, which a console or a peer's app must never
+/// be handed).
+fn foreign_scheme(photo: &str) -> bool {
+    let Some((scheme, _)) = photo.split_once(':') else { return false };
+    let is_scheme = !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    is_scheme
+        && !scheme.eq_ignore_ascii_case("http")
+        && !scheme.eq_ignore_ascii_case("https")
+        && !photo.get(..11).is_some_and(|p| p.eq_ignore_ascii_case("data:image/"))
+}
+
+/// What an `ADD_USER` may keep about its user for as long as the user is
+/// known (its reconnect grace included): small fields, a photo that is a
+/// link or a thumbnail. Past a bound the frame has no effect.
+pub fn check_profile(frame: &Inbound) -> Result<(), ApiError> {
+    for field in ["name", "device"] {
+        let size = frame.data.get(field).map_or(0, |v| v.to_string().len());
+        if size > MAX_PROFILE_FIELD {
+            return Err(ApiError::invalid_field(format!(
+                "data.{field} is {size} bytes; at most {MAX_PROFILE_FIELD} are kept"
+            )));
+        }
+    }
+    match frame.data.get("photo") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(photo)) if photo.len() > MAX_PHOTO => Err(ApiError::invalid_field(format!(
+            "data.photo is {} bytes; at most {MAX_PHOTO}: send a URL or a small thumbnail",
+            photo.len()
+        ))),
+        Some(Value::String(photo)) if !foreign_scheme(photo) => Ok(()),
+        Some(_) => Err(ApiError::invalid_field("data.photo must be a link (http, https or a path) or a data:image/ URI")),
+    }
+}
+
+/// Counts the users one socket has said it is: at most `max` (0: no
+/// bound), so that one socket cannot fill the node with users, each kept
+/// through its reconnect grace.
+pub fn admit_user(seen: &mut std::collections::HashSet<String>, frame: &Inbound, max: usize) -> Result<(), ApiError> {
+    if !matches!(frame.route, Route::AddUser | Route::Reconnect) {
+        return Ok(());
+    }
+    check_profile(frame)?;
+    if frame.route == Route::Reconnect {
+        return Ok(());
+    }
+    if max > 0 && !seen.contains(&frame.user) && seen.len() >= max {
+        return Err(ApiError::new(
+            ErrorCode::TooManyUsers,
+            format!("this socket has added {max} users already (signal.max_users_per_socket)"),
+        ));
+    }
+    seen.insert(frame.user.clone());
+    Ok(())
+}
+
 pub fn missing(field: &str) -> ApiError {
     ApiError::new(ErrorCode::MissingField, format!("{field} is required"))
 }
@@ -149,6 +211,37 @@ pub fn error(err: &ApiError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn add_user(user: &str, data: Value) -> Inbound {
+        let text = json!({"route": "ADD_USER", "userId": user, "data": data}).to_string();
+        match parse(&text).unwrap() {
+            Frame::Json(frame) => frame,
+            Frame::Ping => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn add_user_keeps_small_fields_only() {
+        assert!(check_profile(&add_user("a", json!({"name": "Ann", "photo": "https://x/a.png"}))).is_ok());
+        assert!(check_profile(&add_user("a", json!({"photo": "data:image/png;base64,AAAA"}))).is_ok());
+        let huge = add_user("a", json!({"photo": format!("data:image/png;base64,{}", "A".repeat(900_000))}));
+        assert!(check_profile(&huge).unwrap_err().message.contains("at most 8192"));
+        assert!(check_profile(&add_user("a", json!({"photo": "p.png"}))).is_ok(), "a path, as seed 003 sends");
+        assert!(check_profile(&add_user("a", json!({"photo": "javascript:alert(1)"}))).is_err());
+        assert!(check_profile(&add_user("a", json!({"photo": "data:text/html,<b>"}))).is_err());
+        assert!(check_profile(&add_user("a", json!({"photo": 42}))).is_err());
+        assert!(check_profile(&add_user("a", json!({"name": "n".repeat(600)}))).is_err());
+        assert!(check_profile(&add_user("a", json!({"device": {"model": "m".repeat(600)}}))).is_err());
+    }
+
+    #[test]
+    fn a_socket_adds_a_bounded_number_of_users() {
+        let mut seen = std::collections::HashSet::new();
+        for user in ["a", "b", "a"] {
+            assert!(admit_user(&mut seen, &add_user(user, json!({})), 2).is_ok(), "{user}");
+        }
+        assert_eq!(admit_user(&mut seen, &add_user("c", json!({})), 2).unwrap_err().code, ErrorCode::TooManyUsers);
+    }
 
     #[test]
     fn frames_parse_or_explain() {

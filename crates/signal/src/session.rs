@@ -6,7 +6,7 @@ use relayhub_core::identity::Account;
 use tokio::sync::mpsc;
 
 use crate::Signal;
-use crate::protocol::{self, Frame};
+use crate::protocol::{self, Frame, Route};
 
 /// Runs a socket until it closes; `account`: the signed-in user who opened
 /// it, if signaling requires one.
@@ -14,6 +14,7 @@ pub async fn run(signal: Signal, mut conn: Conn, account: Option<Account>) {
     let (tx, mut outbox) = mpsc::channel::<String>(signal.config.outbox);
     let id = conn.id();
     signal.attach(id, tx.clone(), conn.close_handle(), account).await;
+    let mut users = std::collections::HashSet::new();
     let reason = loop {
         tokio::select! {
             event = conn.recv() => match event {
@@ -22,7 +23,15 @@ pub async fn run(signal: Signal, mut conn: Conn, account: Option<Account>) {
                         conn.alive();
                         let _ = tx.try_send("PONG".to_owned());
                     }
-                    Ok(Frame::Json(frame)) => signal.handle(id, frame).await,
+                    Ok(Frame::Json(frame)) => {
+                        match protocol::admit_user(&mut users, &frame, signal.config.max_users_per_socket) {
+                            Ok(()) => signal.handle(id, frame).await,
+                            Err(err) => {
+                                let route = if frame.route == Route::AddUser { "ADD_USER" } else { "RECONNECT" };
+                                signal.refuse(id, Some(route), Some(&frame.user), &err)
+                            }
+                        }
+                    }
                     Err(err) => signal.refuse(id, None, None, &err),
                 },
                 Event::TooLarge(len) => {

@@ -27,6 +27,7 @@ mod registry;
 mod schema_driven;
 mod security_edges;
 mod security_http;
+mod security_signal;
 mod security_signin;
 mod settings;
 mod signal;
