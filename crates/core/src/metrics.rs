@@ -21,7 +21,7 @@ pub fn latency_histogram() -> Histogram {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -93,20 +93,29 @@ impl Metrics {
 }
 
 /// Middleware counting requests and timing them by matched route (never by
-/// raw path, which would make one series per device id).
+/// raw path, which would make one series per device id; a path no route
+/// matches is `unmatched`) and by standard method (others are `other`).
 pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = HttpLabels { method, route: route.clone(), status: response.status().as_u16() };
     metrics.http_requests.get_or_create(&labels).inc();
     metrics.http_seconds.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// A request method as a label: the standard ones by name, anything else
+/// (a client may send any token as a method, of any length) as `other`,
+/// so clients cannot add series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.into_iter().find(|m| *m == method.as_str()).unwrap_or("other")
 }
 
 /// How well a backend's group commit works: writes per transaction and
@@ -130,5 +139,20 @@ impl CommitMetrics {
     pub fn observe(&self, size: usize, started: Instant) {
         self.size.observe(size as f64);
         self.seconds.observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_methods_become_labels() {
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
+        assert_eq!(method_label(&axum::http::Method::PATCH), "PATCH");
+        let random = axum::http::Method::from_bytes(b"FFUHKKUOCNDZ").unwrap();
+        assert_eq!(method_label(&random), "other");
+        let lower = axum::http::Method::from_bytes(b"get").unwrap();
+        assert_eq!(method_label(&lower), "other", "methods are case-sensitive");
     }
 }

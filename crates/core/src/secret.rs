@@ -127,6 +127,21 @@ pub fn redact_query(query: &str) -> String {
         .join("&")
 }
 
+/// A configured URL fit for a log: scheme, host, port and path only. The
+/// user and password (`https://user:pass@…`), the query (`?u=…&p=…`, where
+/// InfluxDB 1.x takes credentials) and the fragment are left out whatever
+/// their names; text that is not a URL is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or("");
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{host}{port}{}", parsed.scheme(), parsed.path())
+        }
+        Err(_) => "[not a URL]".to_owned(),
+    }
+}
+
 /// A public identifier for a token or key (`tok_…`, `key_…`): safe to log
 /// and to pass to `revoke`.
 pub fn public_id(kind: SecretKind) -> String {
@@ -138,6 +153,17 @@ pub fn public_id(kind: SecretKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_for_logs_keeps_no_userinfo_query_or_fragment() {
+        assert_eq!(
+            redact_url("http://robots:s3cret@influx.example:8086/write?db=robots&u=robots&p=s3cret#x"),
+            "http://influx.example:8086/write"
+        );
+        assert_eq!(redact_url("https://vm.example/api/v2/write?token=abc"), "https://vm.example/api/v2/write");
+        assert_eq!(redact_url("https://[2001:db8::1]:9000/hook"), "https://[2001:db8::1]:9000/hook");
+        assert_eq!(redact_url("not a url with p=s3cret"), "[not a URL]");
+    }
 
     #[test]
     fn credentials_in_a_query_are_redacted_for_logs() {

@@ -198,6 +198,10 @@ impl Upstream {
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
             .redirect(reqwest::redirect::Policy::none())
+            // HTTP(S)_PROXY and ALL_PROXY would send every call to the proxy,
+            // which resolves the instance's name itself: past the guarded
+            // resolver, to any internal address.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver { allow_private: allow_private.clone() }))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)

@@ -213,10 +213,10 @@ impl IdTokenVerifier {
                 (body, None)
             }
             JwksSource::Url(url) => {
-                let response = self.http.get(url).send().await.map_err(|e| unavailable(e.to_string()))?;
-                let response = response.error_for_status().map_err(|e| unavailable(e.to_string()))?;
+                let response = self.http.get(url).send().await.map_err(|e| unavailable(e.without_url().to_string()))?;
+                let response = response.error_for_status().map_err(|e| unavailable(e.without_url().to_string()))?;
                 let ttl = max_age(response.headers());
-                (response.bytes().await.map_err(|e| unavailable(e.to_string()))?.to_vec(), ttl)
+                (response.bytes().await.map_err(|e| unavailable(e.without_url().to_string()))?.to_vec(), ttl)
             }
         };
         let keys: JwkSet = serde_json::from_slice(&body).map_err(|e| unavailable(format!("not a JWKS: {e}")))?;

@@ -37,6 +37,8 @@ impl Telemetry {
             Ok(client) => client,
             Err(err) => return tracing::error!(%err, "forwarding cannot start"),
         };
+        // The URL may carry credentials (`user:pass@`, `?u=…&p=…`).
+        let shown = relayhub_core::secret::redact_url(&url);
         let mut backoff = Duration::ZERO;
         let mut housekept = Instant::now() - HOUSEKEEPING;
         loop {
@@ -50,12 +52,12 @@ impl Telemetry {
                     continue;
                 }
                 Some(Outcome::Refused(why)) => {
-                    tracing::error!(%url, %why, "the forwarding target refused a batch; it was dropped");
+                    tracing::error!(url = %shown, %why, "the forwarding target refused a batch; it was dropped");
                     continue;
                 }
                 Some(Outcome::Failed(why)) => {
                     backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
-                    tracing::warn!(%url, %why, retry_in = ?backoff, "forwarding failed");
+                    tracing::warn!(url = %shown, %why, retry_in = ?backoff, "forwarding failed");
                     backoff
                 }
                 // Nothing waiting: until the next write, or a while.
@@ -134,6 +136,7 @@ async fn send(client: &reqwest::Client, url: &str, batches: &[(i64, Vec<u8>)]) -
             // a wrong path, an outage) may be fixed, so the batch waits.
             if matches!(status.as_u16(), 400 | 413 | 422) { Outcome::Refused(why) } else { Outcome::Failed(why) }
         }
-        Err(err) => Outcome::Failed(err.to_string()),
+        // reqwest's message names the URL, credentials included.
+        Err(err) => Outcome::Failed(err.without_url().to_string()),
     }
 }
