@@ -134,7 +134,9 @@ pub fn check_profile(frame: &Inbound) -> Result<(), ApiError> {
             photo.len()
         ))),
         Some(Value::String(photo)) if !foreign_scheme(photo) => Ok(()),
-        Some(_) => Err(ApiError::invalid_field("data.photo must be a link (http, https or a path) or a data:image/ URI")),
+        Some(_) => {
+            Err(ApiError::invalid_field("data.photo must be a link (http, https or a path) or a data:image/ URI"))
+        }
     }
 }
 

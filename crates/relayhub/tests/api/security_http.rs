@@ -154,3 +154,26 @@ async fn behind_nginx_each_client_has_its_own_limits_and_a_forged_header_is_igno
     let direct = exhaust_sign_ins(&client_from("127.0.0.9"), &app.url("/api/auth/login"), Some("203.0.113.")).await;
     assert_eq!(direct[10], 429, "a forged header escaped the limit: {direct:?}");
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_metric_series() {
+    let app = TestApp::spawn().await;
+    let odd = |i: usize| {
+        let name = format!("FFUHKKUOCN{}{}", "QZ".repeat(i % 7), "X".repeat(i * 100));
+        reqwest::Method::from_bytes(name.as_bytes()).unwrap()
+    };
+    let scrape = || async { app.get("/metrics").send().await.unwrap().text().await.unwrap() };
+    // The first odd request and the first scrape make their series once.
+    let _ = app.http.request(odd(0), app.url("/no/such/path/0")).send().await.unwrap();
+    scrape().await;
+    let before = scrape().await;
+    for i in 1..50 {
+        let _ = app.http.request(odd(i), app.url(&format!("/no/such/path/{i}"))).send().await.unwrap();
+    }
+    let after = scrape().await;
+    assert!(!after.contains("FFUHKKUOCN"), "a made-up method became a label");
+    assert!(!after.contains("/no/such/path"), "a raw path became a label");
+    assert!(after.contains("method=\"other\""), "made-up methods are counted as other");
+    // Counters and sums change their digits; no line is added.
+    assert_eq!(after.lines().count(), before.lines().count(), "/metrics gained series");
+}
