@@ -99,6 +99,13 @@ pub struct RailConfig {
     pub token_ttl: Duration,
     /// Engineer sign-ins (card or password) one robot may try per minute.
     pub engineer_attempts_per_minute: u32,
+    /// Sign-in challenges one robot or store may be given per minute
+    /// (429 past it). With `challenge_ttl` this bounds its live nonces: at
+    /// most about this many times (1 + `challenge_ttl` in minutes).
+    pub challenges_per_minute: u32,
+    /// Sign-in challenges one client address (an IPv6 client by its /64)
+    /// may ask for per minute, for any robot or store (429 past it).
+    pub challenges_per_minute_per_address: u32,
     pub oidc: OidcConfig,
     pub face: FaceConfig,
 }
@@ -109,6 +116,8 @@ impl Default for RailConfig {
             challenge_ttl: Duration::from_secs(60),
             token_ttl: Duration::from_secs(3600),
             engineer_attempts_per_minute: 10,
+            challenges_per_minute: 10,
+            challenges_per_minute_per_address: 60,
             oidc: OidcConfig::default(),
             face: FaceConfig::default(),
         }
@@ -142,6 +151,10 @@ pub struct Rail {
     identity: Arc<dyn IdentityStore>,
     passengers: Option<Passengers>,
     engineer_attempts: Arc<DefaultKeyedRateLimiter<Uuid>>,
+    /// Challenges by robot or store id (only ids that exist are keys).
+    challenges: Arc<DefaultKeyedRateLimiter<Uuid>>,
+    /// Challenges by client address, checked before any lookup.
+    challenges_by_address: Arc<DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 impl axum::extract::FromRef<Rail> for Arc<dyn IdentityStore> {
@@ -190,6 +203,10 @@ impl Spec for Rail {
         });
         let per_minute = NonZeroU32::new(config.engineer_attempts_per_minute)
             .ok_or("[rail] engineer_attempts_per_minute must be at least 1")?;
+        let challenges =
+            NonZeroU32::new(config.challenges_per_minute).ok_or("[rail] challenges_per_minute must be at least 1")?;
+        let challenges_by_address = NonZeroU32::new(config.challenges_per_minute_per_address)
+            .ok_or("[rail] challenges_per_minute_per_address must be at least 1")?;
         Ok(Self {
             base: stores.get()?,
             shops: stores.get()?,
@@ -201,6 +218,8 @@ impl Spec for Rail {
             identity: stores.identity.clone(),
             passengers,
             engineer_attempts: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            challenges: Arc::new(RateLimiter::keyed(Quota::per_minute(challenges))),
+            challenges_by_address: Arc::new(RateLimiter::keyed(Quota::per_minute(challenges_by_address))),
             config: Arc::new(config),
         })
     }
@@ -246,6 +265,8 @@ impl Capability for Rail {
                     () = stop.cancelled() => return,
                 }
                 rail.engineer_attempts.retain_recent();
+                rail.challenges.retain_recent();
+                rail.challenges_by_address.retain_recent();
                 if let Err(err) = rail.sessions.purge_expired(Timestamp::now()).await {
                     tracing::warn!(%err, "purging expired rail sessions failed; will retry");
                 }

@@ -157,8 +157,26 @@ impl Rail {
         Ok(Caller::Passenger { license: license.pk, user })
     }
 
-    /// Opens a challenge for a subject with a registered key.
+    /// Counts a challenge asked for from `client`, before anything is
+    /// looked up: 429 past `rail.challenges_per_minute_per_address`.
+    fn challenge_from(&self, client: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+        let Some(client) = client.map(relayhub_core::client::address_key) else { return Ok(()) };
+        // Keys come from unauthenticated clients: never let the table grow
+        // past a bound between the minute's clean-ups.
+        if self.challenges_by_address.len() > MAX_CHALLENGE_ADDRESSES {
+            self.challenges_by_address.retain_recent();
+        }
+        self.challenges_by_address.check_key(&client).map_err(|wait| too_many_challenges(&wait, "from this address"))
+    }
+
+    /// Opens a challenge for a subject with a registered key: 429 past
+    /// `rail.challenges_per_minute` for that subject, which also bounds
+    /// its live nonces.
     async fn challenge(&self, license: LicensePk, subject: Subject) -> RailResult<Challenge> {
+        let id = match subject {
+            Subject::Robot(id) | Subject::Store(id) => id,
+        };
+        self.challenges.check_key(&id).map_err(|wait| too_many_challenges(&wait, "for this robot or store"))?;
         let nonce = random_code();
         let expires = Timestamp::now().plus(self.config.challenge_ttl);
         self.sessions.add_nonce(&nonce, license, subject, expires).await?;
@@ -255,6 +273,16 @@ pub struct StoreSignIn {
     pub answer: SignedChallenge,
 }
 
+/// The most client addresses the challenge limiter remembers before it
+/// forgets the idle ones early.
+const MAX_CHALLENGE_ADDRESSES: usize = 100_000;
+
+fn too_many_challenges(wait: &governor::NotUntil<governor::clock::QuantaInstant>, whom: &str) -> ApiError {
+    let seconds = wait.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+    ApiError::new(ErrorCode::RateLimited, format!("too many sign-in challenges {whom}; wait"))
+        .retry_after(seconds.as_secs().max(1) as u32)
+}
+
 fn robot_not_found(id: Uuid) -> ApiError {
     ApiError::new(ErrorCode::RobotNotFound, format!("no robot {id}"))
 }
@@ -266,11 +294,14 @@ fn no_store_key(id: Uuid) -> ApiError {
 /// A challenge for a robot to sign with its key.
 #[utoipa::path(post, path = "/base_api/robot/auth/challenge", tag = "rail-base", operation_id = "rail_robot_challenge",
     request_body = RobotChallengeRequest,
-    responses((status = 200, body = Challenge), (status = 404, description = "No such robot", body = super::RailErrorBody)))]
+    responses((status = 200, body = Challenge), (status = 404, description = "No such robot", body = super::RailErrorBody),
+        (status = 429, description = "Too many challenges for this robot or from this address; see Retry-After", body = super::RailErrorBody)))]
 pub async fn robot_challenge(
     State(rail): State<Rail>,
+    parts: axum::http::request::Parts,
     RailJson(request): RailJson<RobotChallengeRequest>,
 ) -> RailResult<axum::Json<Challenge>> {
+    rail.challenge_from(relayhub_core::client::client_ip(&parts))?;
     let (license, _) = rail.base.robot(request.robot_id).await?.ok_or_else(|| robot_not_found(request.robot_id))?;
     Ok(axum::Json(rail.challenge(license, Subject::Robot(request.robot_id)).await?))
 }
@@ -293,11 +324,14 @@ pub async fn robot_sign_in(
 /// A challenge for store staff to sign with the store's registered key.
 #[utoipa::path(post, path = "/store_api/store/auth/challenge", tag = "rail-store", operation_id = "rail_store_challenge",
     request_body = StoreChallengeRequest,
-    responses((status = 200, body = Challenge), (status = 404, description = "No store with a key", body = super::RailErrorBody)))]
+    responses((status = 200, body = Challenge), (status = 404, description = "No store with a key", body = super::RailErrorBody),
+        (status = 429, description = "Too many challenges for this store or from this address; see Retry-After", body = super::RailErrorBody)))]
 pub async fn store_challenge(
     State(rail): State<Rail>,
+    parts: axum::http::request::Parts,
     RailJson(request): RailJson<StoreChallengeRequest>,
 ) -> RailResult<axum::Json<Challenge>> {
+    rail.challenge_from(relayhub_core::client::client_ip(&parts))?;
     let (license, _) = rail.shops.store_key(request.store_id).await?.ok_or_else(|| no_store_key(request.store_id))?;
     Ok(axum::Json(rail.challenge(license, Subject::Store(request.store_id)).await?))
 }

@@ -1,6 +1,7 @@
 //! Issue 33's edges: a registry approval does not follow a device to
 //! another host; `/ws/device` tells an app-key holder an unknown license
-//! and an expired one alike.
+//! and an expired one alike; robots' sign-in challenges, which need no
+//! credential, are limited per robot and per address.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -105,4 +106,52 @@ async fn an_unknown_and_an_expired_license_read_alike_on_ws_device() {
     let unnamed = |body: &Value, number: &str| body.to_string().replace(number, "N");
     assert_eq!(unnamed(&old_body, "LIC-OLD"), unnamed(&none_body, "LIC-NONE"), "the same words, but the number");
     app.try_connect("phone-1", &app.api_key, "LIC-A").await.expect("a license in force still works");
+}
+
+/// `POST /base_api/robot/auth/challenge` for `robot`, from `client`.
+async fn challenge(app: &TestApp, client: &reqwest::Client, robot: &str) -> (u16, Value) {
+    let answer =
+        client.post(app.url("/base_api/robot/auth/challenge")).json(&json!({"robot_id": robot})).send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+}
+
+#[tokio::test]
+async fn robot_challenges_are_limited_per_robot_and_per_address() {
+    let app = TestApp::spawn_with(|c| {
+        c.edit(|r: &mut relayhub_rail::RailConfig| {
+            r.challenges_per_minute = 3;
+            r.challenges_per_minute_per_address = 5;
+        })
+    })
+    .await;
+    let key = crate::rail::Key::ed25519(7);
+    let (robot, _) = crate::rail::robot(&app, &app.token, &key).await;
+    // One robot: three challenges a minute, whoever asks (each is a live
+    // nonce the store keeps until it expires); creating the robot signed
+    // it in once already.
+    let asker = client_from("127.0.0.11");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(challenge(&app, &asker, &robot).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429], "per robot");
+    let (status, body) = challenge(&app, &client_from("127.0.0.12"), &robot).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")), "another address, same robot");
+    // One address, random robot ids: counted before anything is looked up.
+    let prober = client_from("127.0.0.13");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(challenge(&app, &prober, &uuid::Uuid::new_v4().to_string()).await.0);
+    }
+    assert_eq!(statuses, [404, 404, 404, 404, 404, 429], "per address");
+    // Another robot, from another address, signs in as before.
+    let other_key = crate::rail::Key::ed25519(8);
+    let (other, _) = crate::rail::robot(&app, &app.token, &other_key).await;
+    let token = crate::rail::sign_in(&app, &other, &other_key).await;
+    assert!(!token.is_empty());
 }

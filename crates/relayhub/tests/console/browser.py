@@ -190,7 +190,9 @@ class Visit:
         expect(facts.locator("dt", has_text="Hostname")).to_be_visible()
         hostname = facts.locator("dt:text-is('Hostname') + dd")
         expect(hostname).to_contain_text(pairing["hostname"])
-        expect(facts.locator("dt:text-is('Address') + dd")).to_contain_text("127.0.0.1")
+        # The address the robot claims, and the one the server saw it come from.
+        expect(facts.locator("dt:text-is('Address it gives') + dd")).to_contain_text("127.0.0.1")
+        expect(facts.locator("dt:text-is('Address seen by the server') + dd")).to_contain_text("127.0.0.1")
         self.settle("pair-look-up")
         page.get_by_role("button", name="Confirm pairing", exact=True).click()
         expect(page).to_have_url(re.compile(re.escape(f"{BASE}/console/robots/{pairing['robot']}") + r"(\?.*)?$"))
