@@ -17,7 +17,7 @@ use crate::helpers::{PATIENCE, TestApp};
 use crate::process::{ChildOptions, ChildServer};
 
 /// A TCP connection to `addr` from the loopback address `from`.
-async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+pub async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     socket.connect(addr).await.unwrap()
@@ -25,7 +25,7 @@ async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
 
 /// What the server sends before closing the connection; `None` if it is
 /// still open after `wait`.
-async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+pub async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     let deadline = tokio::time::Instant::now() + wait;

@@ -533,3 +533,10 @@ pub async fn drain(addr: &str, key: &str, license: &str, device: &str) -> Vec<St
     }
     received
 }
+
+/// An HTTP client whose connections come from the loopback address
+/// `address` (`127.0.0.x`): one of several distinct clients for the
+/// per-address limits.
+pub fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+}

@@ -17,7 +17,7 @@ use relayhub_registry::model::DeviceStatus;
 use relayhub_registry::store::DeviceRegistry;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, client_from};
 use crate::process::cli;
 
 /// An instance that answers with its own name, so a test sees which host a
@@ -114,10 +114,6 @@ async fn challenge(app: &TestApp, client: &reqwest::Client, robot: &str) -> (u16
         client.post(app.url("/base_api/robot/auth/challenge")).json(&json!({"robot_id": robot})).send().await.unwrap();
     let status = answer.status().as_u16();
     (status, answer.json().await.unwrap_or(Value::Null))
-}
-
-fn client_from(address: &str) -> reqwest::Client {
-    reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
 }
 
 #[tokio::test]

@@ -3,38 +3,16 @@
 //! nginx who must each get their own per-address limits while a direct
 //! client's forged `X-Forwarded-For` counts for nothing.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use relayhub_core::client::TrustedProxies;
 use relayhub_fleet::FleetConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 use crate::cluster::Nginx;
-use crate::helpers::{PATIENCE, TestApp};
-
-async fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    socket.connect(addr).await.unwrap()
-}
-
-/// Everything the server sends until it closes the connection, or `None`
-/// if it is still open after `wait`.
-async fn until_closed(stream: &mut TcpStream, wait: Duration) -> Option<String> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&seen).into_owned()),
-            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-}
+use crate::hardening::{connect_from, until_closed};
+use crate::helpers::{PATIENCE, TestApp, client_from};
 
 #[tokio::test]
 async fn a_body_that_never_arrives_is_answered_408_and_frees_its_place() {
@@ -119,10 +97,6 @@ async fn exhaust_sign_ins(client: &reqwest::Client, url: &str, forged: Option<&s
         statuses.push(request.send().await.unwrap().status().as_u16());
     }
     statuses
-}
-
-fn client_from(address: &str) -> reqwest::Client {
-    reqwest::Client::builder().local_address(address.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
 }
 
 #[tokio::test]
