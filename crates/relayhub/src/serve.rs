@@ -173,7 +173,7 @@ struct Requests {
     from_proxy: bool,
     connection: Arc<Ticket>,
     admission: Arc<Admission>,
-    config: HttpConfig,
+    config: Arc<HttpConfig>,
     accepted: Instant,
     /// The connection's first request is timed from the accept.
     first: Arc<AtomicBool>,
@@ -243,6 +243,8 @@ pub async fn serve(
     // Connections in flight, and the word to finish their request and close.
     let connections = TaskTracker::new();
     let closing = CancellationToken::new();
+    // Cloned per request: shared, not copied.
+    let shared = Arc::new(config.clone());
     let mut reserve = Reserve::take();
     let refusal = overloaded();
     tokio::pin!(shutdown);
@@ -288,7 +290,7 @@ pub async fn serve(
             from_proxy,
             connection: ticket,
             admission: admission.clone(),
-            config: config.clone(),
+            config: shared.clone(),
             accepted: Instant::now(),
             first: Arc::new(AtomicBool::new(true)),
         };
