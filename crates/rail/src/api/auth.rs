@@ -161,8 +161,8 @@ impl Rail {
     /// looked up: 429 past `rail.challenges_per_minute_per_address`.
     fn challenge_from(&self, client: Option<std::net::IpAddr>) -> Result<(), ApiError> {
         let Some(client) = client.map(relayhub_core::client::address_key) else { return Ok(()) };
-        // Keys come from unauthenticated clients: never let the table grow
-        // past a bound between the minute's clean-ups.
+        // Keys come from unauthenticated clients: past this many, forget
+        // the idle ones now rather than at the minute's clean-up.
         if self.challenges_by_address.len() > MAX_CHALLENGE_ADDRESSES {
             self.challenges_by_address.retain_recent();
         }
@@ -273,14 +273,13 @@ pub struct StoreSignIn {
     pub answer: SignedChallenge,
 }
 
-/// The most client addresses the challenge limiter remembers before it
-/// forgets the idle ones early.
+/// Client addresses the challenge limiter may hold before it forgets the
+/// idle ones early.
 const MAX_CHALLENGE_ADDRESSES: usize = 100_000;
 
 fn too_many_challenges(wait: &governor::NotUntil<governor::clock::QuantaInstant>, whom: &str) -> ApiError {
-    let seconds = wait.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
     ApiError::new(ErrorCode::RateLimited, format!("too many sign-in challenges {whom}; wait"))
-        .retry_after(seconds.as_secs().max(1) as u32)
+        .retry_after(super::retry_seconds(wait))
 }
 
 fn robot_not_found(id: Uuid) -> ApiError {

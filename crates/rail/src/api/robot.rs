@@ -109,9 +109,8 @@ impl Rail {
     /// `rail.engineer_attempts_per_minute`.
     fn engineer_attempt(&self, robot: Uuid) -> Result<(), ApiError> {
         self.engineer_attempts.check_key(&robot).map_err(|wait| {
-            let seconds = wait.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             ApiError::new(ErrorCode::TooManyAttempts, "too many engineer sign-ins at this robot; wait")
-                .retry_after(seconds.as_secs().max(1) as u32)
+                .retry_after(super::retry_seconds(&wait))
         })
     }
 }
