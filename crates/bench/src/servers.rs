@@ -138,6 +138,10 @@ impl Server {
             // many robots pairing from one address as a benchmark wants.
             .env("RELAYHUB_RELAY__QUEUE_LIMIT", "1000000")
             .env("RELAYHUB_FLEET__PAIRINGS_PER_ADDRESS", "1000000")
+            // Ingest measures throughput, not the per-robot rate and the
+            // license's store size; the series bound (and its cost) stays.
+            .env("RELAYHUB_FLEET__TELEMETRY__MAX_POINTS_PER_MINUTE", "1000000000000")
+            .env("RELAYHUB_FLEET__TELEMETRY__MAX_BYTES_PER_LICENSE", "1000000000000000")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .kill_on_drop(true)

@@ -172,6 +172,14 @@ error_codes! {
     /// Telemetry: a line of the body is not valid line protocol (the message
     /// names the first bad line); nothing of the body was stored.
     InvalidLineProtocol => (BAD_REQUEST, "invalid_line_protocol"),
+    /// Telemetry: the write would take its robot past
+    /// `fleet.telemetry.max_series_per_robot` distinct series (the message
+    /// names a few of the new ones); nothing of the body was stored.
+    TooManySeries => (UNPROCESSABLE_ENTITY, "too_many_series"),
+    /// Telemetry: the license's store holds
+    /// `fleet.telemetry.max_bytes_per_license` already; nothing of the body
+    /// was stored. Space comes back as points pass their retention.
+    TelemetryStoreFull => (CONFLICT, "telemetry_store_full"),
     /// A registered device still waits for an operator's approval.
     DevicePending => (FORBIDDEN, "device_pending"),
     /// A registered device was blocked by an operator.

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
-use relayhub_fleet::telemetry::store::{ChunkForm, ForwardStore, NewChunk, StoredChunk, TelemetryStore, within_bytes};
+use relayhub_fleet::telemetry::store::{
+    Appended, ChunkForm, ForwardStore, NewChunk, SEEN_GRANULARITY, SeriesQuota, StoredChunk, TelemetryStore,
+    series_verdict, within_bytes,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
 
@@ -68,17 +71,80 @@ async fn insert_chunk(db: impl PgExecutor<'_>, robot: i64, chunk: &NewChunk, now
     Ok(())
 }
 
+/// Checks a write's series against its robot's and records them; the
+/// refusal when they would pass the bound. The caller holds the robot's
+/// row lock (its `last_seen_at` update), so a robot's writes on any node
+/// pass this one at a time.
+async fn record_series(
+    tx: &mut sqlx::PgConnection,
+    robot: i64,
+    quota: &SeriesQuota,
+    now: Timestamp,
+) -> StoreResult<Option<Appended>> {
+    if quota.hashes.is_empty() {
+        return Ok(None);
+    }
+    let seen: Vec<(i64, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT hash, seen_at FROM telemetry_series WHERE robot_id = $1 AND hash = ANY($2)")
+            .bind(robot)
+            .bind(&quota.hashes)
+            .fetch_all(&mut *tx)
+            .await
+            .sql()?;
+    let seen: std::collections::HashMap<i64, Timestamp> = seen.into_iter().map(|(h, t)| (h, time(t))).collect();
+    let count: i64 = if seen.len() < quota.hashes.len() {
+        sqlx::query_scalar("SELECT count(*) FROM telemetry_series WHERE robot_id = $1")
+            .bind(robot)
+            .fetch_one(&mut *tx)
+            .await
+            .sql()?
+    } else {
+        0
+    };
+    let count = u64::try_from(count).unwrap_or(0);
+    if let Some(refused) = series_verdict(&quota.hashes, |h| seen.contains_key(&h), count, quota.max) {
+        return Ok(Some(refused));
+    }
+    let stale = now.minus(SEEN_GRANULARITY);
+    let touch: Vec<i64> = quota.hashes.iter().copied().filter(|h| seen.get(h).is_none_or(|at| *at < stale)).collect();
+    if !touch.is_empty() {
+        sqlx::query(
+            "INSERT INTO telemetry_series (robot_id, hash, seen_at) SELECT $1, unnest($2::bigint[]), $3
+             ON CONFLICT (robot_id, hash) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(robot)
+        .bind(&touch)
+        .bind(at(now))
+        .execute(&mut *tx)
+        .await
+        .sql()?;
+    }
+    Ok(None)
+}
+
 #[async_trait]
 impl TelemetryStore for PgTelemetry {
-    async fn append(&self, robot: i64, chunk: NewChunk, forward: Option<Vec<u8>>, now: Timestamp) -> StoreResult<()> {
+    async fn append_within(
+        &self,
+        robot: i64,
+        chunk: NewChunk,
+        quota: SeriesQuota,
+        forward: Option<Vec<u8>>,
+        now: Timestamp,
+    ) -> StoreResult<Appended> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
-        insert_chunk(&mut *tx, robot, &chunk, now).await?;
+        // First: the row lock serialises this robot's writes (the series count).
         sqlx::query("UPDATE fleet_robots SET last_seen_at = $2 WHERE id = $1")
             .bind(robot)
             .bind(at(now))
             .execute(&mut *tx)
             .await
             .sql()?;
+        if let Some(refused) = record_series(&mut tx, robot, &quota, now).await? {
+            // Dropping the transaction rolls the update back.
+            return Ok(refused);
+        }
+        insert_chunk(&mut *tx, robot, &chunk, now).await?;
         if let Some(lines) = forward.filter(|l| !l.is_empty()) {
             sqlx::query("INSERT INTO telemetry_forward (bytes, body) VALUES ($1, $2)")
                 .bind(i64::try_from(lines.len()).unwrap_or(i64::MAX))
@@ -87,7 +153,29 @@ impl TelemetryStore for PgTelemetry {
                 .await
                 .sql()?;
         }
-        tx.commit().await.sql()
+        tx.commit().await.sql()?;
+        Ok(Appended::Stored)
+    }
+
+    async fn forget_series(&self, before: Timestamp) -> StoreResult<u64> {
+        let gone = sqlx::query("DELETE FROM telemetry_series WHERE seen_at < $1")
+            .bind(at(before))
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(gone.rows_affected())
+    }
+
+    async fn bytes_by_license(&self) -> StoreResult<Vec<(i64, u64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT r.license_pk, sum(octet_length(c.body))::bigint FROM telemetry_chunks c
+             JOIN fleet_robots r ON r.id = c.robot_id
+             WHERE r.license_pk IS NOT NULL GROUP BY r.license_pk",
+        )
+        .fetch_all(&self.ctx.pool)
+        .await
+        .sql()?;
+        Ok(rows.into_iter().map(|(license, bytes)| (license, u64::try_from(bytes).unwrap_or(0))).collect())
     }
 
     async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>> {

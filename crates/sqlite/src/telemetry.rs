@@ -7,8 +7,11 @@ use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
-use relayhub_fleet::telemetry::store::{ChunkForm, ForwardStore, NewChunk, StoredChunk, TelemetryStore, within_bytes};
-use rusqlite::{Connection, Row, params};
+use relayhub_fleet::telemetry::store::{
+    Appended, ChunkForm, ForwardStore, NewChunk, SEEN_GRANULARITY, SeriesQuota, StoredChunk, TelemetryStore,
+    series_verdict, within_bytes,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
@@ -61,11 +64,63 @@ fn insert_chunk(conn: &Connection, robot: i64, chunk: &NewChunk, now: Timestamp)
     Ok(())
 }
 
+/// Checks a write's series against its robot's and records them; the
+/// refusal when they would pass the bound (then nothing is written). Runs
+/// on the one writer, so two writes of a robot never both pass the count.
+fn record_series(conn: &Connection, robot: i64, quota: &SeriesQuota, now: Timestamp) -> StoreResult<Option<Appended>> {
+    if quota.hashes.is_empty() {
+        return Ok(None);
+    }
+    let mut lookup =
+        conn.prepare_cached("SELECT seen_at FROM telemetry_series WHERE robot_id = ?1 AND hash = ?2").sql()?;
+    let mut seen = std::collections::HashMap::with_capacity(quota.hashes.len());
+    for hash in &quota.hashes {
+        let at: Option<i64> = lookup.query_row(params![robot, hash], |r| r.get(0)).optional().sql()?;
+        if let Some(at) = at {
+            seen.insert(*hash, at);
+        }
+    }
+    let count: u64 = if seen.len() < quota.hashes.len() {
+        conn.prepare_cached("SELECT count(*) FROM telemetry_series WHERE robot_id = ?1")
+            .sql()?
+            .query_row([robot], |r| r.get(0))
+            .sql()?
+    } else {
+        0
+    };
+    if let Some(refused) = series_verdict(&quota.hashes, |h| seen.contains_key(&h), count, quota.max) {
+        return Ok(Some(refused));
+    }
+    let stale = now.minus(SEEN_GRANULARITY).millis();
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO telemetry_series (robot_id, hash, seen_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (robot_id, hash) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .sql()?;
+    for hash in &quota.hashes {
+        if seen.get(hash).is_none_or(|at| *at < stale) {
+            upsert.execute(params![robot, hash, now.millis()]).sql()?;
+        }
+    }
+    Ok(None)
+}
+
 #[async_trait]
 impl TelemetryStore for SqliteStore {
-    async fn append(&self, robot: i64, chunk: NewChunk, forward: Option<Vec<u8>>, now: Timestamp) -> StoreResult<()> {
+    async fn append_within(
+        &self,
+        robot: i64,
+        chunk: NewChunk,
+        quota: SeriesQuota,
+        forward: Option<Vec<u8>>,
+        now: Timestamp,
+    ) -> StoreResult<Appended> {
         self.writer
             .write(move |conn, _| {
+                if let Some(refused) = record_series(conn, robot, &quota, now)? {
+                    return Ok(refused);
+                }
                 insert_chunk(conn, robot, &chunk, now)?;
                 conn.prepare_cached("UPDATE fleet_robots SET last_seen_at = ?2 WHERE id = ?1")
                     .sql()?
@@ -77,7 +132,37 @@ impl TelemetryStore for SqliteStore {
                         .execute(params![lines.len(), lines])
                         .sql()?;
                 }
-                Ok(())
+                Ok(Appended::Stored)
+            })
+            .await
+    }
+
+    async fn forget_series(&self, before: Timestamp) -> StoreResult<u64> {
+        self.writer
+            .write(move |conn, _| {
+                let gone = conn
+                    .prepare_cached("DELETE FROM telemetry_series WHERE seen_at < ?1")
+                    .sql()?
+                    .execute([before.millis()])
+                    .sql()?;
+                Ok(gone as u64)
+            })
+            .await
+    }
+
+    async fn bytes_by_license(&self) -> StoreResult<Vec<(i64, u64)>> {
+        self.readers
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT r.license_pk, sum(length(c.body)) FROM telemetry_chunks c
+                     JOIN fleet_robots r ON r.id = c.robot_id
+                     WHERE r.license_pk IS NOT NULL GROUP BY r.license_pk",
+                )
+                .sql()?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()
             })
             .await
     }

@@ -19,8 +19,9 @@ use super::codec;
 use super::line::{self, Limits, Precision};
 use super::logs::{LogEntry, LogFilter};
 use super::model::{Kind, SeriesKey};
+use super::quota::{self, Limit};
 use super::read::{ChartRequest, MAX_POINTS};
-use super::store::{ChunkForm, NewChunk};
+use super::store::{Appended, ChunkForm, NEW_SHOWN, NewChunk, SeriesQuota};
 use crate::Fleet;
 use crate::auth::{RobotAuth, UserAuth};
 use crate::model::Robot;
@@ -109,28 +110,70 @@ async fn ingest(
         let parsed = line::parse(text, precision, now_ns, Limits::default(), forwarding.then_some(tags.as_slice()))?;
         let span = parsed.chunk.span();
         let body = codec::encode(&parsed.chunk, codec::FAST);
+        let points = parsed.chunk.points() as u64;
+        // The keys move out of the chunk, now encoded: for counting, and
+        // to name a few in a refusal.
+        let series: Vec<(i64, SeriesKey)> =
+            parsed.chunk.series.into_iter().map(|s| (quota::series_hash(&s.key), s.key)).collect();
         Ok((
             span.map(|(min_time, max_time)| NewChunk {
                 form: ChunkForm::Points,
                 level: 0,
                 min_time,
                 max_time,
-                points: parsed.chunk.points() as u64,
+                points,
                 body,
             }),
             parsed.forward,
+            series,
         ))
     })
     .await
     .map_err(|_| ApiError::new(ErrorCode::Internal, "parsing the write failed"))?;
-    let (chunk, forward) = parsed.inspect_err(|err| telemetry.metrics.refuse(err))?;
+    let (chunk, forward, series) = parsed.inspect_err(|err| telemetry.metrics.refuse(err))?;
     // An empty body (or comments only) stores nothing, as InfluxDB does.
     let Some(chunk) = chunk else { return Ok(()) };
     let points = chunk.points;
-    if let Err(err) = telemetry.chunks.append(robot.id, chunk, forward, now).await {
-        let err = ApiError::from(err);
-        telemetry.metrics.refuse(&err);
+    let bytes = chunk.body.len() as u64;
+    let config = &telemetry.config;
+    if let Some(license) = robot.license {
+        let full = telemetry.usage.check(license.0, bytes, config.max_bytes_per_license);
+        full.inspect_err(|err| telemetry.metrics.limited(Limit::LicenseBytes, err))?;
+    }
+    let rate = telemetry.rates.take(robot.id, points, std::time::Instant::now());
+    rate.inspect_err(|err| telemetry.metrics.limited(Limit::PointsPerMinute, err))?;
+    let mut hashes: Vec<i64> = series.iter().map(|(hash, _)| *hash).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let max = config.max_series_per_robot;
+    // (what the robot knew, if the store was asked; new series; a few of them)
+    let refused = if hashes.len() as u64 > max {
+        // Past the bound whatever the robot knows: the store is not asked.
+        Some((None, hashes.len() as u64, hashes.iter().copied().take(NEW_SHOWN).collect::<Vec<_>>()))
+    } else {
+        let quota = SeriesQuota { hashes, max };
+        match telemetry.chunks.append_within(robot.id, chunk, quota, forward, now).await {
+            Ok(Appended::Stored) => None,
+            Ok(Appended::TooManySeries { known, new, shown }) => Some((Some(known), new, shown)),
+            Err(err) => {
+                let err = ApiError::from(err);
+                telemetry.metrics.refuse(&err);
+                return Err(err);
+            }
+        }
+    };
+    if let Some((known, new, shown)) = refused {
+        let examples: Vec<String> = shown
+            .iter()
+            .filter_map(|hash| series.iter().find(|(h, _)| h == hash))
+            .map(|(_, key)| quota::shown(key))
+            .collect();
+        let err = quota::too_many_series(known, new, max, &examples);
+        telemetry.metrics.limited(Limit::Series, &err);
         return Err(err);
+    }
+    if let Some(license) = robot.license {
+        telemetry.usage.add(license.0, bytes);
     }
     telemetry.metrics.points.inc_by(points);
     if forwarding {
@@ -172,7 +215,13 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
     responses(
         (status = 204, description = "Stored durably"),
         (status = 400, description = "A line is not line protocol (`invalid_line_protocol` names it); nothing was stored", body = ErrorBody),
+        (status = 409, description = "`telemetry_store_full`: the license stores `fleet.telemetry.max_bytes_per_license` already; nothing was stored", body = ErrorBody),
         (status = 413, description = "The body is too large; send smaller batches", body = ErrorBody),
+        (status = 422, description = "`too_many_series`: the write would take the robot past `fleet.telemetry.max_series_per_robot` series (the message names some); nothing was stored", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the robot wrote `fleet.telemetry.max_points_per_minute` points in the last minute; retry after `Retry-After` seconds, nothing was stored", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many writes at once; retry after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("robot" = []))
 )]
@@ -203,7 +252,13 @@ pub async fn write_v2(
     responses(
         (status = 204, description = "Stored durably"),
         (status = 400, description = "A line is not line protocol (`invalid_line_protocol` names it); nothing was stored", body = ErrorBody),
+        (status = 409, description = "`telemetry_store_full`: the license stores `fleet.telemetry.max_bytes_per_license` already; nothing was stored", body = ErrorBody),
         (status = 413, description = "The body is too large; send smaller batches", body = ErrorBody),
+        (status = 422, description = "`too_many_series`: the write would take the robot past `fleet.telemetry.max_series_per_robot` series (the message names some); nothing was stored", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: the robot wrote `fleet.telemetry.max_points_per_minute` points in the last minute; retry after `Retry-After` seconds, nothing was stored", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "Too many writes at once; retry after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
     ),
     security(("robot" = []))
 )]

@@ -84,6 +84,9 @@ impl Telemetry {
         let now_ns = now.millis().saturating_mul(1_000_000);
         let rollup_horizon = now_ns.saturating_sub(nanos(self.config.rollup_retention));
         round.expired += self.chunks.expire(ChunkForm::Rollup, rollup_horizon).await?;
+        // A series unwritten for the raw retention counts no more.
+        self.chunks.forget_series(now.minus(self.config.retention)).await?;
+        self.measure_usage().await?;
         self.metrics.compactions.inc_by(round.merges);
         Ok(round)
     }

@@ -8,13 +8,16 @@
 //! - [`line`]: line protocol → [`model::Chunk`]; [`codec`]: chunks ↔ bytes;
 //! - [`aggregate`]: buckets and partial aggregates; [`logs`]: log entries;
 //! - [`store`]: what storage provides; `maintain`: compaction and expiry;
-//!   `forward`: the forwarder; `api`: the HTTP endpoints; `read`: queries.
+//!   `forward`: the forwarder; `api`: the HTTP endpoints; `read`: queries;
+//! - [`quota`]: what one robot or license may store (series, points per
+//!   minute, bytes).
 
 pub mod aggregate;
 pub mod codec;
 pub mod line;
 pub mod logs;
 pub mod model;
+pub mod quota;
 pub mod store;
 
 pub(crate) mod api;
@@ -65,6 +68,21 @@ pub struct TelemetryConfig {
     /// Writes parsed and stored at once; more wait up to a second, then
     /// get 503 with `Retry-After`.
     pub max_writes_in_flight: usize,
+    /// Distinct series (measurement, tag set and field, as VictoriaMetrics
+    /// counts them) one robot may have written in the raw retention; a
+    /// write bringing more gets 422 `too_many_series`, nothing stored.
+    /// Telegraf's usual inputs write a few hundred; a tag that changes per
+    /// point (a PID, a timestamp) writes one per point.
+    pub max_series_per_robot: u64,
+    /// Points one robot may write a minute, per node (a bucket of this
+    /// many, refilled over a minute; a write larger than it passes when
+    /// the bucket is full); past it 429 with `Retry-After`, nothing stored.
+    pub max_points_per_minute: u64,
+    /// Bytes of stored telemetry (compressed chunks, rollups included) per
+    /// license; past it 409 `telemetry_store_full`, nothing stored, until
+    /// retention frees space. Measured every five minutes at most, plus
+    /// what each node stored since.
+    pub max_bytes_per_license: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -77,6 +95,9 @@ impl Default for TelemetryConfig {
             maintain_interval: Duration::from_secs(30),
             max_body_bytes: 32 << 20,
             max_writes_in_flight: 64,
+            max_series_per_robot: 2_000,
+            max_points_per_minute: 60_000,
+            max_bytes_per_license: 1 << 30,
         }
     }
 }
@@ -115,6 +136,8 @@ pub struct TelemetryMetrics {
     pub points: Counter,
     pub bytes: Counter,
     pub refused: Family<ReasonLabel, Counter>,
+    /// Writes refused by a limit, by `limit` (three values).
+    pub limited: Family<quota::LimitLabel, Counter>,
     pub forward_sent: Counter,
     pub forward_dropped: Counter,
     pub forward_failures: Counter,
@@ -127,6 +150,14 @@ impl TelemetryMetrics {
         metrics.register("fleet_telemetry_points", "Points stored from robots' writes", self.points.clone());
         metrics.register("fleet_telemetry_bytes", "Bytes of robots' write bodies, as sent", self.bytes.clone());
         metrics.register("fleet_telemetry_refused", "Robot writes refused, by reason", self.refused.clone());
+        for limit in [quota::Limit::Series, quota::Limit::PointsPerMinute, quota::Limit::LicenseBytes] {
+            let _ = self.limited.get_or_create(&quota::LimitLabel { limit: limit.label() });
+        }
+        metrics.register(
+            "fleet_telemetry_limited",
+            "Robot writes refused by a limit (fleet.telemetry.max_*), by limit",
+            self.limited.clone(),
+        );
         metrics.register("fleet_telemetry_forward_sent", "Batches forwarded", self.forward_sent.clone());
         metrics.register(
             "fleet_telemetry_forward_dropped",
@@ -152,9 +183,16 @@ impl TelemetryMetrics {
             ErrorCode::InvalidLineProtocol | ErrorCode::InvalidField | ErrorCode::BadRequest => "invalid",
             ErrorCode::PayloadTooLarge => "too_large",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::TooManySeries | ErrorCode::RateLimited | ErrorCode::TelemetryStoreFull => "limit",
             _ => "storage",
         };
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a refusal by `limit` (and as a refusal).
+    pub fn limited(&self, limit: quota::Limit, err: &ApiError) {
+        self.limited.get_or_create(&quota::LimitLabel { limit: limit.label() }).inc();
+        self.refuse(err);
     }
 }
 
@@ -166,6 +204,12 @@ pub struct Telemetry {
     pub chunks: Arc<dyn TelemetryStore>,
     pub backlog: Arc<dyn ForwardStore>,
     pub metrics: TelemetryMetrics,
+    /// Points per minute per robot, on this node.
+    pub(crate) rates: Arc<quota::PointRates>,
+    /// Bytes stored per license.
+    pub(crate) usage: Arc<quota::LicenseUsage>,
+    /// When `usage` was last measured in the store.
+    usage_measured: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     in_flight: Arc<Semaphore>,
     /// Woken when a write adds to the forwarding backlog.
     written: Arc<Notify>,
@@ -179,9 +223,10 @@ impl Telemetry {
         metrics: &Metrics,
     ) -> Result<Self, String> {
         if let Some(url) = &forwarding.url {
-            let parsed = reqwest::Url::parse(url).map_err(|e| format!("fleet.forward.url {url:?}: {e}"))?;
+            let shown = relayhub_core::secret::redact_url(url);
+            let parsed = reqwest::Url::parse(url).map_err(|e| format!("fleet.forward.url {shown}: {e}"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(format!("fleet.forward.url {url:?}: not an http(s) URL"));
+                return Err(format!("fleet.forward.url {shown}: not an http(s) URL"));
             }
         }
         if config.rollup_step.is_zero() || config.rollup_step.as_nanos() > i64::MAX as u128 {
@@ -189,6 +234,9 @@ impl Telemetry {
         }
         let telemetry = Self {
             in_flight: Arc::new(Semaphore::new(config.max_writes_in_flight.max(1))),
+            rates: Arc::new(quota::PointRates::new(config.max_points_per_minute)),
+            usage: Arc::default(),
+            usage_measured: Arc::default(),
             config: Arc::new(config),
             forwarding: Arc::new(forwarding),
             chunks: stores.get()?,
@@ -206,6 +254,21 @@ impl Telemetry {
         now.millis().saturating_mul(1_000_000).saturating_sub(nanos(self.config.retention))
     }
 
+    /// Measures the bytes each license stores, unless done in the last
+    /// [`USAGE_EVERY`] (it reads every chunk row's length).
+    pub(crate) async fn measure_usage(&self) -> Result<(), ApiError> {
+        let now = std::time::Instant::now();
+        {
+            let last = self.usage_measured.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| now.duration_since(at) < USAGE_EVERY) {
+                return Ok(());
+            }
+        }
+        self.usage.set(self.chunks.bytes_by_license().await?);
+        *self.usage_measured.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        Ok(())
+    }
+
     /// Waits up to a second for a slot to store a write in; 503 otherwise.
     async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         let slot = tokio::time::timeout(Duration::from_secs(1), self.in_flight.clone().acquire_owned()).await;
@@ -215,6 +278,9 @@ impl Telemetry {
         }
     }
 }
+
+/// How often the bytes per license are measured in the store, at most.
+const USAGE_EVERY: Duration = Duration::from_secs(300);
 
 /// A duration as Unix nanoseconds, saturating.
 pub(crate) fn nanos(d: Duration) -> i64 {

@@ -51,12 +51,64 @@ pub struct StoredChunk {
     pub created_at: Timestamp,
 }
 
+/// The series a write brings ([`super::quota::series_hash`] of each,
+/// sorted, unique) and how many its robot may know in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuota {
+    pub hashes: Vec<i64>,
+    pub max: u64,
+}
+
+impl SeriesQuota {
+    /// No series counted: for writes that are not a robot's (tests, tools).
+    pub fn unchecked() -> Self {
+        Self { hashes: Vec::new(), max: u64::MAX }
+    }
+}
+
+/// What became of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Stored,
+    /// Refused, nothing stored: the robot knows `known` series and these
+    /// hashes of the write are new to it (at most [`NEW_SHOWN`]).
+    TooManySeries {
+        known: u64,
+        new: u64,
+        shown: Vec<i64>,
+    },
+}
+
+/// New series a refusal names, at most.
+pub const NEW_SHOWN: usize = 3;
+
 /// Telemetry chunks.
 #[async_trait]
 pub trait TelemetryStore: Send + Sync + 'static {
     /// Stores one write, durably: its chunk, the robot's `last_seen_at`,
     /// and its lines for the forwarding backlog when given.
-    async fn append(&self, robot: i64, chunk: NewChunk, forward: Option<Vec<u8>>, now: Timestamp) -> StoreResult<()>;
+    async fn append(&self, robot: i64, chunk: NewChunk, forward: Option<Vec<u8>>, now: Timestamp) -> StoreResult<()> {
+        self.append_within(robot, chunk, SeriesQuota::unchecked(), forward, now).await.map(|_| ())
+    }
+    /// [`Self::append`], unless the write's series new to the robot would
+    /// take it past `quota.max` known series: then nothing is stored. The
+    /// series are recorded (or marked seen, at most hourly) in the same
+    /// transaction, and writes of one robot are serialised, so concurrent
+    /// writes cannot both pass the count.
+    async fn append_within(
+        &self,
+        robot: i64,
+        chunk: NewChunk,
+        quota: SeriesQuota,
+        forward: Option<Vec<u8>>,
+        now: Timestamp,
+    ) -> StoreResult<Appended>;
+    /// Forgets series not written since `before` (they count no more);
+    /// returns how many.
+    async fn forget_series(&self, before: Timestamp) -> StoreResult<u64>;
+    /// Bytes of stored chunks (bodies) per license, for the licenses that
+    /// have any.
+    async fn bytes_by_license(&self) -> StoreResult<Vec<(i64, u64)>>;
     /// A robot's chunks of `form` with points in `[from, to]`, oldest
     /// first (by when they were stored).
     async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>>;
@@ -88,6 +140,25 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// how many.
     async fn expire(&self, form: ChunkForm, before: i64) -> StoreResult<u64>;
 }
+
+/// Of a write's series (`hashes`), those the robot does not know yet
+/// (`known` says), and whether taking them would pass `max` with `count`
+/// known already: the refusal to give, or `None` to store.
+pub fn series_verdict(hashes: &[i64], known: impl Fn(i64) -> bool, count: u64, max: u64) -> Option<Appended> {
+    let new: Vec<i64> = hashes.iter().copied().filter(|h| !known(*h)).collect();
+    if count.saturating_add(new.len() as u64) <= max {
+        return None;
+    }
+    Some(Appended::TooManySeries {
+        known: count,
+        new: new.len() as u64,
+        shown: new.into_iter().take(NEW_SHOWN).collect(),
+    })
+}
+
+/// How long a known series' `seen_at` may lag: it is rewritten at most
+/// this often, not on every write.
+pub const SEEN_GRANULARITY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Lines waiting to be forwarded.
 #[async_trait]
@@ -125,6 +196,15 @@ pub fn within_bytes(waiting: &[(i64, usize)], max_bytes: usize) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_new_series_count_against_the_limit() {
+        let known = |h: i64| h < 10;
+        assert_eq!(series_verdict(&[1, 2, 3], known, 5, 5), None, "known series pass a full robot");
+        assert_eq!(series_verdict(&[1, 11, 12], known, 3, 5), None);
+        let refused = series_verdict(&[1, 11, 12, 13, 14], known, 3, 5);
+        assert_eq!(refused, Some(Appended::TooManySeries { known: 3, new: 4, shown: vec![11, 12, 13] }));
+    }
 
     #[test]
     fn a_claim_fits_its_bound_but_takes_at_least_one() {

@@ -34,5 +34,6 @@ mod signal;
 mod signal_nodes;
 mod signal_users;
 mod telemetry;
+mod telemetry_quotas;
 mod tenancy;
 mod webrtc;

@@ -16,16 +16,16 @@ use crate::field;
 use crate::fleet::{PASSWORD, as_user, pair_at, paired_robot, sign_in_at, signed_in, user, user_json};
 use crate::helpers::{PATIENCE, TestApp};
 
-fn now_s() -> i64 {
+pub(crate) fn now_s() -> i64 {
     relayhub_core::time::Timestamp::now().millis() / 1000
 }
 
-fn rfc3339(seconds: i64) -> String {
+pub(crate) fn rfc3339(seconds: i64) -> String {
     chrono::DateTime::from_timestamp(seconds, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A robot's write as Telegraf sends it (`Token` auth, gzip).
-async fn write(app: &TestApp, token: &str, precision: &str, body: &str) -> reqwest::Response {
+pub(crate) async fn write(app: &TestApp, token: &str, precision: &str, body: &str) -> reqwest::Response {
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gzip.write_all(body.as_bytes()).unwrap();
     app.http
@@ -39,7 +39,7 @@ async fn write(app: &TestApp, token: &str, precision: &str, body: &str) -> reqwe
 }
 
 /// A chart as JSON.
-async fn chart(app: &TestApp, user: &str, robot: i64, query: &str) -> Value {
+pub(crate) async fn chart(app: &TestApp, user: &str, robot: i64, query: &str) -> Value {
     let response =
         as_user(app, reqwest::Method::GET, &format!("/api/robots/{robot}/metrics?{query}"), user).send().await.unwrap();
     assert_eq!(response.status(), 200, "{query}");
@@ -47,7 +47,7 @@ async fn chart(app: &TestApp, user: &str, robot: i64, query: &str) -> Value {
 }
 
 /// A signed-in user of LIC-T and a robot it paired: (access token, robot id, robot token).
-async fn owner_and_robot(app: &TestApp, hostname: &str) -> (String, i64, String) {
+pub(crate) async fn owner_and_robot(app: &TestApp, hostname: &str) -> (String, i64, String) {
     let email = format!("owner-{hostname}@example.com");
     user(app, "LIC-T", &email, Role::User).await;
     let access = signed_in(app, &email).await;
