@@ -125,8 +125,10 @@ impl Server {
             }
             Ok(serde_json::from_slice(&out.stdout)?)
         };
-        let token =
-            admin(&["license", "create", "--number", "BENCH"])?["token"].as_str().unwrap_or_default().to_owned();
+        let token = admin(&["license", "create", "--number", "BENCH", "--binding", "open"])?["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let api_key = admin(&["apikey", "create"])?["key"].as_str().unwrap_or_default().to_owned();
         let mut child = Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -138,6 +140,7 @@ impl Server {
             // many robots pairing from one address as a benchmark wants.
             .env("RELAYHUB_RELAY__QUEUE_LIMIT", "1000000")
             .env("RELAYHUB_FLEET__PAIRINGS_PER_ADDRESS", "1000000")
+            .env("RELAYHUB_RELAY__NEW_DEVICES_PER_MINUTE", "1000000")
             // Ingest measures throughput, not the per-robot rate and the
             // license's store size; the series bound (and its cost) stays.
             .env("RELAYHUB_FLEET__TELEMETRY__MAX_POINTS_PER_MINUTE", "1000000000000")

@@ -47,7 +47,8 @@ pub async fn run(database: Option<&str>, messages: usize) -> anyhow::Result<Stor
     let backend = stores.backend.kind().to_owned();
     let (identity, relay) = (stores.identity.clone(), stores.get::<dyn QueueStore>().map_err(anyhow::Error::msg)?);
     let number = LicenseNumber::parse(&format!("BENCH-{}", uuid::Uuid::new_v4().simple()))?;
-    let new = NewLicense { number, name: String::new(), expires_at: None, max_devices: None };
+    let binding = relayhub_core::identity::BindingPolicy::Open;
+    let new = NewLicense { number, name: String::new(), expires_at: None, max_devices: None, binding };
     let (license, _) = identity::create_license(identity.as_ref(), new).await?;
     let device = |d: usize| DeviceId::parse(&format!("store-{d:04}")).expect("a valid id");
     let message = |k: usize| -> anyhow::Result<NewMessage> {
@@ -91,7 +92,15 @@ pub async fn run(database: Option<&str>, messages: usize) -> anyhow::Result<Stor
     // acknowledges each window.
     let mut pks = Vec::with_capacity(DEVICES);
     for d in 0..DEVICES {
-        pks.push(stores.devices.attach(&license, &device(d)).await?.pk);
+        let fresh = relayhub_core::secret::Secret::new("unused: the license is open").hash();
+        let request = relayhub_core::devices::Attach {
+            license: &license,
+            device: &device(d),
+            presented: None,
+            fresh,
+            may_bind: &|| Ok(()),
+        };
+        pks.push(stores.devices.attach(request).await?.device.pk);
     }
     let started = Instant::now();
     let mut fetched = Vec::new();

@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 use crate::bus::Topic;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::ConnId;
-use crate::identity::License;
+use crate::identity::{BindingPolicy, License};
 use crate::ids::{DeviceId, DevicePk, LicensePk};
+use crate::secret::SecretHash;
 use crate::store::{Page, PageRequest, StoreResult};
 use crate::time::Timestamp;
 
@@ -36,6 +37,8 @@ pub struct DeviceRecord {
     pub last_seen: Option<Timestamp>,
     /// When it was bound to its license.
     pub bound_at: Timestamp,
+    /// It holds a device secret: its connections must present it.
+    pub has_secret: bool,
 }
 
 /// A bound device, as a connection knows it.
@@ -73,11 +76,77 @@ pub fn resolve(
     purpose: Purpose,
 ) -> Result<Binding, ApiError> {
     match owner {
+        None if purpose == Purpose::Connect && license.binding == BindingPolicy::Preregistered => Err(ApiError::new(
+            ErrorCode::DeviceNotRegistered,
+            format!("license {} admits only devices its back office has bound; {device} is not one", license.number),
+        )),
         None => Ok(Binding::Bind),
         Some(owner) if owner == license.pk => Ok(Binding::Bound),
         Some(_) if purpose == Purpose::Connect => Err(bound_elsewhere(device)),
         Some(_) => Err(not_found(device)),
     }
+}
+
+/// What a connection does about its device's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretStep {
+    /// The license is `open`: devices have no secret.
+    NotUsed,
+    /// It presented the device's secret.
+    Proven,
+    /// The device has none yet (bound just now, bound by the back office,
+    /// or reset): store the connection's fresh one and send it in `hello`.
+    Issue,
+}
+
+/// The rule for a device's secret: `stored` is the device's, `presented`
+/// the connection's (both hashed).
+pub fn device_secret(
+    device: &DeviceId,
+    policy: BindingPolicy,
+    stored: Option<&SecretHash>,
+    presented: Option<&SecretHash>,
+) -> Result<SecretStep, ApiError> {
+    if !policy.has_secrets() {
+        return Ok(SecretStep::NotUsed);
+    }
+    match (stored, presented) {
+        (None, _) => Ok(SecretStep::Issue),
+        (Some(stored), Some(presented)) if stored.ct_eq(presented) => Ok(SecretStep::Proven),
+        (Some(_), Some(_)) => Err(ApiError::new(
+            ErrorCode::InvalidDeviceSecret,
+            format!("the device secret of {device} is wrong; if the app lost it, the back office resets the device"),
+        )),
+        (Some(_), None) => Err(ApiError::new(
+            ErrorCode::InvalidDeviceSecret,
+            format!(
+                "device {device} has a secret: send it as 'X-Device-Secret' or '?device_secret='; if the app lost \
+                 it, the back office resets the device"
+            ),
+        )),
+    }
+}
+
+/// What a device's connection asks of the store.
+pub struct Attach<'a> {
+    pub license: &'a License,
+    pub device: &'a DeviceId,
+    /// The secret the connection presents, hashed.
+    pub presented: Option<SecretHash>,
+    /// A fresh secret's hash, stored if the device gets one now
+    /// ([`SecretStep::Issue`]).
+    pub fresh: SecretHash,
+    /// Asked before the device is bound now (the new-binding rate); its
+    /// refusal refuses the connection, nothing bound.
+    pub may_bind: &'a (dyn Fn() -> Result<(), ApiError> + Send + Sync),
+}
+
+/// A device attached to its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub device: DeviceRef,
+    /// The connection's fresh secret is now the device's: send it.
+    pub issued: bool,
 }
 
 /// Refuses binding `adding` more devices to a license that has `used` of
@@ -141,8 +210,12 @@ pub trait DeviceStore: Send + Sync + 'static {
     async fn bind(&self, license: &License, device: &DeviceId) -> StoreResult<(DeviceRecord, bool)>;
     /// A device asks to connect: bound now if it is new (`device_limit`
     /// past the license's maximum), `device_bound_elsewhere` if it is
-    /// another license's.
-    async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<DeviceRef>;
+    /// another license's; its secret checked or issued ([`device_secret`];
+    /// of two connections issued at once, one wins and the other is
+    /// refused).
+    async fn attach(&self, request: Attach<'_>) -> StoreResult<Attached>;
+    /// Forgets a device's secret: its next connection gets a new one.
+    async fn reset_secret(&self, license: LicensePk, device: &DeviceId) -> StoreResult<DeviceRecord>;
     /// Unbinds a device; every capability's data of it goes too, and its
     /// connections are told ([`DeviceEvent::Unbound`]).
     async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk>;
@@ -178,8 +251,32 @@ mod tests {
             name: String::new(),
             expires_at: None,
             max_devices: max,
+            binding: BindingPolicy::FirstUse,
             created_at: Timestamp::from_millis(0),
         }
+    }
+
+    #[test]
+    fn a_preregistered_license_binds_only_from_the_back_office() {
+        let d = DeviceId::parse("d1").unwrap();
+        let l = License { binding: BindingPolicy::Preregistered, ..license(1, None) };
+        assert_eq!(resolve(&d, None, &l, Purpose::Connect).unwrap_err().code, ErrorCode::DeviceNotRegistered);
+        assert_eq!(resolve(&d, None, &l, Purpose::Queue), Ok(Binding::Bind));
+        assert_eq!(resolve(&d, Some(LicensePk(1)), &l, Purpose::Connect), Ok(Binding::Bound));
+    }
+
+    #[test]
+    fn a_secret_is_issued_once_then_required() {
+        let d = DeviceId::parse("d1").unwrap();
+        let (mine, other) = (crate::secret::Secret::new("a").hash(), crate::secret::Secret::new("b").hash());
+        let first = BindingPolicy::FirstUse;
+        assert_eq!(device_secret(&d, BindingPolicy::Open, Some(&mine), None), Ok(SecretStep::NotUsed));
+        assert_eq!(device_secret(&d, first, None, None), Ok(SecretStep::Issue));
+        assert_eq!(device_secret(&d, first, None, Some(&other)), Ok(SecretStep::Issue), "after a reset");
+        assert_eq!(device_secret(&d, first, Some(&mine), Some(&mine)), Ok(SecretStep::Proven));
+        let refused = |presented| device_secret(&d, first, Some(&mine), presented).unwrap_err().code;
+        assert_eq!(refused(None), ErrorCode::InvalidDeviceSecret);
+        assert_eq!(refused(Some(&other)), ErrorCode::InvalidDeviceSecret);
     }
 
     #[test]

@@ -55,6 +55,13 @@ error_codes! {
     LicenseExpired => (FORBIDDEN, "license_expired"),
     /// The device is bound to another license.
     DeviceBoundElsewhere => (FORBIDDEN, "device_bound_elsewhere"),
+    /// The device has a secret and the connection did not present it, or
+    /// presented another (`X-Device-Secret`); the connected device, if
+    /// any, is not disturbed. The back office can reset it.
+    InvalidDeviceSecret => (UNAUTHORIZED, "invalid_device_secret"),
+    /// The license is `preregistered` and the back office has not bound
+    /// this device id; nothing was bound.
+    DeviceNotRegistered => (FORBIDDEN, "device_not_registered"),
     /// No such route.
     NotFound => (NOT_FOUND, "not_found"),
     /// No such license number.

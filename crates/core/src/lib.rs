@@ -38,6 +38,7 @@ pub mod ids;
 pub mod metrics;
 pub mod oidc;
 pub mod password;
+pub mod rate;
 pub mod secret;
 pub mod store;
 pub mod tasks;

@@ -25,6 +25,9 @@ pub enum SecretKind {
     RailToken,
     /// `rhm_…`: a rail store staff's store token.
     StoreToken,
+    /// `rhd_…`: one device's own secret (`X-Device-Secret`), from its
+    /// first connection's `hello`.
+    DeviceSecret,
 }
 
 impl SecretKind {
@@ -39,6 +42,7 @@ impl SecretKind {
             SecretKind::InstanceToken => "rhi_",
             SecretKind::RailToken => "rht_",
             SecretKind::StoreToken => "rhm_",
+            SecretKind::DeviceSecret => "rhd_",
         }
     }
 
@@ -52,6 +56,7 @@ impl SecretKind {
             SecretKind::InstanceToken => "ins_",
             SecretKind::RailToken => "rat_",
             SecretKind::StoreToken => "stk_",
+            SecretKind::DeviceSecret => "dsc_",
         }
     }
 }
@@ -110,7 +115,8 @@ impl SecretHash {
 }
 
 /// Query parameters whose values are credentials.
-const SECRET_PARAMS: &[&str] = &["api_key", "key", "token", "access_token", "id_token", "secret", "password"];
+const SECRET_PARAMS: &[&str] =
+    &["api_key", "key", "token", "access_token", "id_token", "secret", "password", "device_secret"];
 
 /// A query string fit for a log: the values of credential parameters
 /// (`api_key=…`, `token=…`) replaced by `[redacted]`, the rest as sent.

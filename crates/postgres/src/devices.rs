@@ -5,11 +5,13 @@
 use async_trait::async_trait;
 use relayhub_core::bus::Event;
 use relayhub_core::devices::{
-    self, Binding, DeviceEvent, DeviceRecord, DeviceRef, DeviceStatus, DeviceStore, PresenceStore, Purpose,
+    self, Attach, Attached, Binding, DeviceEvent, DeviceRecord, DeviceRef, DeviceStatus, DeviceStore, PresenceStore,
+    Purpose, SecretStep,
 };
 use relayhub_core::gateway::ConnId;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
+use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Postgres, Row, Transaction};
@@ -29,6 +31,22 @@ pub(crate) async fn owner<'e>(
         .await
         .sql()?;
     Ok(found.map(|(pk, license)| (DevicePk(pk), LicensePk(license))))
+}
+
+/// Who holds a device, and its secret's hash if it has one.
+async fn owner_and_secret<'e>(
+    db: impl PgExecutor<'e>,
+    device: &DeviceId,
+) -> StoreResult<Option<(DevicePk, LicensePk, Option<SecretHash>)>> {
+    let found: Option<(i64, i64, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT pk, license_pk, secret_hash FROM devices WHERE device_id = $1")
+            .bind(device.as_str())
+            .fetch_optional(db)
+            .await
+            .sql()?;
+    Ok(found.map(|(pk, license, secret)| {
+        (DevicePk(pk), LicensePk(license), secret.and_then(|s| SecretHash::from_slice(&s)))
+    }))
 }
 
 /// Locks a license's row, so that `max_devices` holds however many nodes
@@ -101,7 +119,7 @@ pub(crate) fn not_found(device: &DeviceId) -> StoreError {
 macro_rules! select_record {
     ($filter:literal) => {
         concat!(
-            "SELECT d.pk, d.device_id, d.active, d.last_seen, d.bound_at,
+            "SELECT d.pk, d.device_id, d.active, d.last_seen, d.bound_at, d.secret_hash IS NOT NULL AS has_secret,
                     (d.online_node IS NOT NULL AND EXISTS (
                         SELECT 1 FROM nodes n WHERE n.id = d.online_node
                         AND n.seen_at > now() - interval '30 seconds')) AS online
@@ -120,6 +138,7 @@ fn record_from_row(r: &PgRow) -> StoreResult<DeviceRecord> {
         online: r.try_get("online").sql()?,
         last_seen: opt_time(r.try_get("last_seen").sql()?),
         bound_at: time(r.try_get("bound_at").sql()?),
+        has_secret: r.try_get("has_secret").sql()?,
     })
 }
 
@@ -156,17 +175,58 @@ impl DeviceStore for PgStore {
         Ok((record, created))
     }
 
-    async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<DeviceRef> {
-        let attached = |pk| DeviceRef { pk, license: license.pk, device_id: device.clone() };
+    async fn attach(&self, request: Attach<'_>) -> StoreResult<Attached> {
+        let Attach { license, device, presented, fresh, may_bind } = request;
+        let attached =
+            |pk, issued| Attached { device: DeviceRef { pk, license: license.pk, device_id: device.clone() }, issued };
+        let secret = |stored: Option<SecretHash>| {
+            devices::device_secret(device, license.binding, stored.as_ref(), presented.as_ref())
+                .map_err(StoreError::Rejected)
+        };
         // Reconnects of bound devices, by far the common case, need no write.
-        if let Some((pk, held)) = owner(&self.ctx.pool, device).await? {
-            devices::resolve(device, Some(held), license, Purpose::Connect).map_err(StoreError::Rejected)?;
-            return Ok(attached(pk));
+        match owner_and_secret(&self.ctx.pool, device).await? {
+            Some((pk, held, stored)) => {
+                devices::resolve(device, Some(held), license, Purpose::Connect).map_err(StoreError::Rejected)?;
+                if secret(stored)? != SecretStep::Issue {
+                    return Ok(attached(pk, false));
+                }
+            }
+            None => {
+                // Refused now (preregistered) before the new-binding rate is spent.
+                devices::resolve(device, None, license, Purpose::Connect).map_err(StoreError::Rejected)?;
+                may_bind().map_err(StoreError::Rejected)?;
+            }
         }
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let (pk, _) = resolve_or_bind(&mut tx, license, device, Purpose::Connect).await?;
+        // The row lock: of two connections of a device issued a secret at
+        // once, on any nodes, the second sees the first's and is refused.
+        let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT secret_hash FROM devices WHERE pk = $1 FOR UPDATE")
+            .bind(pk.0)
+            .fetch_one(&mut *tx)
+            .await
+            .sql()?;
+        let issued = secret(stored.and_then(|s| SecretHash::from_slice(&s)))? == SecretStep::Issue;
+        if issued {
+            sqlx::query("UPDATE devices SET secret_hash = $2 WHERE pk = $1")
+                .bind(pk.0)
+                .bind(fresh.as_bytes().as_slice())
+                .execute(&mut *tx)
+                .await
+                .sql()?;
+        }
         tx.commit().await.sql()?;
-        Ok(attached(pk))
+        Ok(attached(pk, issued))
+    }
+
+    async fn reset_secret(&self, license: LicensePk, device: &DeviceId) -> StoreResult<DeviceRecord> {
+        let pk = owned(&self.ctx.pool, license, device).await?.ok_or_else(|| not_found(device))?;
+        sqlx::query("UPDATE devices SET secret_hash = NULL WHERE pk = $1")
+            .bind(pk.0)
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        record(&self.ctx.pool, license, device).await?.ok_or_else(|| not_found(device))
     }
 
     async fn unbind(&self, license: LicensePk, device: &DeviceId) -> StoreResult<DevicePk> {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::{
-    CredentialInfo, IdentityStore, Invalidated, License, LicenseUpdate, NewCredential, NewLicense,
+    ApiKey, CredentialInfo, IdentityStore, Invalidated, KeyScope, License, LicenseUpdate, NewCredential, NewLicense,
 };
 use relayhub_core::ids::{LicenseNumber, LicensePk};
 use relayhub_core::secret::SecretHash;
@@ -20,7 +20,7 @@ use crate::time::{at, opt_at, opt_time, time};
 /// audited or literal SQL).
 macro_rules! select_license {
     ($tail:literal) => {
-        concat!("SELECT pk, number, name, expires_at, max_devices, created_at FROM licenses ", $tail)
+        concat!("SELECT pk, number, name, expires_at, max_devices, created_at, binding FROM licenses ", $tail)
     };
 }
 
@@ -33,7 +33,28 @@ fn license_from_row(row: &PgRow) -> StoreResult<License> {
         expires_at: opt_time(row.try_get(3).sql()?),
         max_devices: row.try_get::<Option<i32>, _>(4).sql()?.map(|n| n.max(0) as u32),
         created_at: time(row.try_get(5).sql()?),
+        binding: row.try_get::<String, _>(6).sql()?.parse().map_err(StoreError::Internal)?,
     })
+}
+
+/// `SELECT` of a key with its scope, and a tail.
+macro_rules! select_key {
+    ($tail:literal) => {
+        concat!(
+            "SELECT k.id, k.name, k.created_at, k.revoked_at, k.scoped,
+                    ARRAY(SELECT license_pk FROM api_key_licenses s WHERE s.key_id = k.id ORDER BY license_pk)
+             FROM api_keys k ",
+            $tail
+        )
+    };
+}
+
+fn key_from_row(row: &PgRow) -> StoreResult<ApiKey> {
+    let scoped: bool = row.try_get(4).sql()?;
+    let licenses: Vec<i64> = row.try_get(5).sql()?;
+    let scope =
+        if scoped { KeyScope::Licenses(licenses.into_iter().map(LicensePk).collect()) } else { KeyScope::AllLicenses };
+    Ok(ApiKey { info: credential_from_row(row)?, scope })
 }
 
 fn credential_from_row(row: &PgRow) -> StoreResult<CredentialInfo> {
@@ -71,14 +92,15 @@ impl IdentityStore for PgStore {
     async fn create_license(&self, new: NewLicense, token: NewCredential) -> StoreResult<License> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let inserted = sqlx::query(
-            "INSERT INTO licenses (number, name, expires_at, max_devices, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING pk",
+            "INSERT INTO licenses (number, name, expires_at, max_devices, created_at, binding)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING pk",
         )
         .bind(new.number.as_str())
         .bind(&new.name)
         .bind(opt_at(new.expires_at))
         .bind(max_devices(new.max_devices))
         .bind(at(token.created_at))
+        .bind(new.binding.as_str())
         .fetch_one(&mut *tx)
         .await;
         let pk = match inserted {
@@ -103,11 +125,12 @@ impl IdentityStore for PgStore {
         let current = license_by_number(&mut *tx, number.as_str())
             .await?
             .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
-        sqlx::query("UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4 WHERE pk = $1")
+        sqlx::query("UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4, binding = $5 WHERE pk = $1")
             .bind(current.pk.0)
             .bind(update.name.unwrap_or(current.name))
             .bind(opt_at(update.expires_at.unwrap_or(current.expires_at)))
             .bind(max_devices(update.max_devices.unwrap_or(current.max_devices)))
+            .bind(update.binding.unwrap_or(current.binding).as_str())
             .execute(&mut *tx)
             .await
             .sql()?;
@@ -168,7 +191,7 @@ impl IdentityStore for PgStore {
         // Looked up by the hash of the presented token: timing reveals
         // nothing about any stored secret.
         let row = sqlx::query(
-            "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at
+            "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at, l.binding
              FROM license_tokens t JOIN licenses l ON l.pk = t.license_pk
              WHERE t.hash = $1 AND t.revoked_at IS NULL",
         )
@@ -179,16 +202,29 @@ impl IdentityStore for PgStore {
         row.as_ref().map(license_from_row).transpose()
     }
 
-    async fn add_api_key(&self, key: NewCredential) -> StoreResult<()> {
-        sqlx::query("INSERT INTO api_keys (id, name, hash, created_at) VALUES ($1, $2, $3, $4)")
+    async fn add_api_key(&self, key: NewCredential, scope: &KeyScope) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        sqlx::query("INSERT INTO api_keys (id, name, hash, created_at, scoped) VALUES ($1, $2, $3, $4, $5)")
             .bind(&key.id)
             .bind(&key.name)
             .bind(key.hash.as_bytes().as_slice())
             .bind(at(key.created_at))
-            .execute(&self.ctx.pool)
+            .bind(matches!(scope, KeyScope::Licenses(_)))
+            .execute(&mut *tx)
             .await
             .sql()?;
-        Ok(())
+        if let KeyScope::Licenses(licenses) = scope {
+            let pks: Vec<i64> = licenses.iter().map(|l| l.0).collect();
+            sqlx::query(
+                "INSERT INTO api_key_licenses (key_id, license_pk) SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.id)
+            .bind(&pks)
+            .execute(&mut *tx)
+            .await
+            .sql()?;
+        }
+        tx.commit().await.sql()
     }
 
     async fn revoke_api_key(&self, id: &str, when: Timestamp) -> StoreResult<()> {
@@ -204,22 +240,18 @@ impl IdentityStore for PgStore {
         Ok(())
     }
 
-    async fn api_keys(&self) -> StoreResult<Vec<CredentialInfo>> {
-        let rows = sqlx::query("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
-            .fetch_all(&self.ctx.pool)
-            .await
-            .sql()?;
-        rows.iter().map(credential_from_row).collect()
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(select_key!("ORDER BY k.created_at, k.id")).fetch_all(&self.ctx.pool).await.sql()?;
+        rows.iter().map(key_from_row).collect()
     }
 
-    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>> {
-        let row =
-            sqlx::query("SELECT id, name, created_at, revoked_at FROM api_keys WHERE hash = $1 AND revoked_at IS NULL")
-                .bind(hash.as_bytes().as_slice())
-                .fetch_optional(&self.ctx.pool)
-                .await
-                .sql()?;
-        row.as_ref().map(credential_from_row).transpose()
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<ApiKey>> {
+        let row = sqlx::query(select_key!("WHERE k.hash = $1 AND k.revoked_at IS NULL"))
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .sql()?;
+        row.as_ref().map(key_from_row).transpose()
     }
 
     async fn invalidated(

@@ -92,8 +92,8 @@ impl Registry {
         // A valid key: its uploads are no longer held to the deadline of
         // connections without a credential.
         relayhub_core::admission::Connection::of(parts).authenticated();
-        self.limits.check_key(&key.id)?;
-        Ok((key.id, raw))
+        self.limits.check_key(&key.info.id)?;
+        Ok((key.info.id, raw))
     }
 }
 
@@ -368,7 +368,7 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
     let gateway = &registry.gateway;
     Ok(gateway.accept(upgrade, "instance", gateway.default_heartbeat(), move |conn| async move {
         // Revoking the key closes the tunnel (4001), as it does devices'.
-        conn.depend_on(Credentials { api_key: Some(key.id), ..Credentials::default() });
+        conn.depend_on(Credentials { api_key: Some(key.info.id), ..Credentials::default() });
         tunnels.serve(conn, instance, token, max_streams).await;
     }))
 }

@@ -33,6 +33,7 @@ use relayhub_core::capability::{Capability, Platform, Section, Spec};
 use relayhub_core::devices::{DeviceStore, PresenceStore};
 use relayhub_core::gateway::Gateway;
 use relayhub_core::identity::{Accounts, IdentityStore};
+use relayhub_core::ids::LicensePk;
 use relayhub_core::metrics::{Metrics, latency_histogram};
 use relayhub_core::oidc::IdTokenVerifier;
 use relayhub_core::tasks::Tasks;
@@ -73,6 +74,12 @@ pub struct RelayConfig {
     pub credential_check_interval: Duration,
     /// Largest settings document, in bytes of JSON.
     pub settings_limit: usize,
+    /// Devices one app key may bind into one license a minute, by their
+    /// first connection (a burst of this many, refilled over the minute):
+    /// a leaked key cannot fill a license's `max_devices` in a burst.
+    /// Past it, `429 rate_limited` with `Retry-After`; reconnects of bound
+    /// devices are never counted.
+    pub new_devices_per_minute: u32,
 }
 
 impl Section for RelayConfig {
@@ -91,6 +98,7 @@ impl Default for RelayConfig {
             sweep_interval: Duration::from_secs(5),
             credential_check_interval: Duration::from_secs(10),
             settings_limit: 64 * 1024,
+            new_devices_per_minute: 60,
         }
     }
 }
@@ -177,6 +185,8 @@ pub struct RelayParts {
     /// Signed-in users, for closing their sockets when they are signed out.
     pub accounts: Option<Arc<dyn Accounts>>,
     pub metrics: RelayMetrics,
+    /// New bindings by (app key id, license), `new_devices_per_minute`.
+    pub new_devices: Arc<governor::DefaultKeyedRateLimiter<(String, LicensePk)>>,
 }
 
 impl axum::extract::FromRef<Relay> for Arc<dyn IdentityStore> {
@@ -200,6 +210,8 @@ impl Spec for Relay {
     fn build(config: RelayConfig, platform: &Platform) -> Result<Self, String> {
         let stores = &platform.stores;
         let hub = Arc::new(Hub::new(config.mailbox));
+        let new_devices = std::num::NonZeroU32::new(config.new_devices_per_minute)
+            .ok_or("[relay] new_devices_per_minute must be at least 1")?;
         hub.subscribe(&platform.bus);
         Ok(Self(Arc::new(RelayParts {
             config: Arc::new(config),
@@ -214,6 +226,7 @@ impl Spec for Relay {
             gateway: platform.gateway.clone(),
             accounts: platform.accounts.clone(),
             metrics: RelayMetrics::new(&platform.metrics),
+            new_devices: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(new_devices))),
         })))
     }
 }

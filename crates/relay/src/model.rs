@@ -139,6 +139,10 @@ pub struct DeviceInfo {
     pub pending: u64,
     /// When it was bound to this license.
     pub bound_at: Timestamp,
+    /// It holds a device secret, so its connections must present it.
+    /// False until its first connection (unless the license is `open`,
+    /// where devices have none), and after a reset.
+    pub has_secret: bool,
 }
 
 impl DeviceInfo {
@@ -151,6 +155,7 @@ impl DeviceInfo {
             last_seen: record.last_seen,
             pending,
             bound_at: record.bound_at,
+            has_secret: record.has_secret,
         }
     }
 }

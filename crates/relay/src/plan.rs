@@ -177,6 +177,7 @@ mod tests {
             name: String::new(),
             expires_at: None,
             max_devices: max,
+            binding: relayhub_core::identity::BindingPolicy::FirstUse,
             created_at: Timestamp::from_millis(0),
         }
     }

@@ -24,6 +24,8 @@ pub async fn sweep(relay: Relay, shutdown: CancellationToken) {
             }
             Err(err) => tracing::warn!(%err, "sweep failed; will retry"),
         }
+        // Keys and licenses that bound nothing for a minute are forgotten.
+        relay.new_devices.retain_recent();
     }
 }
 

@@ -4,7 +4,7 @@
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Bus;
 use relayhub_core::error::ApiError;
-use relayhub_core::identity::{self, CredentialInfo, LicenseUpdate, LicenseView, NewLicense};
+use relayhub_core::identity::{self, ApiKey, CredentialInfo, KeyScope, LicenseUpdate, LicenseView, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
 use relayhub_core::time::Timestamp;
@@ -40,7 +40,29 @@ fn describe(view: &LicenseView) -> String {
         (None, None) => "no device limit".into(),
     };
     let name = if view.name.is_empty() { String::new() } else { format!(" ({})", view.name) };
-    format!("{}{name}: {expires}, {devices}", view.number)
+    format!("{}{name}: {expires}, {devices}, binding {}", view.number, view.binding.as_str())
+}
+
+/// The licenses a key works with, by number: `None` for all of them.
+async fn scope_numbers(stores: &Stores, key: &ApiKey) -> Result<Option<Vec<LicenseNumber>>, ApiError> {
+    let KeyScope::Licenses(pks) = &key.scope else { return Ok(None) };
+    let mut numbers = Vec::with_capacity(pks.len());
+    for pk in pks {
+        if let Some(license) = stores.identity.license_by_pk(*pk).await? {
+            numbers.push(license.number);
+        }
+    }
+    Ok(Some(numbers))
+}
+
+fn describe_scope(scope: &Option<Vec<LicenseNumber>>) -> String {
+    match scope {
+        None => "all licenses".into(),
+        Some(numbers) if numbers.is_empty() => "no license (its licenses were deleted)".into(),
+        Some(numbers) => {
+            format!("licenses {}", numbers.iter().map(LicenseNumber::as_str).collect::<Vec<_>>().join(", "))
+        }
+    }
 }
 
 fn describe_credentials(items: &[CredentialInfo]) -> String {
@@ -89,12 +111,13 @@ pub async fn apikey(
 async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output, ApiError> {
     let ids = stores.identity.as_ref();
     match command {
-        LicenseCommand::Create { number, name, expires, max_devices } => {
+        LicenseCommand::Create { number, name, expires, max_devices, binding } => {
             let new = NewLicense {
                 number: LicenseNumber::parse(&number)?,
                 name,
                 expires_at: expires.and_then(expiry),
                 max_devices: max_devices.and_then(limit),
+                binding,
             };
             let (license, token) = identity::create_license(ids, new).await?;
             let json = json!({"license": license.number, "token": token.secret.expose(), "token_id": token.id});
@@ -127,9 +150,10 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             json["tokens"] = serde_json::to_value(&tokens).unwrap_or_default();
             Ok(Output::new(json, text))
         }
-        LicenseCommand::Update { number, name, expires, max_devices } => {
+        LicenseCommand::Update { number, name, expires, max_devices, binding } => {
             let number = LicenseNumber::parse(&number)?;
-            let update = LicenseUpdate { name, expires_at: expires.map(expiry), max_devices: max_devices.map(limit) };
+            let update =
+                LicenseUpdate { name, expires_at: expires.map(expiry), max_devices: max_devices.map(limit), binding };
             let license = ids.update_license(&number, update).await?;
             let view = license.view(Some(stores.devices.device_count(license.pk).await?));
             let text = format!("Updated {}", describe(&view));
@@ -170,19 +194,46 @@ async fn find(stores: &Stores, number: &str) -> Result<identity::License, ApiErr
         .ok_or_else(|| ApiError::new(relayhub_core::ErrorCode::LicenseNotFound, format!("no license {number}")))
 }
 
+/// A key's licenses in JSON: `"all"`, or the list of numbers.
+fn scope_json(scope: &Option<Vec<LicenseNumber>>) -> serde_json::Value {
+    match scope {
+        None => json!("all"),
+        Some(numbers) => json!(numbers),
+    }
+}
+
 async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, ApiError> {
     let ids = stores.identity.as_ref();
     match command {
-        ApikeyCommand::Create { name } => {
-            let key = identity::create_api_key(ids, &name).await?;
-            let json = json!({"id": key.id, "key": key.secret.expose()});
-            let text = format!("Created API key {} (shown only once, store it now):\n{}", key.id, key.secret.expose());
+        ApikeyCommand::Create { name, licenses } => {
+            let numbers = licenses.iter().map(|n| LicenseNumber::parse(n)).collect::<Result<Vec<_>, _>>()?;
+            let key = identity::create_api_key(ids, &name, &numbers).await?;
+            let scope = (!numbers.is_empty()).then_some(numbers);
+            let json = json!({"id": key.id, "key": key.secret.expose(), "licenses": scope_json(&scope)});
+            let text = format!(
+                "Created API key {} for {} (shown only once, store it now):\n{}",
+                key.id,
+                describe_scope(&scope),
+                key.secret.expose()
+            );
             Ok(Output::new(json, text))
         }
         ApikeyCommand::List => {
             let keys = ids.api_keys().await?;
-            let text = describe_credentials(&keys);
-            Ok(Output::new(&keys, text))
+            let (mut json, mut lines) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
+            for key in &keys {
+                let scope = scope_numbers(stores, key).await?;
+                let mut item = serde_json::to_value(&key.info).unwrap_or_default();
+                item["licenses"] = scope_json(&scope);
+                json.push(item);
+                lines.push(format!(
+                    "{}  for {}",
+                    describe_credentials(std::slice::from_ref(&key.info)),
+                    describe_scope(&scope)
+                ));
+            }
+            let text = if lines.is_empty() { "none".to_owned() } else { lines.join("\n") };
+            Ok(Output::new(json, text))
         }
         ApikeyCommand::Revoke { id } => {
             identity::revoke_api_key(ids, &id).await?;

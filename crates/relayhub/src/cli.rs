@@ -8,6 +8,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 
 use crate::capabilities;
 use crate::config::LogFormat;
+pub use relayhub_core::identity::BindingPolicy;
 
 /// A parsed command line: one of the server's own commands, or one a
 /// capability adds (`relayhub user …`).
@@ -160,6 +161,11 @@ pub enum LicenseCommand {
         /// Devices that may be bound at once; unlimited if omitted
         #[arg(long, value_parser = parse_limit, value_name = "N")]
         max_devices: Option<Limit>,
+        /// How devices bind: open (app key and id, as seed 000), first_use
+        /// (the first connection gets a device secret, later ones must show
+        /// it) or preregistered (first_use, for ids the back office bound)
+        #[arg(long, default_value = "first_use", value_name = "open|first_use|preregistered")]
+        binding: BindingPolicy,
     },
     /// List licenses
     List,
@@ -168,7 +174,7 @@ pub enum LicenseCommand {
         #[arg(value_name = "LIC")]
         number: String,
     },
-    /// Change a license's name, expiry or device limit
+    /// Change a license's name, expiry, device limit or binding policy
     Update {
         #[arg(value_name = "LIC")]
         number: String,
@@ -180,6 +186,11 @@ pub enum LicenseCommand {
         /// Device limit, or unlimited
         #[arg(long, value_parser = parse_limit, value_name = "N|unlimited")]
         max_devices: Option<Limit>,
+        /// How devices bind (open, first_use, preregistered); devices bound
+        /// before keep working, and get a secret on their next connection
+        /// when it leaves open
+        #[arg(long, value_name = "open|first_use|preregistered")]
+        binding: Option<BindingPolicy>,
     },
     /// Manage a license's bearer tokens
     #[command(subcommand)]
@@ -213,6 +224,11 @@ pub enum ApikeyCommand {
     Create {
         #[arg(long, default_value = "")]
         name: String,
+        /// The licenses the key works with (repeat for more); with none,
+        /// every license of the server. With any other license number the
+        /// key is refused as if that license did not exist
+        #[arg(long = "license", value_name = "LIC")]
+        licenses: Vec<String>,
     },
     /// List API keys (ids, never the secrets)
     List,

@@ -66,9 +66,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         name: "Demo accounting".into(),
         expires_at: None,
         max_devices: None,
+        // The simulated devices are seed 000's app: no device secret.
+        binding: identity::BindingPolicy::Open,
     };
     let (_, token) = identity::create_license(admin.identity.as_ref(), new).await?;
-    let key = identity::create_api_key(admin.identity.as_ref(), "demo app").await?;
+    let key = identity::create_api_key(admin.identity.as_ref(), "demo app", &[]).await?;
     admin.close().await;
     let token = token.secret.expose().to_owned();
 

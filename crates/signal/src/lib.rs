@@ -444,7 +444,7 @@ impl Signal {
             }
         };
         if let Some(key) = key {
-            credentials.api_key = Some(check_api_key(self.identity.as_ref(), &key).await?.id);
+            credentials.api_key = Some(check_api_key(self.identity.as_ref(), &key).await?.info.id);
         }
         Ok((account, credentials))
     }

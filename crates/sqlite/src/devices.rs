@@ -4,11 +4,13 @@
 use async_trait::async_trait;
 use relayhub_core::bus::Event;
 use relayhub_core::devices::{
-    self, Binding, DeviceEvent, DeviceRecord, DeviceRef, DeviceStatus, DeviceStore, PresenceStore, Purpose,
+    self, Attach, Attached, Binding, DeviceEvent, DeviceRecord, DeviceRef, DeviceStatus, DeviceStore, PresenceStore,
+    Purpose, SecretStep,
 };
 use relayhub_core::gateway::ConnId;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
+use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -78,7 +80,8 @@ pub(crate) fn not_found(device: &DeviceId) -> StoreError {
     StoreError::Rejected(devices::not_found(device))
 }
 
-const RECORD_COLUMNS: &str = "pk, device_id, active, online_conn IS NOT NULL, last_seen, bound_at";
+const RECORD_COLUMNS: &str =
+    "pk, device_id, active, online_conn IS NOT NULL, last_seen, bound_at, secret_hash IS NOT NULL";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord {
@@ -88,7 +91,72 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
         online: row.get(3)?,
         last_seen: columns::opt_time(row, 4)?,
         bound_at: columns::time(row, 5)?,
+        has_secret: row.get(6)?,
     })
+}
+
+/// Who holds a device, and its secret's hash if it has one.
+fn owner_and_secret(
+    conn: &Connection,
+    device: &DeviceId,
+) -> StoreResult<Option<(DevicePk, LicensePk, Option<SecretHash>)>> {
+    conn.prepare_cached("SELECT pk, license_pk, secret_hash FROM devices WHERE device_id = ?1")
+        .sql()?
+        .query_row([device.as_str()], |row| {
+            let secret: Option<Vec<u8>> = row.get(2)?;
+            Ok((DevicePk(row.get(0)?), LicensePk(row.get(1)?), secret.and_then(|s| SecretHash::from_slice(&s))))
+        })
+        .optional()
+        .sql()
+}
+
+/// Checks a bound device's secret by the shared rule, storing the
+/// connection's fresh one when the device gets one now (then `true`).
+/// Runs on the one writer, so two connections never both get one.
+fn settle_secret(conn: &Connection, pk: DevicePk, request: &Request) -> StoreResult<bool> {
+    let stored = owner_and_secret(conn, &request.device)?.and_then(|(_, _, secret)| secret);
+    let step =
+        devices::device_secret(&request.device, request.license.binding, stored.as_ref(), request.presented.as_ref())
+            .map_err(StoreError::Rejected)?;
+    if step != SecretStep::Issue {
+        return Ok(false);
+    }
+    conn.prepare_cached("UPDATE devices SET secret_hash = ?2 WHERE pk = ?1")
+        .sql()?
+        .execute(params![pk.0, request.fresh.as_bytes().as_slice()])
+        .sql()?;
+    Ok(true)
+}
+
+/// An [`Attach`] the writer thread can own.
+struct Request {
+    license: License,
+    device: DeviceId,
+    presented: Option<SecretHash>,
+    fresh: SecretHash,
+}
+
+/// What the read before a connection's write found.
+enum Found {
+    /// Bound here, its secret proven or not used: nothing to write.
+    Ready(DevicePk),
+    /// Bound here, and its secret must be issued.
+    Issue,
+    /// Not bound yet: bind it.
+    Unbound,
+}
+
+fn look(conn: &Connection, request: &Request) -> StoreResult<Found> {
+    let Some((pk, held, stored)) = owner_and_secret(conn, &request.device)? else {
+        // Refused now (preregistered) before the new-binding rate is spent.
+        devices::resolve(&request.device, None, &request.license, Purpose::Connect).map_err(StoreError::Rejected)?;
+        return Ok(Found::Unbound);
+    };
+    devices::resolve(&request.device, Some(held), &request.license, Purpose::Connect).map_err(StoreError::Rejected)?;
+    let step =
+        devices::device_secret(&request.device, request.license.binding, stored.as_ref(), request.presented.as_ref())
+            .map_err(StoreError::Rejected)?;
+    Ok(if step == SecretStep::Issue { Found::Issue } else { Found::Ready(pk) })
 }
 
 pub(crate) fn record(conn: &Connection, license: LicensePk, device: &DeviceId) -> StoreResult<Option<DeviceRecord>> {
@@ -136,36 +204,54 @@ impl DeviceStore for SqliteStore {
             .await
     }
 
-    async fn attach(&self, license: &License, device: &DeviceId) -> StoreResult<DeviceRef> {
-        let (license, device) = (license.clone(), device.clone());
-        let attached =
-            |pk, license: &License, device: DeviceId| DeviceRef { pk, license: license.pk, device_id: device };
+    async fn attach(&self, request: Attach<'_>) -> StoreResult<Attached> {
+        let may_bind = request.may_bind;
+        let request = Request {
+            license: request.license.clone(),
+            device: request.device.clone(),
+            presented: request.presented,
+            fresh: request.fresh,
+        };
+        let license = request.license.pk;
+        let partition = self.license_partition(license).await?.index;
         // Reconnects of bound devices, by far the common case, need no write.
-        let (l, d) = (license.clone(), device.clone());
-        let bound = self
-            .readers
-            .read(move |conn| match owner(conn, &d)? {
-                Some((pk, held)) => devices::resolve(&d, Some(held), &l, Purpose::Connect)
-                    .map(|_| Some(pk))
-                    .map_err(StoreError::Rejected),
-                None => Ok(None),
-            })
-            .await?;
-        let partition = self.license_partition(license.pk).await?.index;
-        let device = match bound {
-            Some(pk) => attached(pk, &license, device),
-            None => {
+        let request = std::sync::Arc::new(request);
+        let read = request.clone();
+        let found = self.readers.read(move |conn| look(conn, &read)).await?;
+        let attached = match found {
+            Found::Ready(pk) => {
+                Attached { device: DeviceRef { pk, license, device_id: request.device.clone() }, issued: false }
+            }
+            found => {
+                if matches!(found, Found::Unbound) {
+                    may_bind().map_err(StoreError::Rejected)?;
+                }
                 self.writer
                     .write(move |conn, _| {
-                        let (pk, _) = resolve_or_bind(conn, &license, &device, Purpose::Connect)?;
-                        Ok(attached(pk, &license, device))
+                        let (pk, _) = resolve_or_bind(conn, &request.license, &request.device, Purpose::Connect)?;
+                        let issued = settle_secret(conn, pk, &request)?;
+                        Ok(Attached { device: DeviceRef { pk, license, device_id: request.device.clone() }, issued })
                     })
                     .await?
             }
         };
         // Its socket's calls carry only the pk: find its partition now.
-        self.remember_device(device.pk, partition);
-        Ok(device)
+        self.remember_device(attached.device.pk, partition);
+        Ok(attached)
+    }
+
+    async fn reset_secret(&self, license: LicensePk, device: &DeviceId) -> StoreResult<DeviceRecord> {
+        let device = device.clone();
+        self.writer
+            .write(move |conn, _| {
+                let pk = owned(conn, license, &device)?.ok_or_else(|| not_found(&device))?;
+                conn.prepare_cached("UPDATE devices SET secret_hash = NULL WHERE pk = ?1")
+                    .sql()?
+                    .execute([pk.0])
+                    .sql()?;
+                record(conn, license, &device)?.ok_or_else(|| not_found(&device))
+            })
+            .await
     }
 
     /// The binding goes first, then (in a partition file) the device's

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::{
-    CredentialInfo, IdentityStore, Invalidated, License, LicenseUpdate, NewCredential, NewLicense,
+    ApiKey, BindingPolicy, CredentialInfo, IdentityStore, Invalidated, KeyScope, License, LicenseUpdate, NewCredential,
+    NewLicense,
 };
 use relayhub_core::ids::{LicenseNumber, LicensePk};
 use relayhub_core::secret::SecretHash;
@@ -14,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
 
-const LICENSE_COLUMNS: &str = "pk, number, name, expires_at, max_devices, created_at";
+const LICENSE_COLUMNS: &str = "pk, number, name, expires_at, max_devices, created_at, binding";
 
 fn license_from_row(row: &Row<'_>) -> rusqlite::Result<License> {
     Ok(License {
@@ -24,7 +25,33 @@ fn license_from_row(row: &Row<'_>) -> rusqlite::Result<License> {
         expires_at: columns::opt_time(row, 3)?,
         max_devices: row.get(4)?,
         created_at: columns::time(row, 5)?,
+        binding: binding(row, 6)?,
     })
+}
+
+fn binding(row: &Row<'_>, i: usize) -> rusqlite::Result<BindingPolicy> {
+    let raw: String = row.get(i)?;
+    raw.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into()))
+}
+
+/// A key's row (`id, name, created_at, revoked_at, scoped`) with its scope.
+fn api_key(conn: &Connection, row: (CredentialInfo, bool)) -> StoreResult<ApiKey> {
+    let (info, scoped) = row;
+    if !scoped {
+        return Ok(ApiKey { info, scope: KeyScope::AllLicenses });
+    }
+    let licenses = conn
+        .prepare_cached("SELECT license_pk FROM api_key_licenses WHERE key_id = ?1 ORDER BY license_pk")
+        .sql()?
+        .query_map([&info.id], |row| row.get(0).map(LicensePk))
+        .sql()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .sql()?;
+    Ok(ApiKey { info, scope: KeyScope::Licenses(licenses) })
+}
+
+fn key_row(row: &Row<'_>) -> rusqlite::Result<(CredentialInfo, bool)> {
+    Ok((credential_from_row(row)?, row.get(4)?))
 }
 
 fn credential_from_row(row: &Row<'_>) -> rusqlite::Result<CredentialInfo> {
@@ -62,8 +89,8 @@ impl IdentityStore for SqliteStore {
             .write(move |conn, _| {
                 let inserted = conn
                     .prepare_cached(
-                        "INSERT INTO licenses (number, name, expires_at, max_devices, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO licenses (number, name, expires_at, max_devices, created_at, binding)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .sql()?
                     .execute(params![
@@ -71,7 +98,8 @@ impl IdentityStore for SqliteStore {
                         new.name,
                         new.expires_at.map(Timestamp::millis),
                         new.max_devices,
-                        token.created_at.millis()
+                        token.created_at.millis(),
+                        new.binding.as_str()
                     ]);
                 match inserted {
                     Err(err) if is_unique_violation(&err) => {
@@ -103,10 +131,13 @@ impl IdentityStore for SqliteStore {
                 let name = update.name.unwrap_or(current.name);
                 let expires_at = update.expires_at.unwrap_or(current.expires_at);
                 let max_devices = update.max_devices.unwrap_or(current.max_devices);
-                conn.prepare_cached("UPDATE licenses SET name = ?2, expires_at = ?3, max_devices = ?4 WHERE pk = ?1")
-                    .sql()?
-                    .execute(params![current.pk.0, name, expires_at.map(Timestamp::millis), max_devices])
-                    .sql()?;
+                let binding = update.binding.unwrap_or(current.binding);
+                conn.prepare_cached(
+                    "UPDATE licenses SET name = ?2, expires_at = ?3, max_devices = ?4, binding = ?5 WHERE pk = ?1",
+                )
+                .sql()?
+                .execute(params![current.pk.0, name, expires_at.map(Timestamp::millis), max_devices, binding.as_str()])
+                .sql()?;
                 license_by_number(conn, number.as_str())?
                     .ok_or_else(|| StoreError::Internal("license vanished after update".into()))
             })
@@ -190,7 +221,7 @@ impl IdentityStore for SqliteStore {
                 // Looked up by the hash of the presented token: timing
                 // reveals nothing about any stored secret.
                 conn.prepare_cached(
-                    "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at
+                    "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at, l.binding
                      FROM license_tokens t JOIN licenses l ON l.pk = t.license_pk
                      WHERE t.hash = ?1 AND t.revoked_at IS NULL",
                 )
@@ -202,13 +233,25 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
-    async fn add_api_key(&self, key: NewCredential) -> StoreResult<()> {
+    async fn add_api_key(&self, key: NewCredential, scope: &KeyScope) -> StoreResult<()> {
+        let scope = scope.clone();
         self.writer
             .write(move |conn, _| {
-                conn.prepare_cached("INSERT INTO api_keys (id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4)")
-                    .sql()?
-                    .execute(params![key.id, key.name, key.hash.as_bytes().as_slice(), key.created_at.millis()])
-                    .sql()?;
+                let scoped = matches!(scope, KeyScope::Licenses(_));
+                conn.prepare_cached(
+                    "INSERT INTO api_keys (id, name, hash, created_at, scoped) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .sql()?
+                .execute(params![key.id, key.name, key.hash.as_bytes().as_slice(), key.created_at.millis(), scoped])
+                .sql()?;
+                if let KeyScope::Licenses(licenses) = scope {
+                    let mut insert = conn
+                        .prepare_cached("INSERT OR IGNORE INTO api_key_licenses (key_id, license_pk) VALUES (?1, ?2)")
+                        .sql()?;
+                    for license in licenses {
+                        insert.execute(params![key.id, license.0]).sql()?;
+                    }
+                }
                 Ok(())
             })
             .await
@@ -231,29 +274,37 @@ impl IdentityStore for SqliteStore {
             .await
     }
 
-    async fn api_keys(&self) -> StoreResult<Vec<CredentialInfo>> {
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         self.readers
             .read(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at, id")
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT id, name, created_at, revoked_at, scoped FROM api_keys ORDER BY created_at, id",
+                    )
+                    .sql()?
+                    .query_map([], key_row)
+                    .sql()?
+                    .collect::<rusqlite::Result<Vec<_>>>()
                     .sql()?;
-                let rows = stmt.query_map([], credential_from_row).sql()?;
-                rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+                rows.into_iter().map(|row| api_key(conn, row)).collect()
             })
             .await
     }
 
-    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>> {
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<ApiKey>> {
         let hash = *hash;
         self.readers
             .read_inline(move |conn| {
-                conn.prepare_cached(
-                    "SELECT id, name, created_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
-                )
-                .sql()?
-                .query_row([hash.as_bytes().as_slice()], credential_from_row)
-                .optional()
-                .sql()
+                let row = conn
+                    .prepare_cached(
+                        "SELECT id, name, created_at, revoked_at, scoped FROM api_keys
+                         WHERE hash = ?1 AND revoked_at IS NULL",
+                    )
+                    .sql()?
+                    .query_row([hash.as_bytes().as_slice()], key_row)
+                    .optional()
+                    .sql()?;
+                row.map(|row| api_key(conn, row)).transpose()
             })
             .await
     }

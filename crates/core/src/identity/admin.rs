@@ -2,7 +2,7 @@
 //! and the tests: the secret is generated here, handed back once, and only
 //! its hash goes to the store.
 
-use super::{IdentityStore, License, NewCredential, NewLicense};
+use super::{IdentityStore, KeyScope, License, NewCredential, NewLicense};
 use crate::error::ErrorCode;
 use crate::ids::LicenseNumber;
 use crate::secret::{Secret, SecretKind, public_id};
@@ -52,10 +52,20 @@ pub async fn revoke_token(store: &dyn IdentityStore, number: &LicenseNumber, id:
     store.revoke_token(license.pk, id, Timestamp::now()).await
 }
 
-/// Creates an app API key.
-pub async fn create_api_key(store: &dyn IdentityStore, name: &str) -> StoreResult<Issued> {
+/// Creates an app API key: for every license when `licenses` is empty,
+/// else for those only (`license_not_found` for an unknown one).
+pub async fn create_api_key(store: &dyn IdentityStore, name: &str, licenses: &[LicenseNumber]) -> StoreResult<Issued> {
+    let scope = if licenses.is_empty() {
+        KeyScope::AllLicenses
+    } else {
+        let mut pks = Vec::with_capacity(licenses.len());
+        for number in licenses {
+            pks.push(existing(store, number).await?.pk);
+        }
+        KeyScope::Licenses(pks)
+    };
     let (issued, stored) = issue(SecretKind::ApiKey, name);
-    store.add_api_key(stored).await?;
+    store.add_api_key(stored, &scope).await?;
     Ok(issued)
 }
 

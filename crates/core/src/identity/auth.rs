@@ -8,7 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri};
 
-use super::{CredentialInfo, IdentityStore, License};
+use super::{ApiKey, IdentityStore, License};
 use crate::admission::Connection;
 use crate::error::{ApiError, ErrorCode};
 use crate::secret::Secret;
@@ -55,7 +55,7 @@ where
 /// The valid app API key of a WebSocket upgrade: header `X-Api-Key`, or the
 /// query parameter `api_key` for clients that cannot set headers.
 #[derive(Debug, Clone)]
-pub struct ApiKeyAuth(pub CredentialInfo);
+pub struct ApiKeyAuth(pub ApiKey);
 
 impl<S> FromRequestParts<S> for ApiKeyAuth
 where
@@ -87,7 +87,7 @@ pub fn missing_api_key() -> ApiError {
 }
 
 /// Checks an app API key presented in clear text.
-pub async fn check_api_key(store: &dyn IdentityStore, raw: &str) -> Result<CredentialInfo, ApiError> {
+pub async fn check_api_key(store: &dyn IdentityStore, raw: &str) -> Result<ApiKey, ApiError> {
     let hash = Secret::new(raw.trim()).hash();
     let key = store.api_key_by_hash(&hash).await?;
     key.ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "the API key is unknown or revoked"))

@@ -20,6 +20,52 @@ use crate::secret::SecretHash;
 use crate::store::StoreResult;
 use crate::time::Timestamp;
 
+/// How a license's devices bind and prove who they are on `/ws/device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BindingPolicy {
+    /// Seed 000's behaviour: the app key and a device id are enough; any
+    /// new id binds (up to `max_devices`). Licenses made before policies
+    /// existed keep it, so no phone in the field is locked out.
+    Open,
+    /// A device's first connection binds it and receives a
+    /// `device_secret` (shown once); every later connection must present
+    /// it. The default for new licenses.
+    #[default]
+    FirstUse,
+    /// As `first_use`, and only ids the back office bound beforehand
+    /// (`PUT /api/v1/devices/{device_id}`, or a message) may connect.
+    Preregistered,
+}
+
+impl BindingPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindingPolicy::Open => "open",
+            BindingPolicy::FirstUse => "first_use",
+            BindingPolicy::Preregistered => "preregistered",
+        }
+    }
+
+    /// Whether devices of the license carry a secret.
+    pub fn has_secrets(self) -> bool {
+        self != BindingPolicy::Open
+    }
+}
+
+impl std::str::FromStr for BindingPolicy {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "open" => Ok(BindingPolicy::Open),
+            "first_use" | "first-use" => Ok(BindingPolicy::FirstUse),
+            "preregistered" => Ok(BindingPolicy::Preregistered),
+            _ => Err("expected open, first_use or preregistered".into()),
+        }
+    }
+}
+
 /// A tenant: one accounting system (seed 000), instance (001) or operator (004).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct License {
@@ -30,6 +76,7 @@ pub struct License {
     pub expires_at: Option<Timestamp>,
     /// How many devices may be bound at once; `None` = no limit.
     pub max_devices: Option<u32>,
+    pub binding: BindingPolicy,
     pub created_at: Timestamp,
 }
 
@@ -59,6 +106,7 @@ impl License {
             expires_at: self.expires_at,
             max_devices: self.max_devices,
             devices,
+            binding: self.binding,
             created_at: self.created_at,
         }
     }
@@ -81,6 +129,8 @@ pub struct LicenseView {
     /// Devices bound now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub devices: Option<u64>,
+    /// How devices bind and prove who they are.
+    pub binding: BindingPolicy,
     pub created_at: Timestamp,
 }
 
@@ -104,6 +154,33 @@ pub struct CredentialInfo {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// Which licenses an app API key may be used with. A key used with a
+/// license outside its scope is refused as if that license did not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Every license of the server (keys made without `--license`).
+    AllLicenses,
+    /// These licenses only. A scoped key whose licenses were all deleted
+    /// admits none, never all.
+    Licenses(Vec<LicensePk>),
+}
+
+impl KeyScope {
+    pub fn admits(&self, license: LicensePk) -> bool {
+        match self {
+            KeyScope::AllLicenses => true,
+            KeyScope::Licenses(licenses) => licenses.contains(&license),
+        }
+    }
+}
+
+/// A valid app API key and its scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub info: CredentialInfo,
+    pub scope: KeyScope,
+}
+
 /// The fields of a new license.
 #[derive(Debug, Clone)]
 pub struct NewLicense {
@@ -111,6 +188,7 @@ pub struct NewLicense {
     pub name: String,
     pub expires_at: Option<Timestamp>,
     pub max_devices: Option<u32>,
+    pub binding: BindingPolicy,
 }
 
 /// A change to a license; `None` leaves a field as it is, `Some(None)`
@@ -120,6 +198,7 @@ pub struct LicenseUpdate {
     pub name: Option<String>,
     pub expires_at: Option<Option<Timestamp>>,
     pub max_devices: Option<Option<u32>>,
+    pub binding: Option<BindingPolicy>,
 }
 
 /// Credentials of online connections that stopped being valid.
@@ -149,11 +228,11 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// The license of a valid (unrevoked) token.
     async fn license_by_token(&self, hash: &SecretHash) -> StoreResult<Option<License>>;
 
-    async fn add_api_key(&self, key: NewCredential) -> StoreResult<()>;
+    async fn add_api_key(&self, key: NewCredential, scope: &KeyScope) -> StoreResult<()>;
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()>;
-    async fn api_keys(&self) -> StoreResult<Vec<CredentialInfo>>;
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     /// A valid (unrevoked) key with this hash.
-    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<CredentialInfo>>;
+    async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<ApiKey>>;
 
     /// Of the given licenses and keys (those of online connections), the
     /// ones that are now expired or revoked.

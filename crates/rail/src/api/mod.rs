@@ -243,9 +243,4 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts
     }
 }
 
-/// Whole seconds until a rate limiter lets the caller in again (at least
-/// one), for `Retry-After`.
-pub(crate) fn retry_seconds(wait: &governor::NotUntil<governor::clock::QuantaInstant>) -> u32 {
-    let wait = wait.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-    u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX)
-}
+pub(crate) use relayhub_core::rate::retry_seconds;

@@ -141,6 +141,32 @@ pub async fn unbind(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Forgets a device's secret, so that its next connection (a reinstalled
+/// app) gets a new one in `hello`. The connected device, if any, stays
+/// connected until a new connection replaces it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{device_id}/reset",
+    operation_id = "reset_device",
+    tag = "devices",
+    params(("device_id" = DeviceId, Path, description = "The device's id")),
+    responses(
+        (status = 200, description = "Reset: `has_secret` is false", body = DeviceInfo),
+        (status = 404, description = "No such device in this license", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reset(
+    State(relay): State<Relay>,
+    LicenseAuth(license): LicenseAuth,
+    Path(device_id): Path<String>,
+) -> Result<Json<DeviceInfo>, ApiError> {
+    let device_id = DeviceId::parse(&device_id)?;
+    let record = relay.devices.reset_secret(license.pk, &device_id).await?;
+    tracing::info!(device = %device_id, license = %license.number, "device secret reset");
+    Ok(Json(relay.info(record).await?))
+}
+
 /// This license's parameters and how many devices it uses.
 #[utoipa::path(
     get,

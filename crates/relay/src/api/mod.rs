@@ -40,6 +40,7 @@ pub fn router(relay: Relay) -> OpenApiRouter {
         .routes(routes!(messages::receipt))
         .routes(routes!(devices::list))
         .routes(routes!(devices::get, devices::bind, devices::unbind))
+        .routes(routes!(devices::reset))
         .routes(routes!(devices::license))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::ack))

@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<Relay> {
         .route("/console/devices/{id}", get(show))
         .route("/console/devices/{id}/live", get(show_live))
         .route("/console/devices/{id}/settings", axum::routing::post(save_settings))
+        .route("/console/devices/{id}/reset", axum::routing::post(reset_secret))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,6 +55,7 @@ async fn show(
     let settings = relay.settings.settings(license.pk, &device_id).await?;
     let notice = match said.saved.as_deref() {
         Some("merged") => Some("Settings saved, merged with changes made since you opened them."),
+        Some("reset") => Some("Device secret reset: the device's next connection gets a new one."),
         Some(_) => Some("Settings saved."),
         None => None,
     };
@@ -77,6 +79,16 @@ async fn page(
         html! {
             p { a href="/console/devices" { "← All devices" } }
             div data-live=(format!("/console/devices/{id}/live")) { (state) }
+            @if license.binding.has_secrets() {
+                form method="post" action=(format!("/console/devices/{id}/reset")) aria-describedby="reset-help" {
+                    (viewer.csrf_field())
+                    button type="submit" { "Reset device secret" }
+                    p.muted #reset-help {
+                        "For a reinstalled app that lost its secret: the device's next connection gets a new "
+                        "one, and the old one stops working."
+                    }
+                }
+            }
             h2 #settings-heading { "Settings" }
             @if let Some(notice) = notice { p.notice role="status" { (notice) } }
             @if let Some(error) = error { div.error role="alert" { (error) } }
@@ -106,6 +118,7 @@ async fn state(relay: &Relay, license: &License, device_id: &DeviceId) -> Result
             dt { "Connection" } dd { (super::devices::connection(&info)) }
             dt { "Last seen" } dd { (time_ago(info.last_seen)) }
             dt { "Bound" } dd { (time_ago(Some(info.bound_at))) }
+            dt { "Device secret" } dd #device-secret { (super::devices::secret_state(license, &info)) }
             dt { "Pending messages" } dd #pending-count { (info.pending) }
         }
         h2 { "Pending messages" }
@@ -170,6 +183,23 @@ fn settings_form_with(viewer: &Viewer, id: &str, version: i64, text: &str) -> Ma
             button type="submit" { "Save settings" }
         }
     }
+}
+
+/// The reset button's form: nothing but the CSRF field.
+#[derive(Debug, Deserialize)]
+struct ResetForm {}
+
+async fn reset_secret(
+    State(relay): State<Relay>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(ResetForm {}): Form<ResetForm>,
+) -> Result<Response, PageError> {
+    let license = relay.console_license(&viewer).await?;
+    let (device_id, _) = device(&relay, &license, &id).await?;
+    relay.devices.reset_secret(license.pk, &device_id).await?;
+    tracing::info!(device = %device_id, license = %license.number, "device secret reset from the console");
+    Ok(Redirect::to(&format!("/console/devices/{}?saved=reset", device_id.as_str())).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -85,8 +85,9 @@ async fn table(relay: &Relay, license: &License, page: PageRequest) -> Result<Ma
                     thead { tr {
                         th scope="col" { "Device" } th scope="col" { "Connection" }
                         th scope="col" class="num" { "Pending" } th scope="col" { "Last seen" } th scope="col" { "Bound" }
+                        th scope="col" { "Device secret" }
                     } }
-                    tbody { @for device in &devices { (row(device)) } }
+                    tbody { @for device in &devices { (row(license, device)) } }
                 }
             }
         }
@@ -100,7 +101,7 @@ async fn table(relay: &Relay, license: &License, page: PageRequest) -> Result<Ma
     })
 }
 
-fn row(device: &DeviceInfo) -> Markup {
+fn row(license: &License, device: &DeviceInfo) -> Markup {
     let id = device.device_id.as_str();
     html! {
         tr data-device=(id) {
@@ -109,7 +110,17 @@ fn row(device: &DeviceInfo) -> Markup {
             td.num.pending { (device.pending) }
             td { (time_ago(device.last_seen)) }
             td { (time_ago(Some(device.bound_at))) }
+            td.secret { (secret_state(license, device)) }
         }
+    }
+}
+
+/// Whether the device proves who it is, in words.
+pub(super) fn secret_state(license: &License, info: &DeviceInfo) -> &'static str {
+    match (license.binding.has_secrets(), info.has_secret) {
+        (false, _) => "none: the license is open (the app key is enough)",
+        (true, true) => "set: its connections must present it",
+        (true, false) => "none yet: its next connection gets one",
     }
 }
 

@@ -127,6 +127,10 @@ pub struct Hello<'a> {
     pub device_id: &'a str,
     pub license: &'a str,
     pub pending: u64,
+    /// The device's own secret, on the connection that got it (once):
+    /// present it as `X-Device-Secret` from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_secret: Option<&'a str>,
 }
 
 #[derive(Serialize)]

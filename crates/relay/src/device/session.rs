@@ -60,6 +60,8 @@ pub struct Handshake {
     /// The settings version the device says it has (`X-Settings-Version`),
     /// so that it is not sent again.
     pub settings_version: Option<i64>,
+    /// The secret the device got just now: sent once, in `hello`.
+    pub device_secret: Option<relayhub_core::secret::Secret>,
 }
 
 /// Runs a device's connection until it closes.
@@ -68,7 +70,7 @@ pub struct Handshake {
 /// only the session (one copy of each part, the relay as one pointer), which
 /// is most of what an idle socket costs.
 pub fn run(relay: Relay, conn: Conn, handshake: Handshake) -> impl Future<Output = ()> + Send + 'static {
-    let Handshake { device, pending, license, api_key, settings_version } = handshake;
+    let Handshake { device, pending, license, api_key, settings_version, device_secret } = handshake;
     conn.depend_on(Credentials { license: Some(device.license), api_key: Some(api_key), ..Credentials::default() });
     let mailbox = relay.hub.register(&device, conn.close_handle());
     let mut session = Session {
@@ -88,7 +90,7 @@ pub fn run(relay: Relay, conn: Conn, handshake: Handshake) -> impl Future<Output
     async move {
         // Opening and serving are awaited one after the other from here,
         // so that the long wait in `serve` is not nested in another state.
-        let reason = match session.open(&license, pending, settings_version).await {
+        let reason = match session.open(&license, pending, settings_version, device_secret).await {
             Ok(()) => session.serve().await.unwrap_or(None),
             Err(Gone) => None,
         };
@@ -171,7 +173,13 @@ impl Session {
     }
 
     /// Marks the device online and greets it: `hello`, then its settings.
-    async fn open(&mut self, license: &LicenseNumber, pending: u64, settings: Option<i64>) -> Result<(), Gone> {
+    async fn open(
+        &mut self,
+        license: &LicenseNumber,
+        pending: u64,
+        settings: Option<i64>,
+        device_secret: Option<relayhub_core::secret::Secret>,
+    ) -> Result<(), Gone> {
         if let Err(err) = self.relay.presence.set_online(self.device.pk, self.conn.id()).await {
             tracing::warn!(device = %self.device.device_id, %err, "could not record the device online");
         }
@@ -180,6 +188,7 @@ impl Session {
             device_id: self.device.device_id.as_str(),
             license: license.as_str(),
             pending,
+            device_secret: device_secret.as_ref().map(|s| s.expose()),
         };
         self.send(frames::to_text(&hello)).await?;
         self.initial_settings(settings).await

@@ -64,6 +64,7 @@ impl Backend {
             name: String::new(),
             expires_at: None,
             max_devices,
+            binding: identity::BindingPolicy::FirstUse,
         };
         identity::create_license(self.stores.identity.as_ref(), new).await.unwrap().0
     }
@@ -106,19 +107,37 @@ fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> (ErrorCode, Str
     }
 }
 
+/// A device's connection as `/ws/device` makes it, presenting no secret:
+/// the device reference (its secret, if issued, is not needed here).
+async fn attach(
+    devices: &dyn relayhub_core::devices::DeviceStore,
+    license: &License,
+    device: &DeviceId,
+) -> relayhub_core::store::StoreResult<relayhub_core::devices::DeviceRef> {
+    let fresh = relayhub_core::secret::Secret::generate(relayhub_core::secret::SecretKind::DeviceSecret).hash();
+    let request = relayhub_core::devices::Attach { license, device, presented: None, fresh, may_bind: &|| Ok(()) };
+    Ok(devices.attach(request).await?.device)
+}
+
 #[tokio::test]
 async fn identity_licenses_tokens_and_keys() {
     let b = Backend::open().await;
     let ids = b.stores.identity.as_ref();
     let lic = b.license("C-1", None).await;
-    let again = NewLicense { number: lic.number.clone(), name: String::new(), expires_at: None, max_devices: None };
+    let again = NewLicense {
+        number: lic.number.clone(),
+        name: String::new(),
+        expires_at: None,
+        max_devices: None,
+        binding: identity::BindingPolicy::Open,
+    };
     assert_eq!(refusal(identity::create_license(ids, again).await).0, ErrorCode::AlreadyExists);
     let token = identity::issue_token(ids, &lic.number).await.unwrap();
     let hash = relayhub_core::secret::Secret::new(token.secret.expose()).hash();
     assert_eq!(ids.license_by_token(&hash).await.unwrap().map(|l| l.pk), Some(lic.pk));
     identity::revoke_token(ids, &lic.number, &token.id).await.unwrap();
     assert!(ids.license_by_token(&hash).await.unwrap().is_none(), "a revoked token finds nothing");
-    let key = identity::create_api_key(ids, "app").await.unwrap();
+    let key = identity::create_api_key(ids, "app", &[]).await.unwrap();
     let key_hash = relayhub_core::secret::Secret::new(key.secret.expose()).hash();
     assert!(ids.api_key_by_hash(&key_hash).await.unwrap().is_some());
     let past = Timestamp::now().minus(Duration::from_secs(60));
@@ -145,10 +164,10 @@ async fn devices_bind_by_one_rule() {
         (ErrorCode::DeviceNotFound, "no device phone-1 in this license".into())
     );
     assert_eq!(
-        refusal(devices.attach(&theirs, &d("phone-1")).await),
+        refusal(attach(devices.as_ref(), &theirs, &d("phone-1")).await),
         (ErrorCode::DeviceBoundElsewhere, "device phone-1 is bound to another license".into())
     );
-    devices.attach(&mine, &d("phone-2")).await.unwrap();
+    attach(devices.as_ref(), &mine, &d("phone-2")).await.unwrap();
     assert_eq!(
         refusal(devices.bind(&mine, &d("phone-3")).await),
         (ErrorCode::DeviceLimit, "license C-MINE already has its maximum of 2 devices".into())
@@ -176,7 +195,7 @@ async fn devices_bind_by_one_rule() {
 async fn presence_follows_the_current_connection() {
     let b = Backend::open().await;
     let lic = b.license("C-P", None).await;
-    let device = b.stores.devices.attach(&lic, &d("p-1")).await.unwrap();
+    let device = attach(b.stores.devices.as_ref(), &lic, &d("p-1")).await.unwrap();
     let presence = b.stores.presence.clone();
     presence.set_online(device.pk, ConnId(41)).await.unwrap();
     let record = b.stores.devices.device(lic.pk, &d("p-1")).await.unwrap().unwrap();
@@ -247,7 +266,7 @@ async fn queues_keep_order_keys_and_bounds() {
 async fn the_inbox_keeps_records_until_acknowledged_and_knows_retries() {
     let b = Backend::open().await;
     let (inbox, lic, other) = (b.inbox(), b.license("C-I", None).await, b.license("C-IO", None).await);
-    let device = b.stores.devices.attach(&lic, &d("i-1")).await.unwrap();
+    let device = attach(b.stores.devices.as_ref(), &lic, &d("i-1")).await.unwrap();
     let record = |r: &str| NewRecord { reference: r.into(), data: RawValue::from_string("{\"x\":1}".into()).unwrap() };
     let first = inbox.publish(&device, vec![record("a"), record("b")]).await.unwrap();
     let again = inbox.publish(&device, vec![record("a")]).await.unwrap();
@@ -280,7 +299,7 @@ async fn settings_merge_refuse_and_restore_by_one_rule() {
         panic!("a first write applies")
     };
     assert_eq!(v1.version, 1);
-    let device = b.stores.devices.attach(&lic, &d("s-1")).await.unwrap();
+    let device = attach(b.stores.devices.as_ref(), &lic, &d("s-1")).await.unwrap();
     settings
         .write_settings(Target::Device(device.pk), write(1, json!({"a": 2, "b": 1}), Author::Device))
         .await
@@ -299,7 +318,7 @@ async fn settings_merge_refuse_and_restore_by_one_rule() {
     );
 
     settings.link_account(&device, "google:1").await.unwrap();
-    let new_phone = b.stores.devices.attach(&lic, &d("s-2")).await.unwrap();
+    let new_phone = attach(b.stores.devices.as_ref(), &lic, &d("s-2")).await.unwrap();
     let restored = settings.restore_account(&new_phone, "google:1").await.unwrap().unwrap();
     assert_eq!(restored.settings, doc(json!({"a": 2, "b": 3})));
     assert!(settings.restore_account(&new_phone, "google:2").await.unwrap().is_none());

@@ -24,7 +24,8 @@ pub(crate) async fn user(app: &TestApp, license: &str, email: &str, role: Role) 
     let pk = match app.admin().identity.license(&number).await.unwrap() {
         Some(l) => l.pk,
         None => {
-            let new = NewLicense { number, name: String::new(), expires_at: None, max_devices: None };
+            let binding = relayhub_core::identity::BindingPolicy::FirstUse;
+            let new = NewLicense { number, name: String::new(), expires_at: None, max_devices: None, binding };
             identity::create_license(app.admin().identity.as_ref(), new).await.unwrap().0.pk
         }
     };

@@ -100,6 +100,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.edit(|r: &mut RelayConfig| {
         r.sweep_interval = Duration::from_millis(100);
         r.credential_check_interval = Duration::from_millis(100);
+        // The suite connects hundreds of devices with one key;
+        // device_credentials.rs tests the bound itself.
+        r.new_devices_per_minute = 1_000_000;
     });
     config.gateway.shutdown_grace = Duration::from_secs(5);
     config.pool_size = 4;
@@ -177,7 +180,7 @@ impl TestApp {
         let (token, _) = app.create_license("LIC-A", None).await;
         app.license = "LIC-A".into();
         app.token = token;
-        let key = identity::create_api_key(app.admin.identity.as_ref(), "tests").await.unwrap();
+        let key = identity::create_api_key(app.admin.identity.as_ref(), "tests", &[]).await.unwrap();
         app.api_key = key.secret.expose().to_owned();
         app.api_key_id = key.id;
         app
@@ -274,13 +277,26 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Creates a license; returns its bearer token and token id.
+    /// Creates a license; returns its bearer token and token id. It is
+    /// `open`, as licenses made before binding policies are: the suite's
+    /// devices are seed 000's app (device_credentials.rs tests the others).
     pub async fn create_license(&self, number: &str, max_devices: Option<u32>) -> (String, String) {
+        self.create_license_binding(number, max_devices, identity::BindingPolicy::Open).await
+    }
+
+    /// Creates a license with a binding policy; its bearer token and token id.
+    pub async fn create_license_binding(
+        &self,
+        number: &str,
+        max_devices: Option<u32>,
+        binding: identity::BindingPolicy,
+    ) -> (String, String) {
         let new = NewLicense {
             number: LicenseNumber::parse(number).unwrap(),
             name: String::new(),
             expires_at: None,
             max_devices,
+            binding,
         };
         let (_, token) = identity::create_license(self.admin.identity.as_ref(), new).await.unwrap();
         (token.secret.expose().to_owned(), token.id)
@@ -361,11 +377,25 @@ impl TestApp {
     /// Opens a device socket; `Err` carries the HTTP status and error body
     /// of a refused upgrade.
     pub async fn try_connect(&self, device: &str, key: &str, license: &str) -> Result<Device, (u16, Value)> {
+        self.try_connect_with(device, key, license, None).await
+    }
+
+    /// [`Self::try_connect`] presenting a device secret (`X-Device-Secret`).
+    pub async fn try_connect_with(
+        &self,
+        device: &str,
+        key: &str,
+        license: &str,
+        secret: Option<&str>,
+    ) -> Result<Device, (u16, Value)> {
         let mut request = format!("ws://{}/ws/device", self.addr).into_client_request().unwrap();
         let headers = request.headers_mut();
         headers.insert("x-api-key", key.parse().unwrap());
         headers.insert("x-device-id", device.parse().unwrap());
         headers.insert("x-license", license.parse().unwrap());
+        if let Some(secret) = secret {
+            headers.insert("x-device-secret", secret.parse().unwrap());
+        }
         Device::open(request).await
     }
 }

@@ -10,6 +10,7 @@ mod console;
 mod console_pages;
 mod contract;
 mod delivery;
+mod device_credentials;
 mod durability;
 mod face;
 mod field;

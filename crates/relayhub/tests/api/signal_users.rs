@@ -47,7 +47,7 @@ fn close_code(frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame
 async fn revoking_the_app_key_closes_its_signaling_sockets_and_ends_their_calls() {
     let app =
         TestApp::spawn_with(|c| c.edit(|s: &mut SignalConfig| s.reconnect_grace = Duration::from_millis(300))).await;
-    let other = identity::create_api_key(app.admin().identity.as_ref(), "second app").await.unwrap();
+    let other = identity::create_api_key(app.admin().identity.as_ref(), "second app", &[]).await.unwrap();
     let mut alice = Caller::join(&app, "alice").await;
     let mut bob = Caller::join_at(&app.addr.to_string(), other.secret.expose(), "bob").await;
     connect_call(&mut alice, &mut bob).await;

@@ -137,7 +137,7 @@ async fn a_revoked_api_key_refuses_new_sockets_and_closes_open_ones() {
     let (status, body) = app.try_connect("phone-1", &app.api_key, "LIC-A").await.err().expect("refused");
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")));
 
-    let other = identity::create_api_key(app.admin().identity.as_ref(), "v2").await.unwrap();
+    let other = identity::create_api_key(app.admin().identity.as_ref(), "v2", &[]).await.unwrap();
     app.try_connect("phone-1", other.secret.expose(), "LIC-A").await.expect("a new key works");
 }
 
