@@ -111,8 +111,7 @@ async fn ingest(
         let span = parsed.chunk.span();
         let body = codec::encode(&parsed.chunk, codec::FAST);
         let points = parsed.chunk.points() as u64;
-        // The keys move out of the chunk, now encoded: for counting, and
-        // to name a few in a refusal.
+        // The keys move out of the chunk, now encoded: for counting, and to name a few in a refusal.
         let series: Vec<(i64, SeriesKey)> =
             parsed.chunk.series.into_iter().map(|s| (quota::series_hash(&s.key), s.key)).collect();
         Ok((
@@ -142,9 +141,7 @@ async fn ingest(
     }
     let rate = telemetry.rates.take(robot.id, points, std::time::Instant::now());
     rate.inspect_err(|err| telemetry.metrics.limited(Limit::PointsPerMinute, err))?;
-    let mut hashes: Vec<i64> = series.iter().map(|(hash, _)| *hash).collect();
-    hashes.sort_unstable();
-    hashes.dedup();
+    let hashes = quota::distinct(&series);
     let max = config.max_series_per_robot;
     // (what the robot knew, if the store was asked; new series; a few of them)
     let refused = if hashes.len() as u64 > max {
@@ -163,12 +160,7 @@ async fn ingest(
         }
     };
     if let Some((known, new, shown)) = refused {
-        let examples: Vec<String> = shown
-            .iter()
-            .filter_map(|hash| series.iter().find(|(h, _)| h == hash))
-            .map(|(_, key)| quota::shown(key))
-            .collect();
-        let err = quota::too_many_series(known, new, max, &examples);
+        let err = quota::too_many_series(known, new, max, &shown, &series);
         telemetry.metrics.limited(Limit::Series, &err);
         return Err(err);
     }

@@ -71,6 +71,14 @@ pub fn series_hash(key: &SeriesKey) -> i64 {
     hash as i64
 }
 
+/// The distinct hashes of a write's series, sorted.
+pub fn distinct(series: &[(i64, SeriesKey)]) -> Vec<i64> {
+    let mut hashes: Vec<i64> = series.iter().map(|(hash, _)| *hash).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes
+}
+
 /// A series as line protocol writes it, for error messages: at most 200
 /// characters.
 pub fn shown(key: &SeriesKey) -> String {
@@ -85,8 +93,14 @@ pub fn shown(key: &SeriesKey) -> String {
 
 /// The refusal of a write that would take its robot past `max` series.
 /// `known` is `None` when the write alone holds more than `max` (then the
-/// store was not asked).
-pub fn too_many_series(known: Option<u64>, new: u64, max: u64, examples: &[String]) -> ApiError {
+/// store was not asked); `shown` are hashes of a few new series, named
+/// from the write's `series`.
+pub fn too_many_series(known: Option<u64>, new: u64, max: u64, shown: &[i64], series: &[(i64, SeriesKey)]) -> ApiError {
+    let examples: Vec<String> = shown
+        .iter()
+        .filter_map(|hash| series.iter().find(|(h, _)| h == hash))
+        .map(|(_, key)| self::shown(key))
+        .collect();
     let what = match known {
         Some(known) => format!("this robot has {known} series and the write brings {new} new ones"),
         None => format!("the write alone holds {new} series"),

@@ -49,20 +49,15 @@ pub struct ConnectParams {
 
 /// A value from its header, else from the query; an empty header counts as
 /// none.
-fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: &str) -> Result<&'a str, ApiError> {
+fn pick_optional<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>) -> Option<&'a str> {
     let present = |v: &&str| !v.trim().is_empty();
-    headers
-        .get(header)
-        .and_then(|v| v.to_str().ok())
-        .filter(present)
-        .or(query.filter(present))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingField, format!("send the {what} as '{header}'")))
+    headers.get(header).and_then(|v| v.to_str().ok()).filter(present).or(query.filter(present)).map(str::trim)
 }
 
-/// An optional value from its header, else from the query.
-fn pick_optional<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>) -> Option<&'a str> {
-    pick(headers, header, query, "").ok()
+/// [`pick_optional`], refusing when neither is there.
+fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: &str) -> Result<&'a str, ApiError> {
+    pick_optional(headers, header, query)
+        .ok_or_else(|| ApiError::new(ErrorCode::MissingField, format!("send the {what} as '{header}'")))
 }
 
 /// The refusal of a device that may not bind now.
