@@ -124,6 +124,10 @@ async fn administration_commands_print_json_and_act_on_the_database() {
     let updated = json_of(&relayhub(data, &["license", "update", "LIC-9", "--max-devices", "unlimited", "--json"]));
     assert!(updated.get("max_devices").is_none());
     assert_eq!(updated["expires"], "2099-12-31");
+    assert_eq!(updated["binding"], "first_use", "a new license binds each device to a secret");
+    let bound = json_of(&relayhub(data, &["license", "update", "LIC-9", "--binding", "preregistered", "--json"]));
+    assert_eq!(bound["binding"], "preregistered");
+    assert!(bound.get("max_devices").is_none(), "an update changes only what it names");
 
     let second = json_of(&relayhub(data, &["license", "token", "create", "LIC-9", "--json"]));
     let shown = json_of(&relayhub(data, &["license", "show", "LIC-9", "--json"]));
@@ -139,9 +143,19 @@ async fn administration_commands_print_json_and_act_on_the_database() {
 
     let key = json_of(&relayhub(data, &["apikey", "create", "--name", "android", "--json"]));
     assert!(key["key"].as_str().unwrap().starts_with("rhk_"));
+    assert_eq!(key["licenses"], "all", "a key without --license is server-wide");
+    let scoped = json_of(&relayhub(data, &["apikey", "create", "--name", "acme app", "--license", "LIC-9", "--json"]));
+    assert_eq!(scoped["licenses"], json!(["LIC-9"]));
     let keys = json_of(&relayhub(data, &["apikey", "list", "--json"]));
-    assert_eq!(keys[0]["name"], "android");
+    let listed = |name: &str| keys.as_array().unwrap().iter().find(|k| k["name"] == name).cloned().unwrap();
+    assert_eq!(listed("android")["licenses"], "all");
+    assert_eq!(listed("acme app")["licenses"], json!(["LIC-9"]));
     assert!(!keys.to_string().contains(key["key"].as_str().unwrap()));
+    let list_text = String::from_utf8(relayhub(data, &["apikey", "list"]).stdout).unwrap();
+    assert!(list_text.contains("all licenses") && list_text.contains("licenses LIC-9"), "{list_text}");
+    let unknown = relayhub(data, &["apikey", "create", "--name", "x", "--license", "LIC-NOPE", "--json"]);
+    let err: Value = serde_json::from_slice(&unknown.stderr).unwrap();
+    assert_eq!(err["error"]["code"], "license_not_found", "a key is scoped only to licenses that exist");
     json_of(&relayhub(data, &["apikey", "revoke", key["id"].as_str().unwrap(), "--json"]));
 
     // Failures: non-zero exit, the error shape on stderr, nothing on stdout.
