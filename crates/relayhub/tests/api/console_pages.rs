@@ -3,6 +3,7 @@
 //! registry's approve and block, the rail's stores, items and engineers,
 //! and the calls in progress — each checked through the API it stands for.
 
+use relayhub_core::identity::BindingPolicy;
 use relayhub_fleet::model::Role;
 use relayhub_registry::model::DeviceStatus;
 use relayhub_registry::store::DeviceRegistry;
@@ -450,4 +451,51 @@ async fn a_licenses_calls_are_listed_for_its_admins_and_no_one_elses() {
     assert_eq!(status, 200, "{html}");
     assert!(html.contains(r#"id="no-calls""#) && !html.contains("data-caller"), "{html}");
     assert!(!html.contains("@pages.example"), "{html}");
+}
+
+#[tokio::test]
+async fn an_admin_resets_a_reinstalled_phones_secret_and_the_phone_binds_again() {
+    let app = TestApp::spawn().await;
+    app.create_license_binding("LIC-FU", None, BindingPolicy::FirstUse).await;
+    user(&app, "LIC-FU", ADMIN, Role::Admin).await;
+    let phone = "7d0e2b4a-1c3f-4e5a-8b6c-9d0e1f2a3b4c";
+    let first = app.try_connect_with(phone, &app.api_key, "LIC-FU", None).await.expect("first use binds");
+    let old = first.hello["device_secret"].as_str().unwrap().to_owned();
+    drop(first);
+    let (visitor, csrf) = signed_in_visitor(&app, ADMIN).await;
+
+    let (status, html) = visitor.page(&format!("/console/devices/{phone}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("set: its connections must present it"), "{html}");
+    assert!(html.contains(&format!(r#"action="/console/devices/{phone}/reset""#)), "{html}");
+    let (_, list) = visitor.page("/console/devices").await;
+    assert!(list.contains("Device secret") && list.contains("set: its connections"), "{list}");
+
+    let reset = format!("/console/devices/{phone}/reset");
+    assert_eq!(submit(&visitor, &reset, &[]).await.0, 403, "no CSRF token, no reset");
+    let (status, to, _) = submit(&visitor, &reset, &[("csrf", &csrf)]).await;
+    assert_eq!((status, to.as_str()), (303, format!("/console/devices/{phone}?saved=reset").as_str()));
+    let (_, html) = visitor.page(&to).await;
+    assert!(html.contains("Device secret reset") && html.contains("none yet: its next connection gets one"), "{html}");
+
+    let stale = app.try_connect_with(phone, &app.api_key, "LIC-FU", Some(&old)).await;
+    let fresh = match stale {
+        // The reset forgot the old secret: the next connection binds anew.
+        Ok(device) => device.hello["device_secret"].as_str().expect("a new secret").to_owned(),
+        Err(refused) => panic!("the reinstalled phone is refused: {refused:?}"),
+    };
+    assert_ne!(fresh, old);
+    let unknown = format!("/console/devices/{}/reset", uuid::Uuid::new_v4());
+    assert_eq!(submit(&visitor, &unknown, &[("csrf", &csrf)]).await.0, 404);
+}
+
+#[tokio::test]
+async fn an_open_licenses_device_page_offers_no_secret_to_reset() {
+    let app = TestApp::spawn().await;
+    user(&app, &app.license, ADMIN, Role::Admin).await;
+    drop(app.connect("kiosk-open").await);
+    let (visitor, _) = signed_in_visitor(&app, ADMIN).await;
+    let (status, html) = visitor.page("/console/devices/kiosk-open").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("none: the license is open") && !html.contains("Reset device secret"), "{html}");
 }
