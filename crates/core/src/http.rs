@@ -126,6 +126,29 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// The most characters of an idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// An idempotency key, checked: 1–[`MAX_IDEMPOTENCY_KEY`] characters, none
+/// a control character.
+pub fn check_idempotency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.chars().count() > MAX_IDEMPOTENCY_KEY || k.chars().any(|c| c.is_control()) => {
+            Err(ApiError::invalid_field(format!("an idempotency key is 1-{MAX_IDEMPOTENCY_KEY} printable characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+/// A request's `Idempotency-Key` header, checked as above: retries of a
+/// write that send the same key get its first answer.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key =
+        value.to_str().map_err(|_| ApiError::invalid_field("the Idempotency-Key header must be printable ASCII"))?;
+    check_idempotency_key(Some(key.to_owned()))
+}
+
 /// Refuses a string whose length in characters (as JSON Schema counts
 /// them: `minLength`, `maxLength`) is outside `min..=max`.
 pub fn check_length(name: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {

@@ -4,7 +4,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
-use relayhub_core::http::{Body, Json, PageParams, Path, Query, integral, parse_json};
+use relayhub_core::http::{
+    Body, Json, PageParams, Path, Query, check_idempotency_key, idempotency_key, integral, parse_json,
+};
 use relayhub_core::identity::LicenseAuth;
 use relayhub_core::ids::{DeviceId, LicensePk};
 use relayhub_core::time::Timestamp;
@@ -19,7 +21,6 @@ use crate::model::{Enqueued, NewMessage, PendingMessage, Receipt};
 /// Longest time to live: ten years, i.e. "until delivered".
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 /// Longest idempotency key.
-const MAX_KEY_LEN: usize = 255;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -110,15 +111,6 @@ impl Relay {
     }
 }
 
-fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
-    match key {
-        Some(k) if k.is_empty() || k.chars().count() > MAX_KEY_LEN || k.chars().any(|c| c.is_control()) => {
-            Err(ApiError::invalid_field(format!("an idempotency key is 1-{MAX_KEY_LEN} printable characters")))
-        }
-        other => Ok(other),
-    }
-}
-
 /// Queues one message for a device.
 ///
 /// The body is the message data: any JSON value. Answers 202 only once the
@@ -157,12 +149,7 @@ pub async fn post_one(
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let device_id = DeviceId::parse(&device_id)?;
-    let key = headers.get("idempotency-key").map(|v| {
-        v.to_str()
-            .map(str::to_owned)
-            .map_err(|_| ApiError::invalid_field("the Idempotency-Key header must be printable ASCII"))
-    });
-    let idempotency_key = check_key(key.transpose()?)?;
+    let idempotency_key = idempotency_key(&headers)?;
     if body.is_empty() {
         return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send the message data as JSON"));
     }
@@ -233,7 +220,7 @@ pub async fn post_batch(
             Ok(NewMessage {
                 device_id: item.device_id,
                 data: item.data,
-                idempotency_key: check_key(item.idempotency_key).map_err(at)?,
+                idempotency_key: check_idempotency_key(item.idempotency_key).map_err(at)?,
                 expires_at: expiry(item.ttl, now).map_err(at)?,
             })
         })
