@@ -209,8 +209,13 @@ error_codes! {
     TaskNotFound => (NOT_FOUND, "task_not_found"),
     /// Rail: no ticket with this code in the license.
     TicketNotFound => (NOT_FOUND, "ticket_not_found"),
-    /// Rail: the ticket was accepted already; a ticket is accepted once.
+    /// Rail: the ticket was accepted already, by another robot or longer
+    /// ago than `rail.ticket_recheck`; a ticket is accepted once.
     TicketUsed => (CONFLICT, "ticket_used"),
+    /// Rail: the ticket is for another train than the robot's.
+    TicketWrongTrain => (CONFLICT, "ticket_wrong_train"),
+    /// Rail: the ticket is for another day (in `rail.time_zone`).
+    TicketNotToday => (CONFLICT, "ticket_not_today"),
     /// Rail: a purchase would take an item's balance below zero; nothing
     /// was bought.
     InsufficientBalance => (CONFLICT, "insufficient_balance"),

@@ -19,7 +19,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::error::{SqlResult, from_sqlx};
-use crate::time::at;
+use crate::time::{at, time};
 use crate::{Ctx, PgStore};
 
 /// Offers the face store.
@@ -103,6 +103,27 @@ impl FaceStore for PgFaces {
         when: Timestamp,
     ) -> StoreResult<Face> {
         self.ctx.retrying(|| self.try_enrol(license, user, &embedding, max_per_user, when)).await
+    }
+
+    async fn faces_of(&self, license: LicensePk, user: Uuid) -> StoreResult<Vec<Face>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, created_at FROM rail_faces WHERE license_pk = $1 AND user_id = $2
+             ORDER BY created_at, id",
+        )
+        .bind(license.0)
+        .bind(user)
+        .fetch_all(&self.ctx.pool)
+        .await
+        .sql()?;
+        rows.iter()
+            .map(|r| {
+                Ok(Face {
+                    id: r.try_get(0).sql()?,
+                    user_id: r.try_get(1).sql()?,
+                    created_at: time(r.try_get(2).sql()?),
+                })
+            })
+            .collect()
     }
 
     async fn face(&self, id: Uuid) -> StoreResult<Option<StoredFace>> {

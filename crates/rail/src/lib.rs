@@ -79,11 +79,15 @@ pub struct FaceConfig {
     /// HNSW's breadth of search: higher finds the true nearest more often,
     /// slower (see BENCHMARKS.md for recall).
     pub expansion_search: usize,
+    /// Faces are enrolled only by passengers themselves
+    /// (`POST /face_api/me`, with their own token): robots and the
+    /// operator get 403 on `POST /face_api/enrol`.
+    pub self_enrol_only: bool,
 }
 
 impl Default for FaceConfig {
     fn default() -> Self {
-        Self { dimension: 128, threshold: 0.36, max_per_user: 20, expansion_search: 96 }
+        Self { dimension: 128, threshold: 0.36, max_per_user: 20, expansion_search: 96, self_enrol_only: false }
     }
 }
 
@@ -106,6 +110,14 @@ pub struct RailConfig {
     /// Sign-in challenges one client address (an IPv6 client by its /64)
     /// may ask for per minute, for any robot or store (429 past it).
     pub challenges_per_minute_per_address: u32,
+    /// How long the robot that accepted a ticket gets the same answer when
+    /// it checks it again (a retry after a lost answer); any other robot,
+    /// or later, gets 409 `ticket_used`.
+    #[serde(with = "humantime_serde")]
+    pub ticket_recheck: Duration,
+    /// The operator's IANA time zone (`Europe/Moscow`): a ticket is
+    /// accepted on its `date`'s day there.
+    pub time_zone: chrono_tz::Tz,
     pub oidc: OidcConfig,
     pub face: FaceConfig,
 }
@@ -118,6 +130,8 @@ impl Default for RailConfig {
             engineer_attempts_per_minute: 10,
             challenges_per_minute: 10,
             challenges_per_minute_per_address: 60,
+            ticket_recheck: Duration::from_secs(600),
+            time_zone: chrono_tz::UTC,
             oidc: OidcConfig::default(),
             face: FaceConfig::default(),
         }

@@ -10,7 +10,7 @@ use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::time::Timestamp;
 use uuid::Uuid;
 
-use crate::model::{Item, Purchase, PurchaseLine};
+use crate::model::{Item, Purchase, PurchaseLine, Ticket, TicketAcceptance, TicketScan};
 
 /// The most lines one purchase may have.
 pub const MAX_LINES: usize = 100;
@@ -98,6 +98,81 @@ pub fn is_current(date: Timestamp, now: Timestamp) -> bool {
     date.millis() + 2 * 86_400_000 > now.millis()
 }
 
+/// The calendar day an instant falls on in `zone`.
+pub fn local_day(at: Timestamp, zone: chrono_tz::Tz) -> NaiveDate {
+    at.to_datetime().with_timezone(&zone).date_naive()
+}
+
+/// What a robot may do with a ticket it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketVerdict {
+    /// Unused, for this train and today: accept it now.
+    Accept,
+    /// This robot accepted it within `rail.ticket_recheck`: its retry gets
+    /// the same answer, and nothing changes.
+    Repeat,
+}
+
+/// Seed 004's ticket check, retry-safe: the accepting robot's repeat is
+/// answered again for a while; anyone else, or later, is refused; a ticket
+/// of another train or day is refused with what the ticket says (and stays
+/// unused).
+pub fn ticket_verdict(
+    ticket: &Ticket,
+    accepted: Option<TicketAcceptance>,
+    scan: &TicketScan,
+) -> Result<TicketVerdict, ApiError> {
+    if let Some(first) = accepted
+        && ticket.used
+        && first.robot == scan.robot
+        && (0..scan.recheck_millis).contains(&(scan.at.millis() - first.at.millis()))
+    {
+        return Ok(TicketVerdict::Repeat);
+    }
+    if let Some(train) = scan.train_number
+        && train != ticket.train_number
+    {
+        return Err(ApiError::new(
+            ErrorCode::TicketWrongTrain,
+            format!("the ticket is for train {}, not train {train}", ticket.train_number),
+        ));
+    }
+    let (day, today) = (local_day(ticket.date, scan.zone), local_day(scan.at, scan.zone));
+    if day != today {
+        return Err(ApiError::new(
+            ErrorCode::TicketNotToday,
+            format!("the ticket is for {day}, and today is {today} ({})", scan.zone.name()),
+        ));
+    }
+    if ticket.used {
+        return Err(ApiError::new(ErrorCode::TicketUsed, "this ticket was already accepted"));
+    }
+    Ok(TicketVerdict::Accept)
+}
+
+/// What a retried purchase must repeat: its passenger, its merged lines and
+/// whether it starts ready. The same `Idempotency-Key` with another
+/// fingerprint is a client's mistake, not a retry.
+pub fn purchase_fingerprint(user: Uuid, lines: &[PurchaseLine], is_default_ready: bool) -> Vec<u8> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(user.as_bytes());
+    for line in lines {
+        hash.update(line.item_id.as_bytes());
+        hash.update(line.count.to_be_bytes());
+    }
+    hash.update([u8::from(is_default_ready)]);
+    hash.finalize().to_vec()
+}
+
+/// The refusal of a key used before for another purchase.
+pub fn key_reused(key: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::IdempotencyKeyReused,
+        format!("idempotency key {key:?} was used for a different purchase; a retry sends the same body"),
+    )
+}
+
 /// Engineer privileges: a non-negative bit set.
 pub fn check_privileges(privileges: i64) -> Result<i32, ApiError> {
     i32::try_from(privileges)
@@ -151,6 +226,79 @@ mod tests {
         let (from, until) = day_range(NaiveDate::from_ymd_opt(2026, 12, 1).unwrap());
         assert_eq!(from.rfc3339(), "2026-12-01T00:00:00.000Z");
         assert_eq!(until.millis() - from.millis(), 86_400_000);
+    }
+
+    fn at(rfc3339: &str) -> Timestamp {
+        Timestamp::from_millis(chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis())
+    }
+
+    fn ticket(train: i32, date: &str, used: bool) -> Ticket {
+        Ticket {
+            id: Uuid::from_u128(7),
+            user_id: Uuid::from_u128(8),
+            train_number: train,
+            wagon_number: 3,
+            place_number: 12,
+            date: at(date),
+            station_id: "MSK".into(),
+            destination_id: "SPB".into(),
+            start_date: at(date),
+            code: "code".into(),
+            used,
+        }
+    }
+
+    fn scan(robot: u128, when: &str, train: Option<i32>, zone: chrono_tz::Tz) -> TicketScan {
+        TicketScan { robot: Uuid::from_u128(robot), at: at(when), train_number: train, recheck_millis: 600_000, zone }
+    }
+
+    #[test]
+    fn the_accepting_robot_is_answered_again_for_a_while_and_no_one_else_is() {
+        let used = ticket(101, "2026-12-07T08:00:00Z", true);
+        let first = Some(TicketAcceptance { robot: Uuid::from_u128(1), at: at("2026-12-07T09:00:00Z") });
+        let utc = chrono_tz::UTC;
+        assert_eq!(
+            ticket_verdict(&used, first, &scan(1, "2026-12-07T09:09:59Z", None, utc)).unwrap(),
+            TicketVerdict::Repeat
+        );
+        let late = ticket_verdict(&used, first, &scan(1, "2026-12-07T09:10:00Z", None, utc)).unwrap_err();
+        assert_eq!(late.code, ErrorCode::TicketUsed);
+        let other = ticket_verdict(&used, first, &scan(2, "2026-12-07T09:00:01Z", None, utc)).unwrap_err();
+        assert_eq!(other.code, ErrorCode::TicketUsed);
+        let fresh = ticket(101, "2026-12-07T08:00:00Z", false);
+        assert_eq!(
+            ticket_verdict(&fresh, None, &scan(2, "2026-12-07T09:00:00Z", Some(101), utc)).unwrap(),
+            TicketVerdict::Accept
+        );
+    }
+
+    #[test]
+    fn a_ticket_of_another_train_or_day_is_refused_with_what_it_says() {
+        let fresh = ticket(101, "2026-12-07T20:30:00Z", false);
+        let wrong =
+            ticket_verdict(&fresh, None, &scan(1, "2026-12-07T21:00:00Z", Some(102), chrono_tz::UTC)).unwrap_err();
+        assert_eq!(wrong.code, ErrorCode::TicketWrongTrain);
+        assert!(wrong.message.contains("train 101") && wrong.message.contains("102"), "{}", wrong.message);
+        // 20:30 UTC is 23:30 in Moscow, 21:30 UTC is already the next day there.
+        let moscow = chrono_tz::Europe::Moscow;
+        let tomorrow = ticket_verdict(&fresh, None, &scan(1, "2026-12-07T21:30:00Z", None, moscow)).unwrap_err();
+        assert_eq!(tomorrow.code, ErrorCode::TicketNotToday);
+        assert!(
+            tomorrow.message.contains("2026-12-07") && tomorrow.message.contains("2026-12-08"),
+            "{}",
+            tomorrow.message
+        );
+        assert!(ticket_verdict(&fresh, None, &scan(1, "2026-12-07T21:30:00Z", None, chrono_tz::UTC)).is_ok());
+    }
+
+    #[test]
+    fn a_purchase_fingerprint_is_its_passenger_lines_and_readiness() {
+        let lines = [line(1, 2), line(2, 1)];
+        let a = purchase_fingerprint(Uuid::from_u128(5), &lines, false);
+        assert_eq!(a, purchase_fingerprint(Uuid::from_u128(5), &lines, false));
+        assert_ne!(a, purchase_fingerprint(Uuid::from_u128(6), &lines, false));
+        assert_ne!(a, purchase_fingerprint(Uuid::from_u128(5), &lines[..1], false));
+        assert_ne!(a, purchase_fingerprint(Uuid::from_u128(5), &lines, true));
     }
 
     #[test]

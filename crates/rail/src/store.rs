@@ -33,10 +33,12 @@ pub trait BaseStore: Send + Sync + 'static {
     async fn add_ticket(&self, license: LicensePk, ticket: NewTicket) -> StoreResult<Ticket>;
     /// Tickets by `start_date`, of one passenger or all.
     async fn tickets(&self, license: LicensePk, user: Option<Uuid>, page: PageRequest) -> StoreResult<Page<Ticket>>;
-    /// Marks the ticket with `code` used and answers it: of concurrent
-    /// calls exactly one succeeds; the others, and every later one, get
-    /// `ticket_used`; an unknown code is `ticket_not_found`.
-    async fn use_ticket(&self, license: LicensePk, code: &str) -> StoreResult<Ticket>;
+    /// Decides a robot's scan of the ticket with `code` by
+    /// [`crate::rules::ticket_verdict`], reading and marking it in one
+    /// transaction: of concurrent scans by different robots exactly one is
+    /// accepted (the others get `ticket_used`), and the accepting robot's
+    /// repeats are answered again; an unknown code is `ticket_not_found`.
+    async fn use_ticket(&self, license: LicensePk, code: &str, scan: TicketScan) -> StoreResult<Scanned>;
 
     /// `already_exists` when the login is taken in the license.
     async fn add_engineer(&self, license: LicensePk, engineer: NewEngineer) -> StoreResult<Engineer>;
@@ -102,14 +104,15 @@ pub trait ShopStore: Send + Sync + 'static {
     async fn item(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Item>>;
     /// `store_not_found` when the store is not in the license.
     async fn add_item(&self, license: LicensePk, store: Uuid, item: ItemFields) -> StoreResult<Item>;
-    /// Replaces an item's fields; `item_not_found` unless it exists in the
+    /// Changes the fields the patch names, in one statement (the others
+    /// keep their stored values); `item_not_found` unless it exists in the
     /// license (and in `store`, when given).
     async fn update_item(
         &self,
         license: LicensePk,
         store: Option<Uuid>,
         id: Uuid,
-        item: ItemFields,
+        patch: ItemPatch,
     ) -> StoreResult<Item>;
     /// Hides an item; purchases of it stay. `item_not_found` as above.
     async fn delete_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, at: Timestamp) -> StoreResult<()>;
@@ -117,8 +120,11 @@ pub trait ShopStore: Send + Sync + 'static {
     /// Lowers every line's item balance and records the purchase and its
     /// task, in one transaction: `item_not_found`, 422 when the items are
     /// of several stores, `insufficient_balance` when any balance would go
-    /// below zero (then nothing changed).
-    async fn purchase(&self, license: LicensePk, purchase: NewPurchase, at: Timestamp) -> StoreResult<Purchase>;
+    /// below zero (then nothing changed). With a key the caller used before
+    /// it answers that purchase and changes nothing — decided inside the
+    /// transaction, so concurrent retries make one purchase — or, when the
+    /// fingerprint differs, `idempotency_key_reused`.
+    async fn purchase(&self, license: LicensePk, purchase: NewPurchase, at: Timestamp) -> StoreResult<Purchased>;
     /// A store's tasks, oldest first, ready or not or both.
     async fn tasks(
         &self,
@@ -169,6 +175,8 @@ pub trait FaceStore: Send + Sync + 'static {
         max_per_user: u32,
         at: Timestamp,
     ) -> StoreResult<crate::face::Face>;
+    /// A passenger's faces, oldest first (at most `max_per_user` exist).
+    async fn faces_of(&self, license: LicensePk, user: Uuid) -> StoreResult<Vec<crate::face::Face>>;
     /// A face of any license, with its embedding.
     async fn face(&self, id: Uuid) -> StoreResult<Option<crate::face::StoredFace>>;
     /// Deletes every face of a passenger, overwriting the rows' bytes where

@@ -279,6 +279,7 @@ mod tests {
             ("log_format", _) => text("json"),
             ("database", _) => text("postgres://u@h/d"),
             ("partitions", _) => ("7".into(), json!(7)),
+            ("rail.time_zone", _) => text("Europe/Moscow"),
             (_, Value::Bool(b)) => ((!b).to_string(), json!(!b)),
             (_, Value::Number(_)) => ("4242".into(), json!(4242)),
             (_, Value::Array(_)) => ("[\"10.0.0.0/8\"]".into(), json!(["10.0.0.0/8"])),

@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../migrations/0011_pair_observed_ip.sql")),
     M::up(include_str!("../migrations/0012_telemetry_series.sql")),
     M::up(include_str!("../migrations/0013_device_credentials.sql")),
+    M::up(include_str!("../migrations/0014_rail_retries.sql")),
 ];
 
 /// A partition file's schema (see `migrations/partition/`).

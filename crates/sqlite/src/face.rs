@@ -101,6 +101,24 @@ impl FaceStore for SqliteStore {
             .await
     }
 
+    async fn faces_of(&self, license: LicensePk, user: Uuid) -> StoreResult<Vec<Face>> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, user_id, created_at FROM rail_faces
+                     WHERE license_pk = ?1 AND user_id = ?2 ORDER BY created_at, id",
+                )
+                .sql()?
+                .query_map(params![license.0, user], |r| {
+                    Ok(Face { id: r.get(0)?, user_id: r.get(1)?, created_at: Timestamp::from_millis(r.get(2)?) })
+                })
+                .sql()?
+                .collect::<Result<_, _>>()
+                .sql()
+            })
+            .await
+    }
+
     async fn face(&self, id: Uuid) -> StoreResult<Option<StoredFace>> {
         self.readers
             .read(move |conn| {

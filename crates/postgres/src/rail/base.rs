@@ -144,29 +144,37 @@ impl BaseStore for PgRail {
             .await
     }
 
-    async fn use_ticket(&self, license: LicensePk, code: &str) -> StoreResult<Ticket> {
-        // One statement decides: of concurrent calls, one finds it unused.
+    async fn use_ticket(&self, license: LicensePk, code: &str, scan: TicketScan) -> StoreResult<Scanned> {
+        // The row lock orders concurrent scans of one ticket, on every node:
+        // each is decided on what the one before it left.
+        let mut tx = self.ctx.pool.begin().await.sql()?;
         let row = sqlx::query(&format!(
-            "UPDATE rail_tickets SET used = true WHERE license_pk = $1 AND code = $2 AND NOT used RETURNING {TICKET}"
+            "SELECT {TICKET}, used_by, used_at FROM rail_tickets WHERE license_pk = $1 AND code = $2 FOR UPDATE"
         ))
         .bind(license.0)
         .bind(code)
-        .fetch_optional(&self.ctx.pool)
+        .fetch_optional(&mut *tx)
         .await
-        .sql()?;
-        if let Some(row) = row {
-            return ticket_from_row(&row);
+        .sql()?
+        .ok_or_else(|| refused(ErrorCode::TicketNotFound, "no ticket with this code"))?;
+        let ticket = ticket_from_row(&row)?;
+        let by: Option<Uuid> = row.try_get("used_by").sql()?;
+        let when: Option<chrono::DateTime<chrono::Utc>> = row.try_get("used_at").sql()?;
+        let accepted = by.zip(when).map(|(robot, when)| TicketAcceptance { robot, at: time(when) });
+        match rules::ticket_verdict(&ticket, accepted, &scan).map_err(StoreError::Rejected)? {
+            rules::TicketVerdict::Repeat => Ok(Scanned { ticket, repeat: true }),
+            rules::TicketVerdict::Accept => {
+                sqlx::query("UPDATE rail_tickets SET used = true, used_by = $2, used_at = $3 WHERE id = $1")
+                    .bind(ticket.id)
+                    .bind(scan.robot)
+                    .bind(at(scan.at))
+                    .execute(&mut *tx)
+                    .await
+                    .sql()?;
+                tx.commit().await.sql()?;
+                Ok(Scanned { ticket: Ticket { used: true, ..ticket }, repeat: false })
+            }
         }
-        let known = sqlx::query("SELECT 1 FROM rail_tickets WHERE license_pk = $1 AND code = $2")
-            .bind(license.0)
-            .bind(code)
-            .fetch_optional(&self.ctx.pool)
-            .await
-            .sql()?;
-        Err(match known {
-            Some(_) => refused(ErrorCode::TicketUsed, "this ticket was already accepted"),
-            None => refused(ErrorCode::TicketNotFound, "no ticket with this code"),
-        })
     }
 
     async fn add_engineer(&self, license: LicensePk, e: NewEngineer) -> StoreResult<Engineer> {

@@ -1,8 +1,9 @@
 //! The rail capability's store traits on PostgreSQL: the same rows as on
 //! SQLite. Several nodes share the database, so the races of seed 004 are
-//! decided by it: a ticket is marked used by one conditional `UPDATE`, a
-//! purchase locks its items (in item order, so purchases never deadlock)
-//! and lowers their balances in one transaction, a nonce is taken by one
+//! decided by it: a ticket is locked while a scan of it is decided, a
+//! purchase locks its items (in item order, so purchases never deadlock),
+//! finds out whether its idempotency key was used, and lowers their
+//! balances in one transaction, a nonce is taken by one
 //! `DELETE`, a store is locked while something is added to it so that it
 //! cannot be deleted meanwhile.
 

@@ -6,7 +6,7 @@ impl PgRail {
     /// One attempt at a purchase: locks the lines' items in item order,
     /// checks them, lowers their balances and records the purchase and its
     /// task.
-    async fn try_purchase(&self, license: LicensePk, p: &NewPurchase, now: Timestamp) -> StoreResult<Purchase> {
+    async fn try_purchase(&self, license: LicensePk, p: &NewPurchase, now: Timestamp) -> StoreResult<Purchased> {
         let mut ids: Vec<Uuid> = p.lines.iter().map(|l| l.item_id).collect();
         ids.sort_unstable();
         let mut tx = self.ctx.pool.begin().await.sql()?;
@@ -19,6 +19,14 @@ impl PgRail {
         .fetch_all(&mut *tx)
         .await
         .sql()?;
+        // Asked only now that the items are locked: a concurrent retry with
+        // the same key (the same items, so the same locks) waited for this
+        // one's commit and finds its purchase.
+        if let Some(key) = &p.key
+            && let Some(purchase) = keyed_purchase(&mut tx, license, key).await?
+        {
+            return Ok(Purchased { purchase, replayed: true });
+        }
         let found =
             rows.iter().map(|r| item_from_row(r).map(|i| (i.id, i))).collect::<StoreResult<HashMap<Uuid, Item>>>()?;
         let items = p
@@ -48,17 +56,28 @@ impl PgRail {
         .execute(&mut *tx)
         .await
         .sql()?;
-        sqlx::query(
-            "INSERT INTO rail_purchases (id, license_pk, store_id, user_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+        let key = p.key.as_ref();
+        let inserted = sqlx::query(
+            "INSERT INTO rail_purchases (id, license_pk, store_id, user_id, created_at, caller, idempotency_key, fingerprint)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(purchase.id)
         .bind(license.0)
         .bind(store)
         .bind(p.user_id)
         .bind(at(now))
+        .bind(key.map(|k| &k.caller))
+        .bind(key.map(|k| &k.key))
+        .bind(key.map(|k| &k.fingerprint))
         .execute(&mut *tx)
-        .await
-        .sql()?;
+        .await;
+        match (inserted, key) {
+            // The same key for other items (other locks) at the same moment.
+            (Err(err), Some(key)) if is_unique_violation(&err) => {
+                return Err(StoreError::Rejected(rules::key_reused(&key.key)));
+            }
+            (inserted, _) => inserted.sql()?,
+        };
         sqlx::query(
             "INSERT INTO rail_purchase_items (id, purchase_id, store_item_id, count)
              SELECT l.id, $1, l.item, l.count FROM unnest($2::uuid[], $3::uuid[], $4::int4[]) AS l(id, item, count)",
@@ -88,8 +107,54 @@ impl PgRail {
         .await
         .sql()?;
         tx.commit().await.sql()?;
-        Ok(purchase)
+        Ok(Purchased { purchase, replayed: false })
     }
+}
+
+/// The purchase the caller made with this key before: `None` when the key
+/// is new, `idempotency_key_reused` when that purchase was another.
+async fn keyed_purchase(
+    tx: &mut Transaction<'_, Postgres>,
+    license: LicensePk,
+    key: &PurchaseKey,
+) -> StoreResult<Option<Purchase>> {
+    let row = sqlx::query(
+        "SELECT p.id, p.store_id, p.user_id, p.created_at, p.fingerprint, t.id AS task_id
+         FROM rail_purchases p JOIN rail_tasks t ON t.purchase_id = p.id
+         WHERE p.license_pk = $1 AND p.caller = $2 AND p.idempotency_key = $3",
+    )
+    .bind(license.0)
+    .bind(&key.caller)
+    .bind(&key.key)
+    .fetch_optional(&mut **tx)
+    .await
+    .sql()?;
+    let Some(row) = row else { return Ok(None) };
+    let fingerprint: Vec<u8> = row.try_get("fingerprint").sql()?;
+    if fingerprint != key.fingerprint {
+        return Err(StoreError::Rejected(rules::key_reused(&key.key)));
+    }
+    let id: Uuid = row.try_get("id").sql()?;
+    // Lines in item order, as the purchase was made (merged and sorted).
+    let lines = sqlx::query(
+        "SELECT store_item_id, count FROM rail_purchase_items WHERE purchase_id = $1 ORDER BY store_item_id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+    .sql()?;
+    let items = lines
+        .iter()
+        .map(|l| Ok(PurchaseLine { item_id: l.try_get(0).sql()?, count: l.try_get(1).sql()? }))
+        .collect::<StoreResult<_>>()?;
+    Ok(Some(Purchase {
+        id,
+        store_id: row.try_get("store_id").sql()?,
+        user_id: row.try_get("user_id").sql()?,
+        items,
+        date: time(row.try_get("created_at").sql()?),
+        task_id: row.try_get("task_id").sql()?,
+    }))
 }
 #[async_trait]
 impl ShopStore for PgRail {
@@ -255,10 +320,13 @@ impl ShopStore for PgRail {
         item_from_row(&row)
     }
 
-    async fn update_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, f: ItemFields) -> StoreResult<Item> {
+    async fn update_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, f: ItemPatch) -> StoreResult<Item> {
+        // A NULL parameter is a field the update does not name: kept.
         let row = sqlx::query(&format!(
             "UPDATE rail_store_items
-             SET name = $4, description = $5, logo_url = $6, balance = $7, price_penny = $8, category = $9
+             SET name = coalesce($4, name), description = coalesce($5, description),
+                 logo_url = coalesce($6, logo_url), balance = coalesce($7, balance),
+                 price_penny = coalesce($8, price_penny), category = coalesce($9, category)
              WHERE license_pk = $1 AND id = $2 AND ($3::uuid IS NULL OR store_id = $3) AND deleted_at IS NULL
              RETURNING {ITEM}"
         ))
@@ -296,7 +364,7 @@ impl ShopStore for PgRail {
         Ok(())
     }
 
-    async fn purchase(&self, license: LicensePk, p: NewPurchase, when: Timestamp) -> StoreResult<Purchase> {
+    async fn purchase(&self, license: LicensePk, p: NewPurchase, when: Timestamp) -> StoreResult<Purchased> {
         self.ctx.retrying(|| self.try_purchase(license, &p, when)).await
     }
 

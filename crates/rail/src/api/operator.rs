@@ -7,7 +7,7 @@ use relayhub_core::secret::{Secret, SecretKind};
 use uuid::Uuid;
 
 use super::admin::{CardRequest, EngineerRequest, TicketRequest, UserRequest};
-use super::store::{ItemRequest, StoreRequest, StoreToken, item_not_found, whole};
+use super::store::{ItemRequest, StoreRequest, StoreToken, whole};
 use super::{RailError, RailResult, text};
 use crate::Rail;
 use crate::model::*;
@@ -46,18 +46,8 @@ impl Rail {
         id: Uuid,
         balance: i64,
     ) -> RailResult<Item> {
-        let balance = whole("balance", balance)?;
-        let item = self.shops.item(license, id).await?.filter(|i| store.is_none_or(|s| s == i.store_id));
-        let item = item.ok_or_else(|| item_not_found(id))?;
-        let fields = ItemFields {
-            name: item.name,
-            description: item.description,
-            logo_url: item.logo_url,
-            balance,
-            price_penny: item.price_penny,
-            category: item.category,
-        };
-        Ok(self.shops.update_item(license, store, id, fields).await?)
+        let patch = ItemPatch { balance: Some(whole("balance", balance)?), ..ItemPatch::default() };
+        Ok(self.shops.update_item(license, store, id, patch).await?)
     }
 }
 

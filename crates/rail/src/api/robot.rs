@@ -4,6 +4,7 @@
 //! themselves.
 
 use axum::extract::State;
+use axum::response::Response;
 use chrono::NaiveDate;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::secret::Secret;
@@ -16,7 +17,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::{self, Caller};
-use super::{Paged, Paging, RailErrorBody, RailJson, RailPath, RailQuery, RailResult, text};
+use super::{Paged, Paging, RailError, RailErrorBody, RailJson, RailPath, RailQuery, RailResult, text};
 use crate::Rail;
 use crate::model::*;
 use crate::rules;
@@ -41,6 +42,10 @@ use axum::Json;
 pub struct TicketCheck {
     #[schema(min_length = 1, max_length = 128)]
     pub code: String,
+    /// The train the robot is on: a ticket for another train is refused
+    /// (409 `ticket_wrong_train`). Unchecked when absent.
+    #[schema(minimum = 0, maximum = 2147483647)]
+    pub train_number: Option<i32>,
 }
 
 /// An accepted ticket and its passenger.
@@ -49,29 +54,47 @@ pub struct CheckedTicket {
     /// `used` is now `true`.
     pub ticket: Ticket,
     pub user: Passenger,
+    /// This robot accepted the ticket before, within `rail.ticket_recheck`:
+    /// the answer is repeated and nothing changed (also the header
+    /// `Idempotent-Replayed: true`).
+    pub repeat: bool,
 }
 
-/// Accepts a ticket, once: every later or concurrent check of the same
-/// code answers 409 `ticket_used`.
+/// Accepts a ticket, once. The accepting robot's repeat within
+/// `rail.ticket_recheck` (a retry after a lost answer) gets the same `200`
+/// with `"repeat": true`; any other robot, or later, gets 409
+/// `ticket_used`. The ticket must be for today in `rail.time_zone` and, when
+/// the robot sends `train_number`, for its train.
 #[utoipa::path(post, path = "/base_api/robot/ticket/check", tag = "rail-base", operation_id = "rail_check_ticket",
     security(("bearer" = [])), request_body = TicketCheck,
-    responses((status = 200, body = CheckedTicket),
+    responses((status = 200, body = CheckedTicket,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a repeat of this robot's acceptance"))),
         (status = 404, description = "`ticket_not_found`", body = RailErrorBody),
-        (status = 409, description = "`ticket_used`: accepted before", body = RailErrorBody)))]
+        (status = 409, description = "`ticket_used`: accepted before, by another robot or too long ago; `ticket_wrong_train`, `ticket_not_today`: the message says what the ticket is for", body = RailErrorBody)))]
 pub async fn check_ticket(
     State(rail): State<Rail>,
     caller: Caller,
     RailJson(r): RailJson<TicketCheck>,
-) -> RailResult<Json<CheckedTicket>> {
-    let (license, _) = caller.robot()?;
+) -> RailResult<Response> {
+    let (license, robot) = caller.robot()?;
     text("code", &r.code, 1, 128)?;
-    let ticket = rail.base.use_ticket(license, &r.code).await?;
+    if r.train_number.is_some_and(|n| n < 0) {
+        return Err(RailError::field("train_number", "at least 0"));
+    }
+    let scan = TicketScan {
+        robot,
+        at: Timestamp::now(),
+        train_number: r.train_number,
+        recheck_millis: i64::try_from(rail.config.ticket_recheck.as_millis()).unwrap_or(i64::MAX),
+        zone: rail.config.time_zone,
+    };
+    let Scanned { ticket, repeat } = rail.base.use_ticket(license, &r.code, scan).await?;
     let user = rail
         .base
         .passenger(license, ticket.user_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "the ticket's passenger is gone"))?;
-    Ok(Json(CheckedTicket { ticket, user }))
+    Ok(super::replayed(Json(CheckedTicket { ticket, user, repeat }), repeat))
 }
 
 /// An engineer, signed in at a robot.

@@ -4,7 +4,10 @@
 //! and the tasks purchases make for the store.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::http::idempotency_key;
 use relayhub_core::ids::LicensePk;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -194,7 +197,7 @@ pub async fn items(
     Ok(Json(Paged::new(rail.shops.items(license, own.or(f.store_id), page).await?, page)))
 }
 
-pub(super) fn item_not_found(id: Uuid) -> ApiError {
+fn item_not_found(id: Uuid) -> ApiError {
     ApiError::new(ErrorCode::ItemNotFound, format!("no item {id}"))
 }
 
@@ -208,11 +211,9 @@ pub async fn item(State(rail): State<Rail>, caller: Caller, RailPath(id): RailPa
     Ok(Json(item.ok_or_else(|| item_not_found(id))?))
 }
 
-/// An item's fields (seed 004's, with `balance`, `category`, `logo_url`).
+/// A new item's fields (seed 004's, with `balance`, `category`, `logo_url`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ItemRequest {
-    /// `PUT` only: the item to replace.
-    pub id: Option<Uuid>,
     /// The operator's: which store (staff add to their own).
     pub store_id: Option<Uuid>,
     #[schema(min_length = 1, max_length = 100)]
@@ -255,6 +256,57 @@ impl ItemRequest {
     }
 }
 
+/// A field an update may leave out, but not send as `null`: items have no
+/// empty values, and a `null` meant as "clear" must not pass as "keep".
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// What an update changes: the fields it names. One it leaves out keeps
+/// its value, so seed 004's body (`id`, `name`, `description`,
+/// `price_penny`) keeps the stock, category and logo.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ItemUpdate {
+    /// The item to change.
+    pub id: Uuid,
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 100)]
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<String>,
+    #[schema(value_type = String, required = false, max_length = 255)]
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<String>,
+    #[schema(value_type = i64, required = false, minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "present")]
+    pub price_penny: Option<i64>,
+    /// Units in stock: changed only when sent.
+    #[schema(value_type = i64, required = false, minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "present")]
+    pub balance: Option<i64>,
+    #[schema(value_type = String, required = false, max_length = 100)]
+    #[serde(default, deserialize_with = "present")]
+    pub category: Option<String>,
+    #[schema(value_type = String, required = false, max_length = 255)]
+    #[serde(default, deserialize_with = "present")]
+    pub logo_url: Option<String>,
+}
+
+impl ItemUpdate {
+    /// The patch, each named field checked as a new item's is.
+    pub(super) fn patch(self) -> RailResult<ItemPatch> {
+        let checked = |name: &str, value: Option<String>, min: usize, max: usize| -> RailResult<Option<String>> {
+            value.map(|v| text(name, &v, min, max).map(|()| v)).transpose()
+        };
+        Ok(ItemPatch {
+            name: checked("name", self.name, 1, 100)?,
+            description: checked("description", self.description, 0, 255)?,
+            category: checked("category", self.category, 0, 100)?,
+            logo_url: checked("logo_url", self.logo_url, 0, 255)?,
+            balance: self.balance.map(|b| whole("balance", b)).transpose()?,
+            price_penny: self.price_penny.map(|p| whole("price_penny", p)).transpose()?,
+        })
+    }
+}
+
 /// Adds an item to the staff's store (the operator names `store_id`).
 #[utoipa::path(post, path = "/store_api/store/item", tag = "rail-store", operation_id = "rail_add_item",
     security(("bearer" = [])), request_body = ItemRequest,
@@ -276,18 +328,19 @@ pub async fn add_item(
     Ok(Json(rail.add_item_to(license, store, r).await?))
 }
 
-/// Replaces an item's fields.
+/// Changes the fields of an item the body names; the others keep their
+/// values (`balance` changes only when it is sent).
 #[utoipa::path(put, path = "/store_api/store/item", tag = "rail-store", operation_id = "rail_update_item",
-    security(("bearer" = [])), request_body = ItemRequest,
+    security(("bearer" = [])), request_body = ItemUpdate,
     responses((status = 200, body = Item), (status = 404, description = "`item_not_found`", body = RailErrorBody)))]
 pub async fn update_item(
     State(rail): State<Rail>,
     caller: Caller,
-    RailJson(r): RailJson<ItemRequest>,
+    RailJson(r): RailJson<ItemUpdate>,
 ) -> RailResult<Json<Item>> {
     let (license, own) = item_writer(&caller)?;
-    let id = r.id.ok_or_else(|| RailError::field("id", "the item to replace"))?;
-    Ok(Json(rail.shops.update_item(license, own, id, r.fields()?).await?))
+    let id = r.id;
+    Ok(Json(rail.shops.update_item(license, own, id, r.patch()?).await?))
 }
 
 /// Removes an item from sale; purchases of it keep it.
@@ -317,29 +370,42 @@ pub struct PurchaseRequest {
 }
 
 /// Buys for a passenger: every balance is lowered in one transaction and
-/// never below zero; a task is made for the store.
+/// never below zero; a task is made for the store. With an
+/// `Idempotency-Key`, a retry (the same key from the same robot, or the
+/// operator) answers the first purchase and changes nothing.
 #[utoipa::path(post, path = "/store_api/store/purchase", tag = "rail-store", operation_id = "rail_purchase",
     security(("bearer" = [])), request_body = PurchaseRequest,
-    responses((status = 200, body = Purchase),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key answer the first purchase; 1-255 printable ASCII characters", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    responses((status = 200, body = Purchase,
+            headers(("Idempotent-Replayed" = String, description = "`true` when the key's purchase was made before"))),
         (status = 404, description = "`item_not_found` or `user_not_found`", body = RailErrorBody),
-        (status = 409, description = "`insufficient_balance`: nothing was bought", body = RailErrorBody)))]
+        (status = 409, description = "`insufficient_balance`: nothing was bought", body = RailErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key was used for another purchase; or `invalid_field`", body = RailErrorBody)))]
 pub async fn purchase(
     State(rail): State<Rail>,
     caller: Caller,
+    headers: HeaderMap,
     RailJson(r): RailJson<PurchaseRequest>,
-) -> RailResult<Json<Purchase>> {
+) -> RailResult<Response> {
     let robot = match &caller {
         Caller::Robot { robot, .. } => Some(*robot),
         Caller::Operator(_) => None,
         _ => return Err(forbidden("purchases are made by robots and the operator").into()),
     };
     let license = caller.license();
+    let key = idempotency_key(&headers)?;
     let lines = rules::merge_lines(&r.items).map_err(|e| RailError::field("items", e.message))?;
     if rail.base.passenger(license, r.user_id).await?.is_none() {
         return Err(ApiError::new(ErrorCode::UserNotFound, format!("no passenger {}", r.user_id)).into());
     }
-    let new = NewPurchase { user_id: r.user_id, lines, is_default_ready: r.is_default_ready, robot_id: robot };
-    Ok(Json(rail.shops.purchase(license, new, Timestamp::now()).await?))
+    let key = key.map(|key| PurchaseKey {
+        caller: robot.map_or_else(|| "operator".to_owned(), |id| id.to_string()),
+        key,
+        fingerprint: rules::purchase_fingerprint(r.user_id, &lines, r.is_default_ready),
+    });
+    let new = NewPurchase { user_id: r.user_id, lines, is_default_ready: r.is_default_ready, robot_id: robot, key };
+    let Purchased { purchase, replayed } = rail.shops.purchase(license, new, Timestamp::now()).await?;
+    Ok(super::replayed(Json(purchase), replayed))
 }
 
 /// A store's tasks to list.

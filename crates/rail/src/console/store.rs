@@ -207,7 +207,6 @@ async fn add_item(
     let (license, store) = store_of(&rail, &viewer, &store).await?;
     let added = async {
         let request = ItemRequest {
-            id: None,
             store_id: Some(store.id),
             name: draft.name.clone(),
             description: draft.description.clone(),

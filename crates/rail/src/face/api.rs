@@ -1,6 +1,8 @@
 //! `/face_api`: enrol a passenger's face embedding, identify a passenger
 //! from one, forget a passenger's faces. Robots and the operator call it;
-//! nothing crosses licenses.
+//! a passenger, with their own token, enrols, sees and deletes their own
+//! (`/face_api/me`): the person the data is about consents and withdraws.
+//! Nothing crosses licenses.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,7 +21,11 @@ use crate::api::auth::{Caller, forbidden};
 use crate::api::{RailError, RailErrorBody, RailJson, RailPath, RailResult};
 
 pub fn routes() -> OpenApiRouter<Rail> {
-    OpenApiRouter::new().routes(routes!(enrol)).routes(routes!(identify)).routes(routes!(forget))
+    OpenApiRouter::new()
+        .routes(routes!(enrol))
+        .routes(routes!(identify))
+        .routes(routes!(forget))
+        .routes(routes!(enrol_me, my_faces, forget_me))
 }
 
 /// Robots and the operator use the face service.
@@ -63,10 +69,12 @@ pub struct EnrolRequest {
 }
 
 /// Enrols a face of a passenger (several per passenger, up to
-/// `rail.face.max_per_user`); durable before the answer.
+/// `rail.face.max_per_user`); durable before the answer. Refused (403)
+/// where `rail.face.self_enrol_only` leaves enrolment to passengers.
 #[utoipa::path(post, path = "/face_api/enrol", tag = "rail-face", operation_id = "rail_face_enrol",
     security(("bearer" = [])), request_body = EnrolRequest,
     responses((status = 200, body = Face),
+        (status = 403, description = "`forbidden`: not a robot or the operator, or rail.face.self_enrol_only is set", body = RailErrorBody),
         (status = 404, description = "`user_not_found`", body = RailErrorBody),
         (status = 409, description = "`face_limit`: the passenger has rail.face.max_per_user faces", body = RailErrorBody)))]
 pub async fn enrol(
@@ -75,11 +83,31 @@ pub async fn enrol(
     RailJson(r): RailJson<EnrolRequest>,
 ) -> RailResult<Json<Face>> {
     let license = face_caller(&caller)?;
-    let embedding = rail.embedding(r.embedding)?;
-    let face = rail.faces.enrol(license, r.user_id, embedding, rail.config.face.max_per_user, Timestamp::now()).await?;
-    // The enrolment is announced; once the index has it, identify finds it.
-    rail.face_sync.settled().await;
-    Ok(Json(face))
+    if rail.config.face.self_enrol_only {
+        return Err(forbidden(
+            "faces are enrolled by passengers themselves here (POST /face_api/me); rail.face.self_enrol_only",
+        )
+        .into());
+    }
+    Ok(Json(rail.enrol_face(license, r.user_id, r.embedding).await?))
+}
+
+impl Rail {
+    /// Stores a face and waits until this node's index has it, so that
+    /// identify finds it at once.
+    async fn enrol_face(&self, license: LicensePk, user: Uuid, raw: Vec<f32>) -> RailResult<Face> {
+        let embedding = self.embedding(raw)?;
+        let face = self.faces.enrol(license, user, embedding, self.config.face.max_per_user, Timestamp::now()).await?;
+        self.face_sync.settled().await;
+        Ok(face)
+    }
+
+    /// Deletes a passenger's faces, on every node's index.
+    async fn forget_faces(&self, license: LicensePk, user: Uuid) -> RailResult<Forgotten> {
+        let deleted = self.faces.forget(license, user).await?;
+        self.face_sync.settled().await;
+        Ok(Forgotten { status: "OK", deleted })
+    }
 }
 
 /// An embedding to identify.
@@ -140,7 +168,60 @@ pub async fn forget(
     RailPath(user): RailPath<Uuid>,
 ) -> RailResult<Json<Forgotten>> {
     let license = face_caller(&caller)?;
-    let deleted = rail.faces.forget(license, user).await?;
-    rail.face_sync.settled().await;
-    Ok(Json(Forgotten { status: "OK", deleted }))
+    Ok(Json(rail.forget_faces(license, user).await?))
+}
+
+/// A face the signed-in passenger enrols of themselves.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MyFaceRequest {
+    /// `rail.face.dimension` numbers (128 for dlib's model); normalised.
+    #[schema(min_items = 1, max_items = 4096)]
+    pub embedding: Vec<f32>,
+}
+
+/// Enrols a face of the signed-in passenger (their OpenID Connect token):
+/// their consent, given by themselves.
+#[utoipa::path(post, path = "/face_api/me", tag = "rail-face", operation_id = "rail_face_enrol_me",
+    security(("bearer" = [])), request_body = MyFaceRequest,
+    responses((status = 200, body = Face),
+        (status = 403, description = "`forbidden`: not a passenger's token", body = RailErrorBody),
+        (status = 409, description = "`face_limit`: rail.face.max_per_user faces are enrolled", body = RailErrorBody)))]
+pub async fn enrol_me(
+    State(rail): State<Rail>,
+    caller: Caller,
+    RailJson(r): RailJson<MyFaceRequest>,
+) -> RailResult<Json<Face>> {
+    let (license, user) = caller.passenger()?;
+    Ok(Json(rail.enrol_face(license, user.id, r.embedding).await?))
+}
+
+/// The faces enrolled of a passenger (never their embeddings).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyFaces {
+    /// Whether any face is enrolled.
+    pub enrolled: bool,
+    /// Oldest first.
+    pub faces: Vec<Face>,
+}
+
+/// Whether the signed-in passenger has a face enrolled, and which.
+#[utoipa::path(get, path = "/face_api/me", tag = "rail-face", operation_id = "rail_face_me",
+    security(("bearer" = [])),
+    responses((status = 200, body = MyFaces),
+        (status = 403, description = "`forbidden`: not a passenger's token", body = RailErrorBody)))]
+pub async fn my_faces(State(rail): State<Rail>, caller: Caller) -> RailResult<Json<MyFaces>> {
+    let (license, user) = caller.passenger()?;
+    let faces = rail.faces.faces_of(license, user.id).await?;
+    Ok(Json(MyFaces { enrolled: !faces.is_empty(), faces }))
+}
+
+/// Deletes every face of the signed-in passenger, on every node: their
+/// consent withdrawn, by themselves.
+#[utoipa::path(delete, path = "/face_api/me", tag = "rail-face", operation_id = "rail_face_forget_me",
+    security(("bearer" = [])),
+    responses((status = 200, body = Forgotten),
+        (status = 403, description = "`forbidden`: not a passenger's token", body = RailErrorBody)))]
+pub async fn forget_me(State(rail): State<Rail>, caller: Caller) -> RailResult<Json<Forgotten>> {
+    let (license, user) = caller.passenger()?;
+    Ok(Json(rail.forget_faces(license, user.id).await?))
 }

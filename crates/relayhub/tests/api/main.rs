@@ -24,6 +24,7 @@ mod private_pg;
 mod process;
 mod queueing;
 mod rail;
+mod rail_retries;
 mod registry;
 mod schema_driven;
 mod security_edges;

@@ -151,21 +151,34 @@ impl BaseStore for SqliteStore {
             .await
     }
 
-    async fn use_ticket(&self, license: LicensePk, code: &str) -> StoreResult<Ticket> {
+    async fn use_ticket(&self, license: LicensePk, code: &str, scan: TicketScan) -> StoreResult<Scanned> {
         let code = code.to_owned();
         self.writer
             .write(move |conn, _| {
-                let sql = format!("SELECT {TICKET} FROM rail_tickets WHERE license_pk = ?1 AND code = ?2");
-                let ticket = one(conn, &sql, params![license.0, code], ticket_row)?
-                    .ok_or_else(|| refused(ErrorCode::TicketNotFound, "no ticket with this code"))?;
-                if ticket.used {
-                    return Err(refused(ErrorCode::TicketUsed, "this ticket was already accepted"));
+                // The writer runs one job at a time: nothing marks the ticket
+                // between this read and the update.
+                let sql =
+                    format!("SELECT {TICKET}, used_by, used_at FROM rail_tickets WHERE license_pk = ?1 AND code = ?2");
+                let (ticket, accepted) = one(conn, &sql, params![license.0, code], |r| {
+                    let by: Option<Uuid> = r.get(11)?;
+                    let at: Option<i64> = r.get(12)?;
+                    let accepted =
+                        by.zip(at).map(|(robot, at)| TicketAcceptance { robot, at: Timestamp::from_millis(at) });
+                    Ok((ticket_row(r)?, accepted))
+                })?
+                .ok_or_else(|| refused(ErrorCode::TicketNotFound, "no ticket with this code"))?;
+                match rules::ticket_verdict(&ticket, accepted, &scan).map_err(StoreError::Rejected)? {
+                    rules::TicketVerdict::Repeat => Ok(Scanned { ticket, repeat: true }),
+                    rules::TicketVerdict::Accept => {
+                        conn.prepare_cached(
+                            "UPDATE rail_tickets SET used = 1, used_by = ?2, used_at = ?3 WHERE id = ?1",
+                        )
+                        .sql()?
+                        .execute(params![ticket.id, scan.robot, scan.at.millis()])
+                        .sql()?;
+                        Ok(Scanned { ticket: Ticket { used: true, ..ticket }, repeat: false })
+                    }
                 }
-                conn.prepare_cached("UPDATE rail_tickets SET used = 1 WHERE id = ?1")
-                    .sql()?
-                    .execute([ticket.id])
-                    .sql()?;
-                Ok(Ticket { used: true, ..ticket })
             })
             .await
     }

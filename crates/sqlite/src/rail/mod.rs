@@ -211,3 +211,38 @@ fn task(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<T
         task_row,
     )
 }
+
+/// The purchase the caller made with this key before: `None` when the key
+/// is new, `idempotency_key_reused` when that purchase was another.
+fn keyed_purchase(conn: &Connection, license: LicensePk, key: &PurchaseKey) -> StoreResult<Option<Purchase>> {
+    let sql = "SELECT p.id, p.store_id, p.user_id, p.created_at, p.fingerprint, t.id
+               FROM rail_purchases p JOIN rail_tasks t ON t.purchase_id = p.id
+               WHERE p.license_pk = ?1 AND p.caller = ?2 AND p.idempotency_key = ?3";
+    let found = one(conn, sql, params![license.0, key.caller, key.key], |r| {
+        let fingerprint: Vec<u8> = r.get(4)?;
+        let purchase = Purchase {
+            id: r.get(0)?,
+            store_id: r.get(1)?,
+            user_id: r.get(2)?,
+            items: Vec::new(),
+            date: columns::time(r, 3)?,
+            task_id: r.get(5)?,
+        };
+        Ok((purchase, fingerprint))
+    })?;
+    let Some((mut purchase, fingerprint)) = found else { return Ok(None) };
+    if fingerprint != key.fingerprint {
+        return Err(StoreError::Rejected(rules::key_reused(&key.key)));
+    }
+    // Lines in item order, as the purchase was made (merged and sorted).
+    purchase.items = conn
+        .prepare_cached(
+            "SELECT store_item_id, count FROM rail_purchase_items WHERE purchase_id = ?1 ORDER BY store_item_id",
+        )
+        .sql()?
+        .query_map([purchase.id], |r| Ok(PurchaseLine { item_id: r.get(0)?, count: r.get(1)? }))
+        .sql()?
+        .collect::<Result<_, _>>()
+        .sql()?;
+    Ok(Some(purchase))
+}

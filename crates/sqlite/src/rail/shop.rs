@@ -174,12 +174,15 @@ impl ShopStore for SqliteStore {
             .await
     }
 
-    async fn update_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, f: ItemFields) -> StoreResult<Item> {
+    async fn update_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, f: ItemPatch) -> StoreResult<Item> {
         self.writer
             .write(move |conn, _| {
                 own_item(conn, license, store, id)?;
+                // A NULL parameter is a field the update does not name: kept.
                 conn.prepare_cached(
-                    "UPDATE rail_store_items SET name = ?2, description = ?3, logo_url = ?4, balance = ?5, price_penny = ?6, category = ?7
+                    "UPDATE rail_store_items SET name = coalesce(?2, name), description = coalesce(?3, description),
+                         logo_url = coalesce(?4, logo_url), balance = coalesce(?5, balance),
+                         price_penny = coalesce(?6, price_penny), category = coalesce(?7, category)
                      WHERE id = ?1",
                 )
                 .sql()?
@@ -203,12 +206,17 @@ impl ShopStore for SqliteStore {
             .await
     }
 
-    async fn purchase(&self, license: LicensePk, p: NewPurchase, at: Timestamp) -> StoreResult<Purchase> {
+    async fn purchase(&self, license: LicensePk, p: NewPurchase, at: Timestamp) -> StoreResult<Purchased> {
         self.writer
             .write(move |conn, _| {
                 // Everything is read and checked before the first write: the
                 // writer runs one job at a time, so no other purchase can
-                // change a balance in between.
+                // change a balance, or use the key, in between.
+                if let Some(key) = &p.key
+                    && let Some(purchase) = keyed_purchase(conn, license, key)?
+                {
+                    return Ok(Purchased { purchase, replayed: true });
+                }
                 let mut items = Vec::with_capacity(p.lines.len());
                 for line in &p.lines {
                     let found = item(conn, license, line.item_id)?
@@ -231,10 +239,16 @@ impl ShopStore for SqliteStore {
                         .execute(params![line.item_id, line.count])
                         .sql()?;
                 }
-                conn.prepare_cached("INSERT INTO rail_purchases (id, license_pk, store_id, user_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-                    .sql()?
-                    .execute(params![purchase.id, license.0, store, p.user_id, at.millis()])
-                    .sql()?;
+                let key = p.key.as_ref();
+                let (caller, key, fingerprint) =
+                    (key.map(|k| &k.caller), key.map(|k| &k.key), key.map(|k| &k.fingerprint));
+                conn.prepare_cached(
+                    "INSERT INTO rail_purchases (id, license_pk, store_id, user_id, created_at, caller, idempotency_key, fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .sql()?
+                .execute(params![purchase.id, license.0, store, p.user_id, at.millis(), caller, key, fingerprint])
+                .sql()?;
                 for line in &p.lines {
                     conn.prepare_cached("INSERT INTO rail_purchase_items (id, purchase_id, store_item_id, count) VALUES (?1, ?2, ?3, ?4)")
                         .sql()?
@@ -248,7 +262,7 @@ impl ShopStore for SqliteStore {
                         rules::task_data(&purchase).to_string(), at.millis(), p.robot_id
                     ])
                     .sql()?;
-                Ok(purchase)
+                Ok(Purchased { purchase, replayed: false })
             })
             .await
     }
