@@ -67,12 +67,18 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + patience;
     let mut log = FieldLog { device: device.clone(), ..FieldLog::default() };
     let mut node = 0;
+    // Kept from the first hello, as the app keeps it: a license that binds
+    // devices to a secret refuses a reconnection without it.
+    let mut secret: Option<String> = None;
     let done = |log: &FieldLog, expected: &Option<HashSet<String>>| {
         expected.as_ref().is_some_and(|e| e.is_subset(&log.received))
     };
     while tokio::time::Instant::now() < deadline {
         let addr = &nodes[node % nodes.len()];
-        let url = format!("ws://{addr}/ws/device?api_key={key}&device_id={device}&license={license}");
+        let mut url = format!("ws://{addr}/ws/device?api_key={key}&device_id={device}&license={license}");
+        if let Some(secret) = &secret {
+            url.push_str(&format!("&device_secret={secret}"));
+        }
         let request = url.into_client_request().unwrap();
         let Ok(Ok((ws, _))) =
             tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(request)).await
@@ -102,6 +108,9 @@ pub async fn run(
                 break;
             };
             let frame: Value = serde_json::from_str(&text).unwrap();
+            if let Some(issued) = frame["device_secret"].as_str() {
+                secret = Some(issued.to_owned());
+            }
             if frame["type"] != "message" {
                 continue;
             }
