@@ -1,5 +1,6 @@
-//! Operator endpoints: liveness, readiness, Prometheus metrics, and the
-//! landing document at `/`.
+//! Operator endpoints: liveness, readiness, Prometheus metrics, the
+//! landing document at `/`, and InfluxDB's `/ping` and `/health` (what
+//! InfluxDB client libraries and Grafana check before they write).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -49,14 +50,81 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(ops): State<Ops>) -> Result<Json<Health>, ApiError> {
-    if ops.gateway.shutdown_token().is_cancelled() {
-        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
-    }
-    ops.stores.backend.ping().await?;
-    for capability in ops.capabilities.iter() {
-        capability.ready().await?;
-    }
+    ops.ready().await?;
     Ok(Json(Health { status: "ready" }))
+}
+
+impl Ops {
+    /// Not shutting down, the storage answers, every capability is ready.
+    async fn ready(&self) -> Result<(), ApiError> {
+        if self.gateway.shutdown_token().is_cancelled() {
+            return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
+        }
+        self.stores.backend.ping().await?;
+        for capability in self.capabilities.iter() {
+            capability.ready().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The InfluxDB version whose write API (`/api/v2/write`) relayhub speaks,
+/// as InfluxDB names itself to client libraries.
+const INFLUXDB_VERSION: &str = "2.7.0";
+
+/// The headers InfluxDB's `/ping` and `/health` carry.
+fn influx_headers() -> [(&'static str, String); 3] {
+    [
+        ("x-influxdb-build", "OSS".to_owned()),
+        ("x-influxdb-version", INFLUXDB_VERSION.to_owned()),
+        ("x-relayhub-version", env!("CARGO_PKG_VERSION").to_owned()),
+    ]
+}
+
+/// InfluxDB's ping: what client libraries' `ping()` and Telegraf's
+/// reachability checks ask. 204 while the process answers.
+#[utoipa::path(get, path = "/ping", operation_id = "influx_ping", tag = "telemetry",
+    responses((status = 204, description = "The server answers (InfluxDB's ping)",
+        headers(("X-Influxdb-Version" = String, description = "The InfluxDB version whose API this speaks")))))]
+pub async fn influx_ping() -> impl IntoResponse {
+    (StatusCode::NO_CONTENT, influx_headers())
+}
+
+/// InfluxDB's health answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InfluxHealth {
+    /// `influxdb`, as client libraries expect.
+    pub name: &'static str,
+    pub message: String,
+    /// `pass` or `fail`.
+    pub status: &'static str,
+    /// Always empty: readiness is one check here.
+    #[schema(value_type = Vec<Object>)]
+    pub checks: Vec<serde_json::Value>,
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+/// InfluxDB's health check (`/health`), for client libraries' `health()`
+/// and Grafana: `pass` while the node is ready for writes (as `/readyz`),
+/// else 503 `fail` with the reason.
+#[utoipa::path(get, path = "/health", operation_id = "influx_health", tag = "telemetry",
+    responses((status = 200, description = "Ready for writes", body = InfluxHealth),
+        (status = 503, description = "Not ready: storage unreachable, loading or shutting down", body = InfluxHealth)))]
+pub async fn influx_health(State(ops): State<Ops>) -> impl IntoResponse {
+    let (status, state, message) = match ops.ready().await {
+        Ok(()) => (StatusCode::OK, "pass", "ready for queries and writes".to_owned()),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, "fail", err.message),
+    };
+    let body = InfluxHealth {
+        name: "influxdb",
+        message,
+        status: state,
+        checks: Vec::new(),
+        version: INFLUXDB_VERSION,
+        commit: "relayhub",
+    };
+    (status, influx_headers(), Json(body))
 }
 
 /// Prometheus metrics (OpenMetrics text): connections, queue depth,

@@ -134,6 +134,8 @@ fn router(
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
+        .routes(routes!(ops::influx_ping))
+        .routes(routes!(ops::influx_health))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::about))
         .with_state(ops);

@@ -75,6 +75,11 @@ import sys
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 with InfluxDBClient(url=sys.argv[1], token=sys.argv[2], org="robots", enable_gzip=True) as client:
+    # The health checks a client (or Grafana) makes before it writes.
+    assert client.ping(), "ping"
+    assert client.version() == "2.7.0", client.version()
+    health = client.health()
+    assert health.status == "pass" and health.name == "influxdb", health
     api = client.write_api(write_options=SYNCHRONOUS)
     points = [Point("cpu").tag("cpu", "cpu-total").tag("robot", "someone-else").field("usage_idle", 90.0 + i % 6)
               .field("busy", i % 2 == 0).time({base} + i * 10, WritePrecision.S) for i in range(60)]
