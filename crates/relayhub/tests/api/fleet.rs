@@ -368,50 +368,74 @@ async fn a_code_expires_and_a_robot_may_choose_its_own() {
     assert_eq!(app.http.post(app.url("/api/pair")).json(&chosen).send().await.unwrap().status(), 201);
 }
 
-#[tokio::test]
-async fn install_sh_run_by_sh_pairs_the_robot_and_writes_telegrafs_configuration() {
-    let app = TestApp::spawn_with(fast_pairing).await;
-    user(&app, "LIC-F", "ops@example.com", Role::User).await;
-    let ops = signed_in(&app, "ops@example.com").await;
+/// `install.sh` as this server serves it, saved in `dir`.
+async fn installer(app: &TestApp, dir: &std::path::Path) -> std::path::PathBuf {
     let script = app.http.get(app.url("/install.sh")).send().await.unwrap();
     assert!(script.headers()["content-type"].to_str().unwrap().starts_with("text/x-shellscript"));
     let script = script.text().await.unwrap();
     assert!(script.contains(&format!("http://{}", app.addr)), "the script points at this server");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("install.sh"), &script).unwrap();
-    let conf = dir.path().join("telegraf.d/relayhub.conf");
+    let path = dir.join("install.sh");
+    std::fs::write(&path, &script).unwrap();
+    path
+}
+
+/// Runs the installer with `env`, confirming the code it prints as `user`
+/// (when it prints one); its exit status, whether it asked for a code, and
+/// what it printed (stdout, then stderr).
+async fn run_installer(
+    app: &TestApp,
+    script: &std::path::Path,
+    env: &[(&str, &str)],
+    user: &str,
+) -> (bool, bool, String) {
     let mut run = tokio::process::Command::new("sh")
-        .arg(dir.path().join("install.sh"))
-        .env("TELEGRAF_CONF", &conf)
+        .arg(script)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
-    let code = tokio::time::timeout(PATIENCE, async {
+    let mut printed = String::new();
+    let mut asked = false;
+    tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
             if let Some(code) = line.trim().strip_prefix("Code: ") {
-                return code.to_owned();
+                asked = true;
+                let confirm = format!("/api/pair/{code}/confirm");
+                let confirmed = as_user(app, reqwest::Method::POST, &confirm, user).send().await.unwrap();
+                assert_eq!(confirmed.status(), 200);
             }
         }
-        panic!("the script printed no code");
     })
     .await
-    .unwrap();
-    let confirmed =
-        as_user(&app, reqwest::Method::POST, &format!("/api/pair/{code}/confirm"), &ops).send().await.unwrap();
-    assert_eq!(confirmed.status(), 200);
-    let done = tokio::time::timeout(Duration::from_secs(20), run.wait()).await.expect("the script ends").unwrap();
-    let mut rest = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
-        rest.push_str(&line);
-        rest.push('\n');
-    }
-    assert!(done.success(), "{rest}");
-    assert!(rest.contains("systemctl restart telegraf"), "it says what to do next: {rest}");
+    .expect("the installer ends");
+    let done = run.wait_with_output().await.unwrap();
+    printed.push_str(&String::from_utf8_lossy(&done.stderr));
+    (done.status.success(), asked, printed)
+}
+
+fn written_token(conf: &std::path::Path) -> String {
+    let written = std::fs::read_to_string(conf).unwrap();
+    written.split("token = \"").nth(1).and_then(|t| t.split('"').next()).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn install_sh_run_by_sh_pairs_the_robot_and_writes_telegrafs_configuration() {
+    let app = TestApp::spawn_with(fast_pairing).await;
+    user(&app, "LIC-F", "ops@example.com", Role::User).await;
+    let ops = signed_in(&app, "ops@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = installer(&app, dir.path()).await;
+    let conf = dir.path().join("telegraf.d/relayhub.conf");
+    let (ok, asked, printed) = run_installer(&app, &script, &[("TELEGRAF_CONF", conf.to_str().unwrap())], &ops).await;
+    assert!(ok && asked, "{printed}");
+    assert!(printed.contains("systemctl restart telegraf"), "it says what to do next: {printed}");
     let written = std::fs::read_to_string(&conf).unwrap();
-    let token = written.split("token = \"").nth(1).and_then(|t| t.split('"').next()).unwrap();
+    let token = written_token(&conf);
     assert!(
         written.contains("[[outputs.influxdb_v2]]") && written.contains(&format!("urls = [\"http://{}\"]", app.addr))
     );
@@ -421,6 +445,44 @@ async fn install_sh_run_by_sh_pairs_the_robot_and_writes_telegrafs_configuration
     let works =
         app.http.get(app.url("/api/robot")).header("authorization", format!("Token {token}")).send().await.unwrap();
     assert_eq!(works.status(), 200, "the written token is the robot's");
+}
+
+#[tokio::test]
+async fn install_sh_checks_before_it_pairs_and_never_loses_a_token_it_was_given() {
+    let app = TestApp::spawn_with(fast_pairing).await;
+    user(&app, "LIC-F", "ops@example.com", Role::User).await;
+    let ops = signed_in(&app, "ops@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = installer(&app, dir.path()).await;
+
+    // A directory that cannot be made (a file is in the way, even for
+    // root): refused before any code is asked for, saying what to run.
+    std::fs::write(dir.path().join("blocked"), "").unwrap();
+    let blocked = dir.path().join("blocked/telegraf.d/relayhub.conf");
+    let (ok, asked, printed) =
+        run_installer(&app, &script, &[("TELEGRAF_CONF", blocked.to_str().unwrap())], &ops).await;
+    assert!(!ok && !asked, "{printed}");
+    assert!(printed.contains("cannot write to") && printed.contains("sudo sh"), "{printed}");
+    // A server that does not answer: the same, before pairing.
+    let conf = dir.path().join("telegraf.d/relayhub.conf");
+    let env = [("TELEGRAF_CONF", conf.to_str().unwrap()), ("RELAYHUB_URL", "http://127.0.0.1:9")];
+    let (ok, asked, printed) = run_installer(&app, &script, &env, &ops).await;
+    assert!(!ok && !asked && printed.contains("does not answer"), "{printed}");
+
+    // Paired, then the configuration cannot be written (a directory is
+    // where the file goes): the token is kept, and the rerun pairs no more.
+    std::fs::create_dir_all(&conf).unwrap();
+    let env = [("TELEGRAF_CONF", conf.to_str().unwrap())];
+    let (ok, asked, printed) = run_installer(&app, &script, &env, &ops).await;
+    assert!(!ok && asked, "{printed}");
+    assert!(printed.contains("safe in") && printed.contains("will not pair again"), "{printed}");
+    let kept = std::fs::read_to_string(dir.path().join("telegraf.d/relayhub.token")).unwrap();
+    std::fs::remove_dir(&conf).unwrap();
+    let (ok, asked, printed) = run_installer(&app, &script, &env, &ops).await;
+    assert!(ok && !asked, "the rerun uses the kept token: {printed}");
+    assert_eq!(written_token(&conf), kept.trim());
+    let robots: Value = user_json(&app, "/api/robots", &ops).await;
+    assert_eq!(robots["robots"].as_array().map(Vec::len), Some(1), "one robot, paired once: {robots}");
 }
 
 #[tokio::test]
