@@ -11,13 +11,16 @@
 //! use `relayhub registry` on the server instead.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use relayhub_core::console::{Form, Markup, NavItem, PageError, PageResult, Section, Viewer, html, live, time_ago};
+use relayhub_core::console::{
+    Form, Markup, NavItem, PageError, PageResult, Section, ShownTo, Viewer, html, live, time_ago,
+};
 use relayhub_core::error::ErrorCode;
 use relayhub_core::ids::LicensePk;
 use serde::Deserialize;
@@ -33,11 +36,21 @@ const MAX_PAGE: u32 = 50;
 
 /// The registry's section of the console.
 pub fn section(registry: Registry) -> Section {
+    let identity = registry.identity.clone();
+    // Offered only where it opens: to the admins of a server's only license.
+    let shown: ShownTo = Arc::new(move |account| {
+        let identity = identity.clone();
+        Box::pin(async move {
+            let licenses = identity.licenses().await.map(|all| all.iter().map(|l| l.pk).collect::<Vec<_>>());
+            licenses.is_ok_and(|licenses| registry_is_theirs(&licenses, account.license))
+        })
+    });
     let nav = vec![NavItem {
         label: "Registry",
         href: "/console/registry",
         summary: "Devices registered with warehouse instances: approve new ones, block lost ones.",
         admin: true,
+        shown: Some(shown),
     }];
     let pages = Router::new()
         .route("/console/registry", get(list))

@@ -27,6 +27,7 @@ pub fn section(signal: Signal) -> Section {
         href: "/console/calls",
         summary: "Calls in progress in the license, and who is connected to call signaling now.",
         admin: true,
+        shown: None,
     }];
     let pages = Router::new()
         .route("/console/calls", get(calls))

@@ -39,8 +39,12 @@ pub use session::{SESSION_COOKIE, csrf_token, same_origin, sign_in_response};
 /// Re-exported so capabilities write markup with the same version.
 pub use maud::{self, Markup, PreEscaped, html};
 
+/// Whether a signed-in account may open a page: the rule the page itself
+/// applies, asked when the navigation is drawn.
+pub type ShownTo = Arc<dyn Fn(Account) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
 /// An entry of the console's navigation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NavItem {
     /// The link's text.
     pub label: &'static str,
@@ -50,6 +54,32 @@ pub struct NavItem {
     pub summary: &'static str,
     /// Shown to the license's admins only (the pages refuse others too).
     pub admin: bool,
+    /// Shown only to whom this answers `true` (a page whose rule is more
+    /// than "admins": the navigation offers only pages that open).
+    pub shown: Option<ShownTo>,
+}
+
+impl std::fmt::Debug for NavItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NavItem").field("href", &self.href).field("admin", &self.admin).finish_non_exhaustive()
+    }
+}
+
+/// The entries `account` may open, in order.
+pub(crate) async fn nav_for(nav: &[NavItem], account: &Account) -> Arc<[NavItem]> {
+    let mut shown = Vec::with_capacity(nav.len());
+    for item in nav {
+        if item.admin && !account.admin {
+            continue;
+        }
+        if let Some(rule) = &item.shown
+            && !rule(account.clone()).await
+        {
+            continue;
+        }
+        shown.push(item.clone());
+    }
+    shown.into()
 }
 
 /// What a capability adds to the console.
@@ -74,6 +104,7 @@ pub struct Viewer {
     pub account: Account,
     /// The token every form of this session carries.
     pub csrf: String,
+    /// The navigation entries this viewer may open.
     nav: Arc<[NavItem]>,
     /// The path asked for, to mark the current navigation entry.
     path: String,

@@ -111,9 +111,10 @@ pub fn public_page(title: &str, body: Markup) -> Page {
 
 impl Viewer {
     /// A page of the console: the navigation (the entries this viewer may
-    /// open), who is signed in, and `body` under `title`.
+    /// open, decided when the session was checked), who is signed in, and
+    /// `body` under `title`.
     pub fn page(&self, title: &str, body: Markup) -> Page {
-        let nav = self.nav.iter().filter(|item| !item.admin || self.is_admin());
+        let nav = self.nav.iter();
         let header = html! {
             nav aria-label="Console" {
                 ul {
@@ -153,7 +154,7 @@ pub(super) fn home_routes() -> Router {
 }
 
 async fn home(viewer: Viewer) -> Page {
-    let entries: Vec<_> = viewer.nav.iter().filter(|item| !item.admin || viewer.is_admin()).cloned().collect();
+    let entries: Vec<_> = viewer.nav.to_vec();
     viewer.page(
         "Console",
         html! {

@@ -114,8 +114,8 @@ pub(super) async fn require_session(State(shell): State<Shell>, request: Request
     if let Some(ticket) = request.extensions().get::<Arc<Ticket>>() {
         ticket.authenticated();
     }
-    let viewer =
-        Viewer { account, csrf: csrf_token(&token), nav: shell.nav.clone(), path: request.uri().path().into() };
+    let nav = super::nav_for(&shell.nav, &account).await;
+    let viewer = Viewer { account, csrf: csrf_token(&token), nav, path: request.uri().path().into() };
     let request = match *request.method() {
         Method::GET | Method::HEAD => request,
         _ => match checked(request, &viewer.csrf).await {

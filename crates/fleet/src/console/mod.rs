@@ -22,12 +22,14 @@ pub fn section(fleet: Fleet) -> Section {
             href: "/console/robots",
             summary: "Your robots: online or not, live charts of their measurements, recent logs.",
             admin: false,
+            shown: None,
         },
         NavItem {
             label: "Pair a robot",
             href: "/console/pair",
             summary: "Type the code a new robot shows, check its hostname and address, confirm.",
             admin: false,
+            shown: None,
         },
     ];
     let pages = Router::new().merge(robots::routes()).merge(pair::routes()).with_state(fleet.clone());

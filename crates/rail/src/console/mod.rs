@@ -39,6 +39,7 @@ pub fn section(rail: Rail) -> Section {
         href: "/console/rail",
         summary: "The railway's stores and their stock, passengers and tickets, engineers and their cards.",
         admin: true,
+        shown: None,
     }];
     let pages = Router::new()
         .merge(overview::routes())

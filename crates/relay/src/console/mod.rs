@@ -22,18 +22,21 @@ pub fn section(relay: Relay) -> Section {
             href: "/console/devices",
             summary: "Devices of the license: online or not, messages waiting, last seen; a device's queue and settings.",
             admin: true,
+            shown: None,
         },
         NavItem {
             label: "Inbox",
             href: "/console/inbox",
             summary: "Records devices sent up that the back-office has not acknowledged yet.",
             admin: true,
+            shown: None,
         },
         NavItem {
             label: "License",
             href: "/console/license",
             summary: "The license's parameters and how much of it is used.",
             admin: true,
+            shown: None,
         },
     ];
     let pages =

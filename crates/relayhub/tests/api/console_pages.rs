@@ -231,10 +231,17 @@ async fn the_registry_page_is_refused_to_plain_users_and_on_a_server_with_severa
     let approve = format!("/console/registry/{device}/approve");
 
     let (worker, csrf) = signed_in_visitor(&app, WORKER).await;
+    assert!(!worker.page("/console").await.1.contains(r#"href="/console/registry""#), "not offered to a user");
     assert_eq!(worker.page("/console/registry").await.0, 403);
     assert_eq!(submit(&worker, &approve, &[("csrf", &csrf)]).await.0, 403);
 
+    let (admin, _) = signed_in_visitor(&app, ADMIN).await;
+    let (_, home) = admin.page("/console").await;
+    assert!(home.contains(r#"href="/console/registry""#), "offered to the only license's admin: {home}");
     app.create_license("LIC-B", None).await;
+    let (_, home) = admin.page("/console/devices").await;
+    assert!(!home.contains(r#"href="/console/registry""#), "the navigation offers only pages that open: {home}");
+    assert!(home.contains(r#"href="/console/devices""#), "{home}");
     let (admin, csrf) = signed_in_visitor(&app, ADMIN).await;
     let (status, html) = admin.page("/console/registry").await;
     assert_eq!(status, 403, "{html}");
