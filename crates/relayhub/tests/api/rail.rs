@@ -494,8 +494,10 @@ pub fn realm_claims(sub: &str) -> Value {
     claims
 }
 
-#[tokio::test]
-async fn passengers_sign_in_with_the_realms_tokens_and_see_their_tickets() {
+/// A rail whose passengers sign in at the test realm (LIC-A's), with
+/// `edit` applied to its settings; the realm, and its key file's
+/// directory (kept while the app runs).
+pub async fn with_realm(edit: impl FnOnce(&mut RailConfig)) -> (TestApp, TestIssuer, tempfile::TempDir) {
     let realm = TestIssuer::new("realm-key");
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
@@ -506,9 +508,16 @@ async fn passengers_sign_in_with_the_realms_tokens_and_see_their_tickets() {
             r.oidc.audience = "rail-app".into();
             r.oidc.jwks = jwks.display().to_string();
             r.oidc.license = "LIC-A".into();
+            edit(r);
         })
     })
     .await;
+    (app, realm, dir)
+}
+
+#[tokio::test]
+async fn passengers_sign_in_with_the_realms_tokens_and_see_their_tickets() {
+    let (app, realm, _dir) = with_realm(|_| {}).await;
     let token = realm.sign(&realm_claims("kc-1"));
     let me = ok(&app, "GET", "/base_api/users/me", &token, None).await;
     assert_eq!(me["name"], "Anna Petrova");

@@ -6,13 +6,12 @@
 
 use std::time::Duration;
 
-use relayhub_core::oidc::testing::TestIssuer;
 use relayhub_rail::RailConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
-use crate::rail::{Key, call, item, ok, passenger, realm_claims, robot, store, ticket};
+use crate::rail::{Key, call, item, ok, passenger, realm_claims, robot, store, ticket, with_realm};
 
 fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
@@ -256,33 +255,13 @@ async fn purchase_retries_on_two_nodes_sell_once() {
     assert_eq!(balance(&b, &coffee).await, 97);
 }
 
-/// A rail whose passengers sign in at the test realm; the realm and its
-/// key file (kept while the app runs).
-async fn with_realm(self_enrol_only: bool) -> (TestApp, TestIssuer, tempfile::TempDir) {
-    let realm = TestIssuer::new("realm-key");
-    let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, TestIssuer::jwks(&[&realm])).unwrap();
-    let app = TestApp::spawn_with(|c| {
-        c.edit(|r: &mut RailConfig| {
-            r.oidc.issuer = "https://keycloak.test/realms/rail".into();
-            r.oidc.audience = "rail-app".into();
-            r.oidc.jwks = jwks.display().to_string();
-            r.oidc.license = "LIC-A".into();
-            r.face.self_enrol_only = self_enrol_only;
-        })
-    })
-    .await;
-    (app, realm, dir)
-}
-
 fn embedding(seed: u64) -> Vec<f32> {
     (0..128).map(|i| (((i as u64 + 1) * (seed + 7)) % 97) as f32 / 97.0 - 0.5).collect()
 }
 
 #[tokio::test]
 async fn a_passenger_enrols_sees_and_deletes_their_own_face() {
-    let (app, realm, _dir) = with_realm(false).await;
+    let (app, realm, _dir) = with_realm(|_| {}).await;
     let anna = realm.sign(&realm_claims("kc-anna"));
     let boris = realm.sign(&realm_claims("kc-boris"));
     let (_, porter) = robot(&app, &app.token, &Key::ed25519(68)).await;
@@ -322,7 +301,7 @@ async fn a_passenger_enrols_sees_and_deletes_their_own_face() {
 
 #[tokio::test]
 async fn where_only_passengers_enrol_robots_and_the_operator_cannot() {
-    let (app, realm, _dir) = with_realm(true).await;
+    let (app, realm, _dir) = with_realm(|r| r.face.self_enrol_only = true).await;
     let (_, porter) = robot(&app, &app.token, &Key::ed25519(69)).await;
     let user = passenger(&app, &app.token, "Clara").await;
     for token in [&porter, &app.token] {
