@@ -22,7 +22,9 @@ use relayhub_core::console::{
     Form, Markup, NavItem, PageError, PageResult, Section, ShownTo, Viewer, html, live, time_ago,
 };
 use relayhub_core::error::ErrorCode;
+use relayhub_core::identity::IdentityStore;
 use relayhub_core::ids::LicensePk;
+use relayhub_core::store::StoreResult;
 use serde::Deserialize;
 
 use crate::Registry;
@@ -40,10 +42,7 @@ pub fn section(registry: Registry) -> Section {
     // Offered only where it opens: to the admins of a server's only license.
     let shown: ShownTo = Arc::new(move |account| {
         let identity = identity.clone();
-        Box::pin(async move {
-            let licenses = identity.licenses().await.map(|all| all.iter().map(|l| l.pk).collect::<Vec<_>>());
-            licenses.is_ok_and(|licenses| registry_is_theirs(&licenses, account.license))
-        })
+        Box::pin(async move { registry_is_theirs_now(identity.as_ref(), account.license).await.unwrap_or(false) })
     });
     let nav = vec![NavItem {
         label: "Registry",
@@ -67,12 +66,17 @@ fn registry_is_theirs(licenses: &[LicensePk], viewer: LicensePk) -> bool {
     licenses == [viewer]
 }
 
+/// [`registry_is_theirs`], with the server's licenses as they are now.
+async fn registry_is_theirs_now(identity: &dyn IdentityStore, viewer: LicensePk) -> StoreResult<bool> {
+    let licenses: Vec<LicensePk> = identity.licenses().await?.iter().map(|l| l.pk).collect();
+    Ok(registry_is_theirs(&licenses, viewer))
+}
+
 impl Registry {
     /// Refuses anyone but an admin of the server's only license.
     async fn console_access(&self, viewer: &Viewer) -> Result<(), PageError> {
         viewer.require_admin()?;
-        let licenses: Vec<LicensePk> = self.identity.licenses().await?.iter().map(|l| l.pk).collect();
-        if registry_is_theirs(&licenses, viewer.account.license) {
+        if registry_is_theirs_now(self.identity.as_ref(), viewer.account.license).await? {
             return Ok(());
         }
         Err(PageError::new(
