@@ -140,6 +140,22 @@ pub fn check_idempotency_key(key: Option<String>) -> Result<Option<String>, ApiE
     }
 }
 
+/// The refusal of an idempotency key used before for another `what`
+/// (message, purchase): a client's mistake, not a retry.
+pub fn idempotency_key_reused(key: &str, what: &str) -> ApiError {
+    ApiError::new(ErrorCode::IdempotencyKeyReused, format!("idempotency key {key:?} was used for a different {what}"))
+}
+
+/// An answer marked `Idempotent-Replayed: true` when it repeats an earlier
+/// one (a retried write that changed nothing).
+pub fn replayed(answer: impl IntoResponse, repeat: bool) -> Response {
+    let mut response = answer.into_response();
+    if repeat {
+        response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    }
+    response
+}
+
 /// A request's `Idempotency-Key` header, checked as above: retries of a
 /// write that send the same key get its first answer.
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {

@@ -165,14 +165,6 @@ pub fn purchase_fingerprint(user: Uuid, lines: &[PurchaseLine], is_default_ready
     hash.finalize().to_vec()
 }
 
-/// The refusal of a key used before for another purchase.
-pub fn key_reused(key: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::IdempotencyKeyReused,
-        format!("idempotency key {key:?} was used for a different purchase; a retry sends the same body"),
-    )
-}
-
 /// Engineer privileges: a non-negative bit set.
 pub fn check_privileges(privileges: i64) -> Result<i32, ApiError> {
     i32::try_from(privileges)

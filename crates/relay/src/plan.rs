@@ -79,10 +79,6 @@ fn queue_full(device: &DeviceId, pending: i64, limit: u32) -> ApiError {
     ApiError::new(ErrorCode::QueueFull, format!("device {device} has {pending} pending messages; the limit is {limit}"))
 }
 
-fn key_reused(key: &str) -> ApiError {
-    ApiError::new(ErrorCode::IdempotencyKeyReused, format!("idempotency key {key:?} was used for a different message"))
-}
-
 /// Decides a call, message by message in order: the device (bound here,
 /// another license's: 404, unbound: bound now within `max_devices`), the
 /// idempotency key (a repeat answers the first message, a different body
@@ -129,7 +125,7 @@ pub fn plan(
             let earlier = keys.get(key).or_else(|| snapshot.keys.get(&(license.pk, key.to_owned())));
             if let Some(earlier) = earlier {
                 if earlier.fingerprint != fingerprint {
-                    return Err(key_reused(key));
+                    return Err(relayhub_core::http::idempotency_key_reused(key, "message"));
                 }
                 answers.push(Enqueued { id: earlier.id, seq: earlier.seq, replayed: true });
                 continue;

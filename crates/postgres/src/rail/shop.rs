@@ -74,7 +74,7 @@ impl PgRail {
         match (inserted, key) {
             // The same key for other items (other locks) at the same moment.
             (Err(err), Some(key)) if is_unique_violation(&err) => {
-                return Err(StoreError::Rejected(rules::key_reused(&key.key)));
+                return Err(StoreError::Rejected(relayhub_core::http::idempotency_key_reused(&key.key, "purchase")));
             }
             (inserted, _) => inserted.sql()?,
         };
@@ -132,7 +132,7 @@ async fn keyed_purchase(
     let Some(row) = row else { return Ok(None) };
     let fingerprint: Vec<u8> = row.try_get("fingerprint").sql()?;
     if fingerprint != key.fingerprint {
-        return Err(StoreError::Rejected(rules::key_reused(&key.key)));
+        return Err(StoreError::Rejected(relayhub_core::http::idempotency_key_reused(&key.key, "purchase")));
     }
     let id: Uuid = row.try_get("id").sql()?;
     // Lines in item order, as the purchase was made (merged and sorted).

@@ -99,16 +99,6 @@ impl IntoResponse for RailError {
     }
 }
 
-/// An answer, marked `Idempotent-Replayed: true` when it repeats an
-/// earlier one (as the relay marks a replayed message).
-pub fn replayed(answer: impl IntoResponse, repeat: bool) -> Response {
-    let mut response = answer.into_response();
-    if repeat {
-        response.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
-    }
-    response
-}
-
 /// Shorthand for rail handlers' results.
 pub type RailResult<T> = Result<T, RailError>;
 

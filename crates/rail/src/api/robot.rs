@@ -94,7 +94,7 @@ pub async fn check_ticket(
         .passenger(license, ticket.user_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "the ticket's passenger is gone"))?;
-    Ok(super::replayed(Json(CheckedTicket { ticket, user, repeat }), repeat))
+    Ok(relayhub_core::http::replayed(Json(CheckedTicket { ticket, user, repeat }), repeat))
 }
 
 /// An engineer, signed in at a robot.

@@ -405,7 +405,7 @@ pub async fn purchase(
     });
     let new = NewPurchase { user_id: r.user_id, lines, is_default_ready: r.is_default_ready, robot_id: robot, key };
     let Purchased { purchase, replayed } = rail.shops.purchase(license, new, Timestamp::now()).await?;
-    Ok(super::replayed(Json(purchase), replayed))
+    Ok(relayhub_core::http::replayed(Json(purchase), replayed))
 }
 
 /// A store's tasks to list.

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{
     Body, Json, PageParams, Path, Query, check_idempotency_key, idempotency_key, integral, parse_json,
@@ -163,13 +163,9 @@ pub async fn post_one(
     if !replayed {
         relay.metrics.messages_in.inc();
     }
-    let mut response = (StatusCode::ACCEPTED, Json(Accepted { id, seq })).into_response();
-    let headers = response.headers_mut();
+    let mut response = relayhub_core::http::replayed((StatusCode::ACCEPTED, Json(Accepted { id, seq })), replayed);
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/messages/{id}")) {
-        headers.insert(header::LOCATION, location);
-    }
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
 }

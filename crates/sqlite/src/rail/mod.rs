@@ -232,7 +232,7 @@ fn keyed_purchase(conn: &Connection, license: LicensePk, key: &PurchaseKey) -> S
     })?;
     let Some((mut purchase, fingerprint)) = found else { return Ok(None) };
     if fingerprint != key.fingerprint {
-        return Err(StoreError::Rejected(rules::key_reused(&key.key)));
+        return Err(StoreError::Rejected(relayhub_core::http::idempotency_key_reused(&key.key, "purchase")));
     }
     // Lines in item order, as the purchase was made (merged and sorted).
     purchase.items = conn
