@@ -497,6 +497,24 @@ async fn an_admin_resets_a_reinstalled_phones_secret_and_the_phone_binds_again()
 }
 
 #[tokio::test]
+async fn another_licenses_admin_cannot_reset_a_devices_secret() {
+    let app = TestApp::spawn().await;
+    app.create_license_binding("LIC-FU", None, BindingPolicy::FirstUse).await;
+    app.create_license("LIC-OTHER", None).await;
+    user(&app, "LIC-OTHER", OTHER, Role::Admin).await;
+    let phone = "0b9c8d7e-6f5a-4b3c-9d2e-1f0a9b8c7d6e";
+    let first = app.try_connect_with(phone, &app.api_key, "LIC-FU", None).await.expect("first use binds");
+    let secret = first.hello["device_secret"].as_str().unwrap().to_owned();
+    drop(first);
+    let (visitor, csrf) = signed_in_visitor(&app, OTHER).await;
+    assert_eq!(visitor.page(&format!("/console/devices/{phone}")).await.0, 404);
+    assert_eq!(submit(&visitor, &format!("/console/devices/{phone}/reset"), &[("csrf", &csrf)]).await.0, 404);
+    let refused = app.try_connect_with(phone, &app.api_key, "LIC-FU", None).await.err().expect("still bound");
+    assert_eq!((refused.0, refused.1["error"]["code"].as_str()), (401, Some("invalid_device_secret")));
+    app.try_connect_with(phone, &app.api_key, "LIC-FU", Some(&secret)).await.expect("the secret still holds");
+}
+
+#[tokio::test]
 async fn an_open_licenses_device_page_offers_no_secret_to_reset() {
     let app = TestApp::spawn().await;
     user(&app, &app.license, ADMIN, Role::Admin).await;

@@ -27,6 +27,7 @@ async fn two_licenses_cannot_see_each_others_devices_messages_or_inbox() {
         (Method::GET, "/api/v1/devices/a-phone/messages"),
         (Method::DELETE, "/api/v1/devices/a-phone"),
         (Method::PUT, "/api/v1/devices/a-phone"),
+        (Method::POST, "/api/v1/devices/a-phone/reset"),
         (Method::GET, &format!("/api/v1/messages/{a_msg}")),
     ] {
         let response = b(method.clone(), path).send().await.unwrap();
@@ -270,8 +271,12 @@ async fn another_railway_reaches_no_store_item_ticket_task_or_passenger_of_this_
     let coffee = crate::rail::item(&app, &a, &shop, "Coffee", 5).await;
     let (_, a_robot) = robot(&app, &a, &Key::ed25519(31)).await;
     let buy = json!({"user_id": user, "items": [{"item_id": coffee, "count": 1}]});
-    let task = ok(&app, "POST", "/store_api/store/purchase", &a_robot, Some(buy.clone())).await["task_id"].clone();
-    let task = task.as_str().unwrap();
+    let buy_again = buy.clone();
+    let bought =
+        app.http.post(app.url("/store_api/store/purchase")).bearer_auth(&a_robot).header("Idempotency-Key", "cart-a");
+    let bought: Value = bought.json(&buy).send().await.unwrap().json().await.unwrap();
+    let task = bought["task_id"].as_str().unwrap().to_owned();
+    let task = task.as_str();
     let engineer = json!({"login": "eng", "password": "correct horse", "privileges": 1});
     let engineer = ok(&app, "POST", "/base_api/admin/engineer", &a, Some(engineer)).await["id"].clone();
     let engineer = engineer.as_str().unwrap();
@@ -320,6 +325,12 @@ async fn another_railway_reaches_no_store_item_ticket_task_or_passenger_of_this_
         let (status, answer) = call(&app, method, &path, token, body).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
     }
+    // The key of A's robot's purchase, sent by B's robot: no replay of it.
+    let stolen =
+        app.http.post(app.url("/store_api/store/purchase")).bearer_auth(&b_robot).header("Idempotency-Key", "cart-a");
+    let stolen = stolen.json(&buy_again).send().await.unwrap();
+    assert_eq!(stolen.status(), 404, "another railway's key replays nothing");
+    assert!(stolen.headers().get("idempotent-replayed").is_none());
     let card = call(&app, "POST", "/base_api/robot/engineer/card", &b_robot, Some(json!({"key": "card-a"}))).await;
     assert_eq!(card.0, StatusCode::UNAUTHORIZED, "another railway's card opens nothing");
     for (path, token) in [
