@@ -135,8 +135,8 @@ pub async fn run(fleet: &Fleet, name: &str, args: &ArgMatches) -> Result<Command
             let password_hash = hash_password(read_password().await?).await?;
             let new = NewUser { license: license.pk, email, name: name.trim().to_owned(), role, password_hash };
             let user = fleet.users.create_user(new).await?;
-            let out = json!({"id": user.id, "email": user.email, "role": user.role, "license": license.number});
-            Ok(CommandOutput::new(out, format!("Created user {} in {}.", describe(&user), license.number)))
+            let text = format!("Created user {} in {}.", describe(&user), license.number);
+            Ok(CommandOutput::new(user.view(&license.number), text))
         }
         UserCommand::List { license } => {
             let license = fleet.license_named(&license).await?;
