@@ -136,7 +136,7 @@ impl Reservation {
 fn too_many(message: &str, wait: Duration) -> ApiError {
     let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = u32::try_from(whole.max(1)).unwrap_or(u32::MAX);
-    ApiError::new(ErrorCode::TooManyAttempts, message).retry_after(seconds)
+    ApiError::new(ErrorCode::TOO_MANY_ATTEMPTS, message).retry_after(seconds)
 }
 
 #[cfg(test)]
@@ -154,7 +154,7 @@ mod tests {
         drop(attempts.reserve(&both).unwrap());
         drop(attempts.reserve(&both[1..]).unwrap());
         let refused = attempts.reserve(&both).err().unwrap();
-        assert_eq!((refused.code, refused.retry_after), (ErrorCode::TooManyAttempts, Some(60)));
+        assert_eq!((refused.code, refused.retry_after), (ErrorCode::TOO_MANY_ATTEMPTS, Some(60)));
         assert!(attempts.reserve(&both[..1]).is_ok(), "the user alone has one left");
     }
 
@@ -191,7 +191,7 @@ mod tests {
             drop(attempts.reserve(&keys(&[k])).unwrap());
         }
         let refused = attempts.reserve(&keys(&["d"])).err().unwrap();
-        assert_eq!(refused.code, ErrorCode::TooManyAttempts);
+        assert_eq!(refused.code, ErrorCode::TOO_MANY_ATTEMPTS);
         assert!(attempts.reserve(&keys(&["a"])).is_ok(), "known keys still count");
         // Past the window (the window is measured on the same clock).
         tokio::time::sleep(Duration::from_millis(150)).await;

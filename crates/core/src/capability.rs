@@ -26,6 +26,7 @@ use crate::gateway::Gateway;
 use crate::identity::Accounts;
 use crate::metrics::Metrics;
 use crate::oidc::IdTokenVerifier;
+use crate::secret::SecretKind;
 use crate::tasks::Tasks;
 
 /// What the core hands every capability when it is built.
@@ -84,7 +85,7 @@ pub trait Capability: Send + Sync + 'static {
     }
     /// Runs one of the administration commands its module declared.
     async fn run_command(&self, name: &str, _args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {
-        Err(ApiError::new(ErrorCode::NotFound, format!("{} has no command {name}", self.name())))
+        Err(ApiError::new(ErrorCode::NOT_FOUND, format!("{} has no command {name}", self.name())))
     }
 }
 
@@ -94,6 +95,11 @@ pub trait Spec: Capability + Sized {
     const NAME: &'static str;
     /// OpenAPI tags (name, description) its routes use.
     const TAGS: &'static [(&'static str, &'static str)];
+    /// The error codes only it answers with (its `codes::ALL`); the shared
+    /// ones are [`ErrorCode`]'s own.
+    const ERROR_CODES: &'static [ErrorCode] = &[];
+    /// The kinds of secret only it issues (their prefixes).
+    const SECRET_KINDS: &'static [SecretKind] = &[];
     /// Its configuration section; unknown keys are refused.
     type Config: Serialize + DeserializeOwned + Default;
     /// Builds it on the platform. Must not start tasks (see
@@ -109,6 +115,8 @@ pub trait Spec: Capability + Sized {
 pub trait Module: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn tags(&self) -> &'static [(&'static str, &'static str)];
+    fn error_codes(&self) -> &'static [ErrorCode];
+    fn secret_kinds(&self) -> &'static [SecretKind];
     /// The section's defaults, for the configuration loader.
     fn default_config(&self) -> serde_json::Value;
     /// Refuses a section with unknown keys or bad values.
@@ -127,6 +135,14 @@ impl<C: Spec> Module for SpecModule<C> {
 
     fn tags(&self) -> &'static [(&'static str, &'static str)] {
         C::TAGS
+    }
+
+    fn error_codes(&self) -> &'static [ErrorCode] {
+        C::ERROR_CODES
+    }
+
+    fn secret_kinds(&self) -> &'static [SecretKind] {
+        C::SECRET_KINDS
     }
 
     fn default_config(&self) -> serde_json::Value {

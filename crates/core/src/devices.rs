@@ -77,7 +77,7 @@ pub fn resolve(
 ) -> Result<Binding, ApiError> {
     match owner {
         None if purpose == Purpose::Connect && license.binding == BindingPolicy::Preregistered => Err(ApiError::new(
-            ErrorCode::DeviceNotRegistered,
+            ErrorCode::DEVICE_NOT_REGISTERED,
             format!("license {} admits only devices its back office has bound; {device} is not one", license.number),
         )),
         None => Ok(Binding::Bind),
@@ -114,11 +114,11 @@ pub fn device_secret(
         (None, _) => Ok(SecretStep::Issue),
         (Some(stored), Some(presented)) if stored.ct_eq(presented) => Ok(SecretStep::Proven),
         (Some(_), Some(_)) => Err(ApiError::new(
-            ErrorCode::InvalidDeviceSecret,
+            ErrorCode::INVALID_DEVICE_SECRET,
             format!("the device secret of {device} is wrong; if the app lost it, the back office resets the device"),
         )),
         (Some(_), None) => Err(ApiError::new(
-            ErrorCode::InvalidDeviceSecret,
+            ErrorCode::INVALID_DEVICE_SECRET,
             format!(
                 "device {device} has a secret: send it as 'X-Device-Secret' or '?device_secret='; if the app lost \
                  it, the back office resets the device"
@@ -154,7 +154,7 @@ pub struct Attached {
 pub fn check_room(license: &License, used: u64, adding: u64) -> Result<(), ApiError> {
     match license.max_devices {
         Some(max) if adding > 0 && used + adding > u64::from(max) => Err(ApiError::new(
-            ErrorCode::DeviceLimit,
+            ErrorCode::DEVICE_LIMIT,
             format!("license {} already has its maximum of {max} devices", license.number),
         )),
         _ => Ok(()),
@@ -163,12 +163,12 @@ pub fn check_room(license: &License, used: u64, adding: u64) -> Result<(), ApiEr
 
 /// 404 for a device that is not this license's.
 pub fn not_found(device: &DeviceId) -> ApiError {
-    ApiError::new(ErrorCode::DeviceNotFound, format!("no device {device} in this license"))
+    ApiError::new(ErrorCode::DEVICE_NOT_FOUND, format!("no device {device} in this license"))
 }
 
 /// 403 for a device connecting to a license other than its own.
 pub fn bound_elsewhere(device: &DeviceId) -> ApiError {
-    ApiError::new(ErrorCode::DeviceBoundElsewhere, format!("device {device} is bound to another license"))
+    ApiError::new(ErrorCode::DEVICE_BOUND_ELSEWHERE, format!("device {device} is bound to another license"))
 }
 
 /// What happened to a device, for the connections that hold it.
@@ -260,7 +260,7 @@ mod tests {
     fn a_preregistered_license_binds_only_from_the_back_office() {
         let d = DeviceId::parse("d1").unwrap();
         let l = License { binding: BindingPolicy::Preregistered, ..license(1, None) };
-        assert_eq!(resolve(&d, None, &l, Purpose::Connect).unwrap_err().code, ErrorCode::DeviceNotRegistered);
+        assert_eq!(resolve(&d, None, &l, Purpose::Connect).unwrap_err().code, ErrorCode::DEVICE_NOT_REGISTERED);
         assert_eq!(resolve(&d, None, &l, Purpose::Queue), Ok(Binding::Bind));
         assert_eq!(resolve(&d, Some(LicensePk(1)), &l, Purpose::Connect), Ok(Binding::Bound));
     }
@@ -275,8 +275,8 @@ mod tests {
         assert_eq!(device_secret(&d, first, None, Some(&other)), Ok(SecretStep::Issue), "after a reset");
         assert_eq!(device_secret(&d, first, Some(&mine), Some(&mine)), Ok(SecretStep::Proven));
         let refused = |presented| device_secret(&d, first, Some(&mine), presented).unwrap_err().code;
-        assert_eq!(refused(None), ErrorCode::InvalidDeviceSecret);
-        assert_eq!(refused(Some(&other)), ErrorCode::InvalidDeviceSecret);
+        assert_eq!(refused(None), ErrorCode::INVALID_DEVICE_SECRET);
+        assert_eq!(refused(Some(&other)), ErrorCode::INVALID_DEVICE_SECRET);
     }
 
     #[test]
@@ -285,16 +285,16 @@ mod tests {
         let l = license(1, None);
         assert_eq!(resolve(&d, None, &l, Purpose::Queue), Ok(Binding::Bind));
         assert_eq!(resolve(&d, Some(LicensePk(1)), &l, Purpose::Connect), Ok(Binding::Bound));
-        assert_eq!(resolve(&d, Some(LicensePk(2)), &l, Purpose::Queue).unwrap_err().code, ErrorCode::DeviceNotFound);
+        assert_eq!(resolve(&d, Some(LicensePk(2)), &l, Purpose::Queue).unwrap_err().code, ErrorCode::DEVICE_NOT_FOUND);
         let code = resolve(&d, Some(LicensePk(2)), &l, Purpose::Connect).unwrap_err().code;
-        assert_eq!(code, ErrorCode::DeviceBoundElsewhere);
+        assert_eq!(code, ErrorCode::DEVICE_BOUND_ELSEWHERE);
     }
 
     #[test]
     fn the_device_limit_counts_what_a_call_adds() {
         let l = license(1, Some(2));
         assert!(check_room(&l, 1, 1).is_ok());
-        assert_eq!(check_room(&l, 1, 2).unwrap_err().code, ErrorCode::DeviceLimit);
+        assert_eq!(check_room(&l, 1, 2).unwrap_err().code, ErrorCode::DEVICE_LIMIT);
         assert!(check_room(&l, 5, 0).is_ok(), "adding nothing is never refused");
         assert!(check_room(&license(1, None), 1_000_000, 1).is_ok());
     }

@@ -25,11 +25,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         match Bytes::from_request(req, state).await {
             Ok(bytes) => Ok(Body(bytes)),
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(ErrorCode::PayloadTooLarge, "the request body is larger than the server accepts"))
+                Err(ApiError::new(ErrorCode::PAYLOAD_TOO_LARGE, "the request body is larger than the server accepts"))
             }
             Err(rejection) => match crate::admission::BodyTooSlow::find(&rejection) {
-                Some(slow) => Err(ApiError::new(ErrorCode::RequestTimeout, slow.to_string())),
-                None => Err(ApiError::new(ErrorCode::BadRequest, rejection.body_text())),
+                Some(slow) => Err(ApiError::new(ErrorCode::REQUEST_TIMEOUT, slow.to_string())),
+                None => Err(ApiError::new(ErrorCode::BAD_REQUEST, rejection.body_text())),
             },
         }
     }
@@ -83,7 +83,7 @@ pub fn check_depth(bytes: &[u8]) -> Result<(), ApiError> {
 pub fn parse_json<'de, T: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, ApiError> {
     check_depth(bytes)?;
     let malformed =
-        |err: serde_json::Error| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {err}"));
+        |err: serde_json::Error| ApiError::new(ErrorCode::MALFORMED_JSON, format!("the body is not valid JSON: {err}"));
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -110,7 +110,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let Body(bytes) = Body::from_request(req, state).await?;
         if bytes.is_empty() {
-            return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send a JSON document"));
+            return Err(ApiError::new(ErrorCode::MALFORMED_JSON, "the body is empty; send a JSON document"));
         }
         let value = parse_json(&bytes)?;
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -143,7 +143,7 @@ pub fn check_idempotency_key(key: Option<String>) -> Result<Option<String>, ApiE
 /// The refusal of an idempotency key used before for another `what`
 /// (message, purchase): a client's mistake, not a retry.
 pub fn idempotency_key_reused(key: &str, what: &str) -> ApiError {
-    ApiError::new(ErrorCode::IdempotencyKeyReused, format!("idempotency key {key:?} was used for a different {what}"))
+    ApiError::new(ErrorCode::IDEMPOTENCY_KEY_REUSED, format!("idempotency key {key:?} was used for a different {what}"))
 }
 
 /// An answer marked `Idempotent-Replayed: true` when it repeats an earlier
@@ -245,12 +245,12 @@ pub use crate::client::client_ip;
 
 /// The router fallback: unknown paths in the error shape.
 pub async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no route {method} {}", uri.path()))
+    ApiError::new(ErrorCode::NOT_FOUND, format!("no route {method} {}", uri.path()))
 }
 
 /// The answer for a known path with the wrong method.
 pub async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()))
+    ApiError::new(ErrorCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", uri.path()))
 }
 
 /// Path parameters, with bad ones answered in the error shape.
@@ -286,7 +286,7 @@ mod tests {
         let after_escapes = format!(r#"["a\\\"b",{}]"#, nested(MAX_JSON_DEPTH));
         assert!(check_depth(after_escapes.as_bytes()).is_err(), "counting goes on after a string with escapes");
         let refused = parse_json::<serde_json::Value>(nested(100_000).as_bytes()).unwrap_err();
-        assert_eq!(refused.code, ErrorCode::InvalidField);
+        assert_eq!(refused.code, ErrorCode::INVALID_FIELD);
         assert!(refused.message.contains("64 levels"), "{}", refused.message);
     }
 }

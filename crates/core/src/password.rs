@@ -92,7 +92,7 @@ pub fn waiting() -> usize {
 }
 
 fn busy() -> ApiError {
-    ApiError::new(ErrorCode::PasswordChecksBusy, "too many password checks at once; retry shortly").retry_after(1)
+    ApiError::new(ErrorCode::PASSWORD_CHECKS_BUSY, "too many password checks at once; retry shortly").retry_after(1)
 }
 
 /// Runs `job` (Argon2) on a password thread, with its turn.
@@ -100,7 +100,7 @@ async fn run<T: Send + 'static>(
     turn: SemaphorePermit<'static>,
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let failed = || ApiError::new(ErrorCode::Internal, "a password job failed");
+    let failed = || ApiError::new(ErrorCode::INTERNAL, "a password job failed");
     let (answer, answered) = tokio::sync::oneshot::channel();
     // The turn goes with the job, given back when Argon2 is done even if
     // the caller went away meanwhile: turns never outnumber the threads.
@@ -125,7 +125,7 @@ async fn check_turn() -> Result<(SemaphorePermit<'static>, SemaphorePermit<'stat
 
 /// Hashes a password.
 pub async fn hash(password: String) -> Result<String, ApiError> {
-    let failed = || ApiError::new(ErrorCode::Internal, "password hashing failed");
+    let failed = || ApiError::new(ErrorCode::INTERNAL, "password hashing failed");
     let turn = gate().running.acquire().await.map_err(|_| busy())?;
     run(turn, move || Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()))
         .await?
@@ -155,7 +155,9 @@ pub async fn verify_if_known(password: String, hash: Option<String>) -> Result<b
         Some(hash) => hash,
         None => NOBODY
             .get_or_try_init(|| {
-                self::hash(crate::secret::Secret::generate(crate::secret::SecretKind::RefreshToken).expose().to_owned())
+                self::hash(
+                    crate::secret::Secret::generate(crate::secret::SecretKind::LICENSE_TOKEN).expose().to_owned(),
+                )
             })
             .await?
             .clone(),
@@ -194,7 +196,7 @@ mod tests {
                 Err(err) => {
                     assert_eq!(
                         (err.code, err.status().as_u16(), err.retry_after),
-                        (ErrorCode::PasswordChecksBusy, 503, Some(1))
+                        (ErrorCode::PASSWORD_CHECKS_BUSY, 503, Some(1))
                     );
                     busy += 1;
                 }

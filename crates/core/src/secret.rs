@@ -7,57 +7,42 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// What a secret is for; its prefix lets operators and secret scanners tell
-/// a leaked license token from an app key at a glance.
+/// a leaked license token from an app key at a glance. The core declares
+/// the kinds every capability shares; a capability declares its own (in its
+/// `codes` module) and lists them in
+/// [`Spec::SECRET_KINDS`](crate::capability::Spec::SECRET_KINDS), and a test
+/// of the server holds every prefix to be unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretKind {
-    /// `rhb_…`: a back-office bearer token of one license.
-    LicenseToken,
-    /// `rhk_…`: the app API key compiled into the device app.
-    ApiKey,
-    /// `rhr_…`: a robot's personal token (fleet).
-    RobotToken,
-    /// `rhs_…`: a user's refresh token (fleet sessions).
-    RefreshToken,
-    /// `rhp_…`: the secret a pairing robot polls with (fleet).
-    PollSecret,
-    InstanceToken,
-    /// `rht_…`: a rail robot's or store's access token, from a signed challenge.
-    RailToken,
-    /// `rhm_…`: a rail store staff's store token.
-    StoreToken,
-    /// `rhd_…`: one device's own secret (`X-Device-Secret`), from its
-    /// first connection's `hello`.
-    DeviceSecret,
+pub struct SecretKind {
+    prefix: &'static str,
+    id_prefix: &'static str,
 }
 
 impl SecretKind {
-    /// What secrets of this kind start with.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            SecretKind::LicenseToken => "rhb_",
-            SecretKind::ApiKey => "rhk_",
-            SecretKind::RobotToken => "rhr_",
-            SecretKind::RefreshToken => "rhs_",
-            SecretKind::PollSecret => "rhp_",
-            SecretKind::InstanceToken => "rhi_",
-            SecretKind::RailToken => "rht_",
-            SecretKind::StoreToken => "rhm_",
-            SecretKind::DeviceSecret => "rhd_",
-        }
+    /// Secrets that start with `prefix` (`rhb_`), whose public ids start
+    /// with `id_prefix` (`tok_`).
+    pub const fn new(prefix: &'static str, id_prefix: &'static str) -> Self {
+        Self { prefix, id_prefix }
     }
 
-    fn id_prefix(self) -> &'static str {
-        match self {
-            SecretKind::LicenseToken => "tok_",
-            SecretKind::ApiKey => "key_",
-            SecretKind::RobotToken => "rbt_",
-            SecretKind::RefreshToken => "ses_",
-            SecretKind::PollSecret => "pol_",
-            SecretKind::InstanceToken => "ins_",
-            SecretKind::RailToken => "rat_",
-            SecretKind::StoreToken => "stk_",
-            SecretKind::DeviceSecret => "dsc_",
-        }
+    /// `rhb_…`: a back-office bearer token of one license.
+    pub const LICENSE_TOKEN: SecretKind = SecretKind::new("rhb_", "tok_");
+    /// `rhk_…`: the app API key compiled into the device app.
+    pub const API_KEY: SecretKind = SecretKind::new("rhk_", "key_");
+    /// `rhd_…`: one device's own secret (`X-Device-Secret`), from its first
+    /// connection's `hello`.
+    pub const DEVICE_SECRET: SecretKind = SecretKind::new("rhd_", "dsc_");
+    /// The kinds the core declares.
+    pub const SHARED: &'static [SecretKind] = &[Self::LICENSE_TOKEN, Self::API_KEY, Self::DEVICE_SECRET];
+
+    /// What secrets of this kind start with.
+    pub fn prefix(self) -> &'static str {
+        self.prefix
+    }
+
+    /// What the public ids of secrets of this kind start with.
+    pub fn id_prefix(self) -> &'static str {
+        self.id_prefix
     }
 }
 
@@ -182,8 +167,8 @@ mod tests {
 
     #[test]
     fn generated_secrets_are_prefixed_random_and_redacted() {
-        let a = Secret::generate(SecretKind::LicenseToken);
-        let b = Secret::generate(SecretKind::LicenseToken);
+        let a = Secret::generate(SecretKind::LICENSE_TOKEN);
+        let b = Secret::generate(SecretKind::LICENSE_TOKEN);
         assert!(a.expose().starts_with("rhb_"));
         assert_eq!(a.expose().len(), 4 + 43);
         assert_ne!(a, b);

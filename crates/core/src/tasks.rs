@@ -46,6 +46,31 @@ impl Tasks {
         });
     }
 
+    /// Runs `work` every `period`, the first time at once, until the node
+    /// stops; what a run answers is dropped, a failure is logged as "`what` failed; will retry" and the
+    /// next period tries again. A run longer than the period delays the
+    /// next one (no burst to catch up); a stop waits for the run under way.
+    pub fn every<F, Fut, T, E>(&self, what: &'static str, period: Duration, mut work: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.spawn(move |stop| async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                if let Err(err) = work().await {
+                    tracing::warn!(%err, "{what} failed; will retry");
+                }
+            }
+        });
+    }
+
     /// Cancelled when the node stops its tasks.
     pub fn stop_token(&self) -> &CancellationToken {
         &self.stop
@@ -83,5 +108,21 @@ mod tests {
         assert_eq!((fired.load(Ordering::SeqCst), done.load(Ordering::SeqCst)), (0, 1));
         // Nothing new starts after the stop.
         tasks.spawn(|_| async { panic!("must not run") });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn periodic_work_runs_at_once_then_every_period_through_failures_until_the_stop() {
+        let tasks = Tasks::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        tasks.every("the test's work", Duration::from_secs(10), move || {
+            let n = r.fetch_add(1, Ordering::SeqCst);
+            async move { if n.is_multiple_of(2) { Err("every other run fails") } else { Ok(()) } }
+        });
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "at 0, 10, 20 and 30 s, failures or not");
+        tasks.stop().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "nothing runs after the stop");
     }
 }

@@ -56,7 +56,7 @@ impl FleetAccounts {
     pub async fn authenticate(&self, token: &str) -> Result<SignedIn, ApiError> {
         let key = self.signing_key().await?;
         let (id, expires_at) = verify_access(&key, token)?;
-        let gone = || ApiError::new(ErrorCode::InvalidToken, "the user no longer exists or was deactivated");
+        let gone = || ApiError::new(ErrorCode::INVALID_TOKEN, "the user no longer exists or was deactivated");
         let (user, license) = self.active(id).await?.ok_or_else(gone)?;
         Ok(SignedIn { user, license, expires_at })
     }
@@ -84,7 +84,7 @@ impl Accounts for FleetAccounts {
     }
 
     async fn session(&self, token: &str) -> Result<Account, ApiError> {
-        let refused = || ApiError::new(ErrorCode::InvalidToken, "the session ended or expired; sign in again");
+        let refused = || ApiError::new(ErrorCode::INVALID_TOKEN, "the session ended or expired; sign in again");
         let (id, expires_at) =
             self.sessions.session_user(Secret::new(token).hash(), Timestamp::now()).await?.ok_or_else(refused)?;
         let (user, license) = self.active(id).await?.ok_or_else(refused)?;

@@ -59,7 +59,7 @@ pub fn access_token(key: &[u8], user: &User, license: &License, ttl: Duration) -
         iss: ISSUER.to_owned(),
     };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(key))
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "signing an access token failed"))
+        .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "signing an access token failed"))
 }
 
 /// The user id of a valid access token, and when the token expires.
@@ -70,10 +70,13 @@ pub(crate) fn verify_access(key: &[u8], token: &str) -> Result<(i64, Timestamp),
     let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation).map_err(|err| {
         let expired = matches!(err.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature);
         let message = if expired { "the access token expired; refresh it" } else { "the access token is not valid" };
-        ApiError::new(ErrorCode::InvalidToken, message)
+        ApiError::new(ErrorCode::INVALID_TOKEN, message)
     })?;
-    let id =
-        data.claims.sub.parse().map_err(|_| ApiError::new(ErrorCode::InvalidToken, "the access token is not valid"))?;
+    let id = data
+        .claims
+        .sub
+        .parse()
+        .map_err(|_| ApiError::new(ErrorCode::INVALID_TOKEN, "the access token is not valid"))?;
     let expires_at =
         Timestamp::from_millis(i64::try_from(data.claims.exp).unwrap_or(i64::MAX / 1000).saturating_mul(1000));
     Ok((id, expires_at))
@@ -81,7 +84,7 @@ pub(crate) fn verify_access(key: &[u8], token: &str) -> Result<(i64, Timestamp),
 
 /// The credential after `Bearer ` (or `Token `, as InfluxDB clients send).
 pub fn presented(headers: &HeaderMap, schemes: &[&str]) -> Result<String, ApiError> {
-    let missing = || ApiError::new(ErrorCode::MissingToken, "send the token as 'Authorization: Bearer <token>'");
+    let missing = || ApiError::new(ErrorCode::MISSING_TOKEN, "send the token as 'Authorization: Bearer <token>'");
     let header = headers.get(AUTHORIZATION).ok_or_else(missing)?;
     header
         .to_str()
@@ -107,7 +110,7 @@ impl UserAuth {
     pub fn admin(&self) -> Result<(), ApiError> {
         match self.user.role {
             Role::Admin => Ok(()),
-            Role::User => Err(ApiError::new(ErrorCode::Forbidden, "this needs an admin of the license")),
+            Role::User => Err(ApiError::new(ErrorCode::FORBIDDEN, "this needs an admin of the license")),
         }
     }
 }
@@ -135,12 +138,12 @@ impl FromRequestParts<Fleet> for RobotAuth {
         let token = presented(&parts.headers, &["token", "bearer"])?;
         let robot = fleet.robots.robot_by_token(Secret::new(token).hash()).await?;
         let robot = robot.filter(|r| r.status == RobotStatus::Active).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidToken, "the robot token is unknown, or its robot inactive or deleted")
+            ApiError::new(ErrorCode::INVALID_TOKEN, "the robot token is unknown, or its robot inactive or deleted")
         })?;
         if let Some(pk) = robot.license {
             let license = fleet.identity.license_by_pk(pk).await?;
             license
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the robot's license is gone"))?
+                .ok_or_else(|| ApiError::new(ErrorCode::INVALID_TOKEN, "the robot's license is gone"))?
                 .ensure_active(Timestamp::now())?;
         }
         Connection::of(parts).authenticated();

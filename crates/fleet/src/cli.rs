@@ -71,7 +71,7 @@ async fn read_password() -> Result<String, ApiError> {
         std::io::stdin().lock().read_line(&mut line).map(|_| line)
     })
     .await
-    .map_err(|_| ApiError::new(ErrorCode::Internal, "reading the password failed"))?
+    .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "reading the password failed"))?
     .map_err(|e| ApiError::invalid_field(format!("reading the password from stdin: {e}")))?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     check_password(&password)?;
@@ -92,7 +92,7 @@ impl Fleet {
         self.identity
             .license(&number)
             .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}")))
+            .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))
     }
 
     async fn user_named(&self, email: &str) -> Result<(User, License), ApiError> {
@@ -101,12 +101,12 @@ impl Fleet {
             .users
             .user_by_email(&email)
             .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, format!("no user {email}")))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::USER_NOT_FOUND, format!("no user {email}")))?;
         let license = self
             .identity
             .license_by_pk(user.license)
             .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, "the user's license is gone"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, "the user's license is gone"))?;
         Ok((user, license))
     }
 }
@@ -125,7 +125,7 @@ fn describe(user: &User) -> String {
 /// Runs `relayhub user …`.
 pub async fn run(fleet: &Fleet, name: &str, args: &ArgMatches) -> Result<CommandOutput, ApiError> {
     if name != "user" {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("fleet has no command {name}")));
+        return Err(ApiError::new(ErrorCode::NOT_FOUND, format!("fleet has no command {name}")));
     }
     let command = UserCommand::from_arg_matches(args).map_err(|e| ApiError::invalid_field(e.to_string()))?;
     match command {

@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod auth;
 mod cli;
+pub mod codes;
 mod console;
 mod install;
 pub mod model;
@@ -35,7 +36,9 @@ use prometheus_client::metrics::counter::Counter;
 use relayhub_core::attempts::Attempts;
 use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
+use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
+use relayhub_core::secret::SecretKind;
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -154,6 +157,8 @@ impl Spec for Fleet {
         ("pairing", "Pairing a robot with a user's account by code (seed 002)"),
         ("telemetry", "Robots' metrics and logs: InfluxDB-compatible writes, charts, log views (seed 002)"),
     ];
+    const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
+    const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
     type Config = FleetConfig;
 
     fn build(config: FleetConfig, platform: &Platform) -> Result<Self, String> {
@@ -231,34 +236,18 @@ impl Capability for Fleet {
     /// telemetry; forwards it when configured.
     fn start(&self, tasks: &Tasks) {
         let telemetry = self.telemetry.clone();
-        tasks.spawn(move |stop| async move {
-            let mut tick = tokio::time::interval(telemetry.config.maintain_interval);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                if let Err(err) = telemetry.maintain(Timestamp::now()).await {
-                    tracing::warn!(%err, "telemetry maintenance failed; will retry");
-                }
-            }
+        tasks.every("telemetry maintenance", telemetry.config.maintain_interval, move || {
+            let telemetry = telemetry.clone();
+            async move { telemetry.maintain(Timestamp::now()).await }
         });
         if let Some(url) = self.telemetry.forwarding.url.clone() {
             let telemetry = self.telemetry.clone();
             tasks.spawn(move |stop| telemetry.forward(url, stop));
         }
         let robots = self.robots.clone();
-        tasks.spawn(move |stop| async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                if let Err(err) = robots.sweep_pairings(Timestamp::now(), api::pair::KEPT_AFTER).await {
-                    tracing::warn!(%err, "pairing sweep failed; will retry");
-                }
-            }
+        tasks.every("pairing sweep", Duration::from_secs(60), move || {
+            let robots = robots.clone();
+            async move { robots.sweep_pairings(Timestamp::now(), api::pair::KEPT_AFTER).await }
         });
     }
 

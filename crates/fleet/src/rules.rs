@@ -1,10 +1,11 @@
 //! The fleet's decisions, written once: both backends load what a call
 //! concerns, ask these functions, and write what they say.
 
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::ids::LicensePk;
 use relayhub_core::time::Timestamp;
 
+use crate::codes;
 use crate::model::{Pairing, RefreshRow, Robot, RobotStatus, Role, User};
 
 /// Pairing codes: 20 consonants, no vowels (no words), no look-alikes.
@@ -59,13 +60,13 @@ pub fn pair_state(pairing: &Pairing, now: Timestamp) -> PairState {
 pub fn confirm(pairing: &Pairing, now: Timestamp) -> Result<(), ApiError> {
     match pair_state(pairing, now) {
         PairState::Pending => Ok(()),
-        PairState::Confirmed => Err(ApiError::new(ErrorCode::PairCodeUsed, "this pairing code was used already")),
+        PairState::Confirmed => Err(ApiError::new(codes::PAIR_CODE_USED, "this pairing code was used already")),
         PairState::Expired => Err(expired()),
     }
 }
 
 pub fn expired() -> ApiError {
-    ApiError::new(ErrorCode::PairCodeExpired, "this pairing code expired; start the pairing again on the robot")
+    ApiError::new(codes::PAIR_CODE_EXPIRED, "this pairing code expired; start the pairing again on the robot")
 }
 
 /// What a refresh token may do.
@@ -159,11 +160,11 @@ mod tests {
         assert!(confirm(&pairing(100, None), Timestamp::from_millis(50)).is_ok());
         assert_eq!(
             confirm(&pairing(100, None), Timestamp::from_millis(100)).unwrap_err().code,
-            ErrorCode::PairCodeExpired
+            codes::PAIR_CODE_EXPIRED
         );
         assert_eq!(
             confirm(&pairing(100, Some(60)), Timestamp::from_millis(70)).unwrap_err().code,
-            ErrorCode::PairCodeUsed
+            codes::PAIR_CODE_USED
         );
     }
 

@@ -58,7 +58,7 @@ impl PgFaces {
             .await
             .sql()?;
         if known.is_none() {
-            return Err(StoreError::rejected(ErrorCode::UserNotFound, format!("no passenger {user}")));
+            return Err(StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no passenger {user}")));
         }
         let count: i64 = sqlx::query("SELECT count(*) FROM rail_faces WHERE license_pk = $1 AND user_id = $2")
             .bind(license.0)
@@ -70,7 +70,7 @@ impl PgFaces {
             .sql()?;
         if count >= i64::from(max_per_user) {
             return Err(StoreError::rejected(
-                ErrorCode::FaceLimit,
+                relayhub_rail::codes::FACE_LIMIT,
                 format!("the passenger has {count} faces enrolled; forget them first"),
             ));
         }

@@ -77,7 +77,7 @@ fn user_from_row(r: &PgRow) -> StoreResult<User> {
 }
 
 fn user_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::UserNotFound, format!("no user {id} in this license"))
+    StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no user {id} in this license"))
 }
 
 async fn end_sessions<'e>(db: impl PgExecutor<'e>, user: i64) -> StoreResult<()> {
@@ -108,7 +108,7 @@ impl UserStore for PgFleet {
         match inserted {
             Ok(row) => user_from_row(&row),
             Err(err) if is_unique_violation(&err) => Err(StoreError::rejected(
-                ErrorCode::AlreadyExists,
+                ErrorCode::ALREADY_EXISTS,
                 format!("a user with the email {} exists", user.email),
             )),
             Err(err) => Err(crate::error::from_sqlx(err)),
@@ -341,7 +341,7 @@ async fn locked_pairing(tx: &mut Transaction<'_, Postgres>, code: &str) -> Store
 }
 
 fn robot_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::RobotNotFound, format!("no robot {id} of yours"))
+    StoreError::rejected(ErrorCode::ROBOT_NOT_FOUND, format!("no robot {id} of yours"))
 }
 
 fn changed(robot: i64) -> Event {
@@ -372,7 +372,7 @@ impl RobotStore for PgFleet {
         if let Some(held) = locked_pairing(&mut tx, &new.code).await? {
             // A code is free again once its pairing expired unconfirmed.
             if rules::pair_state(&held, Timestamp::now()) != rules::PairState::Expired {
-                return Err(StoreError::rejected(ErrorCode::PairCodeUsed, "this pairing code is taken"));
+                return Err(StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_USED, "this pairing code is taken"));
             }
             sqlx::query("DELETE FROM fleet_robots WHERE id = $1").bind(held.robot.id).execute(&mut *tx).await.sql()?;
         }
@@ -396,7 +396,7 @@ impl RobotStore for PgFleet {
             Ok(row) => row,
             // Another node took the same code a moment ago.
             Err(err) if is_unique_violation(&err) => {
-                return Err(StoreError::rejected(ErrorCode::PairCodeUsed, "this pairing code is taken"));
+                return Err(StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_USED, "this pairing code is taken"));
             }
             Err(err) => return Err(crate::error::from_sqlx(err)),
         };
@@ -411,9 +411,9 @@ impl RobotStore for PgFleet {
 
     async fn confirm_pairing(&self, code: &str, user: &User, now: Timestamp) -> StoreResult<Robot> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
-        let held = locked_pairing(&mut tx, code)
-            .await?
-            .ok_or_else(|| StoreError::rejected(ErrorCode::PairCodeNotFound, "no pairing with this code"))?;
+        let held = locked_pairing(&mut tx, code).await?.ok_or_else(|| {
+            StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_NOT_FOUND, "no pairing with this code")
+        })?;
         rules::confirm(&held, now).map_err(StoreError::Rejected)?;
         let row = sqlx::query(concat!(
             "UPDATE fleet_robots SET license_pk = $2, owner_id = $3, status = 'active', paired_at = $4 WHERE id = $1

@@ -106,7 +106,7 @@ impl IdentityStore for PgStore {
         let pk = match inserted {
             Err(err) if is_unique_violation(&err) => {
                 return Err(StoreError::rejected(
-                    ErrorCode::AlreadyExists,
+                    ErrorCode::ALREADY_EXISTS,
                     format!("license {} already exists", new.number),
                 ));
             }
@@ -124,7 +124,7 @@ impl IdentityStore for PgStore {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let current = license_by_number(&mut *tx, number.as_str())
             .await?
-            .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
+            .ok_or_else(|| StoreError::rejected(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))?;
         sqlx::query("UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4, binding = $5 WHERE pk = $1")
             .bind(current.pk.0)
             .bind(update.name.unwrap_or(current.name))
@@ -171,7 +171,10 @@ impl IdentityStore for PgStore {
         .await
         .sql()?;
         if found.rows_affected() == 0 {
-            return Err(StoreError::rejected(ErrorCode::CredentialNotFound, format!("no token {id} in this license")));
+            return Err(StoreError::rejected(
+                ErrorCode::CREDENTIAL_NOT_FOUND,
+                format!("no token {id} in this license"),
+            ));
         }
         Ok(())
     }
@@ -235,7 +238,7 @@ impl IdentityStore for PgStore {
             .await
             .sql()?;
         if found.rows_affected() == 0 {
-            return Err(StoreError::rejected(ErrorCode::CredentialNotFound, format!("no API key {id}")));
+            return Err(StoreError::rejected(ErrorCode::CREDENTIAL_NOT_FOUND, format!("no API key {id}")));
         }
         Ok(())
     }

@@ -55,7 +55,7 @@ async fn device(db: impl PgExecutor<'_>, uuid: &str, lock: bool) -> StoreResult<
 }
 
 fn not_found(uuid: &str) -> StoreError {
-    StoreError::rejected(ErrorCode::DeviceNotFound, format!("no registered device {uuid}"))
+    StoreError::rejected(ErrorCode::DEVICE_NOT_FOUND, format!("no registered device {uuid}"))
 }
 
 #[async_trait]

@@ -10,12 +10,13 @@ use clap::{ArgMatches, Args, FromArgMatches};
 use relayhub_core::capability::CommandOutput;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::ids::LicenseNumber;
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use relayhub_core::store::PageRequest;
 use relayhub_core::time::Timestamp;
 use serde_json::json;
 
 use crate::Rail;
+use crate::codes;
 use crate::keys::parse_public_key;
 use crate::model::*;
 use crate::rules;
@@ -49,7 +50,7 @@ pub async fn run(rail: &Rail, name: &str, args: &ArgMatches) -> Result<CommandOu
             let demo = DemoData::from_arg_matches(args).map_err(|e| ApiError::invalid_field(e.to_string()))?;
             demo_data(rail, demo).await
         }
-        _ => Err(ApiError::new(ErrorCode::NotFound, format!("rail has no command {name}"))),
+        _ => Err(ApiError::new(ErrorCode::NOT_FOUND, format!("rail has no command {name}"))),
     }
 }
 
@@ -79,7 +80,7 @@ async fn demo_data(rail: &Rail, demo: DemoData) -> Result<CommandOutput, ApiErro
         .identity
         .license(&number)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, format!("no license {number}")))?
+        .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))?
         .pk;
     let robot_key = match &demo.robot_key {
         Some(path) => {
@@ -91,7 +92,7 @@ async fn demo_data(rail: &Rail, demo: DemoData) -> Result<CommandOutput, ApiErro
         None => None,
     };
     if rail.shops.stores(license, PageRequest { page: 1, size: 1 }).await?.total > 0 {
-        return Err(ApiError::new(ErrorCode::AlreadyExists, format!("license {number} has stores already")));
+        return Err(ApiError::new(ErrorCode::ALREADY_EXISTS, format!("license {number} has stores already")));
     }
 
     let now = Timestamp::now();
@@ -119,7 +120,7 @@ async fn demo_data(rail: &Rail, demo: DemoData) -> Result<CommandOutput, ApiErro
     for store in [&buffet, &kiosk] {
         rail.base.add_train_store(license, store.id, TRAIN, now).await?;
     }
-    let store_token = Secret::generate(SecretKind::StoreToken);
+    let store_token = Secret::generate(codes::STORE_TOKEN);
     rail.shops.set_store_token(license, buffet.id, store_token.hash()).await?;
 
     let mut tickets = Vec::new();

@@ -14,6 +14,7 @@
 
 pub mod api;
 mod cli;
+pub mod codes;
 mod console;
 pub mod face;
 pub mod keys;
@@ -30,8 +31,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::gauge::Gauge;
 use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
+use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::oidc::{IdTokenVerifier, JwksSource};
+use relayhub_core::secret::SecretKind;
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -184,6 +187,8 @@ impl Spec for Rail {
         ("rail-store", "Seed 004's store service: stores, items, purchases, tasks (`/store_api`)"),
         ("rail-face", "Seed 004's face service: enrol and identify passengers by face embedding (`/face_api`)"),
     ];
+    const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
+    const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
     type Config = RailConfig;
 
     fn build(config: RailConfig, platform: &Platform) -> Result<Self, String> {
@@ -271,20 +276,12 @@ impl Capability for Rail {
             tasks.spawn(move |stop| face::sync::run(sync, changes, index, store, stop));
         }
         let rail = self.clone();
-        tasks.spawn(move |stop| async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                rail.engineer_attempts.retain_recent();
-                rail.challenges.retain_recent();
-                rail.challenges_by_address.retain_recent();
-                if let Err(err) = rail.sessions.purge_expired(Timestamp::now()).await {
-                    tracing::warn!(%err, "purging expired rail sessions failed; will retry");
-                }
-            }
+        tasks.every("purging expired rail sessions", Duration::from_secs(60), move || {
+            rail.engineer_attempts.retain_recent();
+            rail.challenges.retain_recent();
+            rail.challenges_by_address.retain_recent();
+            let sessions = rail.sessions.clone();
+            async move { sessions.purge_expired(Timestamp::now()).await }
         });
     }
 
@@ -293,7 +290,7 @@ impl Capability for Rail {
         if self.face_sync.is_ready() {
             return Ok(());
         }
-        Err(ApiError::new(relayhub_core::error::ErrorCode::StorageUnavailable, "the face index is loading"))
+        Err(ApiError::new(relayhub_core::error::ErrorCode::STORAGE_UNAVAILABLE, "the face index is loading"))
     }
 
     async fn run_command(&self, name: &str, args: &clap::ArgMatches) -> Result<CommandOutput, ApiError> {

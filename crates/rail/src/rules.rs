@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::NaiveDate;
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::time::Timestamp;
 use uuid::Uuid;
 
+use crate::codes;
 use crate::model::{Item, Purchase, PurchaseLine, Ticket, TicketAcceptance, TicketScan};
 
 /// The most lines one purchase may have.
@@ -78,7 +79,7 @@ pub fn check_balances(items: &[Item], lines: &[PurchaseLine]) -> Result<(), ApiE
 
 /// The refusal of a purchase that would take a balance below zero.
 pub fn insufficient(item: Uuid, balance: i32) -> ApiError {
-    ApiError::new(ErrorCode::InsufficientBalance, format!("item {item} has {balance} left"))
+    ApiError::new(codes::INSUFFICIENT_BALANCE, format!("item {item} has {balance} left"))
 }
 
 /// What a purchase's task carries for the store: its lines.
@@ -133,19 +134,19 @@ pub fn ticket_verdict(
         && train != ticket.train_number
     {
         return Err(ApiError::new(
-            ErrorCode::TicketWrongTrain,
+            codes::TICKET_WRONG_TRAIN,
             format!("the ticket is for train {}, not train {train}", ticket.train_number),
         ));
     }
     let (day, today) = (local_day(ticket.date, scan.zone), local_day(scan.at, scan.zone));
     if day != today {
         return Err(ApiError::new(
-            ErrorCode::TicketNotToday,
+            codes::TICKET_NOT_TODAY,
             format!("the ticket is for {day}, and today is {today} ({})", scan.zone.name()),
         ));
     }
     if ticket.used {
-        return Err(ApiError::new(ErrorCode::TicketUsed, "this ticket was already accepted"));
+        return Err(ApiError::new(codes::TICKET_USED, "this ticket was already accepted"));
     }
     Ok(TicketVerdict::Accept)
 }
@@ -176,6 +177,7 @@ pub fn check_privileges(privileges: i64) -> Result<i32, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relayhub_core::error::ErrorCode;
 
     fn line(id: u128, count: i32) -> PurchaseLine {
         PurchaseLine { item_id: Uuid::from_u128(id), count }
@@ -207,10 +209,10 @@ mod tests {
     #[test]
     fn a_purchase_is_from_one_store_and_within_balances() {
         assert_eq!(purchase_store(&[item(1, 9, 1), item(2, 9, 1)]).unwrap(), Uuid::from_u128(9));
-        assert_eq!(purchase_store(&[item(1, 9, 1), item(2, 8, 1)]).unwrap_err().code, ErrorCode::InvalidField);
+        assert_eq!(purchase_store(&[item(1, 9, 1), item(2, 8, 1)]).unwrap_err().code, ErrorCode::INVALID_FIELD);
         assert!(check_balances(&[item(1, 9, 2)], &[line(1, 2)]).is_ok());
         let refused = check_balances(&[item(1, 9, 1)], &[line(1, 2)]).unwrap_err();
-        assert_eq!(refused.code, ErrorCode::InsufficientBalance);
+        assert_eq!(refused.code, codes::INSUFFICIENT_BALANCE);
     }
 
     #[test]
@@ -254,9 +256,9 @@ mod tests {
             TicketVerdict::Repeat
         );
         let late = ticket_verdict(&used, first, &scan(1, "2026-12-07T09:10:00Z", None, utc)).unwrap_err();
-        assert_eq!(late.code, ErrorCode::TicketUsed);
+        assert_eq!(late.code, codes::TICKET_USED);
         let other = ticket_verdict(&used, first, &scan(2, "2026-12-07T09:00:01Z", None, utc)).unwrap_err();
-        assert_eq!(other.code, ErrorCode::TicketUsed);
+        assert_eq!(other.code, codes::TICKET_USED);
         let fresh = ticket(101, "2026-12-07T08:00:00Z", false);
         assert_eq!(
             ticket_verdict(&fresh, None, &scan(2, "2026-12-07T09:00:00Z", Some(101), utc)).unwrap(),
@@ -269,12 +271,12 @@ mod tests {
         let fresh = ticket(101, "2026-12-07T20:30:00Z", false);
         let wrong =
             ticket_verdict(&fresh, None, &scan(1, "2026-12-07T21:00:00Z", Some(102), chrono_tz::UTC)).unwrap_err();
-        assert_eq!(wrong.code, ErrorCode::TicketWrongTrain);
+        assert_eq!(wrong.code, codes::TICKET_WRONG_TRAIN);
         assert!(wrong.message.contains("train 101") && wrong.message.contains("102"), "{}", wrong.message);
         // 20:30 UTC is 23:30 in Moscow, 21:30 UTC is already the next day there.
         let moscow = chrono_tz::Europe::Moscow;
         let tomorrow = ticket_verdict(&fresh, None, &scan(1, "2026-12-07T21:30:00Z", None, moscow)).unwrap_err();
-        assert_eq!(tomorrow.code, ErrorCode::TicketNotToday);
+        assert_eq!(tomorrow.code, codes::TICKET_NOT_TODAY);
         assert!(
             tomorrow.message.contains("2026-12-07") && tomorrow.message.contains("2026-12-08"),
             "{}",

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::Registry;
+use crate::codes;
 use crate::model::{DeviceStatus, RegisteredDevice, Registration};
 use crate::proxy::{self, from_pairs, to_pairs};
 use crate::rules;
@@ -81,7 +82,7 @@ impl Registry {
     async fn admit(&self, parts: &axum::http::request::Parts) -> Result<(String, String), ApiError> {
         let address = relayhub_core::http::client_ip(parts);
         let raw = presented_key(&parts.headers, &parts.uri).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key' or 'Authorization: Bearer'")
+            ApiError::new(ErrorCode::INVALID_API_KEY, "send the app API key as 'X-Api-Key' or 'Authorization: Bearer'")
         })?;
         // Addresses are limited before the key is checked: guessing keys
         // costs the guesser its budget too.
@@ -185,7 +186,7 @@ pub async fn register(State(registry): State<Registry>, request: Request) -> Res
     let (parts, body) = request.into_parts();
     registry.admit(&parts).await?;
     let bytes = axum::body::to_bytes(body, MAX_REGISTER_BODY).await.map_err(|_| {
-        ApiError::new(ErrorCode::PayloadTooLarge, format!("a registration is at most {MAX_REGISTER_BODY} bytes"))
+        ApiError::new(ErrorCode::PAYLOAD_TOO_LARGE, format!("a registration is at most {MAX_REGISTER_BODY} bytes"))
     })?;
     let asked: RegisterRequest = parse_json(&bytes)?;
     let device_uuid = rules::device_uuid(&asked.device_uuid)?;
@@ -245,11 +246,11 @@ pub async fn proxy(State(registry): State<Registry>, request: Request) -> Result
     let text = |name: &str| headers.get(name).map(|v| v.to_str().map(str::trim));
     let device_id = match text("x-device-id") {
         Some(Ok(id)) => rules::device_uuid(id)?,
-        _ => return Err(ApiError::new(ErrorCode::MissingField, "send the device's UUID in X-Device-Id").into()),
+        _ => return Err(ApiError::new(ErrorCode::MISSING_FIELD, "send the device's UUID in X-Device-Id").into()),
     };
     let target = match text("x-eckwms-target-url") {
         Some(Ok(target)) => target.to_owned(),
-        _ => return Err(ApiError::new(ErrorCode::MissingField, "send the target in X-eckWMS-Target-Url").into()),
+        _ => return Err(ApiError::new(ErrorCode::MISSING_FIELD, "send the target in X-eckWMS-Target-Url").into()),
     };
     let method = match text("x-eckwms-target-method") {
         None => Method::POST,
@@ -265,7 +266,7 @@ pub async fn proxy(State(registry): State<Registry>, request: Request) -> Result
         .devices
         .device(&device_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::DeviceNotFound, "no device registered with this UUID"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::DEVICE_NOT_FOUND, "no device registered with this UUID"))?;
     rules::may_proxy(device.status)?;
     if Timestamp::now().millis_since(device.last_seen) >= TOUCH_EVERY.as_millis() as u64 {
         registry.devices.touch(&device.device_uuid, Timestamp::now()).await?;
@@ -283,7 +284,7 @@ pub async fn proxy(State(registry): State<Registry>, request: Request) -> Result
     }
     let Some(path) = rules::path_form(&target) else {
         return Err(ApiError::new(
-            ErrorCode::TargetNotRegistered,
+            codes::TARGET_NOT_REGISTERED,
             "this instance is reached through its tunnel: name the target as a path",
         )
         .into());
@@ -291,9 +292,9 @@ pub async fn proxy(State(registry): State<Registry>, request: Request) -> Result
     let Some(tunnel) = registry.tunnels.get(&device.instance_id) else {
         let known = registry.tokens.instance_token(&device.instance_id).await?.is_some();
         return Err(if known {
-            ApiError::new(ErrorCode::InstanceUnreachable, "the instance's tunnel is not connected to this node")
+            ApiError::new(codes::INSTANCE_UNREACHABLE, "the instance's tunnel is not connected to this node")
         } else {
-            ApiError::new(ErrorCode::InstanceUnknown, "the instance has no public URL and no tunnel")
+            ApiError::new(codes::INSTANCE_UNKNOWN, "the instance has no public URL and no tunnel")
         }
         .into());
     };
@@ -314,7 +315,7 @@ fn target_method(name: &str) -> Result<Method, ApiError> {
         [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
     CARRIED.into_iter().find(|m| m.as_str().eq_ignore_ascii_case(name)).ok_or_else(|| {
         ApiError::new(
-            ErrorCode::BadRequest,
+            ErrorCode::BAD_REQUEST,
             "X-eckWMS-Target-Method must be GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
         )
     })
@@ -349,20 +350,20 @@ pub async fn tunnel(State(registry): State<Registry>, request: Request) -> Resul
     }
     // Authorization carries the instance's token here, never the key.
     let raw = presented_api_key(&parts.headers, &parts.uri)
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key'"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::INVALID_API_KEY, "send the app API key as 'X-Api-Key'"))?;
     let key = check_api_key(registry.identity.as_ref(), &raw).await?;
     let token = bearer(&parts.headers).map(|v| Secret::new(v).hash()).ok_or_else(|| {
-        ApiError::new(ErrorCode::MissingToken, "send the instance's tunnel token as 'Authorization: Bearer'")
+        ApiError::new(ErrorCode::MISSING_TOKEN, "send the instance's tunnel token as 'Authorization: Bearer'")
     })?;
     let instance = parts.headers.get("x-instance-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let instance = rules::instance_id(instance)?;
     let stored = registry.tokens.instance_token(&instance).await?;
     if !stored.is_some_and(|stored| token.ct_eq(&stored)) {
-        return Err(ApiError::new(ErrorCode::InvalidToken, "the instance's tunnel token is not valid").into());
+        return Err(ApiError::new(ErrorCode::INVALID_TOKEN, "the instance's tunnel token is not valid").into());
     }
     let upgrade = <WebSocketUpgrade as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &())
         .await
-        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "GET /ws/instance must be a WebSocket upgrade"))?;
+        .map_err(|_| ApiError::new(ErrorCode::BAD_REQUEST, "GET /ws/instance must be a WebSocket upgrade"))?;
     let tunnels = registry.tunnels.clone();
     let max_streams = registry.config.tunnel_streams;
     let gateway = &registry.gateway;

@@ -5,11 +5,12 @@
 use clap::{ArgMatches, FromArgMatches, Subcommand};
 use relayhub_core::capability::CommandOutput;
 use relayhub_core::error::{ApiError, ErrorCode};
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde_json::json;
 
 use crate::Registry;
+use crate::codes;
 use crate::model::{DeviceFilter, DeviceStatus, RegisteredDevice};
 use crate::rules;
 
@@ -59,7 +60,7 @@ fn describe(device: &RegisteredDevice) -> String {
 /// Runs `relayhub registry …`.
 pub async fn run(registry: &Registry, name: &str, args: &ArgMatches) -> Result<CommandOutput, ApiError> {
     if name != "registry" {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("registry has no command {name}")));
+        return Err(ApiError::new(ErrorCode::NOT_FOUND, format!("registry has no command {name}")));
     }
     let command = RegistryCommand::from_arg_matches(args).map_err(|e| ApiError::invalid_field(e.to_string()))?;
     let set = |uuid: String, status: DeviceStatus| async move {
@@ -84,7 +85,7 @@ pub async fn run(registry: &Registry, name: &str, args: &ArgMatches) -> Result<C
         RegistryCommand::Block { device_uuid } => set(device_uuid, DeviceStatus::Blocked).await,
         RegistryCommand::InstanceToken { instance_id } => {
             let instance_id = rules::instance_id(&instance_id)?;
-            let token = Secret::generate(SecretKind::InstanceToken);
+            let token = Secret::generate(codes::INSTANCE_TOKEN);
             registry.tokens.set_instance_token(&instance_id, token.hash(), Timestamp::now()).await?;
             let out = json!({"instance_id": instance_id, "token": token.expose()});
             let text = format!(

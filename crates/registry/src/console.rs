@@ -321,7 +321,7 @@ async fn set_status(
             Ok(Redirect::to(&view.href()).into_response())
         }
         // A path that is no UUID names no device either.
-        Err(err) if matches!(err.code, ErrorCode::DeviceNotFound | ErrorCode::InvalidField) => {
+        Err(err) if matches!(err.code, ErrorCode::DEVICE_NOT_FOUND | ErrorCode::INVALID_FIELD) => {
             Err(PageError::not_found("device"))
         }
         Err(err) => Err(err.into()),

@@ -14,6 +14,7 @@
 
 mod api;
 mod cli;
+pub mod codes;
 mod console;
 pub mod limits;
 pub mod model;
@@ -31,8 +32,10 @@ use prometheus_client::metrics::counter::Counter;
 use relayhub_core::backend::Backend;
 use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
+use relayhub_core::error::ErrorCode;
 use relayhub_core::gateway::Gateway;
 use relayhub_core::identity::IdentityStore;
+use relayhub_core::secret::SecretKind;
 use relayhub_core::tasks::Tasks;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -123,6 +126,8 @@ impl Spec for Registry {
     const NAME: &'static str = RegistryConfig::NAME;
     const TAGS: &'static [(&'static str, &'static str)] =
         &[("registry", "Device registration and the proxy to warehouse instances (seed 001)")];
+    const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
+    const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
     type Config = RegistryConfig;
 
     fn build(config: RegistryConfig, platform: &Platform) -> Result<Self, String> {
@@ -172,27 +177,14 @@ impl Capability for Registry {
     /// tunnels whose instance token was replaced.
     fn start(&self, tasks: &Tasks) {
         let limits = self.limits.clone();
-        tasks.spawn(move |stop| async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => limits.forget_idle(),
-                    () = stop.cancelled() => return,
-                }
-            }
+        tasks.every("forgetting idle rate limits", Duration::from_secs(60), move || {
+            limits.forget_idle();
+            std::future::ready(Ok::<(), std::convert::Infallible>(()))
         });
-        let (tunnels, tokens, every) = (self.tunnels.clone(), self.tokens.clone(), self.config.token_check_interval);
-        tasks.spawn(move |stop| async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                if let Err(err) = tunnels.retire_replaced(tokens.as_ref()).await {
-                    tracing::warn!(%err, "checking tunnel tokens failed; will retry");
-                }
-            }
+        let (tunnels, tokens) = (self.tunnels.clone(), self.tokens.clone());
+        tasks.every("checking tunnel tokens", self.config.token_check_interval, move || {
+            let (tunnels, tokens) = (tunnels.clone(), tokens.clone());
+            async move { tunnels.retire_replaced(tokens.as_ref()).await }
         });
     }
 

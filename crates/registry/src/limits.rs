@@ -73,7 +73,7 @@ fn wait_time(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -
 
 fn refused(who: &str, wait: Duration) -> ApiError {
     let seconds = u32::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).max(1);
-    ApiError::new(ErrorCode::RateLimited, format!("too many requests from {who}; retry in {seconds} s"))
+    ApiError::new(ErrorCode::RATE_LIMITED, format!("too many requests from {who}; retry in {seconds} s"))
         .retry_after(seconds)
 }
 
@@ -88,7 +88,7 @@ mod tests {
             limits.check_key("key_a").unwrap();
         }
         let refused = limits.check_key("key_a").unwrap_err();
-        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert_eq!(refused.code, ErrorCode::RATE_LIMITED);
         assert_eq!(refused.retry_after, Some(1));
         limits.check_key("key_b").expect("another key has its own budget");
         limits.check_address("127.0.0.1".parse().unwrap()).expect("addresses are not limited here");

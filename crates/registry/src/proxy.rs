@@ -18,6 +18,7 @@ use relayhub_core::error::{ApiError, ErrorCode};
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use crate::codes;
 use crate::rules;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
@@ -115,7 +116,7 @@ pub fn has_body(headers: &HeaderMap) -> bool {
 pub fn limited(body: Body, max: usize) -> impl Stream<Item = Result<Bytes, ApiError>> + Send + Unpin + 'static {
     let mut seen = 0usize;
     body.into_data_stream().map(move |chunk| {
-        let chunk = chunk.map_err(|_| ApiError::new(ErrorCode::BadRequest, "the request body was cut off"))?;
+        let chunk = chunk.map_err(|_| ApiError::new(ErrorCode::BAD_REQUEST, "the request body was cut off"))?;
         seen += chunk.len();
         if seen > max {
             return Err(too_large(max));
@@ -125,7 +126,7 @@ pub fn limited(body: Body, max: usize) -> impl Stream<Item = Result<Bytes, ApiEr
 }
 
 pub fn too_large(max: usize) -> ApiError {
-    ApiError::new(ErrorCode::PayloadTooLarge, format!("the request body is over {max} bytes"))
+    ApiError::new(ErrorCode::PAYLOAD_TOO_LARGE, format!("the request body is over {max} bytes"))
 }
 
 /// An answer to the caller, streamed.
@@ -259,7 +260,7 @@ impl Upstream {
         }
         let sent = tokio::time::timeout(answer, request.send()).await;
         let response = match sent {
-            Err(_) => return Err(ApiError::new(ErrorCode::InstanceTimeout, "the instance did not answer in time")),
+            Err(_) => return Err(ApiError::new(codes::INSTANCE_TIMEOUT, "the instance did not answer in time")),
             Ok(Err(err)) => return Err(failure(&err)),
             Ok(Ok(response)) => response,
         };
@@ -271,7 +272,7 @@ impl Upstream {
 
 fn internal_refused() -> ApiError {
     ApiError::new(
-        ErrorCode::TargetNotRegistered,
+        codes::TARGET_NOT_REGISTERED,
         "the instance's address is internal (loopback, private or link-local) and not in registry.allow_private",
     )
 }
@@ -289,10 +290,10 @@ fn failure(err: &reqwest::Error) -> ApiError {
         source = cause.source();
     }
     if err.is_timeout() {
-        return ApiError::new(ErrorCode::InstanceTimeout, "the instance did not answer in time");
+        return ApiError::new(codes::INSTANCE_TIMEOUT, "the instance did not answer in time");
     }
     let what = if err.is_connect() { "could not connect to the instance" } else { "the instance dropped the request" };
-    ApiError::new(ErrorCode::InstanceUnreachable, what)
+    ApiError::new(codes::INSTANCE_UNREACHABLE, what)
 }
 
 #[cfg(test)]

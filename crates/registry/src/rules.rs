@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use relayhub_core::error::{ApiError, ErrorCode};
 use reqwest::Url;
 
+use crate::codes;
 use crate::model::DeviceStatus;
 
 /// The longest instance id, public URL and proxy target accepted.
@@ -114,14 +115,14 @@ pub fn address_allowed(ip: IpAddr, allow_private: &[IpNet]) -> bool {
 pub fn target(base: &Url, header: &str) -> Result<Url, ApiError> {
     let header = header.trim();
     if header.is_empty() {
-        return Err(ApiError::new(ErrorCode::BadRequest, "X-eckWMS-Target-Url is empty"));
+        return Err(ApiError::new(ErrorCode::BAD_REQUEST, "X-eckWMS-Target-Url is empty"));
     }
     if header.len() > MAX_TARGET {
-        return Err(ApiError::new(ErrorCode::BadRequest, format!("X-eckWMS-Target-Url is longer than {MAX_TARGET}")));
+        return Err(ApiError::new(ErrorCode::BAD_REQUEST, format!("X-eckWMS-Target-Url is longer than {MAX_TARGET}")));
     }
     let outside = || {
         ApiError::new(
-            ErrorCode::TargetNotRegistered,
+            codes::TARGET_NOT_REGISTERED,
             "the target is not under the public URL registered for this instance",
         )
     };
@@ -188,14 +189,14 @@ pub fn may_proxy(status: DeviceStatus) -> Result<(), ApiError> {
     match status {
         DeviceStatus::Active => Ok(()),
         DeviceStatus::Pending => {
-            Err(ApiError::new(ErrorCode::DevicePending, "this device waits for an operator's approval"))
+            Err(ApiError::new(codes::DEVICE_PENDING, "this device waits for an operator's approval"))
         }
         DeviceStatus::Blocked => Err(blocked()),
     }
 }
 
 fn blocked() -> ApiError {
-    ApiError::new(ErrorCode::DeviceBlocked, "this device is blocked by the operator")
+    ApiError::new(codes::DEVICE_BLOCKED, "this device is blocked by the operator")
 }
 
 /// At most 64 characters of client input, for messages.
@@ -240,7 +241,7 @@ mod tests {
             "gopher://wh1.example.com:8443/eck",
         ] {
             let refused = target(&base(), header).unwrap_err();
-            assert_eq!(refused.code, ErrorCode::TargetNotRegistered, "{header}");
+            assert_eq!(refused.code, codes::TARGET_NOT_REGISTERED, "{header}");
         }
     }
 
@@ -284,7 +285,7 @@ mod tests {
     #[test]
     fn public_urls_are_checked() {
         for bad in ["ftp://x.example", "http://", "https://u:p@x.example", "http://x.example/?q=1", "not a url"] {
-            assert_eq!(public_url(bad).unwrap_err().code, ErrorCode::InvalidField, "{bad}");
+            assert_eq!(public_url(bad).unwrap_err().code, ErrorCode::INVALID_FIELD, "{bad}");
         }
     }
 
@@ -313,8 +314,8 @@ mod tests {
         let w2 = at("w2", Some("https://a.example.com"));
         assert_eq!(registration_status(active, w2, pending).unwrap(), pending, "approval was for w1");
         let blocked = registration_status(Some((DeviceStatus::Blocked, w1)), w2, DeviceStatus::Active);
-        assert_eq!(blocked.unwrap_err().code, ErrorCode::DeviceBlocked);
-        assert_eq!(may_proxy(DeviceStatus::Pending).unwrap_err().code, ErrorCode::DevicePending);
+        assert_eq!(blocked.unwrap_err().code, codes::DEVICE_BLOCKED);
+        assert_eq!(may_proxy(DeviceStatus::Pending).unwrap_err().code, codes::DEVICE_PENDING);
     }
 
     #[test]
@@ -330,6 +331,6 @@ mod tests {
         assert_eq!(registration_status(tunnel, at(None), pending).unwrap(), DeviceStatus::Active);
         let blocked = Some((DeviceStatus::Blocked, at(Some("https://a.example.com"))));
         let refused = registration_status(blocked, at(Some("https://b.example.com")), DeviceStatus::Active);
-        assert_eq!(refused.unwrap_err().code, ErrorCode::DeviceBlocked, "a move does not unblock");
+        assert_eq!(refused.unwrap_err().code, codes::DEVICE_BLOCKED, "a move does not unblock");
     }
 }

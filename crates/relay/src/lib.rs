@@ -12,6 +12,7 @@
 //! - [`services`]: housekeeping (TTL expiry, retention, revoked credentials).
 
 pub mod api;
+pub mod codes;
 mod console;
 pub mod device;
 pub mod hub;
@@ -31,6 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
 use relayhub_core::capability::{Capability, Platform, Section, Spec};
 use relayhub_core::devices::{DeviceStore, PresenceStore};
+use relayhub_core::error::ErrorCode;
 use relayhub_core::gateway::Gateway;
 use relayhub_core::identity::{Accounts, IdentityStore};
 use relayhub_core::ids::LicensePk;
@@ -205,6 +207,7 @@ impl Spec for Relay {
         ("license", "The license itself"),
         ("device", "The device WebSocket"),
     ];
+    const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
     type Config = RelayConfig;
 
     fn build(config: RelayConfig, platform: &Platform) -> Result<Self, String> {
@@ -251,9 +254,11 @@ impl Capability for Relay {
 
     fn start(&self, tasks: &Tasks) {
         let relay = self.clone();
-        tasks.spawn(move |stop| services::sweep(relay, stop));
+        tasks.every("sweep", self.config.sweep_interval, move || services::sweep(relay.clone()));
         let relay = self.clone();
-        tasks.spawn(move |stop| services::watch_credentials(relay, stop));
+        tasks.every("credential check", self.config.credential_check_interval, move || {
+            services::watch_credentials(relay.clone())
+        });
     }
 
     async fn refresh_metrics(&self) {

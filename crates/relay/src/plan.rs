@@ -8,11 +8,12 @@
 use std::collections::HashMap;
 
 use relayhub_core::devices::{self, Binding, Purpose};
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::identity::License;
 use relayhub_core::ids::{DeviceId, DevicePk, LicensePk};
 use uuid::Uuid;
 
+use crate::codes;
 use crate::model::{Enqueued, NewMessage};
 
 /// A bound device's queue as a call finds it.
@@ -76,7 +77,7 @@ pub struct Plan {
 }
 
 fn queue_full(device: &DeviceId, pending: i64, limit: u32) -> ApiError {
-    ApiError::new(ErrorCode::QueueFull, format!("device {device} has {pending} pending messages; the limit is {limit}"))
+    ApiError::new(codes::QUEUE_FULL, format!("device {device} has {pending} pending messages; the limit is {limit}"))
 }
 
 /// Decides a call, message by message in order: the device (bound here,
@@ -162,6 +163,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relayhub_core::error::ErrorCode;
     use relayhub_core::ids::LicenseNumber;
     use relayhub_core::time::Timestamp;
     use serde_json::value::RawValue;
@@ -214,13 +216,13 @@ mod tests {
         s.heads.insert(d("theirs"), head(2, 1, 0));
         let before = s.clone();
         let full = plan(&mut s, &license(1, None), &[msg("a", "1", None), msg("a", "2", None)], 10).unwrap_err();
-        assert_eq!(full.code, ErrorCode::QueueFull);
+        assert_eq!(full.code, codes::QUEUE_FULL);
         assert_eq!(full.message, "device a has 9 pending messages; the limit is 10");
         let theirs = plan(&mut s, &license(1, None), &[msg("theirs", "1", None)], 10).unwrap_err();
-        assert_eq!(theirs.code, ErrorCode::DeviceNotFound);
+        assert_eq!(theirs.code, ErrorCode::DEVICE_NOT_FOUND);
         s.bound.insert(LicensePk(1), 1);
         let limit = plan(&mut s, &license(1, Some(1)), &[msg("new", "1", None)], 10).unwrap_err();
-        assert_eq!(limit.code, ErrorCode::DeviceLimit);
+        assert_eq!(limit.code, ErrorCode::DEVICE_LIMIT);
         s.bound.clear();
         assert_eq!(s.heads, before.heads);
         assert!(s.keys.is_empty());
@@ -236,7 +238,7 @@ mod tests {
         let again = plan(&mut s, &l, &[msg("a", "1", Some("k"))], 10).unwrap();
         assert!(again.inserts.is_empty() && again.answers[0].id == first.answers[0].id);
         let reused = plan(&mut s, &l, &[msg("a", "2", Some("k"))], 10).unwrap_err();
-        assert_eq!(reused.code, ErrorCode::IdempotencyKeyReused);
+        assert_eq!(reused.code, ErrorCode::IDEMPOTENCY_KEY_REUSED);
         // The same key in another license is another key.
         assert_eq!(plan(&mut s, &license(2, None), &[msg("b", "2", Some("k"))], 10).unwrap().inserts.len(), 1);
     }

@@ -191,7 +191,7 @@ async fn find(stores: &Stores, number: &str) -> Result<identity::License, ApiErr
         .identity
         .license(&number)
         .await?
-        .ok_or_else(|| ApiError::new(relayhub_core::ErrorCode::LicenseNotFound, format!("no license {number}")))
+        .ok_or_else(|| ApiError::new(relayhub_core::ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))
 }
 
 /// A key's licenses in JSON: `"all"`, or the list of numbers.

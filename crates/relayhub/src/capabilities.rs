@@ -26,3 +26,62 @@ pub fn modules() -> Vec<Box<dyn Module>> {
 pub fn accounts(stores: &Stores) -> Result<Arc<dyn Accounts>, String> {
     Ok(Arc::new(FleetAccounts::new(stores)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use relayhub_core::error::ErrorCode;
+    use relayhub_core::secret::SecretKind;
+
+    use super::*;
+
+    /// Every error code the server can answer with, and who declares it.
+    fn every_code() -> Vec<(&'static str, ErrorCode)> {
+        let mut codes: Vec<_> = ErrorCode::SHARED.iter().map(|code| ("core", *code)).collect();
+        for module in modules() {
+            codes.extend(module.error_codes().iter().map(|code| (module.name(), *code)));
+        }
+        codes
+    }
+
+    #[test]
+    fn error_codes_are_declared_once_in_snake_case_and_documented_for_clients() {
+        let doc = include_str!("../../../docs/protocol/errors.md");
+        let mut owners = HashMap::new();
+        for (owner, code) in every_code() {
+            let text = code.as_str();
+            assert!(text.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{owner}'s {text}");
+            if let Some(other) = owners.insert(text, owner) {
+                panic!("{text} is declared by {other} and by {owner}");
+            }
+            assert!(!code.doc().is_empty(), "{owner}'s {text} has no doc comment");
+            let row = format!("| `{text}` | {} |", code.status().as_u16());
+            assert!(doc.contains(&row), "docs/protocol/errors.md lacks {row} ({owner})");
+        }
+        assert!(owners.len() > ErrorCode::SHARED.len(), "the capabilities' own codes are counted");
+        let table = doc.split("\n## Codes").nth(1).and_then(|rest| rest.split("\n## ").next()).unwrap();
+        for row in table.lines().filter(|line| line.starts_with("| `")) {
+            let code = row.split('`').nth(1).unwrap();
+            assert!(owners.contains_key(code), "docs/protocol/errors.md lists {code}, which nothing declares");
+        }
+    }
+
+    #[test]
+    fn every_kind_of_secret_has_a_prefix_of_its_own() {
+        let mut kinds: Vec<(&str, SecretKind)> = SecretKind::SHARED.iter().map(|kind| ("core", *kind)).collect();
+        for module in modules() {
+            kinds.extend(module.secret_kinds().iter().map(|kind| (module.name(), *kind)));
+        }
+        let mut seen = HashMap::new();
+        for (owner, kind) in &kinds {
+            for prefix in [kind.prefix(), kind.id_prefix()] {
+                assert!(prefix.len() == 4 && prefix.ends_with('_'), "{owner}'s {prefix}");
+                if let Some(other) = seen.insert(prefix, owner) {
+                    panic!("{prefix} is used by {other} and by {owner}");
+                }
+            }
+        }
+        assert!(kinds.len() > SecretKind::SHARED.len(), "the capabilities' own kinds are counted");
+    }
+}

@@ -58,7 +58,7 @@ impl Ops {
     /// Not shutting down, the storage answers, every capability is ready.
     async fn ready(&self) -> Result<(), ApiError> {
         if self.gateway.shutdown_token().is_cancelled() {
-            return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
+            return Err(ApiError::new(ErrorCode::SHUTTING_DOWN, "the server is shutting down"));
         }
         self.stores.backend.ping().await?;
         for capability in self.capabilities.iter() {

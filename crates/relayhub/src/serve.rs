@@ -106,7 +106,7 @@ struct ReasonLabel {
 /// The answer to a connection refused before its request is read: 503
 /// `overloaded` in the error shape.
 fn overloaded() -> Vec<u8> {
-    let error = ApiError::new(ErrorCode::Overloaded, "too many connections are waiting; retry shortly");
+    let error = ApiError::new(ErrorCode::OVERLOADED, "too many connections are waiting; retry shortly");
     let body = serde_json::to_string(&error.body()).unwrap_or_default();
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
@@ -187,7 +187,7 @@ impl Requests {
                 Ok(ticket) => ticket,
                 Err(_) => {
                     let refused = ApiError::new(
-                        ErrorCode::Overloaded,
+                        ErrorCode::OVERLOADED,
                         "too many requests from your address are waiting; retry shortly",
                     );
                     return Ok(axum::response::IntoResponse::into_response(refused));

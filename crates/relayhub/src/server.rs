@@ -166,7 +166,7 @@ fn router(
         .layer(axum::middleware::from_fn_with_state(metrics, track_http))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
-                ErrorCode::Internal,
+                ErrorCode::INTERNAL,
                 "internal error; see the server log",
             ))
         }))

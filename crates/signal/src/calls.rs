@@ -13,10 +13,11 @@
 
 use std::time::Duration;
 
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::gateway::ConnId;
 use serde_json::{Value, json};
 
+use crate::codes;
 use crate::protocol::{Inbound, Route, frame};
 use crate::state::{Effects, Env, Offer, State, Status};
 
@@ -60,21 +61,21 @@ impl State {
             return Err(ApiError::invalid_field("a user cannot call itself"));
         }
         if self.users.get(caller).is_some_and(|u| u.status.busy()) {
-            return Err(ApiError::new(ErrorCode::AlreadyInCall, "end the current call first (HANGUP)"));
+            return Err(ApiError::new(codes::ALREADY_IN_CALL, "end the current call first (HANGUP)"));
         }
         // A user of another license is not there at all, as everywhere.
         let license = self.users.get(caller).and_then(|u| u.license);
         let Some(target) = self.users.get(&callee).filter(|u| !u.sockets.is_empty() && u.license == license) else {
-            return Err(ApiError::new(ErrorCode::PeerUnavailable, format!("user {callee:?} is not connected")));
+            return Err(ApiError::new(codes::PEER_UNAVAILABLE, format!("user {callee:?} is not connected")));
         };
         if self.waiting.get(caller).is_some_and(|o| o.caller == callee) {
             return Err(ApiError::new(
-                ErrorCode::Glare,
+                codes::GLARE,
                 format!("user {callee:?} is calling you at this moment; answer that call"),
             ));
         }
         if target.status.busy() || self.waiting.contains_key(&callee) {
-            return Err(ApiError::new(ErrorCode::PeerBusy, format!("user {callee:?} is in another call")));
+            return Err(ApiError::new(codes::PEER_BUSY, format!("user {callee:?} is in another call")));
         }
         let call = self.next_call;
         self.next_call += 1;
@@ -108,22 +109,21 @@ impl State {
     pub(crate) fn answer(&mut self, conn: ConnId, f: &Inbound, env: &Env) -> Result<Effects, ApiError> {
         let answer = f.field("answer")?.clone();
         let callee = f.user.clone();
-        let offer =
-            self.waiting.remove(&callee).ok_or_else(|| ApiError::new(ErrorCode::NoCall, "no call to answer"))?;
+        let offer = self.waiting.remove(&callee).ok_or_else(|| ApiError::new(codes::NO_CALL, "no call to answer"))?;
         let caller = offer.caller.clone();
         let still_calling = self
             .users
             .get(&caller)
             .is_some_and(|u| u.status == Status::Calling && u.candidate.as_ref() == Some(&callee));
         if !still_calling {
-            return Err(ApiError::new(ErrorCode::NoCall, "the caller has hung up"));
+            return Err(ApiError::new(codes::NO_CALL, "the caller has hung up"));
         }
         let callee_streams = f.get("streamIds");
         let device = {
             let u = self
                 .users
                 .get_mut(&callee)
-                .ok_or_else(|| ApiError::new(ErrorCode::NotRegistered, "send ADD_USER first"))?;
+                .ok_or_else(|| ApiError::new(codes::NOT_REGISTERED, "send ADD_USER first"))?;
             u.status = Status::Ringing;
             u.candidate = Some(caller.clone());
             u.call_socket = Some(conn);
@@ -181,7 +181,7 @@ impl State {
             || self.waiting.values().any(|o| &o.caller == user)
             || self.users.get(user).is_some_and(|u| u.candidate.is_some());
         if !involved {
-            return Err(ApiError::new(ErrorCode::NoCall, "no call to hang up"));
+            return Err(ApiError::new(codes::NO_CALL, "no call to hang up"));
         }
         self.end_involvement(user, "hangup");
         Ok(Effects::default())

@@ -19,6 +19,7 @@
 //! a socket whose key, license, user or token stops being valid.
 
 mod calls;
+pub mod codes;
 mod console;
 mod media;
 pub mod overview;
@@ -165,6 +166,7 @@ impl Spec for Signal {
     const NAME: &'static str = SignalConfig::NAME;
     const TAGS: &'static [(&'static str, &'static str)] =
         &[("signal", "WebRTC call signaling over WebSocket (seed 003)")];
+    const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
     type Config = SignalConfig;
 
     fn build(config: SignalConfig, platform: &Platform) -> Result<Self, String> {
@@ -232,18 +234,9 @@ impl Capability for Signal {
         let signal = self.clone();
         let shortest = self.config.ringing_timeout.min(self.config.reconnect_grace);
         let tick = (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        tasks.spawn(move |stop| async move {
-            let mut interval = tokio::time::interval(tick);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    () = stop.cancelled() => return,
-                }
-                if let Err(err) = signal.store.step(Step::Expire { gone: Vec::new() }, signal.env()).await {
-                    tracing::warn!(%err, "signaling timeouts not checked; will retry");
-                }
-            }
+        tasks.every("checking signaling timeouts", tick, move || {
+            let signal = signal.clone();
+            async move { signal.store.step(Step::Expire { gone: Vec::new() }, signal.env()).await }
         });
     }
 
@@ -402,7 +395,7 @@ pub async fn connect(
     if account.is_some() || credentials.api_key.is_some() {
         connection.authenticated();
     }
-    let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BAD_REQUEST, rejection.body_text()))?;
     let heartbeat = Heartbeat {
         interval: signal.config.heartbeat_interval,
         timeout: signal.config.heartbeat_timeout,
@@ -427,7 +420,7 @@ impl Signal {
             Some(accounts) if self.config.require_user => {
                 let token = presented_access_token(headers, uri).ok_or_else(|| {
                     ApiError::new(
-                        ErrorCode::MissingToken,
+                        ErrorCode::MISSING_TOKEN,
                         "send a user's access token as 'Authorization: Bearer <token>' or '?access_token='",
                     )
                 })?;

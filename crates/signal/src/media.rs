@@ -6,14 +6,15 @@
 //! candidates that arrive after the swap (trickle ICE) go to the peer at
 //! once.
 
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use serde_json::{Value, json};
 
+use crate::codes;
 use crate::protocol::Inbound;
 use crate::state::{Effects, State, Status};
 
 fn no_call() -> ApiError {
-    ApiError::new(ErrorCode::NoCall, "not in a call")
+    ApiError::new(codes::NO_CALL, "not in a call")
 }
 
 impl State {

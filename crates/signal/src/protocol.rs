@@ -2,6 +2,7 @@
 //! `{"route":"ROUTE","userId":"…","data":{…}}` from clients,
 //! `{"route":"ROUTE","data":{…}}` from the server.
 
+use crate::codes;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::http::parse_json;
 use relayhub_core::identity::Account;
@@ -80,8 +81,8 @@ pub fn parse(text: &str) -> Result<Frame, ApiError> {
     }
     let raw: Raw = parse_json(text.as_bytes())?;
     let name = raw.route.ok_or_else(|| missing("route"))?;
-    let route =
-        Route::parse(&name).ok_or_else(|| ApiError::new(ErrorCode::UnknownFrame, format!("unknown route {name:?}")))?;
+    let route = Route::parse(&name)
+        .ok_or_else(|| ApiError::new(ErrorCode::UNKNOWN_FRAME, format!("unknown route {name:?}")))?;
     let user = match raw.user {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_USER_ID => s,
         // Numeric ids are common in older clients; they name the same user.
@@ -153,7 +154,7 @@ pub fn admit_user(seen: &mut std::collections::HashSet<String>, frame: &Inbound,
     }
     if max > 0 && !seen.contains(&frame.user) && seen.len() >= max {
         return Err(ApiError::new(
-            ErrorCode::TooManyUsers,
+            codes::TOO_MANY_USERS,
             format!("this socket has added {max} users already (signal.max_users_per_socket)"),
         ));
     }
@@ -162,7 +163,7 @@ pub fn admit_user(seen: &mut std::collections::HashSet<String>, frame: &Inbound,
 }
 
 pub fn missing(field: &str) -> ApiError {
-    ApiError::new(ErrorCode::MissingField, format!("{field} is required"))
+    ApiError::new(ErrorCode::MISSING_FIELD, format!("{field} is required"))
 }
 
 impl Inbound {
@@ -189,7 +190,7 @@ impl Inbound {
 pub fn signed(mut frame: Inbound, account: &Account) -> Result<Inbound, ApiError> {
     if frame.user != account.id.to_string() {
         return Err(ApiError::new(
-            ErrorCode::UserMismatch,
+            codes::USER_MISMATCH,
             format!("this socket is signed in as user {}, not {:?}", account.id, frame.user),
         ));
     }
@@ -242,7 +243,7 @@ mod tests {
         for user in ["a", "b", "a"] {
             assert!(admit_user(&mut seen, &add_user(user, json!({})), 2).is_ok(), "{user}");
         }
-        assert_eq!(admit_user(&mut seen, &add_user("c", json!({})), 2).unwrap_err().code, ErrorCode::TooManyUsers);
+        assert_eq!(admit_user(&mut seen, &add_user("c", json!({})), 2).unwrap_err().code, codes::TOO_MANY_USERS);
     }
 
     #[test]
@@ -254,11 +255,11 @@ mod tests {
         };
         assert_eq!((f.route, f.user.as_str()), (Route::Offer, "a"));
         let code = |t: &str| parse(t).err().unwrap().code;
-        assert_eq!(code("nope"), ErrorCode::MalformedJson);
-        assert_eq!(code(r#"{"route":"DANCE","userId":"a"}"#), ErrorCode::UnknownFrame);
-        assert_eq!(code(r#"{"userId":"a"}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"route":"OFFER"}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"route":"OFFER","userId":"a","data":[1]}"#), ErrorCode::InvalidField);
+        assert_eq!(code("nope"), ErrorCode::MALFORMED_JSON);
+        assert_eq!(code(r#"{"route":"DANCE","userId":"a"}"#), ErrorCode::UNKNOWN_FRAME);
+        assert_eq!(code(r#"{"userId":"a"}"#), ErrorCode::MISSING_FIELD);
+        assert_eq!(code(r#"{"route":"OFFER"}"#), ErrorCode::MISSING_FIELD);
+        assert_eq!(code(r#"{"route":"OFFER","userId":"a","data":[1]}"#), ErrorCode::INVALID_FIELD);
     }
 
     #[test]
@@ -279,7 +280,7 @@ mod tests {
         let offer = signed(json(r#"{"route":"OFFER","userId":"42","data":{"name":"x"}}"#), &account).unwrap();
         assert_eq!(offer.data["name"], "x", "other frames' data is theirs");
         let other = signed(json(r#"{"route":"ANSWER","userId":"43","data":{}}"#), &account).unwrap_err();
-        assert_eq!(other.code, ErrorCode::UserMismatch);
+        assert_eq!(other.code, codes::USER_MISMATCH);
         assert_eq!(json(r#"{"route":"HANGUP","userId":"43"}"#).license, None, "never from the wire");
     }
 }

@@ -35,15 +35,16 @@ pub async fn run(signal: Signal, mut conn: Conn, account: Option<Account>) {
                     Err(err) => signal.refuse(id, None, None, &err),
                 },
                 Event::TooLarge(len) => {
-                    let err = ApiError::new(ErrorCode::PayloadTooLarge, format!("a frame of {len} bytes is over the limit"));
-                    signal.refuse(id, None, None, &err);
-                }
-                Event::Binary(_) => {
-                    let err = ApiError::new(ErrorCode::UnsupportedFrame, "send text frames");
+                    let err = ApiError::new(ErrorCode::PAYLOAD_TOO_LARGE, format!("a frame of {len} bytes is over the limit"));
                     signal.refuse(id, None, None, &err);
                 }
                 Event::Close(reason) => break Some(reason),
                 Event::Gone => break None,
+                // Binary frames, and any kind of event this protocol does not take.
+                _ => {
+                    let err = ApiError::new(ErrorCode::UNSUPPORTED_FRAME, "send text frames");
+                    signal.refuse(id, None, None, &err);
+                }
             },
             Some(text) = outbox.recv() => {
                 if conn.send(text).await.is_err() {

@@ -17,11 +17,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::gateway::ConnId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::codes;
 use crate::protocol::{Inbound, Route, frame};
 
 /// A user's place in a call (seed 003's statuses).
@@ -282,9 +283,9 @@ impl State {
             route => {
                 let bound = self.sockets.get(&conn).cloned().flatten();
                 match bound {
-                    None => Err(ApiError::new(ErrorCode::NotRegistered, "send ADD_USER first")),
+                    None => Err(ApiError::new(codes::NOT_REGISTERED, "send ADD_USER first")),
                     Some(user) if user != frame.user => Err(ApiError::new(
-                        ErrorCode::WrongUser,
+                        codes::WRONG_USER,
                         format!("this socket belongs to user {user:?}, not {:?}", frame.user),
                     )),
                     Some(_) => self.call_route(route, conn, &frame, env),

@@ -70,7 +70,7 @@ impl FaceStore for SqliteStore {
                     .optional()
                     .sql()?;
                 if known.is_none() {
-                    return Err(StoreError::rejected(ErrorCode::UserNotFound, format!("no passenger {user}")));
+                    return Err(StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no passenger {user}")));
                 }
                 let count: i64 = conn
                     .prepare_cached("SELECT count(*) FROM rail_faces WHERE license_pk = ?1 AND user_id = ?2")
@@ -79,7 +79,7 @@ impl FaceStore for SqliteStore {
                     .sql()?;
                 if count >= i64::from(max_per_user) {
                     return Err(StoreError::rejected(
-                        ErrorCode::FaceLimit,
+                        relayhub_rail::codes::FACE_LIMIT,
                         format!("the passenger has {count} faces enrolled; forget them first"),
                     ));
                 }

@@ -59,7 +59,7 @@ fn user_where(conn: &Connection, filter: &str, value: impl rusqlite::ToSql) -> S
 }
 
 fn user_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::UserNotFound, format!("no user {id} in this license"))
+    StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no user {id} in this license"))
 }
 
 /// Ends every session of a user.
@@ -78,7 +78,7 @@ impl UserStore for SqliteStore {
             .write(move |conn, _| {
                 if user_where(conn, "email = ?1", &user.email)?.is_some() {
                     return Err(StoreError::rejected(
-                        ErrorCode::AlreadyExists,
+                        ErrorCode::ALREADY_EXISTS,
                         format!("a user with the email {} exists", user.email),
                     ));
                 }
@@ -324,7 +324,7 @@ fn robot_where(conn: &Connection, id: i64, license: Option<LicensePk>) -> StoreR
 }
 
 fn robot_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::RobotNotFound, format!("no robot {id} of yours"))
+    StoreError::rejected(ErrorCode::ROBOT_NOT_FOUND, format!("no robot {id} of yours"))
 }
 
 fn changed(robot: i64) -> Event {
@@ -340,7 +340,10 @@ impl RobotStore for SqliteStore {
                 if let Some(held) = pairing(conn, &new.code)? {
                     // A code is free again once its pairing expired unconfirmed.
                     if rules::pair_state(&held, now) != rules::PairState::Expired {
-                        return Err(StoreError::rejected(ErrorCode::PairCodeUsed, "this pairing code is taken"));
+                        return Err(StoreError::rejected(
+                            relayhub_fleet::codes::PAIR_CODE_USED,
+                            "this pairing code is taken",
+                        ));
                     }
                     conn.prepare_cached("DELETE FROM fleet_robots WHERE id = ?1")
                         .sql()?
@@ -380,7 +383,7 @@ impl RobotStore for SqliteStore {
         self.writer
             .write(move |conn, events| {
                 let found = pairing(conn, &code)?;
-                let held = found.ok_or_else(|| StoreError::rejected(ErrorCode::PairCodeNotFound, "no pairing with this code"))?;
+                let held = found.ok_or_else(|| StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_NOT_FOUND, "no pairing with this code"))?;
                 rules::confirm(&held, now).map_err(StoreError::Rejected)?;
                 conn.prepare_cached(
                     "UPDATE fleet_robots SET license_pk = ?2, owner_id = ?3, status = 'active', paired_at = ?4 WHERE id = ?1",

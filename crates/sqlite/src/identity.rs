@@ -104,7 +104,7 @@ impl IdentityStore for SqliteStore {
                 match inserted {
                     Err(err) if is_unique_violation(&err) => {
                         return Err(StoreError::rejected(
-                            ErrorCode::AlreadyExists,
+                            ErrorCode::ALREADY_EXISTS,
                             format!("license {} already exists", new.number),
                         ));
                     }
@@ -126,8 +126,9 @@ impl IdentityStore for SqliteStore {
         let number = number.clone();
         self.writer
             .write(move |conn, _| {
-                let current = license_by_number(conn, number.as_str())?
-                    .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))?;
+                let current = license_by_number(conn, number.as_str())?.ok_or_else(|| {
+                    StoreError::rejected(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}"))
+                })?;
                 let name = update.name.unwrap_or(current.name);
                 let expires_at = update.expires_at.unwrap_or(current.expires_at);
                 let max_devices = update.max_devices.unwrap_or(current.max_devices);
@@ -190,7 +191,7 @@ impl IdentityStore for SqliteStore {
                     .sql()?;
                 if found == 0 {
                     return Err(StoreError::rejected(
-                        ErrorCode::CredentialNotFound,
+                        ErrorCode::CREDENTIAL_NOT_FOUND,
                         format!("no token {id} in this license"),
                     ));
                 }
@@ -267,7 +268,7 @@ impl IdentityStore for SqliteStore {
                     .execute(params![id, at.millis()])
                     .sql()?;
                 if found == 0 {
-                    return Err(StoreError::rejected(ErrorCode::CredentialNotFound, format!("no API key {id}")));
+                    return Err(StoreError::rejected(ErrorCode::CREDENTIAL_NOT_FOUND, format!("no API key {id}")));
                 }
                 Ok(())
             })

@@ -48,7 +48,7 @@ fn device(conn: &Connection, uuid: &str) -> StoreResult<Option<RegisteredDevice>
 }
 
 fn not_found(uuid: &str) -> StoreError {
-    StoreError::rejected(ErrorCode::DeviceNotFound, format!("no registered device {uuid}"))
+    StoreError::rejected(ErrorCode::DEVICE_NOT_FOUND, format!("no registered device {uuid}"))
 }
 
 #[async_trait]

@@ -279,7 +279,6 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use relayhub_core::bus::{Delivery, Topic};
-    use relayhub_core::error::ErrorCode;
 
     use super::*;
 
@@ -307,7 +306,7 @@ mod tests {
                 events.push(Event::new(Wrote(n)));
             }
             if refuse {
-                return Err(StoreError::rejected(ErrorCode::QueueFull, "full"));
+                return Err(StoreError::rejected(relayhub_relay::codes::QUEUE_FULL, "full"));
             }
             Ok(())
         };
@@ -344,7 +343,7 @@ mod tests {
         let (results, events) =
             run_batch(&mut conn, vec![job(1, true, false), job(2, false, true), job(3, true, false)]);
         assert!(results[0].is_ok() && results[2].is_ok());
-        assert!(matches!(&results[1], Err(StoreError::Rejected(api)) if api.code == ErrorCode::QueueFull));
+        assert!(matches!(&results[1], Err(StoreError::Rejected(api)) if api.code == relayhub_relay::codes::QUEUE_FULL));
         assert_eq!(events, [1, 3]);
         assert_eq!(rows(&conn), [1, 3]);
 

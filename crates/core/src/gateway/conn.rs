@@ -54,8 +54,11 @@ impl CloseReason {
     pub const PROTOCOL: Self = Self { code: 1002, reason: "protocol error" };
 }
 
-/// What happened on a socket.
+/// What happened on a socket. Open to new kinds (a capability's protocol
+/// that needs one adds it without breaking the others' sessions, which
+/// refuse what they do not take).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Event {
     /// A text frame within the size limit.
     Text(Utf8Bytes),

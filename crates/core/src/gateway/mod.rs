@@ -156,7 +156,7 @@ impl Gateway {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         if self.inner.shutdown.is_cancelled() {
-            return ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down").into_response();
+            return ApiError::new(ErrorCode::SHUTTING_DOWN, "the server is shutting down").into_response();
         }
         let config = &self.inner.config;
         let gateway = self.clone();

@@ -28,12 +28,12 @@ async fn existing(store: &dyn IdentityStore, number: &LicenseNumber) -> StoreRes
     store
         .license(number)
         .await?
-        .ok_or_else(|| StoreError::rejected(ErrorCode::LicenseNotFound, format!("no license {number}")))
+        .ok_or_else(|| StoreError::rejected(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))
 }
 
 /// Creates a license and its first bearer token.
 pub async fn create_license(store: &dyn IdentityStore, new: NewLicense) -> StoreResult<(License, Issued)> {
-    let (issued, stored) = issue(SecretKind::LicenseToken, "");
+    let (issued, stored) = issue(SecretKind::LICENSE_TOKEN, "");
     let license = store.create_license(new, stored).await?;
     Ok((license, issued))
 }
@@ -41,7 +41,7 @@ pub async fn create_license(store: &dyn IdentityStore, new: NewLicense) -> Store
 /// Adds another bearer token to a license (e.g. to rotate the old one).
 pub async fn issue_token(store: &dyn IdentityStore, number: &LicenseNumber) -> StoreResult<Issued> {
     let license = existing(store, number).await?;
-    let (issued, stored) = issue(SecretKind::LicenseToken, "");
+    let (issued, stored) = issue(SecretKind::LICENSE_TOKEN, "");
     store.add_token(license.pk, stored).await?;
     Ok(issued)
 }
@@ -64,7 +64,7 @@ pub async fn create_api_key(store: &dyn IdentityStore, name: &str, licenses: &[L
         }
         KeyScope::Licenses(pks)
     };
-    let (issued, stored) = issue(SecretKind::ApiKey, name);
+    let (issued, stored) = issue(SecretKind::API_KEY, name);
     store.add_api_key(stored, &scope).await?;
     Ok(issued)
 }

@@ -29,7 +29,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(ErrorCode::MissingToken, "send the license token as 'Authorization: Bearer <token>'")
+            ApiError::new(ErrorCode::MISSING_TOKEN, "send the license token as 'Authorization: Bearer <token>'")
         })?;
         let token = header
             .to_str()
@@ -39,13 +39,13 @@ where
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
             .ok_or_else(|| {
-                ApiError::new(ErrorCode::MissingToken, "the Authorization header must be 'Bearer <token>'")
+                ApiError::new(ErrorCode::MISSING_TOKEN, "the Authorization header must be 'Bearer <token>'")
             })?;
         let store = Arc::<dyn IdentityStore>::from_ref(state);
         let license = store
             .license_by_token(&Secret::new(token).hash())
             .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidToken, "the bearer token is unknown or revoked"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::INVALID_TOKEN, "the bearer token is unknown or revoked"))?;
         license.ensure_active(Timestamp::now())?;
         Connection::of(parts).authenticated();
         Ok(LicenseAuth(license))
@@ -83,12 +83,12 @@ pub fn presented_api_key(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 
 /// The refusal of a request without an API key.
 pub fn missing_api_key() -> ApiError {
-    ApiError::new(ErrorCode::InvalidApiKey, "send the app API key as 'X-Api-Key' or '?api_key='")
+    ApiError::new(ErrorCode::INVALID_API_KEY, "send the app API key as 'X-Api-Key' or '?api_key='")
 }
 
 /// Checks an app API key presented in clear text.
 pub async fn check_api_key(store: &dyn IdentityStore, raw: &str) -> Result<ApiKey, ApiError> {
     let hash = Secret::new(raw.trim()).hash();
     let key = store.api_key_by_hash(&hash).await?;
-    key.ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "the API key is unknown or revoked"))
+    key.ok_or_else(|| ApiError::new(ErrorCode::INVALID_API_KEY, "the API key is unknown or revoked"))
 }

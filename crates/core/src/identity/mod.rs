@@ -90,7 +90,7 @@ impl License {
         if self.is_expired(now) {
             let day = self.expires_at.map(|t| t.last_day().to_string()).unwrap_or_default();
             return Err(ApiError::new(
-                ErrorCode::LicenseExpired,
+                ErrorCode::LICENSE_EXPIRED,
                 format!("license {} expired at the end of {day}", self.number),
             ));
         }

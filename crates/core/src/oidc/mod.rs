@@ -148,11 +148,11 @@ impl IdTokenVerifier {
     /// email (if any) is verified.
     pub async fn verify(&self, token: &str) -> Result<Identity, ApiError> {
         let header =
-            decode_header(token).map_err(|e| refused(ErrorCode::TokenMalformed, format!("not a signed JWT: {e}")))?;
+            decode_header(token).map_err(|e| refused(ErrorCode::TOKEN_MALFORMED, format!("not a signed JWT: {e}")))?;
         if header.alg != Algorithm::RS256 {
-            return Err(refused(ErrorCode::TokenBadSignature, format!("algorithm {:?} is not accepted", header.alg)));
+            return Err(refused(ErrorCode::TOKEN_BAD_SIGNATURE, format!("algorithm {:?} is not accepted", header.alg)));
         }
-        let kid = header.kid.ok_or_else(|| refused(ErrorCode::TokenUnknownKey, "the token names no key (kid)"))?;
+        let kid = header.kid.ok_or_else(|| refused(ErrorCode::TOKEN_UNKNOWN_KEY, "the token names no key (kid)"))?;
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[&self.audience]);
@@ -161,7 +161,7 @@ impl IdTokenVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let claims = decode::<Claims>(token, &key, &validation).map_err(explain)?.claims;
         if claims.email.is_some() && !claims.email_verified.as_ref().is_some_and(BoolOrString::is_true) {
-            return Err(refused(ErrorCode::EmailUnverified, "the account's email address is not verified"));
+            return Err(refused(ErrorCode::EMAIL_UNVERIFIED, "the account's email address is not verified"));
         }
         Ok(Identity { subject: claims.sub, email: claims.email, name: claims.name.or(claims.preferred_username) })
     }
@@ -187,7 +187,7 @@ impl IdTokenVerifier {
             }
         }
         self.cached_key(kid, true).await?.ok_or_else(|| {
-            refused(ErrorCode::TokenUnknownKey, format!("no signing key {kid:?} in the configured JWKS"))
+            refused(ErrorCode::TOKEN_UNKNOWN_KEY, format!("no signing key {kid:?} in the configured JWKS"))
         })
     }
 
@@ -201,12 +201,12 @@ impl IdTokenVerifier {
             None => Ok(None),
             Some(jwk) => DecodingKey::from_jwk(jwk)
                 .map(Some)
-                .map_err(|e| refused(ErrorCode::TokenUnknownKey, format!("key {kid:?} is unusable: {e}"))),
+                .map_err(|e| refused(ErrorCode::TOKEN_UNKNOWN_KEY, format!("key {kid:?} is unusable: {e}"))),
         }
     }
 
     async fn refresh(&self) -> Result<(), ApiError> {
-        let unavailable = |e: String| refused(ErrorCode::JwksUnavailable, format!("signing keys unavailable: {e}"));
+        let unavailable = |e: String| refused(ErrorCode::JWKS_UNAVAILABLE, format!("signing keys unavailable: {e}"));
         let (body, ttl) = match &self.source {
             JwksSource::File(path) => {
                 let body = tokio::fs::read(path).await.map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
@@ -251,19 +251,19 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 fn explain(err: jsonwebtoken::errors::Error) -> ApiError {
     use jsonwebtoken::errors::ErrorKind;
     match err.kind() {
-        ErrorKind::ExpiredSignature => refused(ErrorCode::TokenExpired, "the ID token has expired"),
+        ErrorKind::ExpiredSignature => refused(ErrorCode::TOKEN_EXPIRED, "the ID token has expired"),
         ErrorKind::InvalidAudience => {
-            refused(ErrorCode::TokenWrongAudience, "the ID token was issued for another client id")
+            refused(ErrorCode::TOKEN_WRONG_AUDIENCE, "the ID token was issued for another client id")
         }
-        ErrorKind::InvalidIssuer => refused(ErrorCode::TokenWrongIssuer, "the ID token comes from another issuer"),
+        ErrorKind::InvalidIssuer => refused(ErrorCode::TOKEN_WRONG_ISSUER, "the ID token comes from another issuer"),
         ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
-            refused(ErrorCode::TokenBadSignature, "the ID token's signature does not verify")
+            refused(ErrorCode::TOKEN_BAD_SIGNATURE, "the ID token's signature does not verify")
         }
-        ErrorKind::ImmatureSignature => refused(ErrorCode::TokenExpired, "the ID token is not valid yet"),
+        ErrorKind::ImmatureSignature => refused(ErrorCode::TOKEN_EXPIRED, "the ID token is not valid yet"),
         ErrorKind::MissingRequiredClaim(claim) => {
-            refused(ErrorCode::TokenMalformed, format!("the ID token has no {claim:?} claim"))
+            refused(ErrorCode::TOKEN_MALFORMED, format!("the ID token has no {claim:?} claim"))
         }
-        other => refused(ErrorCode::TokenMalformed, format!("the ID token cannot be read: {other:?}")),
+        other => refused(ErrorCode::TOKEN_MALFORMED, format!("the ID token cannot be read: {other:?}")),
     }
 }
 
@@ -335,7 +335,7 @@ mod tests {
         let forged = TestIssuer::new("nope");
         for _ in 0..5 {
             let err = verifier.verify(&forged.token("a")).await.unwrap_err();
-            assert_eq!(err.code, ErrorCode::TokenUnknownKey);
+            assert_eq!(err.code, ErrorCode::TOKEN_UNKNOWN_KEY);
         }
         assert_eq!(hits.load(Ordering::SeqCst), 1, "no refetch storm within the minimum interval");
     }

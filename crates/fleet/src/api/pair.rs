@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use relayhub_core::attempts;
-use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
+use relayhub_core::error::{ApiError, ErrorBody};
 use relayhub_core::http::{Json, Path, client_ip};
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use relayhub_core::store::StoreError;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 
 use crate::Fleet;
 use crate::auth::UserAuth;
+use crate::codes;
 use crate::model::{Architecture, NewPairing, Pairing, Robot, RobotStatus};
 use crate::openapi::{or_null, string_enum};
 use crate::rules::{self, PairState, display_code, generate_code, normalize_code, pair_state};
@@ -139,7 +140,7 @@ fn seconds_until(at: Timestamp, now: Timestamp) -> u64 {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(ErrorCode::PairCodeNotFound, "no pairing with this code")
+    ApiError::new(codes::PAIR_CODE_NOT_FOUND, "no pairing with this code")
 }
 
 fn check_hostname(host: &str) -> Result<String, ApiError> {
@@ -187,7 +188,7 @@ impl Fleet {
         {
             let wait = u32::try_from(interval.as_secs().max(1)).unwrap_or(u32::MAX);
             return Err(
-                ApiError::new(ErrorCode::SlowDown, "polling faster than the interval; wait longer").retry_after(wait)
+                ApiError::new(codes::SLOW_DOWN, "polling faster than the interval; wait longer").retry_after(wait)
             );
         }
         polls.insert(code.to_owned(), now);
@@ -267,7 +268,7 @@ pub async fn start(
     let chosen = body.code.as_deref().map(normalize_code).transpose()?;
     // Counted whatever comes next (a pairing is what is limited).
     drop(fleet.pairings.reserve(&[attempts::address(ip)])?);
-    let secret = Secret::generate(SecretKind::PollSecret);
+    let secret = Secret::generate(codes::POLL_SECRET);
     let now = Timestamp::now();
     let ttl = fleet.config.pair_ttl;
     // A collision of random codes is rare; one the robot chose is its own.
@@ -286,7 +287,7 @@ pub async fn start(
         attempts -= 1;
         match fleet.robots.start_pairing(pairing).await {
             Ok(robot) => break (robot, code),
-            Err(StoreError::Rejected(err)) if err.code == ErrorCode::PairCodeUsed && attempts > 0 => continue,
+            Err(StoreError::Rejected(err)) if err.code == codes::PAIR_CODE_USED && attempts > 0 => continue,
             Err(err) => return Err(err.into()),
         }
     };
@@ -418,7 +419,7 @@ pub async fn status(
         PairState::Expired => Ok(Json(PairStatus { status: "expired", robot_id: None, token: None })),
         PairState::Confirmed if pairing.token_delivered => Ok(Json(answer("confirmed", None))),
         PairState::Confirmed => {
-            let token = Secret::generate(SecretKind::RobotToken);
+            let token = Secret::generate(codes::ROBOT_TOKEN);
             let delivered = fleet.robots.deliver_token(&code, token.hash()).await?;
             Ok(Json(answer("confirmed", delivered.then(|| token.expose().to_owned()))))
         }

@@ -20,7 +20,7 @@ pub struct RobotList {
 }
 
 fn not_found(id: i64) -> ApiError {
-    ApiError::new(ErrorCode::RobotNotFound, format!("no robot {id} of yours"))
+    ApiError::new(ErrorCode::ROBOT_NOT_FOUND, format!("no robot {id} of yours"))
 }
 
 impl Fleet {

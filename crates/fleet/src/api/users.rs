@@ -7,13 +7,14 @@ use relayhub_core::admission::Connection;
 use relayhub_core::attempts;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Json, Path, check_length, client_ip};
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::Fleet;
 use crate::auth::{UserAuth, access_token, verify_password};
+use crate::codes;
 use crate::model::{User, UserPatch, UserView};
 use crate::rules::Rotation;
 
@@ -125,7 +126,7 @@ impl Fleet {
 
 /// Refuses a field outside 1-`max` characters, as the document says.
 fn invalid_credentials() -> ApiError {
-    ApiError::new(ErrorCode::InvalidCredentials, "the email or the password is wrong")
+    ApiError::new(ErrorCode::INVALID_CREDENTIALS, "the email or the password is wrong")
 }
 
 /// Signs a user in (seed 002): an access token and a refresh token.
@@ -158,7 +159,7 @@ pub async fn login(
     check_length("password", &body.password, 1, 200)?;
     let auth = fleet.verify_login(&body.email, body.password, client_ip(&parts)).await?;
     Connection::of(&parts).authenticated();
-    Ok(Json(fleet.tokens(&auth, Secret::generate(SecretKind::RefreshToken), true).await?))
+    Ok(Json(fleet.tokens(&auth, Secret::generate(codes::REFRESH_TOKEN), true).await?))
 }
 
 /// Spends a refresh token for a new pair (rotation). A refresh token works
@@ -180,8 +181,8 @@ pub async fn refresh(
     Json(body): Json<RefreshRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     check_length("refresh_token", &body.refresh_token, 1, 200)?;
-    let invalid = || ApiError::new(ErrorCode::InvalidToken, "the refresh token is unknown, expired or revoked");
-    let next = Secret::generate(SecretKind::RefreshToken);
+    let invalid = || ApiError::new(ErrorCode::INVALID_TOKEN, "the refresh token is unknown, expired or revoked");
+    let next = Secret::generate(codes::REFRESH_TOKEN);
     let now = Timestamp::now();
     let expires = now.plus(fleet.config.refresh_ttl);
     let rotation = fleet.sessions.rotate(Secret::new(body.refresh_token).hash(), next.hash(), now, expires).await?;
@@ -192,7 +193,7 @@ pub async fn refresh(
             Ok(Json(fleet.tokens(&auth, next, false).await?))
         }
         Some(Rotation::Reused { .. }) => Err(ApiError::new(
-            ErrorCode::RefreshTokenReused,
+            ErrorCode::REFRESH_TOKEN_REUSED,
             "this refresh token was used before: the session is ended; sign in again",
         )),
         Some(Rotation::Refused) | None => Err(invalid()),

@@ -14,11 +14,12 @@ use relayhub_core::console::{
 };
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::http::client_ip;
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde::Deserialize;
 
 use crate::Fleet;
+use crate::codes;
 
 pub(super) fn routes() -> Router<Fleet> {
     Router::new().route("/console/login", get(form).post(sign_in))
@@ -106,7 +107,7 @@ async fn sign_in(State(fleet): State<Fleet>, parts: Parts, Form(credentials): Fo
     }
     let auth = match fleet.verify_login(&email, password, client_ip(&parts)).await {
         Ok(auth) => auth,
-        Err(err) if err.code == ErrorCode::TooManyAttempts => {
+        Err(err) if err.code == ErrorCode::TOO_MANY_ATTEMPTS => {
             return refuse(&err, "Too many failed attempts. Wait a few minutes and try again.");
         }
         Err(err) if err.status() == StatusCode::UNAUTHORIZED => {
@@ -115,7 +116,7 @@ async fn sign_in(State(fleet): State<Fleet>, parts: Parts, Form(credentials): Fo
         Err(err) => return refuse(&err, &err.message),
     };
     Connection::of(&parts).authenticated();
-    let token = Secret::generate(SecretKind::RefreshToken);
+    let token = Secret::generate(codes::REFRESH_TOKEN);
     let ttl = fleet.config.refresh_ttl;
     if let Err(err) = fleet.sessions.start_session(auth.user.id, token.hash(), Timestamp::now().plus(ttl)).await {
         return PageError::from(err).into_response();

@@ -24,6 +24,7 @@ use super::read::{ChartRequest, MAX_POINTS};
 use super::store::{Appended, ChunkForm, NEW_SHOWN, NewChunk, SeriesQuota};
 use crate::Fleet;
 use crate::auth::{RobotAuth, UserAuth};
+use crate::codes;
 use crate::model::Robot;
 
 /// `?precision=` and InfluxDB's `org` and `bucket`.
@@ -85,7 +86,7 @@ async fn ingest(
         Some(e) if e == "gzip" || e == "x-gzip" => true,
         Some(e) if e.is_empty() || e == "identity" => false,
         Some(e) => {
-            return Err(ApiError::new(ErrorCode::BadRequest, format!("Content-Encoding {e:?}: send gzip or nothing")));
+            return Err(ApiError::new(ErrorCode::BAD_REQUEST, format!("Content-Encoding {e:?}: send gzip or nothing")));
         }
     };
     telemetry.metrics.bytes.inc_by(body.len() as u64);
@@ -104,7 +105,7 @@ async fn ingest(
             return Err(too_large(max));
         }
         let text = std::str::from_utf8(&text)
-            .map_err(|_| ApiError::new(ErrorCode::InvalidLineProtocol, "the body is not UTF-8 text"))?;
+            .map_err(|_| ApiError::new(codes::INVALID_LINE_PROTOCOL, "the body is not UTF-8 text"))?;
         let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let now_ns = now.millis().saturating_mul(1_000_000);
         let parsed = line::parse(text, precision, now_ns, Limits::default(), forwarding.then_some(tags.as_slice()))?;
@@ -128,7 +129,7 @@ async fn ingest(
         ))
     })
     .await
-    .map_err(|_| ApiError::new(ErrorCode::Internal, "parsing the write failed"))?;
+    .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "parsing the write failed"))?;
     let (chunk, forward, series) = parsed.inspect_err(|err| telemetry.metrics.refuse(err))?;
     // An empty body (or comments only) stores nothing, as InfluxDB does.
     let Some(chunk) = chunk else { return Ok(()) };
@@ -176,7 +177,7 @@ async fn ingest(
 
 fn too_large(max: usize) -> ApiError {
     ApiError::new(
-        ErrorCode::PayloadTooLarge,
+        ErrorCode::PAYLOAD_TOO_LARGE,
         format!("the body is larger than {max} bytes uncompressed; send smaller batches"),
     )
 }
@@ -186,7 +187,7 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
     MultiGzDecoder::new(body)
         .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("the body is not valid gzip: {e}")))?;
+        .map_err(|e| ApiError::new(ErrorCode::BAD_REQUEST, format!("the body is not valid gzip: {e}")))?;
     if out.len() > max {
         return Err(too_large(max));
     }
@@ -226,7 +227,7 @@ pub async fn write_v2(
 ) -> Result<StatusCode, ApiError> {
     let precision = params.precision.map_or(Precision::Nanoseconds, Precision::from);
     if body.is_empty() {
-        return Err(ApiError::new(ErrorCode::InvalidLineProtocol, "the body is empty; send line protocol"));
+        return Err(ApiError::new(codes::INVALID_LINE_PROTOCOL, "the body is empty; send line protocol"));
     }
     ingest(&fleet, &robot, precision, &headers, body.to_vec()).await?;
     Ok(StatusCode::NO_CONTENT)

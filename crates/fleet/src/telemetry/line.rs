@@ -3,11 +3,12 @@
 //! the tags the server sets, and refuses the whole body at its first bad
 //! line (a write is all or nothing).
 
+use crate::codes;
 use std::collections::HashMap;
 
 use influxdb_line_protocol::builder::{AfterField, LineProtocolBuilder};
 use influxdb_line_protocol::{FieldValue, ParsedLine};
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 
 use super::model::{Chunk, Kind, RESERVED_TAGS, Series, SeriesKey, Values};
 
@@ -111,7 +112,7 @@ fn parse_numbered(
         }
         let bad = |why: &dyn std::fmt::Display| {
             let shown: String = text.chars().take(120).collect();
-            ApiError::new(ErrorCode::InvalidLineProtocol, format!("line {at}: {why}: {shown}"))
+            ApiError::new(codes::INVALID_LINE_PROTOCOL, format!("line {at}: {why}: {shown}"))
         };
         match influxdb_line_protocol::parse_lines(text).next() {
             Some(Ok(line)) => reading.accept(&line, precision, now, limits).map_err(|why| bad(&why))?,
@@ -431,7 +432,7 @@ mod tests {
             ("m v=1\nm v=1e999", 2, "finite"),
         ] {
             let err = parsed(body, Precision::Nanoseconds).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidLineProtocol);
+            assert_eq!(err.code, codes::INVALID_LINE_PROTOCOL);
             assert!(err.message.starts_with(&format!("line {line}: ")), "{body:?}: {}", err.message);
             assert!(err.message.to_lowercase().contains(why), "{body:?}: {}", err.message);
         }

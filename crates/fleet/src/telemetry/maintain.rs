@@ -33,7 +33,7 @@ pub struct Round {
 
 fn damaged(err: codec::Damaged) -> ApiError {
     tracing::error!(%err, "unreadable telemetry chunk; left as it is");
-    ApiError::new(ErrorCode::Internal, "a stored telemetry chunk could not be read")
+    ApiError::new(ErrorCode::INTERNAL, "a stored telemetry chunk could not be read")
 }
 
 /// The oldest chunks whose points fit in [`MAX_MERGE_POINTS`].
@@ -118,7 +118,7 @@ impl Telemetry {
             )
         })
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "a telemetry merge failed"))??;
+        .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "a telemetry merge failed"))??;
         Ok(self.chunks.replace(robot, ids, rows, now).await?)
     }
 
@@ -155,7 +155,7 @@ impl Telemetry {
             }
         })
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "a telemetry merge failed"))??;
+        .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "a telemetry merge failed"))??;
         Ok(self.chunks.replace(robot, ids, row.into_iter().collect(), now).await?)
     }
 }

@@ -25,6 +25,7 @@ pub(crate) mod forward;
 pub(crate) mod maintain;
 pub(crate) mod read;
 
+use crate::codes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,10 +181,10 @@ impl TelemetryMetrics {
     /// Counts a refusal by its code.
     pub fn refuse(&self, err: &ApiError) {
         let reason = match err.code {
-            ErrorCode::InvalidLineProtocol | ErrorCode::InvalidField | ErrorCode::BadRequest => "invalid",
-            ErrorCode::PayloadTooLarge => "too_large",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::TooManySeries | ErrorCode::RateLimited | ErrorCode::TelemetryStoreFull => "limit",
+            codes::INVALID_LINE_PROTOCOL | ErrorCode::INVALID_FIELD | ErrorCode::BAD_REQUEST => "invalid",
+            ErrorCode::PAYLOAD_TOO_LARGE => "too_large",
+            ErrorCode::OVERLOADED => "overloaded",
+            codes::TOO_MANY_SERIES | ErrorCode::RATE_LIMITED | codes::TELEMETRY_STORE_FULL => "limit",
             _ => "storage",
         };
         self.refused.get_or_create(&ReasonLabel { reason }).inc();
@@ -274,7 +275,7 @@ impl Telemetry {
         let slot = tokio::time::timeout(Duration::from_secs(1), self.in_flight.clone().acquire_owned()).await;
         match slot {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(ApiError::new(ErrorCode::Overloaded, "too many writes at once; retry shortly").retry_after(1)),
+            _ => Err(ApiError::new(ErrorCode::OVERLOADED, "too many writes at once; retry shortly").retry_after(1)),
         }
     }
 }

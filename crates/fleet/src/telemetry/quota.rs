@@ -14,6 +14,7 @@
 //! buffer and its good series behind it; a full store is 409 (a limit of
 //! the license; retrying cannot free space before the retention does).
 
+use crate::codes;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -106,7 +107,7 @@ pub fn too_many_series(known: Option<u64>, new: u64, max: u64, shown: &[i64], se
         None => format!("the write alone holds {new} series"),
     };
     ApiError::new(
-        ErrorCode::TooManySeries,
+        codes::TOO_MANY_SERIES,
         format!(
             "{what}, past fleet.telemetry.max_series_per_robot ({max}); nothing was stored. A tag \
              that changes with every point (a PID, a timestamp) makes a series per point: drop it \
@@ -199,7 +200,7 @@ impl PointRates {
         bucket.take(points, capacity, now).map_err(|wait| {
             let seconds = wait.as_secs().saturating_add(1).min(60);
             ApiError::new(
-                ErrorCode::RateLimited,
+                ErrorCode::RATE_LIMITED,
                 format!(
                     "this robot wrote more than fleet.telemetry.max_points_per_minute ({capacity}) points \
                      in the last minute; nothing was stored, retry in {seconds} s"
@@ -226,7 +227,7 @@ impl LicenseUsage {
             return Ok(());
         }
         Err(ApiError::new(
-            ErrorCode::TelemetryStoreFull,
+            codes::TELEMETRY_STORE_FULL,
             format!(
                 "this license's telemetry holds {used} bytes; {bytes} more would pass \
                  fleet.telemetry.max_bytes_per_license ({max}); nothing was stored. Space comes back \
@@ -292,7 +293,7 @@ mod tests {
         let now = Instant::now();
         rates.take(1, 100, now).unwrap();
         let refused = rates.take(1, 1, now).unwrap_err();
-        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert_eq!(refused.code, ErrorCode::RATE_LIMITED);
         rates.take(2, 100, now).unwrap();
         for robot in 3..(FIRST_SWEEP as i64 + 10) {
             rates.take(robot, 1, now).unwrap();
@@ -308,7 +309,7 @@ mod tests {
         let usage = LicenseUsage::default();
         usage.check(1, 100, 100).unwrap();
         usage.add(1, 90);
-        assert_eq!(usage.check(1, 11, 100).unwrap_err().code, ErrorCode::TelemetryStoreFull);
+        assert_eq!(usage.check(1, 11, 100).unwrap_err().code, codes::TELEMETRY_STORE_FULL);
         usage.check(2, 100, 100).unwrap();
         usage.set(vec![(1, 10)]);
         usage.check(1, 90, 100).unwrap();

@@ -43,7 +43,7 @@ impl ChartRequest {
 
 fn damaged(err: codec::Damaged) -> ApiError {
     tracing::error!(%err, "unreadable telemetry");
-    ApiError::new(ErrorCode::Internal, "stored telemetry could not be read")
+    ApiError::new(ErrorCode::INTERNAL, "stored telemetry could not be read")
 }
 
 async fn off_thread<T: Send + 'static>(
@@ -51,7 +51,7 @@ async fn off_thread<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "a telemetry read failed"))?
+        .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "a telemetry read failed"))?
 }
 
 impl Telemetry {

@@ -14,7 +14,7 @@ impl PgRail {
                 .sql()?;
         let Some(id) = known else { return Ok(None) };
         let found = passenger(&self.ctx.pool, license, id).await?;
-        found.map(Some).ok_or_else(|| refused(ErrorCode::UserNotFound, "passenger gone"))
+        found.map(Some).ok_or_else(|| refused(ErrorCode::USER_NOT_FOUND, "passenger gone"))
     }
 }
 
@@ -121,7 +121,7 @@ impl BaseStore for PgRail {
         .sql()?
         .rows_affected();
         if added == 0 {
-            return Err(refused(ErrorCode::UserNotFound, format!("no passenger {}", t.user_id)));
+            return Err(refused(ErrorCode::USER_NOT_FOUND, format!("no passenger {}", t.user_id)));
         }
         Ok(Ticket {
             id,
@@ -156,7 +156,7 @@ impl BaseStore for PgRail {
         .fetch_optional(&mut *tx)
         .await
         .sql()?
-        .ok_or_else(|| refused(ErrorCode::TicketNotFound, "no ticket with this code"))?;
+        .ok_or_else(|| refused(relayhub_rail::codes::TICKET_NOT_FOUND, "no ticket with this code"))?;
         let ticket = ticket_from_row(&row)?;
         let by: Option<Uuid> = row.try_get("used_by").sql()?;
         let when: Option<chrono::DateTime<chrono::Utc>> = row.try_get("used_at").sql()?;
@@ -194,7 +194,7 @@ impl BaseStore for PgRail {
         match inserted {
             Ok(_) => Ok(row),
             Err(err) if is_unique_violation(&err) => {
-                Err(refused(ErrorCode::AlreadyExists, format!("an engineer {:?} exists", row.login)))
+                Err(refused(ErrorCode::ALREADY_EXISTS, format!("an engineer {:?} exists", row.login)))
             }
             Err(err) => Err(from_sqlx(err)),
         }
@@ -233,11 +233,11 @@ impl BaseStore for PgRail {
         .await;
         match inserted {
             Ok(done) if done.rows_affected() == 0 => {
-                Err(refused(ErrorCode::EngineerNotFound, format!("no engineer {engineer}")))
+                Err(refused(relayhub_rail::codes::ENGINEER_NOT_FOUND, format!("no engineer {engineer}")))
             }
             Ok(_) => Ok(card),
             Err(err) if is_unique_violation(&err) => {
-                Err(refused(ErrorCode::AlreadyExists, "this card is registered already"))
+                Err(refused(ErrorCode::ALREADY_EXISTS, "this card is registered already"))
             }
             Err(err) => Err(from_sqlx(err)),
         }

@@ -198,11 +198,11 @@ async fn passenger<'e>(db: impl PgExecutor<'e>, license: LicensePk, id: Uuid) ->
 }
 
 fn store_not_found(id: Uuid) -> StoreError {
-    refused(ErrorCode::StoreNotFound, format!("no store {id}"))
+    refused(relayhub_rail::codes::STORE_NOT_FOUND, format!("no store {id}"))
 }
 
 fn item_not_found(id: Uuid) -> StoreError {
-    refused(ErrorCode::ItemNotFound, format!("no item {id}"))
+    refused(relayhub_rail::codes::ITEM_NOT_FOUND, format!("no item {id}"))
 }
 
 /// Locks a store (not deleted) against deletion until `tx` ends: what is

@@ -406,6 +406,6 @@ impl ShopStore for PgRail {
         row.as_ref()
             .map(task_from_row)
             .transpose()?
-            .ok_or_else(|| refused(ErrorCode::TaskNotFound, format!("no task {id} in this store")))
+            .ok_or_else(|| refused(relayhub_rail::codes::TASK_NOT_FOUND, format!("no task {id} in this store")))
     }
 }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::{RailJson, RailResult};
 use crate::Rail;
+use crate::codes;
 use crate::keys::parse_public_key;
 use crate::model::{Passenger, Subject};
 use crate::rules::random_code;
@@ -79,11 +80,11 @@ impl Caller {
 
 /// 403 `forbidden`.
 pub fn forbidden(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::Forbidden, message)
+    ApiError::new(ErrorCode::FORBIDDEN, message)
 }
 
 fn invalid_token() -> ApiError {
-    ApiError::new(ErrorCode::InvalidToken, "the bearer token is unknown, revoked or expired")
+    ApiError::new(ErrorCode::INVALID_TOKEN, "the bearer token is unknown, revoked or expired")
 }
 
 impl FromRequestParts<Rail> for Caller {
@@ -98,7 +99,7 @@ impl FromRequestParts<Rail> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_owned())
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| ApiError::new(ErrorCode::MissingToken, "send 'Authorization: Bearer <token>'"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::MISSING_TOKEN, "send 'Authorization: Bearer <token>'"))?;
         let caller = rail.caller(&token).await?;
         Connection::of(parts).authenticated();
         Ok(caller)
@@ -109,19 +110,19 @@ impl Rail {
     async fn caller(&self, token: &str) -> Result<Caller, ApiError> {
         let now = Timestamp::now();
         let secret = Secret::new(token);
-        if token.starts_with(SecretKind::LicenseToken.prefix()) {
+        if token.starts_with(SecretKind::LICENSE_TOKEN.prefix()) {
             let license = self.identity.license_by_token(&secret.hash()).await?.ok_or_else(invalid_token)?;
             license.ensure_active(now)?;
             return Ok(Caller::Operator(license));
         }
-        let (license, caller) = if token.starts_with(SecretKind::RailToken.prefix()) {
+        let (license, caller) = if token.starts_with(codes::RAIL_TOKEN.prefix()) {
             let (license, subject) = self.sessions.session(&secret.hash(), now).await?.ok_or_else(invalid_token)?;
             let caller = match subject {
                 Subject::Robot(robot) => Caller::Robot { license, robot },
                 Subject::Store(store) => Caller::Staff { license, store },
             };
             (license, caller)
-        } else if token.starts_with(SecretKind::StoreToken.prefix()) {
+        } else if token.starts_with(codes::STORE_TOKEN.prefix()) {
             let (license, store) = self.shops.store_by_token(&secret.hash()).await?.ok_or_else(invalid_token)?;
             (license, Caller::Staff { license, store })
         } else {
@@ -136,7 +137,7 @@ impl Rail {
     async fn passenger(&self, token: &str) -> Result<Caller, ApiError> {
         let Some(passengers) = &self.passengers else {
             return Err(ApiError::new(
-                ErrorCode::InvalidToken,
+                ErrorCode::INVALID_TOKEN,
                 "the bearer token is unknown (passengers' tokens are not accepted here: rail.oidc is not configured)",
             ));
         };
@@ -146,10 +147,10 @@ impl Rail {
             .identity
             .license(&number)
             .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::LicenseNotFound, "rail.oidc.license names no license"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, "rail.oidc.license names no license"))?;
         license.ensure_active(Timestamp::now())?;
         if identity.subject.contains('\0') || identity.subject.len() > 255 {
-            return Err(ApiError::new(ErrorCode::TokenMalformed, "the token's subject is not a usable id"));
+            return Err(ApiError::new(ErrorCode::TOKEN_MALFORMED, "the token's subject is not a usable id"));
         }
         let name: String = identity.name.or(identity.email).unwrap_or_else(|| identity.subject.clone());
         let name: String = name.chars().filter(|c| *c != '\0').take(60).collect();
@@ -192,18 +193,18 @@ impl Rail {
         answer: &SignedChallenge,
     ) -> RailResult<AccessToken> {
         let key = parse_public_key(public_key)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the registered key is unusable: {e}")))?;
+            .map_err(|e| ApiError::new(ErrorCode::INTERNAL, format!("the registered key is unusable: {e}")))?;
         // The signature first: a wrong one leaves the nonce for the right signer.
         if !key.verifies(answer.nonce.as_bytes(), &answer.signature) {
-            return Err(ApiError::new(ErrorCode::SignatureInvalid, "the signature does not verify").into());
+            return Err(ApiError::new(codes::SIGNATURE_INVALID, "the signature does not verify").into());
         }
         let now = Timestamp::now();
         if !self.sessions.take_nonce(&answer.nonce, subject, now).await? {
-            return Err(ApiError::new(ErrorCode::NonceInvalid, "the nonce is unknown, used or expired").into());
+            return Err(ApiError::new(codes::NONCE_INVALID, "the nonce is unknown, used or expired").into());
         }
         let license = self.identity.license_by_pk(license).await?.ok_or_else(invalid_token)?;
         license.ensure_active(now)?;
-        let token = Secret::generate(SecretKind::RailToken);
+        let token = Secret::generate(codes::RAIL_TOKEN);
         self.sessions.add_session(token.hash(), license.pk, subject, now.plus(self.config.token_ttl)).await?;
         Ok(AccessToken {
             access_token: token.expose().to_owned(),
@@ -278,16 +279,16 @@ pub struct StoreSignIn {
 const MAX_CHALLENGE_ADDRESSES: usize = 100_000;
 
 fn too_many_challenges(wait: &governor::NotUntil<governor::clock::QuantaInstant>, whom: &str) -> ApiError {
-    ApiError::new(ErrorCode::RateLimited, format!("too many sign-in challenges {whom}; wait"))
+    ApiError::new(ErrorCode::RATE_LIMITED, format!("too many sign-in challenges {whom}; wait"))
         .retry_after(super::retry_seconds(wait))
 }
 
 fn robot_not_found(id: Uuid) -> ApiError {
-    ApiError::new(ErrorCode::RobotNotFound, format!("no robot {id}"))
+    ApiError::new(ErrorCode::ROBOT_NOT_FOUND, format!("no robot {id}"))
 }
 
 fn no_store_key(id: Uuid) -> ApiError {
-    ApiError::new(ErrorCode::StoreNotFound, format!("no store {id} with a registered key"))
+    ApiError::new(codes::STORE_NOT_FOUND, format!("no store {id} with a registered key"))
 }
 
 /// A challenge for a robot to sign with its key.

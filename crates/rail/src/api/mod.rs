@@ -87,7 +87,7 @@ impl IntoResponse for RailError {
     /// The platform's answer (status, headers) with the rail body.
     fn into_response(self) -> Response {
         let error = self.error.body().error;
-        let detail = if self.error.code == ErrorCode::InvalidField {
+        let detail = if self.error.code == ErrorCode::INVALID_FIELD {
             serde_json::json!([ValidationIssue { loc: self.loc, msg: error.message.clone(), kind: "value_error" }])
         } else {
             serde_json::Value::from(error.message.clone())
@@ -116,7 +116,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RailJson<T> {
             return Err(if valid {
                 RailError::field("", "the body must be a JSON object")
             } else {
-                ApiError::new(ErrorCode::MalformedJson, "the body is not a JSON document").into()
+                ApiError::new(ErrorCode::MALFORMED_JSON, "the body is not a JSON document").into()
             });
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
@@ -124,7 +124,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RailJson<T> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.classify() != serde_json::error::Category::Data {
-                return ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {inner}")).into();
+                return ApiError::new(ErrorCode::MALFORMED_JSON, format!("the body is not valid JSON: {inner}")).into();
             }
             let message = inner.to_string();
             // serde names a missing field in its message, at the parent's path.
@@ -135,7 +135,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for RailJson<T> {
             };
             RailError::field(&field, message.split(" at line ").next().unwrap_or(&message))
         })?;
-        de.end().map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))?;
+        de.end().map_err(|e| ApiError::new(ErrorCode::MALFORMED_JSON, format!("the body is not valid JSON: {e}")))?;
         Ok(RailJson(value))
     }
 }

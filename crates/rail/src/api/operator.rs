@@ -3,13 +3,14 @@
 //! messages) and one store call for each.
 
 use relayhub_core::ids::LicensePk;
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use uuid::Uuid;
 
 use super::admin::{CardRequest, EngineerRequest, TicketRequest, UserRequest};
 use super::store::{ItemRequest, StoreRequest, StoreToken, whole};
 use super::{RailError, RailResult, text};
 use crate::Rail;
+use crate::codes;
 use crate::model::*;
 use crate::rules;
 
@@ -27,7 +28,7 @@ impl Rail {
     /// Issues a store staff's token, replacing the previous one: the
     /// answer is the only time it is seen (it is kept hashed).
     pub async fn issue_store_token(&self, license: LicensePk, store: Uuid) -> RailResult<StoreToken> {
-        let token = Secret::generate(SecretKind::StoreToken);
+        let token = Secret::generate(codes::STORE_TOKEN);
         self.shops.set_store_token(license, store, token.hash()).await?;
         Ok(StoreToken { token: token.expose().to_owned() })
     }

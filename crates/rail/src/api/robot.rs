@@ -93,7 +93,7 @@ pub async fn check_ticket(
         .base
         .passenger(license, ticket.user_id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "the ticket's passenger is gone"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::USER_NOT_FOUND, "the ticket's passenger is gone"))?;
     Ok(relayhub_core::http::replayed(Json(CheckedTicket { ticket, user, repeat }), repeat))
 }
 
@@ -132,14 +132,14 @@ impl Rail {
     /// `rail.engineer_attempts_per_minute`.
     fn engineer_attempt(&self, robot: Uuid) -> Result<(), ApiError> {
         self.engineer_attempts.check_key(&robot).map_err(|wait| {
-            ApiError::new(ErrorCode::TooManyAttempts, "too many engineer sign-ins at this robot; wait")
+            ApiError::new(ErrorCode::TOO_MANY_ATTEMPTS, "too many engineer sign-ins at this robot; wait")
                 .retry_after(super::retry_seconds(&wait))
         })
     }
 }
 
 fn wrong_credentials() -> ApiError {
-    ApiError::new(ErrorCode::InvalidCredentials, "unknown card, or wrong login or password")
+    ApiError::new(ErrorCode::INVALID_CREDENTIALS, "unknown card, or wrong login or password")
 }
 
 /// Signs an engineer in by access card.
@@ -216,7 +216,7 @@ pub async fn passenger(
         .base
         .passenger(license, id)
         .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, format!("no passenger {id}")))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::USER_NOT_FOUND, format!("no passenger {id}")))?;
     let now = Timestamp::now();
     let all = rail.base.tickets(license, Some(id), PageRequest { page: 1, size: PageRequest::MAX_SIZE }).await?;
     let tickets: Vec<Ticket> = all.items.into_iter().filter(|t| rules::is_current(t.date, now)).collect();

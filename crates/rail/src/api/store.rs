@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::auth::{self, Caller, forbidden};
 use super::{Paged, Paging, RailError, RailErrorBody, RailJson, RailPath, RailQuery, RailResult, StatusOk, text};
 use crate::Rail;
+use crate::codes;
 use crate::keys::parse_public_key;
 use crate::model::*;
 use crate::rules;
@@ -81,7 +82,7 @@ pub async fn stores(
 }
 
 fn store_not_found(id: Uuid) -> ApiError {
-    ApiError::new(ErrorCode::StoreNotFound, format!("no store {id}"))
+    ApiError::new(codes::STORE_NOT_FOUND, format!("no store {id}"))
 }
 
 /// A store.
@@ -198,7 +199,7 @@ pub async fn items(
 }
 
 fn item_not_found(id: Uuid) -> ApiError {
-    ApiError::new(ErrorCode::ItemNotFound, format!("no item {id}"))
+    ApiError::new(codes::ITEM_NOT_FOUND, format!("no item {id}"))
 }
 
 /// An item.
@@ -396,7 +397,7 @@ pub async fn purchase(
     let key = idempotency_key(&headers)?;
     let lines = rules::merge_lines(&r.items).map_err(|e| RailError::field("items", e.message))?;
     if rail.base.passenger(license, r.user_id).await?.is_none() {
-        return Err(ApiError::new(ErrorCode::UserNotFound, format!("no passenger {}", r.user_id)).into());
+        return Err(ApiError::new(ErrorCode::USER_NOT_FOUND, format!("no passenger {}", r.user_id)).into());
     }
     let key = key.map(|key| PurchaseKey {
         caller: robot.map_or_else(|| "operator".to_owned(), |id| id.to_string()),
@@ -439,7 +440,7 @@ pub async fn tasks(
 }
 
 fn task_not_found(id: Uuid) -> ApiError {
-    ApiError::new(ErrorCode::TaskNotFound, format!("no task {id}"))
+    ApiError::new(codes::TASK_NOT_FOUND, format!("no task {id}"))
 }
 
 /// A task's state: for the robot that made the purchase, the store's

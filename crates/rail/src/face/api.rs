@@ -19,6 +19,7 @@ use super::{Face, normalise};
 use crate::Rail;
 use crate::api::auth::{Caller, forbidden};
 use crate::api::{RailError, RailErrorBody, RailJson, RailPath, RailResult};
+use crate::codes;
 
 pub fn routes() -> OpenApiRouter<Rail> {
     OpenApiRouter::new()
@@ -53,7 +54,7 @@ impl Rail {
         if self.face_sync.is_ready() {
             return Ok(());
         }
-        Err(ApiError::new(ErrorCode::StorageUnavailable, "the face index is loading; retry shortly").retry_after(1))
+        Err(ApiError::new(ErrorCode::STORAGE_UNAVAILABLE, "the face index is loading; retry shortly").retry_after(1))
     }
 }
 
@@ -139,12 +140,12 @@ pub async fn identify(
     let license = face_caller(&caller)?;
     let embedding = rail.embedding(r.embedding)?;
     rail.index_ready()?;
-    let nearest = rail.face_index.nearest(license, &embedding).map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    let nearest = rail.face_index.nearest(license, &embedding).map_err(|e| ApiError::new(ErrorCode::INTERNAL, e))?;
     match nearest {
         Some(found) if found.distance <= rail.config.face.threshold => {
             Ok(Json(Identified { user_id: found.user_id, distance: found.distance }))
         }
-        _ => Err(ApiError::new(ErrorCode::NoMatch, "no enrolled face is near enough").into()),
+        _ => Err(ApiError::new(codes::NO_MATCH, "no enrolled face is near enough").into()),
     }
 }
 

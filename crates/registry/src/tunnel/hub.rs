@@ -18,6 +18,7 @@ use relayhub_core::store::StoreResult;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::frames::{self, Frame, Header, WINDOW};
+use crate::codes;
 use crate::store::InstanceTokens;
 
 /// The close of a tunnel whose instance token was replaced.
@@ -98,9 +99,10 @@ async fn pump(conn: &mut Conn, tunnel: &Tunnel, outgoing: &mut mpsc::UnboundedRe
                 let handled = match event {
                     Event::Text(text) => tunnel.on_text(&text),
                     Event::Binary(bytes) => tunnel.on_data(bytes),
-                    Event::TooLarge(_) => Err(()),
                     Event::Close(reason) => return Some(reason),
                     Event::Gone => return None,
+                    // A frame over the limit, or an event the tunnel does not take.
+                    _ => Err(()),
                 };
                 if handled.is_err() {
                     return Some(CloseReason::PROTOCOL);
@@ -209,7 +211,7 @@ impl Tunnel {
         let id = {
             let mut streams = self.streams();
             if streams.len() >= self.max_streams {
-                return Err(ApiError::new(ErrorCode::Overloaded, "the instance's tunnel carries too many requests")
+                return Err(ApiError::new(ErrorCode::OVERLOADED, "the instance's tunnel carries too many requests")
                     .retry_after(1));
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +233,7 @@ impl Tunnel {
             Ok(Ok(head)) => head?,
             Ok(Err(_)) => return Err(unreachable("the instance's tunnel closed")),
             Err(_) => {
-                return Err(ApiError::new(ErrorCode::InstanceTimeout, "the instance did not answer in time"));
+                return Err(ApiError::new(codes::INSTANCE_TIMEOUT, "the instance did not answer in time"));
             }
         };
         guard.armed = false;
@@ -247,7 +249,7 @@ impl Tunnel {
     /// Ends a request from this side: the instance is told, its slot freed.
     fn cancel(&self, id: u32, reason: &str) {
         if let Some(slot) = self.streams().remove(&id) {
-            slot.fail(ApiError::new(ErrorCode::InstanceUnreachable, reason));
+            slot.fail(ApiError::new(codes::INSTANCE_UNREACHABLE, reason));
             self.send(&Frame::Cancel { id, reason: reason.to_owned() });
         }
     }
@@ -313,7 +315,7 @@ impl Tunnel {
 }
 
 fn unreachable(why: &str) -> ApiError {
-    ApiError::new(ErrorCode::InstanceUnreachable, why)
+    ApiError::new(codes::INSTANCE_UNREACHABLE, why)
 }
 
 fn clip(text: &str) -> String {

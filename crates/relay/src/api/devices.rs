@@ -30,7 +30,7 @@ impl Relay {
 
     pub(crate) async fn info(&self, record: DeviceRecord) -> Result<DeviceInfo, ApiError> {
         let mut infos = self.infos(vec![record]).await?;
-        infos.pop().ok_or_else(|| ApiError::new(ErrorCode::Internal, "a device went missing"))
+        infos.pop().ok_or_else(|| ApiError::new(ErrorCode::INTERNAL, "a device went missing"))
     }
 }
 

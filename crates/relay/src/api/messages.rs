@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::Relay;
+use crate::codes;
 use crate::model::{Enqueued, NewMessage, PendingMessage, Receipt};
 
 /// Longest time to live: ten years, i.e. "until delivered".
@@ -101,7 +102,7 @@ impl Relay {
         let size = data.get().len();
         if size > limit {
             return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
+                ErrorCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "message data of {size} bytes exceeds {limit}: its frame would be larger than a device accepts"
                 ),
@@ -151,14 +152,14 @@ pub async fn post_one(
     let device_id = DeviceId::parse(&device_id)?;
     let idempotency_key = idempotency_key(&headers)?;
     if body.is_empty() {
-        return Err(ApiError::new(ErrorCode::MalformedJson, "the body is empty; send the message data as JSON"));
+        return Err(ApiError::new(ErrorCode::MALFORMED_JSON, "the body is empty; send the message data as JSON"));
     }
     let data: Box<RawValue> = parse_json(&body)?;
     relay.check_size(&data)?;
     let message = NewMessage { device_id, data, idempotency_key, expires_at: expiry(params.ttl, Timestamp::now())? };
     let queued = relay.queue.enqueue(&license, vec![message], relay.config.queue_limit).await?;
     let Some(&Enqueued { id, seq, replayed }) = queued.first() else {
-        return Err(ApiError::new(ErrorCode::Internal, "the store returned no message"));
+        return Err(ApiError::new(ErrorCode::INTERNAL, "the store returned no message"));
     };
     if !replayed {
         relay.metrics.messages_in.inc();
@@ -201,7 +202,7 @@ pub async fn post_batch(
     }
     if batch.messages.len() > relay.config.max_batch {
         return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
+            ErrorCode::PAYLOAD_TOO_LARGE,
             format!("a batch holds at most {} messages", relay.config.max_batch),
         ));
     }
@@ -273,7 +274,7 @@ pub async fn receipt(
     LicenseAuth(license): LicenseAuth,
     Path(id): Path<String>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::MessageNotFound, format!("no message {id} in this license"));
+    let not_found = || ApiError::new(codes::MESSAGE_NOT_FOUND, format!("no message {id} in this license"));
     let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
     Ok(Json(relay.receipt_of(license.pk, uuid).await?.ok_or_else(not_found)?))
 }

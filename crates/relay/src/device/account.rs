@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::oidc::IdTokenVerifier;
 use relayhub_core::store::StoreResult;
 
 use super::frames;
 use super::session::{Done, Gone, Session};
+use crate::codes;
 use crate::hub::SettingsNews;
 use crate::model::DeviceRef;
 use crate::settings::api::check;
@@ -27,7 +28,7 @@ pub(super) enum AccountDone {
 /// `google:<sub>` of a verified ID token.
 async fn account_of(verifier: Option<Arc<IdTokenVerifier>>, token: &str) -> Result<String, ApiError> {
     let verifier = verifier.ok_or_else(|| {
-        ApiError::new(ErrorCode::NotConfigured, "this server has no Google sign-in configured (google.client_id)")
+        ApiError::new(codes::NOT_CONFIGURED, "this server has no Google sign-in configured (google.client_id)")
     })?;
     let identity = verifier.verify(token).await?;
     Ok(format!("google:{}", identity.subject))
@@ -109,7 +110,7 @@ impl Session {
         self.with_account(token, |store, device, account| async move {
             let settings = store.restore_account(&device, &account).await?.ok_or_else(|| {
                 ApiError::new(
-                    ErrorCode::AccountNotLinked,
+                    codes::ACCOUNT_NOT_LINKED,
                     format!("{account} has no settings linked in this license; send link_account first"),
                 )
             })?;

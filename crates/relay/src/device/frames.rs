@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::codes;
 use crate::model::QueuedMessage;
 use crate::settings::{Document, Settings};
 
@@ -78,14 +79,14 @@ struct PublishFrame {
 /// the connection up.
 pub fn parse(text: &str) -> Result<Inbound, ApiError> {
     let envelope: Envelope = parse_json(text.as_bytes())?;
-    let kind = envelope.kind.ok_or_else(|| ApiError::new(ErrorCode::MissingField, "a frame needs a \"type\""))?;
+    let kind = envelope.kind.ok_or_else(|| ApiError::new(ErrorCode::MISSING_FIELD, "a frame needs a \"type\""))?;
     match kind.as_ref() {
         "ack" => {
             let frame: AckFrame = parse_json(text.as_bytes())?;
             let mut ids = frame.ids.unwrap_or_default();
             ids.extend(frame.id);
             if ids.is_empty() {
-                return Err(ApiError::new(ErrorCode::MissingField, "an ack needs \"id\" or \"ids\""));
+                return Err(ApiError::new(ErrorCode::MISSING_FIELD, "an ack needs \"id\" or \"ids\""));
             }
             if ids.len() > MAX_ACK_IDS {
                 return Err(ApiError::invalid_field(format!("an ack carries at most {MAX_ACK_IDS} ids")));
@@ -113,7 +114,7 @@ pub fn parse(text: &str) -> Result<Inbound, ApiError> {
             Ok(Inbound::Restore { id_token: frame.id_token })
         }
         other => Err(ApiError::new(
-            ErrorCode::UnknownFrame,
+            ErrorCode::UNKNOWN_FRAME,
             format!("unknown frame type {other:?}; expected ack, publish, ping, settings, link_account or restore"),
         )),
     }
@@ -224,7 +225,7 @@ struct ConflictOut<'a> {
 pub fn settings_conflict(current: &Settings, paths: &[String], message: &str) -> String {
     to_text(&ConflictOut {
         kind: "error",
-        code: ErrorCode::SettingsConflict.as_str(),
+        code: codes::SETTINGS_CONFLICT.as_str(),
         message,
         version: current.version,
         settings: &current.settings,
@@ -255,12 +256,12 @@ mod tests {
         assert!(matches!(parse(&format!(r#"{{"type":"ack","id":"{id}"}}"#)), Ok(Inbound::Ack(ids)) if ids == vec![id]));
         assert!(matches!(parse(r#"{"type":"ping"}"#), Ok(Inbound::Ping)));
         let code = |text: &str| parse(text).unwrap_err().code;
-        assert_eq!(code("{"), ErrorCode::MalformedJson);
-        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownFrame);
-        assert_eq!(code(r#"{"id":1}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MissingField);
-        assert_eq!(code(r#"{"type":"ack","id":"nope"}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"publish","ref":"","data":1}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"publish","ref":"a"}"#), ErrorCode::InvalidField);
+        assert_eq!(code("{"), ErrorCode::MALFORMED_JSON);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UNKNOWN_FRAME);
+        assert_eq!(code(r#"{"id":1}"#), ErrorCode::MISSING_FIELD);
+        assert_eq!(code(r#"{"type":"ack"}"#), ErrorCode::MISSING_FIELD);
+        assert_eq!(code(r#"{"type":"ack","id":"nope"}"#), ErrorCode::INVALID_FIELD);
+        assert_eq!(code(r#"{"type":"publish","ref":"","data":1}"#), ErrorCode::INVALID_FIELD);
+        assert_eq!(code(r#"{"type":"publish","ref":"a"}"#), ErrorCode::INVALID_FIELD);
     }
 }

@@ -57,14 +57,14 @@ fn pick_optional<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str
 /// [`pick_optional`], refusing when neither is there.
 fn pick<'a>(headers: &'a HeaderMap, header: &str, query: Option<&'a str>, what: &str) -> Result<&'a str, ApiError> {
     pick_optional(headers, header, query)
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingField, format!("send the {what} as '{header}'")))
+        .ok_or_else(|| ApiError::new(ErrorCode::MISSING_FIELD, format!("send the {what} as '{header}'")))
 }
 
 /// The refusal of a device that may not bind now.
 fn too_many_new_devices(wait: &governor::NotUntil<governor::clock::QuantaInstant>, per_minute: u32) -> ApiError {
     let seconds = relayhub_core::rate::retry_seconds(wait);
     ApiError::new(
-        ErrorCode::RateLimited,
+        ErrorCode::RATE_LIMITED,
         format!(
             "this app key bound {per_minute} new devices into this license in the last minute \
              (relay.new_devices_per_minute); retry in {seconds} s"
@@ -121,7 +121,8 @@ pub async fn connect(
     // An unknown and an expired license read alike: the app key is in
     // every phone, so its holder learns no more than "not usable here";
     // the back office tells its users why. The log keeps the reason.
-    let unusable = || ApiError::new(ErrorCode::LicenseNotFound, format!("license {number} is unknown or not in force"));
+    let unusable =
+        || ApiError::new(ErrorCode::LICENSE_NOT_FOUND, format!("license {number} is unknown or not in force"));
     let license = match relay.identity.license(&number).await? {
         Some(license) => license,
         None => {
@@ -137,10 +138,10 @@ pub async fn connect(
         tracing::info!(license = %number, reason = %err.message, "device refused");
         return Err(unusable());
     }
-    let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BadRequest, rejection.body_text()))?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::new(ErrorCode::BAD_REQUEST, rejection.body_text()))?;
     let presented =
         pick_optional(&headers, "x-device-secret", params.device_secret.as_deref()).map(|s| Secret::new(s).hash());
-    let fresh = Secret::generate(SecretKind::DeviceSecret);
+    let fresh = Secret::generate(SecretKind::DEVICE_SECRET);
     let (limiter, per_minute, bucket) =
         (relay.new_devices.clone(), relay.config.new_devices_per_minute, (key.info.id.clone(), license.pk));
     let may_bind = move || limiter.check_key(&bucket).map_err(|wait| too_many_new_devices(&wait, per_minute));

@@ -26,6 +26,7 @@ use super::account::AccountDone;
 use super::frames::{self, Inbound};
 use super::uplink::Uplink;
 use crate::Relay;
+use crate::codes;
 use crate::hub::{Mailbox, News, Take};
 use crate::model::{AckOutcome, DeviceRef, NewRecord, Published, SharedMessage};
 
@@ -207,17 +208,18 @@ impl Session {
                     Event::TooLarge(len) => {
                         let limit = self.relay.gateway.config().max_frame_bytes;
                         let err = ApiError::new(
-                            ErrorCode::PayloadTooLarge,
+                            ErrorCode::PAYLOAD_TOO_LARGE,
                             format!("a frame of {len} bytes exceeds the limit of {limit}"),
                         );
                         self.send(frames::error(&err, None, &[])).await?;
                     }
-                    Event::Binary(_) => {
-                        let err = ApiError::new(ErrorCode::UnsupportedFrame, "send JSON text frames, not binary");
-                        self.send(frames::error(&err, None, &[])).await?;
-                    }
                     Event::Close(reason) => return Ok(Some(reason)),
                     Event::Gone => return Ok(None),
+                    // Binary frames, and any kind of event this protocol does not take.
+                    _ => {
+                        let err = ApiError::new(ErrorCode::UNSUPPORTED_FRAME, "send JSON text frames, not binary");
+                        self.send(frames::error(&err, None, &[])).await?;
+                    }
                 },
                 news = self.mailbox.news(has_room) => {
                     if news == News::Signals && let Some(reason) = self.on_signals().await? {
@@ -349,7 +351,7 @@ impl Session {
                 if outcome.unknown.is_empty() {
                     return Ok(());
                 }
-                let err = ApiError::new(ErrorCode::UnknownMessage, "no pending message of this device has these ids");
+                let err = ApiError::new(codes::UNKNOWN_MESSAGE, "no pending message of this device has these ids");
                 self.queue_frame(frames::error(&err, None, &outcome.unknown)).await
             }
             Done::Acked(ids, Err(err)) => {

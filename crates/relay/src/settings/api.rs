@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::{Author, Document, Outcome, Proposal, Settings, Target};
 use crate::Relay;
+use crate::codes;
 
 /// A settings write: the whole document as it should be, and the version
 /// it was based on (0 for a device that has none yet).
@@ -66,7 +67,7 @@ pub fn check(document: &Document, version: i64, limit: usize) -> Result<(), ApiE
     let size = serde_json::to_vec(document).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > limit {
         return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
+            ErrorCode::PAYLOAD_TOO_LARGE,
             format!("settings of {size} bytes exceed the limit of {limit}"),
         ));
     }
@@ -135,7 +136,7 @@ pub async fn put(
             Ok(with_etag(&settings, response))
         }
         Outcome::Conflict { current, paths, reason } => {
-            let error = ApiError::new(ErrorCode::SettingsConflict, reason);
+            let error = ApiError::new(codes::SETTINGS_CONFLICT, reason);
             let body = json!({"error": error.body().error, "current": current, "conflicts": paths});
             Ok((StatusCode::CONFLICT, Json(body)).into_response())
         }

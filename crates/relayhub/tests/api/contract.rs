@@ -114,7 +114,7 @@ async fn attach(
     license: &License,
     device: &DeviceId,
 ) -> relayhub_core::store::StoreResult<relayhub_core::devices::DeviceRef> {
-    let fresh = relayhub_core::secret::Secret::generate(relayhub_core::secret::SecretKind::DeviceSecret).hash();
+    let fresh = relayhub_core::secret::Secret::generate(relayhub_core::secret::SecretKind::DEVICE_SECRET).hash();
     let request = relayhub_core::devices::Attach { license, device, presented: None, fresh, may_bind: &|| Ok(()) };
     Ok(devices.attach(request).await?.device)
 }
@@ -131,7 +131,7 @@ async fn identity_licenses_tokens_and_keys() {
         max_devices: None,
         binding: identity::BindingPolicy::Open,
     };
-    assert_eq!(refusal(identity::create_license(ids, again).await).0, ErrorCode::AlreadyExists);
+    assert_eq!(refusal(identity::create_license(ids, again).await).0, ErrorCode::ALREADY_EXISTS);
     let token = identity::issue_token(ids, &lic.number).await.unwrap();
     let hash = relayhub_core::secret::Secret::new(token.secret.expose()).hash();
     assert_eq!(ids.license_by_token(&hash).await.unwrap().map(|l| l.pk), Some(lic.pk));
@@ -161,16 +161,16 @@ async fn devices_bind_by_one_rule() {
     assert!(!devices.bind(&mine, &d("phone-1")).await.unwrap().1, "binding twice binds once");
     assert_eq!(
         refusal(devices.bind(&theirs, &d("phone-1")).await),
-        (ErrorCode::DeviceNotFound, "no device phone-1 in this license".into())
+        (ErrorCode::DEVICE_NOT_FOUND, "no device phone-1 in this license".into())
     );
     assert_eq!(
         refusal(attach(devices.as_ref(), &theirs, &d("phone-1")).await),
-        (ErrorCode::DeviceBoundElsewhere, "device phone-1 is bound to another license".into())
+        (ErrorCode::DEVICE_BOUND_ELSEWHERE, "device phone-1 is bound to another license".into())
     );
     attach(devices.as_ref(), &mine, &d("phone-2")).await.unwrap();
     assert_eq!(
         refusal(devices.bind(&mine, &d("phone-3")).await),
-        (ErrorCode::DeviceLimit, "license C-MINE already has its maximum of 2 devices".into())
+        (ErrorCode::DEVICE_LIMIT, "license C-MINE already has its maximum of 2 devices".into())
     );
     let page = devices.devices(mine.pk, PageRequest { page: 1, size: 1 }).await.unwrap();
     assert_eq!((page.total, page.items[0].device_id.as_str()), (2, "phone-1"));
@@ -185,7 +185,7 @@ async fn devices_bind_by_one_rule() {
     });
     let pk = devices.unbind(mine.pk, &d("phone-1")).await.unwrap();
     assert_eq!(*unbound.lock().unwrap(), [pk], "unbinding is announced after the commit");
-    assert_eq!(refusal(devices.unbind(mine.pk, &d("phone-1")).await).0, ErrorCode::DeviceNotFound);
+    assert_eq!(refusal(devices.unbind(mine.pk, &d("phone-1")).await).0, ErrorCode::DEVICE_NOT_FOUND);
     assert_eq!(devices.device_count(mine.pk).await.unwrap(), 1);
     assert!(devices.bind(&mine, &d("phone-3")).await.unwrap().1, "room again");
     b.close().await;
@@ -229,20 +229,20 @@ async fn queues_keep_order_keys_and_bounds() {
     assert!(replay[0].replayed && replay[0].id == sent[1].id);
     assert_eq!(
         refusal(queue.enqueue(&lic, vec![message("q-1", "3", Some("k"))], 3).await),
-        (ErrorCode::IdempotencyKeyReused, "idempotency key \"k\" was used for a different message".into())
+        (ErrorCode::IDEMPOTENCY_KEY_REUSED, "idempotency key \"k\" was used for a different message".into())
     );
     assert_eq!(
         refusal(queue.enqueue(&lic, vec![message("q-1", "3", None), message("q-1", "4", None)], 3).await),
-        (ErrorCode::QueueFull, "device q-1 has 2 pending messages; the limit is 3".into())
+        (relayhub_relay::codes::QUEUE_FULL, "device q-1 has 2 pending messages; the limit is 3".into())
     );
     assert_eq!(
         refusal(queue.enqueue(&other, vec![message("q-1", "5", None)], 3).await),
-        (ErrorCode::DeviceNotFound, "no device q-1 in this license".into())
+        (ErrorCode::DEVICE_NOT_FOUND, "no device q-1 in this license".into())
     );
     // A refused call leaves nothing, not even a device it would have bound.
     assert_eq!(
         refusal(queue.enqueue(&other, vec![message("q-new", "1", None), message("q-1", "1", None)], 3).await).0,
-        ErrorCode::DeviceNotFound
+        ErrorCode::DEVICE_NOT_FOUND
     );
     assert!(b.stores.devices.device(other.pk, &d("q-new")).await.unwrap().is_none());
 
@@ -361,7 +361,7 @@ async fn signaling_steps_are_atomic_and_their_frames_announced() {
         frame(r#"{"route":"OFFER","userId":"ben","data":{"candidateId":"ann","sdp":"v"}}"#),
     ))
     .await;
-    assert_eq!(refused.unwrap_err().code, ErrorCode::Glare);
+    assert_eq!(refused.unwrap_err().code, relayhub_signal::codes::GLARE);
     let census = signal.census().await.unwrap();
     assert_eq!((census.users, census.ringing), (2, 1));
     let to_ben: Vec<String> = frames.lock().unwrap().iter().filter(|(c, _)| *c == 2).map(|(_, t)| t.clone()).collect();
@@ -396,10 +396,10 @@ async fn fleet_sessions_rotate_once_and_a_reused_token_ends_the_chain() {
     let ann = users.create_user(fleet_user(&lic_a, "ann@example.com")).await.unwrap();
     // Emails are unique on the whole server, not per license.
     let taken = refusal(users.create_user(fleet_user(&lic_b, "ann@example.com")).await);
-    assert_eq!(taken.0, ErrorCode::AlreadyExists);
+    assert_eq!(taken.0, ErrorCode::ALREADY_EXISTS);
     assert_eq!(users.user_by_email("ann@example.com").await.unwrap().map(|u| u.id), Some(ann.id));
     let off = UserPatch { is_active: Some(false), ..UserPatch::default() };
-    assert_eq!(refusal(users.update_user(lic_b.pk, ann.id, off.clone()).await).0, ErrorCode::UserNotFound);
+    assert_eq!(refusal(users.update_user(lic_b.pk, ann.id, off.clone()).await).0, ErrorCode::USER_NOT_FOUND);
     assert!(users.users(lic_b.pk).await.unwrap().is_empty());
 
     let token = |n: u8| SecretHash([n; 32]);
@@ -458,14 +458,17 @@ async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
     };
     let robot = robots.start_pairing(pairing("BCDFGHJK", 60_000)).await.unwrap();
     assert_eq!((robot.status, robot.license, robot.owner_id), (RobotStatus::Pending, None, None));
-    assert_eq!(refusal(robots.start_pairing(pairing("BCDFGHJK", 60_000)).await).0, ErrorCode::PairCodeUsed);
+    assert_eq!(
+        refusal(robots.start_pairing(pairing("BCDFGHJK", 60_000)).await).0,
+        relayhub_fleet::codes::PAIR_CODE_USED
+    );
     let found = robots.pairing("BCDFGHJK").await.unwrap().expect("the pairing");
     assert_eq!((found.robot.id, found.secret, found.confirmed_at), (robot.id, SecretHash([7; 32]), None));
     assert_eq!(found.observed_ip_address.as_deref(), Some("198.51.100.4"));
 
     let mine = robots.confirm_pairing("BCDFGHJK", &ann, now).await.unwrap();
     assert_eq!((mine.status, mine.license, mine.owner_id), (RobotStatus::Active, Some(lic_a.pk), Some(ann.id)));
-    assert_eq!(refusal(robots.confirm_pairing("BCDFGHJK", &bob, now).await).0, ErrorCode::PairCodeUsed);
+    assert_eq!(refusal(robots.confirm_pairing("BCDFGHJK", &bob, now).await).0, relayhub_fleet::codes::PAIR_CODE_USED);
     assert!(robots.deliver_token("BCDFGHJK", SecretHash([8; 32])).await.unwrap());
     assert!(!robots.deliver_token("BCDFGHJK", SecretHash([9; 32])).await.unwrap(), "the token is given once");
     assert_eq!(robots.robot_by_token(SecretHash([8; 32])).await.unwrap().map(|r| r.id), Some(robot.id));
@@ -474,8 +477,8 @@ async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
     // Another license's robot is not there, for reading or writing.
     assert_eq!(robots.robot(lic_b.pk, robot.id).await.unwrap(), None);
     let rename = RobotPatch { name: Some("mine".into()), status: None };
-    assert_eq!(refusal(robots.update_robot(lic_b.pk, robot.id, rename.clone()).await).0, ErrorCode::RobotNotFound);
-    assert_eq!(refusal(robots.delete_robot(lic_b.pk, robot.id).await).0, ErrorCode::RobotNotFound);
+    assert_eq!(refusal(robots.update_robot(lic_b.pk, robot.id, rename.clone()).await).0, ErrorCode::ROBOT_NOT_FOUND);
+    assert_eq!(refusal(robots.delete_robot(lic_b.pk, robot.id).await).0, ErrorCode::ROBOT_NOT_FOUND);
     assert_eq!(robots.robots(lic_a.pk, Some(bob.id)).await.unwrap(), vec![]);
     assert_eq!(robots.robots(lic_a.pk, None).await.unwrap().len(), 1);
     let off = RobotPatch { name: None, status: Some(RobotStatus::Inactive) };
@@ -485,7 +488,10 @@ async fn fleet_pairing_confirms_once_and_a_token_finds_only_its_robot() {
     // An unconfirmed code past its life: refused, then swept with its robot;
     // a confirmed robot keeps everything but its code.
     let stale = robots.start_pairing(pairing("CDFGHJKL", -1)).await.unwrap();
-    assert_eq!(refusal(robots.confirm_pairing("CDFGHJKL", &ann, now).await).0, ErrorCode::PairCodeExpired);
+    assert_eq!(
+        refusal(robots.confirm_pairing("CDFGHJKL", &ann, now).await).0,
+        relayhub_fleet::codes::PAIR_CODE_EXPIRED
+    );
     let later = Timestamp::from_millis(now.millis() + 120_000);
     assert!(robots.sweep_pairings(later, Duration::ZERO).await.unwrap() >= 2);
     assert!(robots.pairing("CDFGHJKL").await.unwrap().is_none() && robots.pairing("BCDFGHJK").await.unwrap().is_none());

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use futures_util::StreamExt;
-use relayhub_core::secret::{Secret, SecretKind};
+use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use relayhub_registry::RegistryConfig;
 use relayhub_registry::limits::Rate;
@@ -335,7 +335,7 @@ async fn an_instance_behind_nat_answers_over_its_tunnel() {
     let unknown = proxy(&app, &device, "/echo").send().await.unwrap();
     assert_eq!(refusal(unknown).await, (404, "instance_unknown".into()));
 
-    let token = Secret::generate(SecretKind::InstanceToken);
+    let token = Secret::generate(relayhub_registry::codes::INSTANCE_TOKEN);
     let tokens = app.admin().get::<dyn InstanceTokens>().unwrap();
     tokens.set_instance_token("nat-1", token.hash(), Timestamp::now()).await.unwrap();
     let offline = proxy(&app, &device, "/echo").send().await.unwrap();
@@ -432,7 +432,7 @@ async fn open_tunnel(app: &TestApp, instance: &str, token: &Secret) -> crate::he
 }
 
 async fn issue_token(app: &TestApp, instance: &str) -> Secret {
-    let token = Secret::generate(SecretKind::InstanceToken);
+    let token = Secret::generate(relayhub_registry::codes::INSTANCE_TOKEN);
     let tokens = app.admin().get::<dyn InstanceTokens>().unwrap();
     tokens.set_instance_token(instance, token.hash(), Timestamp::now()).await.unwrap();
     token

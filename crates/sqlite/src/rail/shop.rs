@@ -220,7 +220,7 @@ impl ShopStore for SqliteStore {
                 let mut items = Vec::with_capacity(p.lines.len());
                 for line in &p.lines {
                     let found = item(conn, license, line.item_id)?
-                        .ok_or_else(|| refused(ErrorCode::ItemNotFound, format!("no item {}", line.item_id)))?;
+                        .ok_or_else(|| refused(relayhub_rail::codes::ITEM_NOT_FOUND, format!("no item {}", line.item_id)))?;
                     items.push(found);
                 }
                 let store = rules::purchase_store(&items).map_err(StoreError::Rejected)?;
@@ -290,9 +290,9 @@ impl ShopStore for SqliteStore {
     async fn task_ready(&self, license: LicensePk, store: Uuid, id: Uuid) -> StoreResult<Task> {
         self.writer
             .write(move |conn, _| {
-                task(conn, license, id)?
-                    .filter(|t| t.store_id == store)
-                    .ok_or_else(|| refused(ErrorCode::TaskNotFound, format!("no task {id} in this store")))?;
+                task(conn, license, id)?.filter(|t| t.store_id == store).ok_or_else(|| {
+                    refused(relayhub_rail::codes::TASK_NOT_FOUND, format!("no task {id} in this store"))
+                })?;
                 conn.prepare_cached("UPDATE rail_tasks SET is_ready = 1 WHERE id = ?1").sql()?.execute([id]).sql()?;
                 task(conn, license, id)?.ok_or_else(|| StoreError::Internal("task vanished".into()))
             })
