@@ -17,6 +17,7 @@ mod console;
 mod install;
 pub mod model;
 mod openapi;
+pub mod refusals;
 pub mod rules;
 pub mod store;
 pub mod telemetry;

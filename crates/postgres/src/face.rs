@@ -8,7 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Event;
-use relayhub_core::error::ErrorCode;
 use relayhub_core::ids::LicensePk;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
@@ -58,7 +57,7 @@ impl PgFaces {
             .await
             .sql()?;
         if known.is_none() {
-            return Err(StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no passenger {user}")));
+            return Err(relayhub_rail::refusals::no_passenger(user));
         }
         let count: i64 = sqlx::query("SELECT count(*) FROM rail_faces WHERE license_pk = $1 AND user_id = $2")
             .bind(license.0)
@@ -68,12 +67,7 @@ impl PgFaces {
             .sql()?
             .try_get(0)
             .sql()?;
-        if count >= i64::from(max_per_user) {
-            return Err(StoreError::rejected(
-                relayhub_rail::codes::FACE_LIMIT,
-                format!("the passenger has {count} faces enrolled; forget them first"),
-            ));
-        }
+        relayhub_rail::refusals::check_face_limit(count, max_per_user)?;
         let face = Face { id: Uuid::new_v4(), user_id: user, created_at: when };
         sqlx::query(
             "INSERT INTO rail_faces (id, license_pk, user_id, embedding, created_at) VALUES ($1, $2, $3, $4, $5)",

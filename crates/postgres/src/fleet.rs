@@ -8,7 +8,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Event;
-use relayhub_core::error::ErrorCode;
 use relayhub_core::ids::LicensePk;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
@@ -77,7 +76,7 @@ fn user_from_row(r: &PgRow) -> StoreResult<User> {
 }
 
 fn user_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no user {id} in this license"))
+    relayhub_fleet::refusals::no_user(id)
 }
 
 async fn end_sessions<'e>(db: impl PgExecutor<'e>, user: i64) -> StoreResult<()> {
@@ -107,10 +106,7 @@ impl UserStore for PgFleet {
         .await;
         match inserted {
             Ok(row) => user_from_row(&row),
-            Err(err) if is_unique_violation(&err) => Err(StoreError::rejected(
-                ErrorCode::ALREADY_EXISTS,
-                format!("a user with the email {} exists", user.email),
-            )),
+            Err(err) if is_unique_violation(&err) => Err(relayhub_fleet::refusals::user_exists(&user.email)),
             Err(err) => Err(crate::error::from_sqlx(err)),
         }
     }
@@ -341,7 +337,7 @@ async fn locked_pairing(tx: &mut Transaction<'_, Postgres>, code: &str) -> Store
 }
 
 fn robot_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::ROBOT_NOT_FOUND, format!("no robot {id} of yours"))
+    relayhub_fleet::refusals::no_robot(id)
 }
 
 fn changed(robot: i64) -> Event {
@@ -372,7 +368,7 @@ impl RobotStore for PgFleet {
         if let Some(held) = locked_pairing(&mut tx, &new.code).await? {
             // A code is free again once its pairing expired unconfirmed.
             if rules::pair_state(&held, Timestamp::now()) != rules::PairState::Expired {
-                return Err(StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_USED, "this pairing code is taken"));
+                return Err(relayhub_fleet::refusals::pairing_code_taken());
             }
             sqlx::query("DELETE FROM fleet_robots WHERE id = $1").bind(held.robot.id).execute(&mut *tx).await.sql()?;
         }
@@ -396,7 +392,7 @@ impl RobotStore for PgFleet {
             Ok(row) => row,
             // Another node took the same code a moment ago.
             Err(err) if is_unique_violation(&err) => {
-                return Err(StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_USED, "this pairing code is taken"));
+                return Err(relayhub_fleet::refusals::pairing_code_taken());
             }
             Err(err) => return Err(crate::error::from_sqlx(err)),
         };
@@ -411,9 +407,7 @@ impl RobotStore for PgFleet {
 
     async fn confirm_pairing(&self, code: &str, user: &User, now: Timestamp) -> StoreResult<Robot> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
-        let held = locked_pairing(&mut tx, code).await?.ok_or_else(|| {
-            StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_NOT_FOUND, "no pairing with this code")
-        })?;
+        let held = locked_pairing(&mut tx, code).await?.ok_or_else(relayhub_fleet::refusals::no_pairing)?;
         rules::confirm(&held, now).map_err(StoreError::Rejected)?;
         let row = sqlx::query(concat!(
             "UPDATE fleet_robots SET license_pk = $2, owner_id = $3, status = 'active', paired_at = $4 WHERE id = $1

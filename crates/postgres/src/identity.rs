@@ -1,7 +1,6 @@
 //! Licenses, bearer tokens and API keys on PostgreSQL.
 
 use async_trait::async_trait;
-use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::{
     ApiKey, CredentialInfo, IdentityStore, Invalidated, KeyScope, License, LicenseUpdate, NewCredential, NewLicense,
 };
@@ -105,10 +104,7 @@ impl IdentityStore for PgStore {
         .await;
         let pk = match inserted {
             Err(err) if is_unique_violation(&err) => {
-                return Err(StoreError::rejected(
-                    ErrorCode::ALREADY_EXISTS,
-                    format!("license {} already exists", new.number),
-                ));
+                return Err(relayhub_core::identity::refusals::license_exists(&new.number));
             }
             other => LicensePk(other.sql()?.try_get(0).sql()?),
         };
@@ -124,7 +120,7 @@ impl IdentityStore for PgStore {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let current = license_by_number(&mut *tx, number.as_str())
             .await?
-            .ok_or_else(|| StoreError::rejected(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))?;
+            .ok_or_else(|| relayhub_core::identity::refusals::no_license(number))?;
         sqlx::query("UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4, binding = $5 WHERE pk = $1")
             .bind(current.pk.0)
             .bind(update.name.unwrap_or(current.name))
@@ -171,10 +167,7 @@ impl IdentityStore for PgStore {
         .await
         .sql()?;
         if found.rows_affected() == 0 {
-            return Err(StoreError::rejected(
-                ErrorCode::CREDENTIAL_NOT_FOUND,
-                format!("no token {id} in this license"),
-            ));
+            return Err(relayhub_core::identity::refusals::no_token(id));
         }
         Ok(())
     }
@@ -238,7 +231,7 @@ impl IdentityStore for PgStore {
             .await
             .sql()?;
         if found.rows_affected() == 0 {
-            return Err(StoreError::rejected(ErrorCode::CREDENTIAL_NOT_FOUND, format!("no API key {id}")));
+            return Err(relayhub_core::identity::refusals::no_api_key(id));
         }
         Ok(())
     }

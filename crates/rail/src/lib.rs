@@ -19,6 +19,7 @@ mod console;
 pub mod face;
 pub mod keys;
 pub mod model;
+pub mod refusals;
 pub mod rules;
 pub mod store;
 

@@ -19,6 +19,7 @@ mod console;
 pub mod limits;
 pub mod model;
 pub mod proxy;
+pub mod refusals;
 pub mod rules;
 pub mod store;
 pub mod tunnel;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Event;
-use relayhub_core::error::ErrorCode;
 use relayhub_core::ids::LicensePk;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
@@ -59,7 +58,7 @@ fn user_where(conn: &Connection, filter: &str, value: impl rusqlite::ToSql) -> S
 }
 
 fn user_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::USER_NOT_FOUND, format!("no user {id} in this license"))
+    relayhub_fleet::refusals::no_user(id)
 }
 
 /// Ends every session of a user.
@@ -77,10 +76,7 @@ impl UserStore for SqliteStore {
         self.writer
             .write(move |conn, _| {
                 if user_where(conn, "email = ?1", &user.email)?.is_some() {
-                    return Err(StoreError::rejected(
-                        ErrorCode::ALREADY_EXISTS,
-                        format!("a user with the email {} exists", user.email),
-                    ));
+                    return Err(relayhub_fleet::refusals::user_exists(&user.email));
                 }
                 let now = Timestamp::now().millis();
                 conn.prepare_cached(
@@ -324,7 +320,7 @@ fn robot_where(conn: &Connection, id: i64, license: Option<LicensePk>) -> StoreR
 }
 
 fn robot_not_found(id: i64) -> StoreError {
-    StoreError::rejected(ErrorCode::ROBOT_NOT_FOUND, format!("no robot {id} of yours"))
+    relayhub_fleet::refusals::no_robot(id)
 }
 
 fn changed(robot: i64) -> Event {
@@ -340,10 +336,7 @@ impl RobotStore for SqliteStore {
                 if let Some(held) = pairing(conn, &new.code)? {
                     // A code is free again once its pairing expired unconfirmed.
                     if rules::pair_state(&held, now) != rules::PairState::Expired {
-                        return Err(StoreError::rejected(
-                            relayhub_fleet::codes::PAIR_CODE_USED,
-                            "this pairing code is taken",
-                        ));
+                        return Err(relayhub_fleet::refusals::pairing_code_taken());
                     }
                     conn.prepare_cached("DELETE FROM fleet_robots WHERE id = ?1")
                         .sql()?
@@ -383,7 +376,7 @@ impl RobotStore for SqliteStore {
         self.writer
             .write(move |conn, events| {
                 let found = pairing(conn, &code)?;
-                let held = found.ok_or_else(|| StoreError::rejected(relayhub_fleet::codes::PAIR_CODE_NOT_FOUND, "no pairing with this code"))?;
+                let held = found.ok_or_else(relayhub_fleet::refusals::no_pairing)?;
                 rules::confirm(&held, now).map_err(StoreError::Rejected)?;
                 conn.prepare_cached(
                     "UPDATE fleet_robots SET license_pk = ?2, owner_id = ?3, status = 'active', paired_at = ?4 WHERE id = ?1",

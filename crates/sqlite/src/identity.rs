@@ -1,7 +1,6 @@
 //! Licenses, bearer tokens and API keys on SQLite.
 
 use async_trait::async_trait;
-use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::{
     ApiKey, BindingPolicy, CredentialInfo, IdentityStore, Invalidated, KeyScope, License, LicenseUpdate, NewCredential,
     NewLicense,
@@ -103,10 +102,7 @@ impl IdentityStore for SqliteStore {
                     ]);
                 match inserted {
                     Err(err) if is_unique_violation(&err) => {
-                        return Err(StoreError::rejected(
-                            ErrorCode::ALREADY_EXISTS,
-                            format!("license {} already exists", new.number),
-                        ));
+                        return Err(relayhub_core::identity::refusals::license_exists(&new.number));
                     }
                     other => other.sql()?,
                 };
@@ -126,9 +122,8 @@ impl IdentityStore for SqliteStore {
         let number = number.clone();
         self.writer
             .write(move |conn, _| {
-                let current = license_by_number(conn, number.as_str())?.ok_or_else(|| {
-                    StoreError::rejected(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}"))
-                })?;
+                let current = license_by_number(conn, number.as_str())?
+                    .ok_or_else(|| relayhub_core::identity::refusals::no_license(&number))?;
                 let name = update.name.unwrap_or(current.name);
                 let expires_at = update.expires_at.unwrap_or(current.expires_at);
                 let max_devices = update.max_devices.unwrap_or(current.max_devices);
@@ -190,10 +185,7 @@ impl IdentityStore for SqliteStore {
                     .execute(params![id, license.0, at.millis()])
                     .sql()?;
                 if found == 0 {
-                    return Err(StoreError::rejected(
-                        ErrorCode::CREDENTIAL_NOT_FOUND,
-                        format!("no token {id} in this license"),
-                    ));
+                    return Err(relayhub_core::identity::refusals::no_token(&id));
                 }
                 Ok(())
             })
@@ -268,7 +260,7 @@ impl IdentityStore for SqliteStore {
                     .execute(params![id, at.millis()])
                     .sql()?;
                 if found == 0 {
-                    return Err(StoreError::rejected(ErrorCode::CREDENTIAL_NOT_FOUND, format!("no API key {id}")));
+                    return Err(relayhub_core::identity::refusals::no_api_key(&id));
                 }
                 Ok(())
             })

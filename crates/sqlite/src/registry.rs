@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
-use relayhub_core::error::ErrorCode;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
@@ -48,7 +47,7 @@ fn device(conn: &Connection, uuid: &str) -> StoreResult<Option<RegisteredDevice>
 }
 
 fn not_found(uuid: &str) -> StoreError {
-    StoreError::rejected(ErrorCode::DEVICE_NOT_FOUND, format!("no registered device {uuid}"))
+    relayhub_registry::refusals::no_registered_device(uuid)
 }
 
 #[async_trait]

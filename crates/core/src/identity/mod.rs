@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod auth;
+pub mod refusals;
 
 pub use accounts::{Account, Accounts, presented_access_token};
 pub use admin::{Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token};

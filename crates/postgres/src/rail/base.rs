@@ -121,7 +121,7 @@ impl BaseStore for PgRail {
         .sql()?
         .rows_affected();
         if added == 0 {
-            return Err(refused(ErrorCode::USER_NOT_FOUND, format!("no passenger {}", t.user_id)));
+            return Err(relayhub_rail::refusals::no_passenger(t.user_id));
         }
         Ok(Ticket {
             id,
@@ -156,7 +156,7 @@ impl BaseStore for PgRail {
         .fetch_optional(&mut *tx)
         .await
         .sql()?
-        .ok_or_else(|| refused(relayhub_rail::codes::TICKET_NOT_FOUND, "no ticket with this code"))?;
+        .ok_or_else(relayhub_rail::refusals::no_ticket)?;
         let ticket = ticket_from_row(&row)?;
         let by: Option<Uuid> = row.try_get("used_by").sql()?;
         let when: Option<chrono::DateTime<chrono::Utc>> = row.try_get("used_at").sql()?;
@@ -193,9 +193,7 @@ impl BaseStore for PgRail {
         .await;
         match inserted {
             Ok(_) => Ok(row),
-            Err(err) if is_unique_violation(&err) => {
-                Err(refused(ErrorCode::ALREADY_EXISTS, format!("an engineer {:?} exists", row.login)))
-            }
+            Err(err) if is_unique_violation(&err) => Err(relayhub_rail::refusals::engineer_exists(&row.login)),
             Err(err) => Err(from_sqlx(err)),
         }
     }
@@ -232,13 +230,9 @@ impl BaseStore for PgRail {
         .execute(&self.ctx.pool)
         .await;
         match inserted {
-            Ok(done) if done.rows_affected() == 0 => {
-                Err(refused(relayhub_rail::codes::ENGINEER_NOT_FOUND, format!("no engineer {engineer}")))
-            }
+            Ok(done) if done.rows_affected() == 0 => Err(relayhub_rail::refusals::no_engineer(engineer)),
             Ok(_) => Ok(card),
-            Err(err) if is_unique_violation(&err) => {
-                Err(refused(ErrorCode::ALREADY_EXISTS, "this card is registered already"))
-            }
+            Err(err) if is_unique_violation(&err) => Err(relayhub_rail::refusals::card_registered()),
             Err(err) => Err(from_sqlx(err)),
         }
     }

@@ -198,11 +198,11 @@ async fn passenger<'e>(db: impl PgExecutor<'e>, license: LicensePk, id: Uuid) ->
 }
 
 fn store_not_found(id: Uuid) -> StoreError {
-    refused(relayhub_rail::codes::STORE_NOT_FOUND, format!("no store {id}"))
+    relayhub_rail::refusals::no_store(id)
 }
 
 fn item_not_found(id: Uuid) -> StoreError {
-    refused(relayhub_rail::codes::ITEM_NOT_FOUND, format!("no item {id}"))
+    relayhub_rail::refusals::no_item(id)
 }
 
 /// Locks a store (not deleted) against deletion until `tx` ends: what is

@@ -403,9 +403,6 @@ impl ShopStore for PgRail {
         .fetch_optional(&self.ctx.pool)
         .await
         .sql()?;
-        row.as_ref()
-            .map(task_from_row)
-            .transpose()?
-            .ok_or_else(|| refused(relayhub_rail::codes::TASK_NOT_FOUND, format!("no task {id} in this store")))
+        row.as_ref().map(task_from_row).transpose()?.ok_or_else(|| relayhub_rail::refusals::no_task(id))
     }
 }

@@ -113,7 +113,7 @@ impl BaseStore for SqliteStore {
         self.writer
             .write(move |conn, _| {
                 if passenger(conn, license, t.user_id)?.is_none() {
-                    return Err(refused(ErrorCode::USER_NOT_FOUND, format!("no passenger {}", t.user_id)));
+                    return Err(relayhub_rail::refusals::no_passenger(t.user_id));
                 }
                 let id = Uuid::new_v4();
                 conn.prepare_cached(&format!(
@@ -166,7 +166,7 @@ impl BaseStore for SqliteStore {
                         by.zip(at).map(|(robot, at)| TicketAcceptance { robot, at: Timestamp::from_millis(at) });
                     Ok((ticket_row(r)?, accepted))
                 })?
-                .ok_or_else(|| refused(relayhub_rail::codes::TICKET_NOT_FOUND, "no ticket with this code"))?;
+                .ok_or_else(relayhub_rail::refusals::no_ticket)?;
                 match rules::ticket_verdict(&ticket, accepted, &scan).map_err(StoreError::Rejected)? {
                     rules::TicketVerdict::Repeat => Ok(Scanned { ticket, repeat: true }),
                     rules::TicketVerdict::Accept => {
@@ -193,7 +193,7 @@ impl BaseStore for SqliteStore {
                     |_| Ok(()),
                 )?;
                 if taken.is_some() {
-                    return Err(refused(ErrorCode::ALREADY_EXISTS, format!("an engineer {:?} exists", e.login)));
+                    return Err(relayhub_rail::refusals::engineer_exists(&e.login));
                 }
                 let row = Engineer {
                     id: Uuid::new_v4(),
@@ -250,11 +250,11 @@ impl BaseStore for SqliteStore {
             .write(move |conn, _| {
                 let known = one(conn, "SELECT 1 FROM rail_engineers WHERE license_pk = ?1 AND id = ?2", params![license.0, engineer], |_| Ok(()))?;
                 if known.is_none() {
-                    return Err(refused(relayhub_rail::codes::ENGINEER_NOT_FOUND, format!("no engineer {engineer}")));
+                    return Err(relayhub_rail::refusals::no_engineer(engineer));
                 }
                 let taken = one(conn, "SELECT 1 FROM rail_auth_cards WHERE license_pk = ?1 AND key = ?2", params![license.0, key.as_bytes()], |_| Ok(()))?;
                 if taken.is_some() {
-                    return Err(refused(ErrorCode::ALREADY_EXISTS, "this card is registered already"));
+                    return Err(relayhub_rail::refusals::card_registered());
                 }
                 let card = AuthCard { id: Uuid::new_v4(), engineer_id: engineer, created_at: Timestamp::now() };
                 conn.prepare_cached("INSERT INTO rail_auth_cards (id, license_pk, engineer_id, key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")

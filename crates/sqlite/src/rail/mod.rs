@@ -184,7 +184,7 @@ fn live_store(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Op
 }
 
 fn store_not_found(id: Uuid) -> StoreError {
-    refused(relayhub_rail::codes::STORE_NOT_FOUND, format!("no store {id}"))
+    relayhub_rail::refusals::no_store(id)
 }
 
 fn item(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<Item>> {
@@ -200,7 +200,7 @@ fn item(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<I
 fn own_item(conn: &Connection, license: LicensePk, store: Option<Uuid>, id: Uuid) -> StoreResult<Item> {
     item(conn, license, id)?
         .filter(|i| store.is_none_or(|s| s == i.store_id))
-        .ok_or_else(|| refused(relayhub_rail::codes::ITEM_NOT_FOUND, format!("no item {id}")))
+        .ok_or_else(|| relayhub_rail::refusals::no_item(id))
 }
 
 fn task(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<Task>> {

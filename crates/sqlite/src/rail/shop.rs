@@ -290,9 +290,9 @@ impl ShopStore for SqliteStore {
     async fn task_ready(&self, license: LicensePk, store: Uuid, id: Uuid) -> StoreResult<Task> {
         self.writer
             .write(move |conn, _| {
-                task(conn, license, id)?.filter(|t| t.store_id == store).ok_or_else(|| {
-                    refused(relayhub_rail::codes::TASK_NOT_FOUND, format!("no task {id} in this store"))
-                })?;
+                task(conn, license, id)?
+                    .filter(|t| t.store_id == store)
+                    .ok_or_else(|| relayhub_rail::refusals::no_task(id))?;
                 conn.prepare_cached("UPDATE rail_tasks SET is_ready = 1 WHERE id = ?1").sql()?.execute([id]).sql()?;
                 task(conn, license, id)?.ok_or_else(|| StoreError::Internal("task vanished".into()))
             })
