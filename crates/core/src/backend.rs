@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::capability::BuildError;
 use crate::devices::{DeviceStore, PresenceStore};
 use crate::identity::IdentityStore;
 use crate::store::StoreResult;
@@ -59,12 +60,12 @@ impl Stores {
     }
 
     /// A store trait a capability module of this backend provided.
-    pub fn get<T: ?Sized + Send + Sync + 'static>(&self) -> Result<Arc<T>, String> {
+    pub fn get<T: ?Sized + Send + Sync + 'static>(&self) -> Result<Arc<T>, BuildError> {
         self.capabilities
             .get(&TypeId::of::<Arc<T>>())
             .and_then(|s| s.downcast_ref::<Arc<T>>())
             .cloned()
-            .ok_or_else(|| format!("the {} backend provides no {}", self.backend.kind(), std::any::type_name::<T>()))
+            .ok_or_else(|| BuildError::MissingStore { backend: self.backend.kind(), store: std::any::type_name::<T>() })
     }
 
     /// Commits what is pending and closes the backend.

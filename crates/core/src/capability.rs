@@ -46,6 +46,35 @@ pub struct Platform {
     pub accounts: Option<Arc<dyn Accounts>>,
 }
 
+/// Why a capability could not be built, said to the operator at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Its configuration section has an unknown key or a bad value.
+    #[error("[{section}]: {reason}")]
+    Config { section: &'static str, reason: String },
+    /// The backend offers no implementation of a store trait it needs: a
+    /// backend module that was not wired, not a setting.
+    #[error("the {backend} backend provides no {store}")]
+    MissingStore { backend: &'static str, store: &'static str },
+    /// Something it sets up while it is built failed (an HTTP client, an
+    /// identity provider's keys, a key file).
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl BuildError {
+    /// A bad value in `section` that its type cannot refuse by itself.
+    pub fn config(section: &'static str, reason: impl Into<String>) -> Self {
+        BuildError::Config { section, reason: reason.into() }
+    }
+}
+
+impl From<String> for BuildError {
+    fn from(reason: String) -> Self {
+        BuildError::Setup(reason)
+    }
+}
+
 /// What an administration command prints: JSON with `--json`, else text.
 #[derive(Debug, Clone)]
 pub struct CommandOutput {
@@ -104,7 +133,7 @@ pub trait Spec: Capability + Sized {
     type Config: Serialize + DeserializeOwned + Default;
     /// Builds it on the platform. Must not start tasks (see
     /// [`Capability::start`]): administration commands build it too.
-    fn build(config: Self::Config, platform: &Platform) -> Result<Self, String>;
+    fn build(config: Self::Config, platform: &Platform) -> Result<Self, BuildError>;
     /// Administration subcommands it adds to `relayhub` (`relayhub user …`).
     fn commands() -> Vec<clap::Command> {
         Vec::new()
@@ -120,9 +149,9 @@ pub trait Module: Send + Sync + 'static {
     /// The section's defaults, for the configuration loader.
     fn default_config(&self) -> serde_json::Value;
     /// Refuses a section with unknown keys or bad values.
-    fn check_config(&self, section: serde_json::Value) -> Result<(), String>;
+    fn check_config(&self, section: serde_json::Value) -> Result<(), BuildError>;
     /// Builds the capability from its section (defaults filled in).
-    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, String>;
+    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, BuildError>;
     fn commands(&self) -> Vec<clap::Command>;
 }
 
@@ -149,11 +178,11 @@ impl<C: Spec> Module for SpecModule<C> {
         serde_json::to_value(C::Config::default()).unwrap_or_default()
     }
 
-    fn check_config(&self, section: serde_json::Value) -> Result<(), String> {
+    fn check_config(&self, section: serde_json::Value) -> Result<(), BuildError> {
         parse_section::<C::Config>(C::NAME, section).map(|_| ())
     }
 
-    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, String> {
+    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, BuildError> {
         Ok(Arc::new(C::build(parse_section(C::NAME, section)?, platform)?))
     }
 
@@ -162,8 +191,8 @@ impl<C: Spec> Module for SpecModule<C> {
     }
 }
 
-fn parse_section<T: DeserializeOwned>(name: &str, section: serde_json::Value) -> Result<T, String> {
-    serde_json::from_value(section).map_err(|e| format!("[{name}]: {e}"))
+fn parse_section<T: DeserializeOwned>(name: &'static str, section: serde_json::Value) -> Result<T, BuildError> {
+    serde_json::from_value(section).map_err(|e| BuildError::Config { section: name, reason: e.to_string() })
 }
 
 /// The list entry of a capability: `module::<Relay>()`.

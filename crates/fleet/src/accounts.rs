@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
+use relayhub_core::capability::BuildError;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::identity::{Account, Accounts, IdentityStore, License};
 use relayhub_core::secret::Secret;
@@ -36,7 +37,7 @@ pub struct SignedIn {
 
 impl FleetAccounts {
     /// On the backend's fleet stores.
-    pub fn new(stores: &Stores) -> Result<Self, String> {
+    pub fn new(stores: &Stores) -> Result<Self, BuildError> {
         Ok(Self {
             users: stores.get()?,
             sessions: stores.get()?,

@@ -35,7 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
 use relayhub_core::attempts::Attempts;
-use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
+use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
@@ -162,7 +162,7 @@ impl Spec for Fleet {
     const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
     type Config = FleetConfig;
 
-    fn build(config: FleetConfig, platform: &Platform) -> Result<Self, String> {
+    fn build(config: FleetConfig, platform: &Platform) -> Result<Self, BuildError> {
         let stores = &platform.stores;
         let metrics = FleetMetrics::default();
         platform.metrics.register(

@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::gauge::Gauge;
-use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
+use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
@@ -192,7 +192,7 @@ impl Spec for Rail {
     const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
     type Config = RailConfig;
 
-    fn build(config: RailConfig, platform: &Platform) -> Result<Self, String> {
+    fn build(config: RailConfig, platform: &Platform) -> Result<Self, BuildError> {
         let stores = &platform.stores;
         let passengers = if config.oidc.is_set() {
             let source = JwksSource::parse(&config.oidc.jwks);
@@ -202,10 +202,10 @@ impl Spec for Rail {
             None
         };
         if !(1..=4096).contains(&config.face.dimension) {
-            return Err("[rail.face] dimension must be 1-4096".into());
+            return Err(BuildError::config("rail.face", "dimension must be 1-4096"));
         }
         if !(config.face.threshold.is_finite() && (0.0..=2.0).contains(&config.face.threshold)) {
-            return Err("[rail.face] threshold must be 0-2 (Euclidean, between unit vectors)".into());
+            return Err(BuildError::config("rail.face", "threshold must be 0-2 (Euclidean, between unit vectors)"));
         }
         let (face_sync, face_changes) = FaceSync::subscribe(&platform.bus);
         let face_index = Arc::new(FaceIndex::new(config.face.dimension, config.face.expansion_search.max(1)));
@@ -221,12 +221,13 @@ impl Spec for Rail {
             faces_indexed.set(index.len() as i64);
             face_index_bytes.set(index.bytes() as i64);
         });
-        let per_minute = NonZeroU32::new(config.engineer_attempts_per_minute)
-            .ok_or("[rail] engineer_attempts_per_minute must be at least 1")?;
-        let challenges =
-            NonZeroU32::new(config.challenges_per_minute).ok_or("[rail] challenges_per_minute must be at least 1")?;
-        let challenges_by_address = NonZeroU32::new(config.challenges_per_minute_per_address)
-            .ok_or("[rail] challenges_per_minute_per_address must be at least 1")?;
+        let at_least_one = |value: u32, name: &str| {
+            NonZeroU32::new(value).ok_or_else(|| BuildError::config("rail", format!("{name} must be at least 1")))
+        };
+        let per_minute = at_least_one(config.engineer_attempts_per_minute, "engineer_attempts_per_minute")?;
+        let challenges = at_least_one(config.challenges_per_minute, "challenges_per_minute")?;
+        let challenges_by_address =
+            at_least_one(config.challenges_per_minute_per_address, "challenges_per_minute_per_address")?;
         Ok(Self {
             base: stores.get()?,
             shops: stores.get()?,

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 use relayhub_core::backend::Backend;
-use relayhub_core::capability::{Capability, CommandOutput, Platform, Section, Spec};
+use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::gateway::Gateway;
@@ -131,7 +131,7 @@ impl Spec for Registry {
     const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
     type Config = RegistryConfig;
 
-    fn build(config: RegistryConfig, platform: &Platform) -> Result<Self, String> {
+    fn build(config: RegistryConfig, platform: &Platform) -> Result<Self, BuildError> {
         let stores = &platform.stores;
         let timeouts = Timeouts { connect: config.connect_timeout, answer: config.timeout, read: config.read_timeout };
         let metrics = RegistryMetrics::default();

@@ -30,7 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Unit;
-use relayhub_core::capability::{Capability, Platform, Section, Spec};
+use relayhub_core::capability::{BuildError, Capability, Platform, Section, Spec};
 use relayhub_core::devices::{DeviceStore, PresenceStore};
 use relayhub_core::error::ErrorCode;
 use relayhub_core::gateway::Gateway;
@@ -210,11 +210,11 @@ impl Spec for Relay {
     const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
     type Config = RelayConfig;
 
-    fn build(config: RelayConfig, platform: &Platform) -> Result<Self, String> {
+    fn build(config: RelayConfig, platform: &Platform) -> Result<Self, BuildError> {
         let stores = &platform.stores;
         let hub = Arc::new(Hub::new(config.mailbox));
         let new_devices = std::num::NonZeroU32::new(config.new_devices_per_minute)
-            .ok_or("[relay] new_devices_per_minute must be at least 1")?;
+            .ok_or_else(|| BuildError::config("relay", "new_devices_per_minute must be at least 1"))?;
         hub.subscribe(&platform.bus);
         Ok(Self(Arc::new(RelayParts {
             config: Arc::new(config),

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use relayhub_core::backend::Stores;
-use relayhub_core::capability::{Module, module};
+use relayhub_core::capability::{BuildError, Module, module};
 use relayhub_core::identity::Accounts;
 use relayhub_fleet::Fleet;
 use relayhub_fleet::accounts::FleetAccounts;
@@ -23,7 +23,7 @@ pub fn modules() -> Vec<Box<dyn Module>> {
 /// Who signs in: the fleet's users, whose access tokens other capabilities
 /// (call signaling) accept through [`Accounts`] without depending on the
 /// fleet.
-pub fn accounts(stores: &Stores) -> Result<Arc<dyn Accounts>, String> {
+pub fn accounts(stores: &Stores) -> Result<Arc<dyn Accounts>, BuildError> {
     Ok(Arc::new(FleetAccounts::new(stores)?))
 }
 

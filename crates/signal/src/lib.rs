@@ -48,7 +48,7 @@ use prometheus_client::registry::Unit;
 use relayhub_core::admission::Connection;
 use relayhub_core::alerts::Alerter;
 use relayhub_core::bus::Delivery;
-use relayhub_core::capability::{Capability, Platform, Section, Spec};
+use relayhub_core::capability::{BuildError, Capability, Platform, Section, Spec};
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::gateway::{CloseHandle, CloseReason, ConnId, Credentials, Gateway, Heartbeat, Liveness};
 use relayhub_core::identity::{
@@ -169,9 +169,12 @@ impl Spec for Signal {
     const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
     type Config = SignalConfig;
 
-    fn build(config: SignalConfig, platform: &Platform) -> Result<Self, String> {
+    fn build(config: SignalConfig, platform: &Platform) -> Result<Self, BuildError> {
         if config.require_user && platform.accounts.is_none() {
-            return Err("signal.require_user needs users to sign in, and this server keeps none".into());
+            return Err(BuildError::config(
+                "signal",
+                "require_user needs users to sign in, and this server keeps none",
+            ));
         }
         if config.open && !config.require_user {
             tracing::warn!("call signaling accepts sockets without an API key (--signal-open)");

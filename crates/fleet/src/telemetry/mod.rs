@@ -34,6 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use relayhub_core::backend::Stores;
+use relayhub_core::capability::BuildError;
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::metrics::Metrics;
 use serde::{Deserialize, Serialize};
@@ -222,16 +223,17 @@ impl Telemetry {
         forwarding: ForwardConfig,
         stores: &Stores,
         metrics: &Metrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         if let Some(url) = &forwarding.url {
             let shown = relayhub_core::secret::redact_url(url);
-            let parsed = reqwest::Url::parse(url).map_err(|e| format!("fleet.forward.url {shown}: {e}"))?;
+            let refused = |why: String| BuildError::config("fleet.forward", format!("url {shown}: {why}"));
+            let parsed = reqwest::Url::parse(url).map_err(|e| refused(e.to_string()))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(format!("fleet.forward.url {shown}: not an http(s) URL"));
+                return Err(refused("not an http(s) URL".into()));
             }
         }
         if config.rollup_step.is_zero() || config.rollup_step.as_nanos() > i64::MAX as u128 {
-            return Err("fleet.telemetry.rollup_step must be positive".into());
+            return Err(BuildError::config("fleet.telemetry", "rollup_step must be positive"));
         }
         let telemetry = Self {
             in_flight: Arc::new(Semaphore::new(config.max_writes_in_flight.max(1))),
