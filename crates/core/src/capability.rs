@@ -109,7 +109,7 @@ pub trait Capability: Send + Sync + 'static {
     /// the server does.
     fn describe(&self, _api: &mut utoipa::openapi::OpenApi) {}
     /// Its pages in the web console (`/console/…`), if it has any.
-    fn console(&self) -> Option<crate::console::Section> {
+    fn console(&self) -> Option<crate::console::Pages> {
         None
     }
     /// Runs one of the administration commands its module declared.

@@ -265,8 +265,8 @@ impl Capability for Rail {
     }
 
     /// The admin pages (seed 004's DebugConsole), for the license's admins.
-    fn console(&self) -> Option<relayhub_core::console::Section> {
-        Some(console::section(self.clone()))
+    fn console(&self) -> Option<relayhub_core::console::Pages> {
+        Some(console::pages(self.clone()))
     }
 
     /// Loads the face index and keeps it in step; forgets expired

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use relayhub_core::console::{
-    Form, Markup, NavItem, PageError, PageResult, Section, ShownTo, Viewer, html, live, time_ago,
+    Form, Markup, NavItem, PageError, PageResult, Pages, ShownTo, Viewer, html, live, time_ago,
 };
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
@@ -37,7 +37,7 @@ const PAGE_SIZE: usize = 100;
 const MAX_PAGE: u32 = 50;
 
 /// The registry's section of the console.
-pub fn section(registry: Registry) -> Section {
+pub fn pages(registry: Registry) -> Pages {
     let identity = registry.identity.clone();
     // Offered only where it opens: to the admins of a server's only license.
     let shown: ShownTo = Arc::new(move |account| {
@@ -57,7 +57,7 @@ pub fn section(registry: Registry) -> Section {
         .route("/console/registry/{device}/approve", post(approve))
         .route("/console/registry/{device}/block", post(block))
         .with_state(registry);
-    Section::new(nav, pages)
+    Pages::new(nav, pages)
 }
 
 /// Whether the registry is the viewer's license's to see: it is the only

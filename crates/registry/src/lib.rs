@@ -161,8 +161,8 @@ impl Capability for Registry {
         RegistryConfig::NAME
     }
 
-    fn console(&self) -> Option<relayhub_core::console::Section> {
-        Some(console::section(self.clone()))
+    fn console(&self) -> Option<relayhub_core::console::Pages> {
+        Some(console::pages(self.clone()))
     }
 
     fn router(&self) -> OpenApiRouter {

@@ -240,8 +240,8 @@ impl Capability for Relay {
         RelayConfig::NAME
     }
 
-    fn console(&self) -> Option<relayhub_core::console::Section> {
-        Some(console::section(self.clone()))
+    fn console(&self) -> Option<relayhub_core::console::Pages> {
+        Some(console::pages(self.clone()))
     }
 
     fn router(&self) -> OpenApiRouter {

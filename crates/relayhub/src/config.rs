@@ -18,8 +18,8 @@ use relayhub_core::capability::{Module, Section};
 use relayhub_core::gateway::GatewayConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::accept::HttpConfig;
 use crate::capabilities;
-use crate::serve::HttpConfig;
 
 /// Environment variables read by clap, the logger or the tests rather than
 /// the configuration.

@@ -4,6 +4,7 @@
 //! [`Server`] is the entry point for embedding and tests: build it on a
 //! bound listener, run it with a shutdown future.
 
+pub mod accept;
 pub mod admin;
 pub mod backup;
 pub mod capabilities;
@@ -14,7 +15,6 @@ pub mod demo;
 pub mod logging;
 pub mod openapi;
 pub mod ops;
-pub mod serve;
 pub mod server;
 pub mod stores;
 

@@ -24,11 +24,11 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::accept::HttpConfig;
 use crate::capabilities;
 use crate::config::Config;
 use crate::openapi;
 use crate::ops::{self, Ops};
-use crate::serve::HttpConfig;
 
 /// A server ready to run on its listener.
 pub struct Server {
@@ -115,7 +115,7 @@ impl Server {
             token.cancel();
         };
         tracing::info!(addr = %listener.local_addr()?, "relayhub listening");
-        let served = crate::serve::serve(listener, router, &http, &platform.metrics, signal).await;
+        let served = crate::accept::serve(listener, router, &http, &platform.metrics, signal).await;
         platform.gateway.shutdown().await;
         platform.tasks.stop().await;
         platform.stores.close().await;

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use relayhub_core::console::{Markup, NavItem, PageError, PageResult, Section, Viewer, html, live, time_ago};
+use relayhub_core::console::{Markup, NavItem, PageError, PageResult, Pages, Viewer, html, live, time_ago};
 use relayhub_core::ids::LicensePk;
 use relayhub_core::time::Timestamp;
 
@@ -21,7 +21,7 @@ use crate::overview::{CallState, Overview, Party};
 use crate::state::Status;
 
 /// The signal's section of the console.
-pub fn section(signal: Signal) -> Section {
+pub fn pages(signal: Signal) -> Pages {
     let nav = vec![NavItem {
         label: "Calls",
         href: "/console/calls",
@@ -33,7 +33,7 @@ pub fn section(signal: Signal) -> Section {
         .route("/console/calls", get(calls))
         .route("/console/calls/live", get(calls_live))
         .with_state(signal);
-    Section::new(nav, pages)
+    Pages::new(nav, pages)
 }
 
 async fn calls(State(signal): State<Signal>, viewer: Viewer) -> PageResult {

@@ -4,7 +4,7 @@
 //! the embedded assets.
 //!
 //! A capability adds pages by answering [`crate::capability::Capability::console`]
-//! with a [`Section`]: its navigation entries and its routes under
+//! with a [`Pages`]: its navigation entries and its routes under
 //! `/console/…`. Its handlers take a [`Viewer`] (who is signed in, for
 //! which license) and answer [`Page`]s. Pages are rendered on the server,
 //! so every page works without scripts; a few lines of script replace
@@ -83,7 +83,7 @@ pub(crate) async fn nav_for(nav: &[NavItem], account: &Account) -> Arc<[NavItem]
 }
 
 /// What a capability adds to the console.
-pub struct Section {
+pub struct Pages {
     pub nav: Vec<NavItem>,
     /// Pages for signed-in users (state applied), under `/console/`.
     pub pages: Router,
@@ -91,7 +91,7 @@ pub struct Section {
     pub public: Router,
 }
 
-impl Section {
+impl Pages {
     pub fn new(nav: Vec<NavItem>, pages: Router) -> Self {
         Self { nav, pages, public: Router::new() }
     }
@@ -145,7 +145,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
 
 /// The console: the shell's own pages and every section's, behind the
 /// session check. Live regions end when `shutdown` is cancelled.
-pub fn router(accounts: Arc<dyn Accounts>, sections: Vec<Section>, shutdown: CancellationToken) -> Router {
+pub fn router(accounts: Arc<dyn Accounts>, sections: Vec<Pages>, shutdown: CancellationToken) -> Router {
     let nav: Arc<[NavItem]> = sections.iter().flat_map(|s| s.nav.iter().cloned()).collect();
     let mut pages = Router::new();
     let mut public = Router::new();

@@ -9,13 +9,13 @@ mod signin;
 
 use axum::Router;
 use axum::http::StatusCode;
-use relayhub_core::console::{NavItem, PageError, Section, Viewer};
+use relayhub_core::console::{NavItem, PageError, Pages, Viewer};
 
 use crate::Fleet;
 use crate::auth::UserAuth;
 
 /// The fleet's section of the console.
-pub fn section(fleet: Fleet) -> Section {
+pub fn pages(fleet: Fleet) -> Pages {
     let nav = vec![
         NavItem {
             label: "Robots",
@@ -33,7 +33,7 @@ pub fn section(fleet: Fleet) -> Section {
         },
     ];
     let pages = Router::new().merge(robots::routes()).merge(pair::routes()).with_state(fleet.clone());
-    Section { nav, pages, public: signin::routes().with_state(fleet) }
+    Pages { nav, pages, public: signin::routes().with_state(fleet) }
 }
 
 /// The viewer as the fleet's API sees a caller, so the pages ask the same

@@ -22,7 +22,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use relayhub_core::console::{Markup, NavItem, Page, PageError, Section, Viewer, html};
+use relayhub_core::console::{Markup, NavItem, Page, PageError, Pages, Viewer, html};
 use relayhub_core::ids::LicensePk;
 use relayhub_core::store::PageRequest;
 use relayhub_core::time::Timestamp;
@@ -33,7 +33,7 @@ use crate::Rail;
 use crate::api::{Paging, RailError};
 
 /// The rail's section of the console.
-pub fn section(rail: Rail) -> Section {
+pub fn pages(rail: Rail) -> Pages {
     let nav = vec![NavItem {
         label: "Rail",
         href: "/console/rail",
@@ -49,7 +49,7 @@ pub fn section(rail: Rail) -> Section {
         .merge(tickets::routes())
         .merge(engineers::routes())
         .with_state(rail);
-    Section::new(nav, pages)
+    Pages::new(nav, pages)
 }
 
 impl Rail {

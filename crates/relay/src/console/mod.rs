@@ -9,13 +9,13 @@ mod devices;
 mod license;
 
 use axum::Router;
-use relayhub_core::console::{NavItem, PageError, Section, Viewer};
+use relayhub_core::console::{NavItem, PageError, Pages, Viewer};
 use relayhub_core::identity::License;
 
 use crate::Relay;
 
 /// The relay's section of the console.
-pub fn section(relay: Relay) -> Section {
+pub fn pages(relay: Relay) -> Pages {
     let nav = vec![
         NavItem {
             label: "Devices",
@@ -41,7 +41,7 @@ pub fn section(relay: Relay) -> Section {
     ];
     let pages =
         Router::new().merge(devices::routes()).merge(device::routes()).merge(license::routes()).with_state(relay);
-    Section::new(nav, pages)
+    Pages::new(nav, pages)
 }
 
 impl Relay {
