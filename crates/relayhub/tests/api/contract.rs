@@ -34,15 +34,15 @@ use serde_json::value::RawValue;
 use crate::helpers::{PATIENCE, PgDatabase, init_logs};
 
 /// A fresh backend of the kind this run tests, serving.
-struct Backend {
-    stores: Stores,
-    bus: Bus,
+pub(crate) struct Backend {
+    pub(crate) stores: Stores,
+    pub(crate) bus: Bus,
     _dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
 }
 
 impl Backend {
-    async fn open() -> Self {
+    pub(crate) async fn open() -> Self {
         init_logs();
         let dir = tempfile::tempdir().unwrap();
         let pg = PgDatabase::create().await;
@@ -58,7 +58,7 @@ impl Backend {
         Self { stores, bus, _dir: dir, _pg: pg }
     }
 
-    async fn license(&self, number: &str, max_devices: Option<u32>) -> License {
+    pub(crate) async fn license(&self, number: &str, max_devices: Option<u32>) -> License {
         let new = NewLicense {
             number: LicenseNumber::parse(number).unwrap(),
             name: String::new(),
@@ -81,7 +81,7 @@ impl Backend {
         self.stores.get().unwrap()
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         self.stores.close().await;
     }
 }
@@ -100,7 +100,7 @@ fn message(device: &str, data: &str, key: Option<&str>) -> NewMessage {
 }
 
 /// The refusal's code and message.
-fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> (ErrorCode, String) {
+pub(crate) fn refusal<T: std::fmt::Debug>(result: Result<T, StoreError>) -> (ErrorCode, String) {
     match result {
         Err(StoreError::Rejected(api)) => (api.code, api.message),
         other => panic!("expected a refusal, got {other:?}"),

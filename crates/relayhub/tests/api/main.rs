@@ -9,6 +9,7 @@ mod cluster;
 mod console;
 mod console_pages;
 mod contract;
+mod contract_rail;
 mod delivery;
 mod device_credentials;
 mod durability;
