@@ -168,7 +168,7 @@ mod tests {
         crate::conn::open_writer(&database).unwrap();
         let into = dir.path().join("copy.db");
         let snapshot = snapshot(&database, &into).unwrap();
-        assert_eq!(snapshot.schema_version, crate::conn::MIGRATIONS.len() as i64);
+        assert_eq!(snapshot.schema_version, crate::conn::LEGACY.len() as i64);
         assert!(snapshot.bytes > 0);
         assert!(!partial_name(&into).exists());
         crate::conn::open_writer(&into).expect("a server opens the copy");

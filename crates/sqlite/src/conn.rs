@@ -5,29 +5,30 @@ use std::time::Duration;
 
 use relayhub_core::store::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
-use rusqlite_migration::{M, Migrations};
+use rusqlite_migration::M;
 
 use crate::error::SqlResult;
+use crate::schema;
 
-pub(crate) const MIGRATIONS: &[M<'static>] = &[
-    M::up(include_str!("../migrations/0001_init.sql")),
-    M::up(include_str!("../migrations/0002_settings.sql")),
-    M::up(include_str!("../migrations/0003_receipts_unindexed.sql")),
-    M::up(include_str!("../migrations/0004_fleet.sql")),
-    M::up(include_str!("../migrations/0005_telemetry.sql")),
-    M::up(include_str!("../migrations/0006_registry.sql")),
-    M::up(include_str!("../migrations/0007_rail.sql")),
-    M::up(include_str!("../migrations/0008_faces.sql")),
-    M::up(include_str!("../migrations/0009_queue_heads.sql")),
-    M::up(include_str!("../migrations/0010_partitions.sql")),
-    M::up(include_str!("../migrations/0011_pair_observed_ip.sql")),
-    M::up(include_str!("../migrations/0012_telemetry_series.sql")),
-    M::up(include_str!("../migrations/0013_device_credentials.sql")),
-    M::up(include_str!("../migrations/0014_rail_retries.sql")),
+/// The whole-file sequence files were migrated by before each module had
+/// its own versions (see [`crate::schema`]); frozen: a change is a module's
+/// next migration.
+pub(crate) const LEGACY: &[M<'static>] = &[
+    M::up(include_str!("../migrations/legacy/0001_init.sql")),
+    M::up(include_str!("../migrations/legacy/0002_settings.sql")),
+    M::up(include_str!("../migrations/legacy/0003_receipts_unindexed.sql")),
+    M::up(include_str!("../migrations/legacy/0004_fleet.sql")),
+    M::up(include_str!("../migrations/legacy/0005_telemetry.sql")),
+    M::up(include_str!("../migrations/legacy/0006_registry.sql")),
+    M::up(include_str!("../migrations/legacy/0007_rail.sql")),
+    M::up(include_str!("../migrations/legacy/0008_faces.sql")),
+    M::up(include_str!("../migrations/legacy/0009_queue_heads.sql")),
+    M::up(include_str!("../migrations/legacy/0010_partitions.sql")),
+    M::up(include_str!("../migrations/legacy/0011_pair_observed_ip.sql")),
+    M::up(include_str!("../migrations/legacy/0012_telemetry_series.sql")),
+    M::up(include_str!("../migrations/legacy/0013_device_credentials.sql")),
+    M::up(include_str!("../migrations/legacy/0014_rail_retries.sql")),
 ];
-
-/// A partition file's schema (see `migrations/partition/`).
-pub(crate) const PARTITION_MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../migrations/partition/0001_relay.sql"))];
 
 /// The name a partition file's connection gives the main file.
 pub(crate) const HUB: &str = "hub";
@@ -52,8 +53,7 @@ pub(crate) fn open_writer(path: &Path) -> StoreResult<Connection> {
 /// serialise the partitions behind the main writer (`Begin::ThisFileOnly`).
 pub(crate) fn open_partition_writer(path: &Path, hub: &Path) -> StoreResult<Connection> {
     let mut conn = open_for_writing(path)?;
-    Migrations::new(PARTITION_MIGRATIONS.to_vec())
-        .to_latest(&mut conn)
+    schema::migrate(&mut conn, &crate::PARTITION_FILE)
         .map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
     attach_hub(&conn, hub)?;
     Ok(conn)
@@ -98,13 +98,9 @@ pub fn partition_path(main: &Path, index: usize) -> std::path::PathBuf {
     main.with_file_name(name)
 }
 
-fn migrations() -> Migrations<'static> {
-    Migrations::new(MIGRATIONS.to_vec())
-}
-
-/// Brings the schema to the latest migration.
-pub(crate) fn migrate(conn: &mut Connection) -> rusqlite_migration::Result<()> {
-    migrations().to_latest(conn)
+/// Brings every module of the main file to its latest migration.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), String> {
+    schema::migrate(conn, &crate::MAIN_FILE)
 }
 
 /// Locks `<database>.lock` for this process, with its pid in it, or says
@@ -175,7 +171,6 @@ fn open_reader_with(path: &Path, hub: Option<&Path>) -> StoreResult<Connection> 
 mod tests {
     #[test]
     fn migrations_are_valid() {
-        assert!(super::migrations().validate().is_ok());
-        assert!(super::Migrations::new(super::PARTITION_MIGRATIONS.to_vec()).validate().is_ok());
+        assert!(rusqlite_migration::Migrations::new(super::LEGACY.to_vec()).validate().is_ok());
     }
 }

@@ -18,6 +18,10 @@ use uuid::Uuid;
 use crate::SqliteStore;
 use crate::error::SqlResult;
 
+/// The face module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema =
+    crate::schema::Schema { module: "face", migrations: &[include_str!("../migrations/face/0001_baseline.sql")] };
+
 /// Offers the face store.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     stores.provide::<dyn FaceStore>(store.clone());

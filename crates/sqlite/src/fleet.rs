@@ -21,6 +21,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
 
+/// The fleet module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema =
+    crate::schema::Schema { module: "fleet", migrations: &[include_str!("../migrations/fleet/0001_baseline.sql")] };
+
 /// Offers the fleet's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     stores.provide::<dyn UserStore>(store.clone());

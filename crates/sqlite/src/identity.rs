@@ -14,6 +14,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
 
+/// The core module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema =
+    crate::schema::Schema { module: "core", migrations: &[include_str!("../migrations/core/0001_baseline.sql")] };
+
 const LICENSE_COLUMNS: &str = "pk, number, name, expires_at, max_devices, created_at, binding";
 
 fn license_from_row(row: &Row<'_>) -> rusqlite::Result<License> {

@@ -20,6 +20,7 @@ mod rail;
 mod readers;
 mod registry;
 mod relay;
+mod schema;
 mod signal;
 mod telemetry;
 mod writer;
@@ -40,6 +41,28 @@ pub use crate::partitions::{MAX_PARTITIONS, default_partitions};
 use crate::partitions::Partitions;
 use crate::readers::Readers;
 use crate::writer::{Begin, Writer};
+
+/// The main file: every module's tables, the core's first (the others
+/// refer to them).
+pub(crate) const MAIN_FILE: schema::FileKind = schema::FileKind {
+    modules: &[
+        identity::SCHEMA,
+        relay::SCHEMA,
+        fleet::SCHEMA,
+        telemetry::SCHEMA,
+        registry::SCHEMA,
+        rail::SCHEMA,
+        face::SCHEMA,
+    ],
+    legacy: conn::LEGACY,
+    legacy_version: conn::LEGACY.len() as i64,
+    legacy_modules: &["core", "relay", "fleet", "telemetry", "registry", "rail", "face"],
+};
+
+/// A partition file: the relay's tables only. Its one legacy migration was
+/// the relay's first.
+pub(crate) const PARTITION_FILE: schema::FileKind =
+    schema::FileKind { modules: &[relay::SCHEMA], legacy: &[], legacy_version: 1, legacy_modules: &["relay"] };
 
 /// Reader threads; reads are short, two cores are the target machine.
 const READERS: usize = 4;

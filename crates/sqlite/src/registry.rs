@@ -16,6 +16,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
 
+/// The registry module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "registry",
+    migrations: &[include_str!("../migrations/registry/0001_baseline.sql")],
+};
+
 /// Offers the registry's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     stores.provide::<dyn DeviceRegistry>(store.clone());

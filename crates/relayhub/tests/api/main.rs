@@ -40,5 +40,6 @@ mod signal_users;
 mod telemetry;
 mod telemetry_quotas;
 mod tenancy;
+mod upgrade;
 mod walkthrough;
 mod webrtc;

@@ -26,6 +26,10 @@ mod base;
 mod sessions;
 mod shop;
 
+/// The rail module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema =
+    crate::schema::Schema { module: "rail", migrations: &[include_str!("../../migrations/rail/0001_baseline.sql")] };
+
 /// Offers the rail capability's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     stores.provide::<dyn BaseStore>(store.clone());

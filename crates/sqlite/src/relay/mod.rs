@@ -32,6 +32,10 @@ use crate::SqliteStore;
 use crate::devices;
 use crate::error::SqlResult;
 
+/// The relay module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema =
+    crate::schema::Schema { module: "relay", migrations: &[include_str!("../../migrations/relay/0001_baseline.sql")] };
+
 /// Offers the relay's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     stores.provide::<dyn QueueStore>(store.clone());

@@ -419,7 +419,7 @@ mod tests {
     fn upgrading_keeps_every_queue_head() {
         let mut conn = Connection::open_in_memory().unwrap();
         let before_queue_heads = 8; // 0001 to 0008
-        rusqlite_migration::Migrations::new(crate::conn::MIGRATIONS[..before_queue_heads].to_vec())
+        rusqlite_migration::Migrations::new(crate::conn::LEGACY[..before_queue_heads].to_vec())
             .to_latest(&mut conn)
             .unwrap();
         conn.execute_batch(

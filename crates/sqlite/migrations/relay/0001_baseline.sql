@@ -1,14 +1,15 @@
--- A partition file: the relay's per-license tables, as they are in the main
--- file (0001, 0002, 0003, 0009 there), for the licenses recorded in this
--- partition. Device bindings and licenses stay in the main file, which
--- every connection to a partition attaches as `hub` (read only): names
--- without a schema find these tables first, then the main file's
--- `devices`. No foreign keys: SQLite cannot check them across files.
--- A change to one of these tables needs a migration here and in the main
--- file's list (partition 0 is the main file).
+-- The relay's tables: per-device queues and their messages, the inbox of
+-- records devices send up, and device settings with their history and the
+-- Google accounts that follow them. One schema for the main file and for
+-- every partition file (a license's relay data lives in one of them):
+-- bindings and licenses stay in the main file, which a partition's
+-- connections attach as `hub` (read only), so there are no foreign keys
+-- (SQLite cannot check them across files).
+-- Its first version: the schema as legacy/ left the main file (0001,
+-- 0002, 0003, 0009 there) and partition/0001_relay.sql the partitions.
 
 CREATE TABLE queues (
-    device_pk   INTEGER PRIMARY KEY,     -- hub.devices.pk, never reused
+    device_pk   INTEGER PRIMARY KEY,     -- devices.pk (the main file's), never reused
     next_seq    INTEGER NOT NULL,
     pending     INTEGER NOT NULL         -- queued + sent, kept with every change
 );
