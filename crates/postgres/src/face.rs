@@ -21,6 +21,12 @@ use crate::error::{SqlResult, from_sqlx};
 use crate::time::{at, time};
 use crate::{Ctx, PgStore};
 
+/// The face module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "face",
+    steps: &[crate::schema::Step { sql: include_str!("../migrations/face/0001_faces.sql"), was: Some(7) }],
+};
+
 /// Offers the face store.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     stores.provide::<dyn FaceStore>(Arc::new(PgFaces { ctx: store.ctx.clone() }));

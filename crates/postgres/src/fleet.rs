@@ -24,6 +24,15 @@ use crate::error::{SqlResult, is_unique_violation};
 use crate::time::{at, opt_time, time};
 use crate::{Ctx, PgStore};
 
+/// The fleet module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "fleet",
+    steps: &[
+        crate::schema::Step { sql: include_str!("../migrations/fleet/0001_fleet.sql"), was: Some(3) },
+        crate::schema::Step { sql: include_str!("../migrations/fleet/0002_pair_observed_ip.sql"), was: Some(8) },
+    ],
+};
+
 /// Offers the fleet's store traits.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     let fleet = Arc::new(PgFleet { ctx: store.ctx.clone() });

@@ -23,6 +23,15 @@ macro_rules! select_license {
     };
 }
 
+/// The core module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "core",
+    steps: &[
+        crate::schema::Step { sql: include_str!("../migrations/core/0001_init.sql"), was: Some(1) },
+        crate::schema::Step { sql: include_str!("../migrations/core/0002_device_credentials.sql"), was: Some(10) },
+    ],
+};
+
 fn license_from_row(row: &PgRow) -> StoreResult<License> {
     let number: String = row.try_get(1).sql()?;
     Ok(License {

@@ -22,6 +22,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::SqlResult;
 
+/// The platform module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "platform",
+    steps: &[
+        crate::schema::Step { sql: include_str!("../migrations/platform/0001_nodes.sql"), was: Some(1) },
+        crate::schema::Step { sql: include_str!("../migrations/platform/0002_bus_spill.sql"), was: Some(2) },
+    ],
+};
+
 /// The one channel.
 pub(crate) const CHANNEL: &str = "relayhub_events";
 

@@ -18,6 +18,12 @@ use crate::error::SqlResult;
 use crate::time::{at, time};
 use crate::{Ctx, PgStore};
 
+/// The registry module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "registry",
+    steps: &[crate::schema::Step { sql: include_str!("../migrations/registry/0001_registry.sql"), was: Some(5) }],
+};
+
 /// Offers the registry's store traits.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     let registry = Arc::new(PgRegistry { ctx: store.ctx.clone() });

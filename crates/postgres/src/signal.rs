@@ -29,6 +29,12 @@ use sqlx::{Postgres, Row, Transaction};
 use crate::error::SqlResult;
 use crate::{Ctx, PgStore, notify};
 
+/// The signal module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "signal",
+    steps: &[crate::schema::Step { sql: include_str!("../migrations/signal/0001_state.sql"), was: Some(2) }],
+};
+
 /// The advisory lock every step holds ("relaysig").
 const LOCK: i64 = 0x7265_6c61_7973_6967;
 

@@ -19,6 +19,15 @@ use crate::error::SqlResult;
 use crate::time::{at, time};
 use crate::{Ctx, PgStore};
 
+/// The telemetry module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "telemetry",
+    steps: &[
+        crate::schema::Step { sql: include_str!("../migrations/telemetry/0001_telemetry.sql"), was: Some(4) },
+        crate::schema::Step { sql: include_str!("../migrations/telemetry/0002_series.sql"), was: Some(9) },
+    ],
+};
+
 /// Offers the telemetry store traits.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     let telemetry = Arc::new(PgTelemetry { ctx: store.ctx.clone() });

@@ -33,6 +33,15 @@ mod base;
 mod sessions;
 mod shop;
 
+/// The rail module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "rail",
+    steps: &[
+        crate::schema::Step { sql: include_str!("../../migrations/rail/0001_rail.sql"), was: Some(6) },
+        crate::schema::Step { sql: include_str!("../../migrations/rail/0002_retries.sql"), was: Some(11) },
+    ],
+};
+
 /// Offers the rail capability's store traits.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     let rail = Arc::new(PgRail { ctx: store.ctx.clone() });

@@ -36,6 +36,12 @@ use crate::PgStore;
 use crate::devices;
 use crate::error::SqlResult;
 
+/// The relay module's tables (see [`crate::schema`]).
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "relay",
+    steps: &[crate::schema::Step { sql: include_str!("../../migrations/relay/0001_init.sql"), was: Some(1) }],
+};
+
 /// Offers the relay's store traits.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     stores.provide::<dyn QueueStore>(store.clone());

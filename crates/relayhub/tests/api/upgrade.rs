@@ -70,3 +70,97 @@ async fn a_data_directory_of_an_earlier_release_opens_with_nothing_lost() {
     let numbers: Vec<&str> = licenses.as_array().unwrap().iter().filter_map(|l| l["number"].as_str()).collect();
     assert_eq!(numbers, ["LIC-NEW", "LIC-OLD"], "{new}");
 }
+
+/// The tables' columns and the indexes of a PostgreSQL database, as sets.
+async fn pg_schema(url: &str) -> (Vec<String>, Vec<String>) {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+    let columns: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text, column_default::text
+         FROM information_schema.columns WHERE table_schema = 'public' AND table_name NOT IN ('_sqlx_migrations')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT IN ('_sqlx_migrations')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let mut columns: Vec<String> = columns.into_iter().map(|c| format!("{c:?}")).collect();
+    let mut indexes: Vec<String> = indexes.into_iter().map(|(i,)| i).collect();
+    columns.sort();
+    indexes.sort();
+    (columns, indexes)
+}
+
+/// A PostgreSQL database as the release before module versions left it
+/// after its migration `reached`, with a license in it.
+async fn legacy_pg(reached: i64) -> crate::helpers::PgDatabase {
+    let pg = crate::helpers::PgDatabase::create().await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+         installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL,
+         execution_time BIGINT NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for (version, sql) in relayhub_postgres::legacy_sequence().into_iter().filter(|(v, _)| *v <= reached) {
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations VALUES ($1, 'legacy', now(), true, '\\x00', 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(version)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO licenses (number, name, created_at) VALUES ('LIC-PG', 'before', now())")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    pg
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_an_earlier_release_is_upgraded_in_place() {
+    if !crate::field::available(
+        "PostgreSQL (RELAYHUB_TEST_POSTGRES)",
+        std::env::var_os("RELAYHUB_TEST_POSTGRES").is_some(),
+    ) {
+        return;
+    }
+    let fresh = crate::helpers::PgDatabase::create().await.unwrap();
+    let open = |url: &str| {
+        let url = relayhub::config::DatabaseUrl::Postgres(url.to_owned());
+        async move {
+            let options = relayhub::stores::StoreOptions { pool_size: 2, partitions: 1 };
+            relayhub::stores::open(
+                &url,
+                &relayhub_core::bus::Bus::new(),
+                &relayhub_core::metrics::Metrics::new(),
+                options,
+            )
+            .await
+            .expect("the database opens and migrates")
+        }
+    };
+    open(&fresh.url).await.close().await;
+    let expected = pg_schema(&fresh.url).await;
+    // 8: the release at 8b6feb5 (before device credentials, telemetry
+    // series and rail retries); 11: the last one before module versions.
+    for reached in [8, 11] {
+        let old = legacy_pg(reached).await;
+        let stores = open(&old.url).await;
+        let number = relayhub_core::ids::LicenseNumber::parse("LIC-PG").unwrap();
+        let license = stores.identity.license(&number).await.unwrap().expect("the license is kept");
+        assert_eq!((license.name.as_str(), license.binding), ("before", relayhub_core::identity::BindingPolicy::Open));
+        stores.close().await;
+        assert_eq!(pg_schema(&old.url).await, expected, "upgraded from legacy migration {reached}");
+        // Opening it again migrates nothing more.
+        open(&old.url).await.close().await;
+        assert_eq!(pg_schema(&old.url).await, expected);
+    }
+}

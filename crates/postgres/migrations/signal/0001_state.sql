@@ -1,12 +1,3 @@
--- The platform: events too large for a NOTIFY payload (8000 bytes) travel
--- through this table; receivers read them by id (see notify.rs).
-CREATE TABLE bus_spill (
-    id          BIGSERIAL   PRIMARY KEY,
-    payload     TEXT        NOT NULL,
-    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX bus_spill_created ON bus_spill(created_at);
-
 -- Call signaling (seed 003) across nodes: the state every node's steps
 -- read and write under one advisory lock (see signal.rs). Times are Unix
 -- milliseconds, as the state machine keeps them.
@@ -15,7 +6,9 @@ CREATE TABLE signal_sockets (
     node        TEXT        NOT NULL,
     user_id     TEXT
 );
+
 CREATE INDEX signal_sockets_user ON signal_sockets(user_id);
+
 CREATE INDEX signal_sockets_node ON signal_sockets(node);
 
 CREATE TABLE signal_users (
@@ -23,6 +16,7 @@ CREATE TABLE signal_users (
     doc         JSONB       NOT NULL,
     grace_until BIGINT                   -- set while it has no socket
 );
+
 CREATE INDEX signal_users_grace ON signal_users(grace_until) WHERE grace_until IS NOT NULL;
 
 CREATE TABLE signal_offers (
@@ -31,7 +25,9 @@ CREATE TABLE signal_offers (
     deadline    BIGINT      NOT NULL,
     doc         JSONB       NOT NULL
 );
+
 CREATE INDEX signal_offers_caller ON signal_offers(caller);
+
 CREATE INDEX signal_offers_deadline ON signal_offers(deadline);
 
 CREATE SEQUENCE signal_calls;
