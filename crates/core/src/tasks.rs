@@ -47,8 +47,8 @@ impl Tasks {
     }
 
     /// Runs `work` every `period`, the first time at once, until the node
-    /// stops; what a run answers is dropped, a failure is logged as "`what` failed; will retry" and the
-    /// next period tries again. A run longer than the period delays the
+    /// stops; what a run answers is dropped, a failure is logged as
+    /// "`what` failed; will retry" and the next period tries again. A run longer than the period delays the
     /// next one (no burst to catch up); a stop waits for the run under way.
     pub fn every<F, Fut, T, E>(&self, what: &'static str, period: Duration, mut work: F)
     where
