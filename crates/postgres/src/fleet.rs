@@ -84,10 +84,6 @@ fn user_from_row(r: &PgRow) -> StoreResult<User> {
     })
 }
 
-fn user_not_found(id: i64) -> StoreError {
-    relayhub_fleet::refusals::no_user(id)
-}
-
 async fn end_sessions<'e>(db: impl PgExecutor<'e>, user: i64) -> StoreResult<()> {
     sqlx::query("UPDATE fleet_sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL")
         .bind(user)
@@ -147,7 +143,7 @@ impl UserStore for PgFleet {
             .fetch_optional(&mut *tx)
             .await
             .sql()?;
-        let user = row.as_ref().map(user_from_row).transpose()?.ok_or_else(|| user_not_found(id))?;
+        let user = row.as_ref().map(user_from_row).transpose()?.ok_or_else(|| relayhub_fleet::refusals::no_user(id))?;
         let row = sqlx::query(concat!(
             "UPDATE fleet_users SET name = $2, role = $3, is_active = $4, updated_at = now() WHERE id = $1
              RETURNING ",
@@ -176,7 +172,7 @@ impl UserStore for PgFleet {
             .await
             .sql()?;
         if changed.rows_affected() == 0 {
-            return Err(user_not_found(id));
+            return Err(relayhub_fleet::refusals::no_user(id));
         }
         end_sessions(&mut *tx, id).await?;
         tx.commit().await.sql()
@@ -345,10 +341,6 @@ async fn locked_pairing(tx: &mut Transaction<'_, Postgres>, code: &str) -> Store
     row.as_ref().map(pairing_from_row).transpose()
 }
 
-fn robot_not_found(id: i64) -> StoreError {
-    relayhub_fleet::refusals::no_robot(id)
-}
-
 fn changed(robot: i64) -> Event {
     Event::new(FleetEvent::RobotChanged { robot })
 }
@@ -366,7 +358,7 @@ impl PgFleet {
             .fetch_optional(&mut **tx)
             .await
             .sql()?;
-        row.as_ref().map(robot_from_row).transpose()?.ok_or_else(|| robot_not_found(id))
+        row.as_ref().map(robot_from_row).transpose()?.ok_or_else(|| relayhub_fleet::refusals::no_robot(id))
     }
 }
 

@@ -59,10 +59,6 @@ async fn device(db: impl PgExecutor<'_>, uuid: &str, lock: bool) -> StoreResult<
     row.as_ref().map(device_from_row).transpose()
 }
 
-fn not_found(uuid: &str) -> StoreError {
-    relayhub_registry::refusals::no_registered_device(uuid)
-}
-
 #[async_trait]
 impl DeviceRegistry for PgRegistry {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
@@ -118,7 +114,10 @@ impl DeviceRegistry for PgRegistry {
                 .fetch_optional(&self.ctx.pool)
                 .await
                 .sql()?;
-        row.as_ref().map(device_from_row).transpose()?.ok_or_else(|| not_found(device_uuid))
+        row.as_ref()
+            .map(device_from_row)
+            .transpose()?
+            .ok_or_else(|| relayhub_registry::refusals::no_registered_device(device_uuid))
     }
 
     async fn touch(&self, device_uuid: &str, at_time: Timestamp) -> StoreResult<()> {

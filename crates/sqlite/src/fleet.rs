@@ -61,10 +61,6 @@ fn user_where(conn: &Connection, filter: &str, value: impl rusqlite::ToSql) -> S
         .sql()
 }
 
-fn user_not_found(id: i64) -> StoreError {
-    relayhub_fleet::refusals::no_user(id)
-}
-
 /// Ends every session of a user.
 fn end_sessions(conn: &Connection, user: i64, now: Timestamp) -> StoreResult<()> {
     conn.prepare_cached("UPDATE fleet_sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL")
@@ -124,7 +120,7 @@ impl UserStore for SqliteStore {
             .write(move |conn, _| {
                 let user = user_where(conn, "id = ?1", id)?
                     .filter(|u| u.license == license)
-                    .ok_or_else(|| user_not_found(id))?;
+                    .ok_or_else(|| relayhub_fleet::refusals::no_user(id))?;
                 let now = Timestamp::now();
                 conn.prepare_cached(
                     "UPDATE fleet_users SET name = ?2, role = ?3, is_active = ?4, updated_at = ?5 WHERE id = ?1",
@@ -141,7 +137,7 @@ impl UserStore for SqliteStore {
                 if patch.is_active == Some(false) {
                     end_sessions(conn, id, now)?;
                 }
-                user_where(conn, "id = ?1", id)?.ok_or_else(|| user_not_found(id))
+                user_where(conn, "id = ?1", id)?.ok_or_else(|| relayhub_fleet::refusals::no_user(id))
             })
             .await
     }
@@ -156,7 +152,7 @@ impl UserStore for SqliteStore {
                     .execute(params![id, password_hash, now.millis()])
                     .sql()?;
                 if changed == 0 {
-                    return Err(user_not_found(id));
+                    return Err(relayhub_fleet::refusals::no_user(id));
                 }
                 end_sessions(conn, id, now)
             })
@@ -323,10 +319,6 @@ fn robot_where(conn: &Connection, id: i64, license: Option<LicensePk>) -> StoreR
     Ok(robot.filter(|r| license.is_none() || r.license == license))
 }
 
-fn robot_not_found(id: i64) -> StoreError {
-    relayhub_fleet::refusals::no_robot(id)
-}
-
 fn changed(robot: i64) -> Event {
     Event::new(FleetEvent::RobotChanged { robot })
 }
@@ -389,7 +381,7 @@ impl RobotStore for SqliteStore {
                 .execute(params![held.robot.id, user.license.0, user.id, now.millis()])
                 .sql()?;
                 events.push(changed(held.robot.id));
-                robot_where(conn, held.robot.id, None)?.ok_or_else(|| robot_not_found(held.robot.id))
+                robot_where(conn, held.robot.id, None)?.ok_or_else(|| relayhub_fleet::refusals::no_robot(held.robot.id))
             })
             .await
     }
@@ -437,7 +429,8 @@ impl RobotStore for SqliteStore {
     async fn update_robot(&self, license: LicensePk, id: i64, patch: RobotPatch) -> StoreResult<Robot> {
         self.writer
             .write(move |conn, events| {
-                let robot = robot_where(conn, id, Some(license))?.ok_or_else(|| robot_not_found(id))?;
+                let robot =
+                    robot_where(conn, id, Some(license))?.ok_or_else(|| relayhub_fleet::refusals::no_robot(id))?;
                 conn.prepare_cached("UPDATE fleet_robots SET name = ?2, status = ?3 WHERE id = ?1")
                     .sql()?
                     .execute(params![
@@ -447,7 +440,7 @@ impl RobotStore for SqliteStore {
                     ])
                     .sql()?;
                 events.push(changed(id));
-                robot_where(conn, id, None)?.ok_or_else(|| robot_not_found(id))
+                robot_where(conn, id, None)?.ok_or_else(|| relayhub_fleet::refusals::no_robot(id))
             })
             .await
     }
@@ -455,7 +448,7 @@ impl RobotStore for SqliteStore {
     async fn delete_robot(&self, license: LicensePk, id: i64) -> StoreResult<()> {
         self.writer
             .write(move |conn, events| {
-                robot_where(conn, id, Some(license))?.ok_or_else(|| robot_not_found(id))?;
+                robot_where(conn, id, Some(license))?.ok_or_else(|| relayhub_fleet::refusals::no_robot(id))?;
                 conn.prepare_cached("DELETE FROM fleet_robots WHERE id = ?1").sql()?.execute([id]).sql()?;
                 // Its telemetry goes with it.
                 conn.prepare_cached("DELETE FROM telemetry_chunks WHERE robot_id = ?1").sql()?.execute([id]).sql()?;

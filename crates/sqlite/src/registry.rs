@@ -52,10 +52,6 @@ fn device(conn: &Connection, uuid: &str) -> StoreResult<Option<RegisteredDevice>
         .sql()
 }
 
-fn not_found(uuid: &str) -> StoreError {
-    relayhub_registry::refusals::no_registered_device(uuid)
-}
-
 #[async_trait]
 impl DeviceRegistry for SqliteStore {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
@@ -75,7 +71,7 @@ impl DeviceRegistry for SqliteStore {
                 .sql()?
                 .execute(params![r.device_uuid, r.instance_id, r.public_url, status.as_str(), r.at.millis()])
                 .sql()?;
-                device(conn, &r.device_uuid)?.ok_or_else(|| not_found(&r.device_uuid))
+                device(conn, &r.device_uuid)?.ok_or_else(|| relayhub_registry::refusals::no_registered_device(&r.device_uuid))
             })
             .await
     }
@@ -115,9 +111,9 @@ impl DeviceRegistry for SqliteStore {
                     .execute(params![uuid, status.as_str()])
                     .sql()?;
                 if changed == 0 {
-                    return Err(not_found(&uuid));
+                    return Err(relayhub_registry::refusals::no_registered_device(&uuid));
                 }
-                device(conn, &uuid)?.ok_or_else(|| not_found(&uuid))
+                device(conn, &uuid)?.ok_or_else(|| relayhub_registry::refusals::no_registered_device(&uuid))
             })
             .await
     }

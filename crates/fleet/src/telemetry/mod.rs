@@ -24,6 +24,7 @@ pub(crate) mod api;
 pub(crate) mod forward;
 pub(crate) mod maintain;
 pub(crate) mod read;
+pub(crate) mod write_api;
 
 use crate::codes;
 use std::sync::Arc;

@@ -206,14 +206,6 @@ async fn passenger<'e>(db: impl PgExecutor<'e>, license: LicensePk, id: Uuid) ->
     row.as_ref().map(passenger_from_row).transpose()
 }
 
-fn store_not_found(id: Uuid) -> StoreError {
-    relayhub_rail::refusals::no_store(id)
-}
-
-fn item_not_found(id: Uuid) -> StoreError {
-    relayhub_rail::refusals::no_item(id)
-}
-
 /// Locks a store (not deleted) against deletion until `tx` ends: what is
 /// added to it meanwhile is hidden with it, or refused once it is gone.
 async fn lock_live_store(tx: &mut Transaction<'_, Postgres>, license: LicensePk, id: Uuid) -> StoreResult<()> {
@@ -224,7 +216,7 @@ async fn lock_live_store(tx: &mut Transaction<'_, Postgres>, license: LicensePk,
         .await
         .sql()?
         .map(|_| ())
-        .ok_or_else(|| store_not_found(id))
+        .ok_or_else(|| relayhub_rail::refusals::no_store(id))
 }
 
 async fn item<'e>(db: impl PgExecutor<'e>, license: LicensePk, id: Uuid) -> StoreResult<Option<Item>> {

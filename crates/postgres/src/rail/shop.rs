@@ -32,7 +32,7 @@ impl PgRail {
         let items = p
             .lines
             .iter()
-            .map(|l| found.get(&l.item_id).cloned().ok_or_else(|| item_not_found(l.item_id)))
+            .map(|l| found.get(&l.item_id).cloned().ok_or_else(|| relayhub_rail::refusals::no_item(l.item_id)))
             .collect::<StoreResult<Vec<Item>>>()?;
         let store = rules::purchase_store(&items).map_err(StoreError::Rejected)?;
         rules::check_balances(&items, &p.lines).map_err(StoreError::Rejected)?;
@@ -215,7 +215,7 @@ impl ShopStore for PgRail {
         .sql()?
         .rows_affected();
         if deleted == 0 {
-            return Err(store_not_found(id));
+            return Err(relayhub_rail::refusals::no_store(id));
         }
         sqlx::query("UPDATE rail_store_items SET deleted_at = $2 WHERE store_id = $1 AND deleted_at IS NULL")
             .bind(id)
@@ -243,7 +243,7 @@ impl ShopStore for PgRail {
                 .sql()?
                 .rows_affected();
         if set == 0 {
-            return Err(store_not_found(store));
+            return Err(relayhub_rail::refusals::no_store(store));
         }
         Ok(())
     }
@@ -342,7 +342,7 @@ impl ShopStore for PgRail {
         .fetch_optional(&self.ctx.pool)
         .await
         .sql()?;
-        row.as_ref().map(item_from_row).transpose()?.ok_or_else(|| item_not_found(id))
+        row.as_ref().map(item_from_row).transpose()?.ok_or_else(|| relayhub_rail::refusals::no_item(id))
     }
 
     async fn delete_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, when: Timestamp) -> StoreResult<()> {
@@ -359,7 +359,7 @@ impl ShopStore for PgRail {
         .sql()?
         .rows_affected();
         if deleted == 0 {
-            return Err(item_not_found(id));
+            return Err(relayhub_rail::refusals::no_item(id));
         }
         Ok(())
     }

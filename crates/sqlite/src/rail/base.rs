@@ -335,7 +335,7 @@ impl BaseStore for SqliteStore {
     ) -> StoreResult<TrainStore> {
         self.writer
             .write(move |conn, _| {
-                live_store(conn, license, store)?.ok_or_else(|| store_not_found(store))?;
+                live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 let row = TrainStore { id: Uuid::new_v4(), store_id: store, train_number, train_date };
                 conn.prepare_cached(&format!(
                     "INSERT INTO rail_train_stores (license_pk, {TRAIN_STORE}) VALUES (?1, ?2, ?3, ?4, ?5)"

@@ -187,10 +187,6 @@ fn live_store(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Op
     )
 }
 
-fn store_not_found(id: Uuid) -> StoreError {
-    relayhub_rail::refusals::no_store(id)
-}
-
 fn item(conn: &Connection, license: LicensePk, id: Uuid) -> StoreResult<Option<Item>> {
     one(
         conn,

@@ -58,7 +58,7 @@ impl ShopStore for SqliteStore {
     async fn delete_store(&self, license: LicensePk, id: Uuid, at: Timestamp) -> StoreResult<()> {
         self.writer
             .write(move |conn, _| {
-                live_store(conn, license, id)?.ok_or_else(|| store_not_found(id))?;
+                live_store(conn, license, id)?.ok_or_else(|| relayhub_rail::refusals::no_store(id))?;
                 conn.prepare_cached("UPDATE rail_stores SET deleted_at = ?2, token = NULL WHERE id = ?1")
                     .sql()?
                     .execute(params![id, at.millis()])
@@ -82,7 +82,7 @@ impl ShopStore for SqliteStore {
     async fn set_store_token(&self, license: LicensePk, store: Uuid, token: SecretHash) -> StoreResult<()> {
         self.writer
             .write(move |conn, _| {
-                live_store(conn, license, store)?.ok_or_else(|| store_not_found(store))?;
+                live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 conn.prepare_cached("UPDATE rail_stores SET token = ?2 WHERE id = ?1")
                     .sql()?
                     .execute(params![store, token.as_bytes()])
@@ -110,7 +110,7 @@ impl ShopStore for SqliteStore {
         let key = public_key.to_owned();
         self.writer
             .write(move |conn, _| {
-                live_store(conn, license, store)?.ok_or_else(|| store_not_found(store))?;
+                live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 conn.prepare_cached(
                     "INSERT INTO rail_active_stores (id, license_pk, public_key, created_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (id) DO UPDATE SET public_key = excluded.public_key, created_at = excluded.created_at",
@@ -149,7 +149,7 @@ impl ShopStore for SqliteStore {
     async fn add_item(&self, license: LicensePk, store: Uuid, f: ItemFields) -> StoreResult<Item> {
         self.writer
             .write(move |conn, _| {
-                live_store(conn, license, store)?.ok_or_else(|| store_not_found(store))?;
+                live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 let id = Uuid::new_v4();
                 let now = Timestamp::now();
                 conn.prepare_cached(&format!(
