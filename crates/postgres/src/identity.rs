@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use relayhub_core::identity::{
-    ApiKey, CredentialInfo, IdentityStore, Invalidated, KeyScope, License, LicenseUpdate, NewCredential, NewLicense,
+    ApiKey, ApiKeys, CredentialInfo, Invalidated, KeyScope, License, LicenseTokens, LicenseUpdate, Licenses,
+    NewCredential, NewLicense, Revocations,
 };
 use relayhub_core::ids::{LicenseNumber, LicensePk};
 use relayhub_core::secret::SecretHash;
@@ -96,7 +97,7 @@ async fn insert_token<'e>(db: impl PgExecutor<'e>, license: LicensePk, token: &N
 }
 
 #[async_trait]
-impl IdentityStore for PgStore {
+impl Licenses for PgStore {
     async fn create_license(&self, new: NewLicense, token: NewCredential) -> StoreResult<License> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         let inserted = sqlx::query(
@@ -160,7 +161,10 @@ impl IdentityStore for PgStore {
         let rows = sqlx::query(select_license!("ORDER BY number")).fetch_all(&self.ctx.pool).await.sql()?;
         rows.iter().map(license_from_row).collect()
     }
+}
 
+#[async_trait]
+impl LicenseTokens for PgStore {
     async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()> {
         insert_token(&self.ctx.pool, license, &token).await
     }
@@ -206,7 +210,10 @@ impl IdentityStore for PgStore {
         .sql()?;
         row.as_ref().map(license_from_row).transpose()
     }
+}
 
+#[async_trait]
+impl ApiKeys for PgStore {
     async fn add_api_key(&self, key: NewCredential, scope: &KeyScope) -> StoreResult<()> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
         sqlx::query("INSERT INTO api_keys (id, name, hash, created_at, scoped) VALUES ($1, $2, $3, $4, $5)")
@@ -258,7 +265,10 @@ impl IdentityStore for PgStore {
             .sql()?;
         row.as_ref().map(key_from_row).transpose()
     }
+}
 
+#[async_trait]
+impl Revocations for PgStore {
     async fn invalidated(
         &self,
         licenses: &[LicensePk],

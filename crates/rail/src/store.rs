@@ -13,22 +13,30 @@ use uuid::Uuid;
 
 use crate::model::*;
 
-/// Seed 004's base service: robots, passengers, tickets, engineers, places.
+/// Robots of the base service, by license.
 #[async_trait]
-pub trait BaseStore: Send + Sync + 'static {
+pub trait RailRobots: Send + Sync + 'static {
     async fn add_robot(&self, license: LicensePk, robot: NewRobot) -> StoreResult<Robot>;
     /// A robot of any license, by id: robots sign in before they are
     /// known to belong to one.
     async fn robot(&self, id: Uuid) -> StoreResult<Option<(LicensePk, Robot)>>;
     async fn robots(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<Robot>>;
+}
 
+/// Passengers, and the identity provider's subjects they map to.
+#[async_trait]
+pub trait Passengers: Send + Sync + 'static {
     async fn add_passenger(&self, license: LicensePk, name: &str) -> StoreResult<Passenger>;
     async fn passenger(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Passenger>>;
     async fn passengers(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<Passenger>>;
     /// The passenger an identity provider's subject maps to
     /// (`keycloak_users`), created with `name` on first sight.
     async fn passenger_by_subject(&self, license: LicensePk, subject: &str, name: &str) -> StoreResult<Passenger>;
+}
 
+/// Tickets and the robots' scans of them.
+#[async_trait]
+pub trait Tickets: Send + Sync + 'static {
     /// `user_not_found` when the passenger is not in the license.
     async fn add_ticket(&self, license: LicensePk, ticket: NewTicket) -> StoreResult<Ticket>;
     /// Tickets by `start_date`, of one passenger or all.
@@ -39,7 +47,11 @@ pub trait BaseStore: Send + Sync + 'static {
     /// accepted (the others get `ticket_used`), and the accepting robot's
     /// repeats are answered again; an unknown code is `ticket_not_found`.
     async fn use_ticket(&self, license: LicensePk, code: &str, scan: TicketScan) -> StoreResult<Scanned>;
+}
 
+/// Service engineers and the cards they sign in with.
+#[async_trait]
+pub trait Engineers: Send + Sync + 'static {
     /// `already_exists` when the login is taken in the license.
     async fn add_engineer(&self, license: LicensePk, engineer: NewEngineer) -> StoreResult<Engineer>;
     async fn engineers(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<Engineer>>;
@@ -48,7 +60,11 @@ pub trait BaseStore: Send + Sync + 'static {
     /// `engineer_not_found`; `already_exists` when the card is registered.
     async fn add_card(&self, license: LicensePk, engineer: Uuid, key: SecretHash) -> StoreResult<AuthCard>;
     async fn engineer_by_card(&self, license: LicensePk, key: &SecretHash) -> StoreResult<Option<Engineer>>;
+}
 
+/// Places near destinations, and the stores on trains.
+#[async_trait]
+pub trait Places: Send + Sync + 'static {
     async fn add_place(&self, license: LicensePk, kind: PlaceKind, place: NewPlace) -> StoreResult<Place>;
     /// Places by name, near one destination or all.
     async fn places(
@@ -79,9 +95,14 @@ pub trait BaseStore: Send + Sync + 'static {
     ) -> StoreResult<Page<Store>>;
 }
 
-/// Seed 004's store service: stores, items, purchases and their tasks.
+/// Seed 004's base service: robots, passengers, tickets, engineers, places.
+/// What a handler that needs several of them takes.
+pub trait BaseStore: RailRobots + Passengers + Tickets + Engineers + Places {}
+impl<T: RailRobots + Passengers + Tickets + Engineers + Places> BaseStore for T {}
+
+/// Stores of the store service (a store, not the storage).
 #[async_trait]
-pub trait ShopStore: Send + Sync + 'static {
+pub trait Shops: Send + Sync + 'static {
     async fn add_store(&self, license: LicensePk, store: NewStore) -> StoreResult<Store>;
     /// Stores not deleted, oldest first.
     async fn stores(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<Store>>;
@@ -90,6 +111,11 @@ pub trait ShopStore: Send + Sync + 'static {
     /// Hides the store and its items and retires its credentials; its
     /// purchases and tasks stay. `store_not_found` when unknown.
     async fn delete_store(&self, license: LicensePk, id: Uuid, at: Timestamp) -> StoreResult<()>;
+}
+
+/// The secrets a store's staff sign in with.
+#[async_trait]
+pub trait ShopCredentials: Send + Sync + 'static {
     /// Sets (or replaces) the store staff's token.
     async fn set_store_token(&self, license: LicensePk, store: Uuid, token: SecretHash) -> StoreResult<()>;
     /// The store a staff token opens (not deleted).
@@ -98,7 +124,11 @@ pub trait ShopStore: Send + Sync + 'static {
     async fn set_store_key(&self, license: LicensePk, store: Uuid, public_key: &str) -> StoreResult<()>;
     /// A store's public key, whatever its license.
     async fn store_key(&self, store: Uuid) -> StoreResult<Option<(LicensePk, String)>>;
+}
 
+/// Items of the stores.
+#[async_trait]
+pub trait Items: Send + Sync + 'static {
     /// Items not deleted, of one store or all, oldest first.
     async fn items(&self, license: LicensePk, store: Option<Uuid>, page: PageRequest) -> StoreResult<Page<Item>>;
     async fn item(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Item>>;
@@ -116,7 +146,11 @@ pub trait ShopStore: Send + Sync + 'static {
     ) -> StoreResult<Item>;
     /// Hides an item; purchases of it stay. `item_not_found` as above.
     async fn delete_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, at: Timestamp) -> StoreResult<()>;
+}
 
+/// Purchases and the tasks they make for a store.
+#[async_trait]
+pub trait Purchases: Send + Sync + 'static {
     /// Lowers every line's item balance and records the purchase and its
     /// task, in one transaction: `item_not_found`, 422 when the items are
     /// of several stores, `insufficient_balance` when any balance would go
@@ -137,6 +171,11 @@ pub trait ShopStore: Send + Sync + 'static {
     /// Marks a store's task ready; `task_not_found` unless it is the store's.
     async fn task_ready(&self, license: LicensePk, store: Uuid, id: Uuid) -> StoreResult<Task>;
 }
+
+/// Seed 004's store service: stores, items, purchases and their tasks.
+/// What a handler that needs several of them takes.
+pub trait ShopStore: Shops + ShopCredentials + Items + Purchases {}
+impl<T: Shops + ShopCredentials + Items + Purchases> ShopStore for T {}
 
 /// Challenges and sessions of robots and store staff who sign in with keys.
 #[async_trait]

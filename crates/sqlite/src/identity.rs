@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use relayhub_core::identity::{
-    ApiKey, BindingPolicy, CredentialInfo, IdentityStore, Invalidated, KeyScope, License, LicenseUpdate, NewCredential,
-    NewLicense,
+    ApiKey, ApiKeys, BindingPolicy, CredentialInfo, Invalidated, KeyScope, License, LicenseTokens, LicenseUpdate,
+    Licenses, NewCredential, NewLicense, Revocations,
 };
 use relayhub_core::ids::{LicenseNumber, LicensePk};
 use relayhub_core::secret::SecretHash;
@@ -85,7 +85,7 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 }
 
 #[async_trait]
-impl IdentityStore for SqliteStore {
+impl Licenses for SqliteStore {
     async fn create_license(&self, new: NewLicense, token: NewCredential) -> StoreResult<License> {
         let spread = self.partitions.spread();
         self.writer
@@ -171,7 +171,10 @@ impl IdentityStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl LicenseTokens for SqliteStore {
     async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()> {
         self.writer.write(move |conn, _| insert_token(conn, license, &token)).await
     }
@@ -229,7 +232,10 @@ impl IdentityStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl ApiKeys for SqliteStore {
     async fn add_api_key(&self, key: NewCredential, scope: &KeyScope) -> StoreResult<()> {
         let scope = scope.clone();
         self.writer
@@ -305,7 +311,10 @@ impl IdentityStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Revocations for SqliteStore {
     async fn invalidated(
         &self,
         licenses: &[LicensePk],

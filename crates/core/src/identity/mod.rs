@@ -209,9 +209,9 @@ pub struct Invalidated {
     pub api_keys: Vec<String>,
 }
 
-/// Storage of licenses and credentials.
+/// Licenses (the tenants).
 #[async_trait]
-pub trait IdentityStore: Send + Sync + 'static {
+pub trait Licenses: Send + Sync + 'static {
     /// Creates a license with its first bearer token; `already_exists` if
     /// the number is taken.
     async fn create_license(&self, license: NewLicense, token: NewCredential) -> StoreResult<License>;
@@ -221,20 +221,32 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// By its row key (what other objects point to).
     async fn license_by_pk(&self, pk: LicensePk) -> StoreResult<Option<License>>;
     async fn licenses(&self) -> StoreResult<Vec<License>>;
+}
 
+/// The bearer tokens of a license's accounting systems.
+#[async_trait]
+pub trait LicenseTokens: Send + Sync + 'static {
     async fn add_token(&self, license: LicensePk, token: NewCredential) -> StoreResult<()>;
     /// `credential_not_found` unless the token exists in this license.
     async fn revoke_token(&self, license: LicensePk, id: &str, at: Timestamp) -> StoreResult<()>;
     async fn tokens(&self, license: LicensePk) -> StoreResult<Vec<CredentialInfo>>;
     /// The license of a valid (unrevoked) token.
     async fn license_by_token(&self, hash: &SecretHash) -> StoreResult<Option<License>>;
+}
 
+/// App keys: what devices sign in with, scoped to licenses.
+#[async_trait]
+pub trait ApiKeys: Send + Sync + 'static {
     async fn add_api_key(&self, key: NewCredential, scope: &KeyScope) -> StoreResult<()>;
     async fn revoke_api_key(&self, id: &str, at: Timestamp) -> StoreResult<()>;
     async fn api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     /// A valid (unrevoked) key with this hash.
     async fn api_key_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<ApiKey>>;
+}
 
+/// What tells online connections that their credentials stopped being valid.
+#[async_trait]
+pub trait Revocations: Send + Sync + 'static {
     /// Of the given licenses and keys (those of online connections), the
     /// ones that are now expired or revoked.
     async fn invalidated(
@@ -244,3 +256,8 @@ pub trait IdentityStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Invalidated>;
 }
+
+/// Storage of licenses and credentials: what a handler that needs several
+/// of its parts takes.
+pub trait IdentityStore: Licenses + LicenseTokens + ApiKeys + Revocations {}
+impl<T: Licenses + LicenseTokens + ApiKeys + Revocations> IdentityStore for T {}

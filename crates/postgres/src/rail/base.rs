@@ -19,7 +19,7 @@ impl PgRail {
 }
 
 #[async_trait]
-impl BaseStore for PgRail {
+impl RailRobots for PgRail {
     async fn add_robot(&self, license: LicensePk, robot: NewRobot) -> StoreResult<Robot> {
         let row = Robot {
             id: Uuid::new_v4(),
@@ -54,7 +54,10 @@ impl BaseStore for PgRail {
         let clause = "FROM rail_robots WHERE license_pk = $1";
         page(&self.ctx.pool, ROBOT, clause, "created_at, id", req, |q| q.bind(license.0), robot_from_row).await
     }
+}
 
+#[async_trait]
+impl Passengers for PgRail {
     async fn add_passenger(&self, license: LicensePk, name: &str) -> StoreResult<Passenger> {
         insert_passenger(&self.ctx.pool, license, name).await
     }
@@ -96,7 +99,10 @@ impl BaseStore for PgRail {
         tx.rollback().await.sql()?;
         self.mapped(license, subject).await?.ok_or_else(|| StoreError::Internal("a passenger mapping vanished".into()))
     }
+}
 
+#[async_trait]
+impl Tickets for PgRail {
     async fn add_ticket(&self, license: LicensePk, t: NewTicket) -> StoreResult<Ticket> {
         let id = Uuid::new_v4();
         // Inserted only if the passenger is in the license.
@@ -176,7 +182,10 @@ impl BaseStore for PgRail {
             }
         }
     }
+}
 
+#[async_trait]
+impl Engineers for PgRail {
     async fn add_engineer(&self, license: LicensePk, e: NewEngineer) -> StoreResult<Engineer> {
         let row =
             Engineer { id: Uuid::new_v4(), login: e.login, privileges: e.privileges, created_at: Timestamp::now() };
@@ -250,7 +259,10 @@ impl BaseStore for PgRail {
         .sql()?;
         row.as_ref().map(engineer_from_row).transpose()
     }
+}
 
+#[async_trait]
+impl Places for PgRail {
     async fn add_place(&self, license: LicensePk, kind: PlaceKind, p: NewPlace) -> StoreResult<Place> {
         let row = Place {
             id: Uuid::new_v4(),

@@ -19,7 +19,7 @@ use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_rail::model::*;
 use relayhub_rail::rules;
-use relayhub_rail::store::{BaseStore, RailSessions, ShopStore};
+use relayhub_rail::store::*;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgExecutor, Postgres, Row, Transaction};

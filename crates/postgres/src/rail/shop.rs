@@ -157,7 +157,7 @@ async fn keyed_purchase(
     }))
 }
 #[async_trait]
-impl ShopStore for PgRail {
+impl Shops for PgRail {
     async fn add_store(&self, license: LicensePk, s: NewStore) -> StoreResult<Store> {
         let row = Store {
             id: Uuid::new_v4(),
@@ -231,7 +231,10 @@ impl ShopStore for PgRail {
             .sql()?;
         tx.commit().await.sql()
     }
+}
 
+#[async_trait]
+impl ShopCredentials for PgRail {
     async fn set_store_token(&self, license: LicensePk, store: Uuid, token: SecretHash) -> StoreResult<()> {
         let set =
             sqlx::query("UPDATE rail_stores SET token = $3 WHERE license_pk = $1 AND id = $2 AND deleted_at IS NULL")
@@ -284,7 +287,10 @@ impl ShopStore for PgRail {
                 .sql()?;
         Ok(found.map(|(license, key)| (LicensePk(license), key)))
     }
+}
 
+#[async_trait]
+impl Items for PgRail {
     async fn items(&self, license: LicensePk, store: Option<Uuid>, req: PageRequest) -> StoreResult<Page<Item>> {
         let clause = "FROM rail_store_items
                       WHERE license_pk = $1 AND ($2::uuid IS NULL OR store_id = $2) AND deleted_at IS NULL";
@@ -363,7 +369,10 @@ impl ShopStore for PgRail {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Purchases for PgRail {
     async fn purchase(&self, license: LicensePk, p: NewPurchase, when: Timestamp) -> StoreResult<Purchased> {
         self.ctx.retrying(|| self.try_purchase(license, &p, when)).await
     }

@@ -3,7 +3,7 @@
 use super::*;
 
 #[async_trait]
-impl BaseStore for SqliteStore {
+impl RailRobots for SqliteStore {
     async fn add_robot(&self, license: LicensePk, robot: NewRobot) -> StoreResult<Robot> {
         self.writer
             .write(move |conn, _| {
@@ -57,7 +57,10 @@ impl BaseStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Passengers for SqliteStore {
     async fn add_passenger(&self, license: LicensePk, name: &str) -> StoreResult<Passenger> {
         let name = name.to_owned();
         self.writer.write(move |conn, _| insert_passenger(conn, license, name)).await
@@ -108,7 +111,10 @@ impl BaseStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Tickets for SqliteStore {
     async fn add_ticket(&self, license: LicensePk, t: NewTicket) -> StoreResult<Ticket> {
         self.writer
             .write(move |conn, _| {
@@ -182,7 +188,10 @@ impl BaseStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Engineers for SqliteStore {
     async fn add_engineer(&self, license: LicensePk, e: NewEngineer) -> StoreResult<Engineer> {
         self.writer
             .write(move |conn, _| {
@@ -277,7 +286,10 @@ impl BaseStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Places for SqliteStore {
     async fn add_place(&self, license: LicensePk, kind: PlaceKind, p: NewPlace) -> StoreResult<Place> {
         self.writer
             .write(move |conn, _| {

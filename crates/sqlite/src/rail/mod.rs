@@ -15,7 +15,7 @@ use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_rail::model::*;
 use relayhub_rail::rules;
-use relayhub_rail::store::{BaseStore, RailSessions, ShopStore};
+use relayhub_rail::store::*;
 use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use uuid::Uuid;
 

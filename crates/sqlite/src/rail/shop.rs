@@ -3,7 +3,7 @@
 use super::*;
 
 #[async_trait]
-impl ShopStore for SqliteStore {
+impl Shops for SqliteStore {
     async fn add_store(&self, license: LicensePk, s: NewStore) -> StoreResult<Store> {
         self.writer
             .write(move |conn, _| {
@@ -78,7 +78,10 @@ impl ShopStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl ShopCredentials for SqliteStore {
     async fn set_store_token(&self, license: LicensePk, store: Uuid, token: SecretHash) -> StoreResult<()> {
         self.writer
             .write(move |conn, _| {
@@ -132,7 +135,10 @@ impl ShopStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Items for SqliteStore {
     async fn items(&self, license: LicensePk, store: Option<Uuid>, req: PageRequest) -> StoreResult<Page<Item>> {
         self.readers
             .read(move |conn| {
@@ -205,7 +211,10 @@ impl ShopStore for SqliteStore {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Purchases for SqliteStore {
     async fn purchase(&self, license: LicensePk, p: NewPurchase, at: Timestamp) -> StoreResult<Purchased> {
         self.writer
             .write(move |conn, _| {
