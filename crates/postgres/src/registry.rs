@@ -8,7 +8,7 @@ use relayhub_core::backend::Stores;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
-use relayhub_registry::model::{DeviceFilter, DeviceStatus, RegisteredDevice, Registration};
+use relayhub_registry::model::{DeviceFilter, DeviceStatus, DeviceUuid, InstanceId, RegisteredDevice, Registration};
 use relayhub_registry::rules;
 use relayhub_registry::store::{DeviceRegistry, InstanceTokens};
 use sqlx::postgres::PgRow;
@@ -40,8 +40,8 @@ const COLUMNS: &str = "device_uuid, instance_id, public_url, status, last_seen, 
 fn device_from_row(r: &PgRow) -> StoreResult<RegisteredDevice> {
     let status: String = r.try_get("status").sql()?;
     Ok(RegisteredDevice {
-        device_uuid: r.try_get("device_uuid").sql()?,
-        instance_id: r.try_get("instance_id").sql()?,
+        device_uuid: DeviceUuid::stored(r.try_get("device_uuid").sql()?),
+        instance_id: InstanceId::stored(r.try_get("instance_id").sql()?),
         public_url: r.try_get("public_url").sql()?,
         status: DeviceStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("device status {status}")))?,
         last_seen: time(r.try_get("last_seen").sql()?),
@@ -63,7 +63,7 @@ async fn device(db: impl PgExecutor<'_>, uuid: &str, lock: bool) -> StoreResult<
 impl DeviceRegistry for PgRegistry {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
         let mut tx = self.ctx.pool.begin().await.sql()?;
-        let existing = device(&mut *tx, &r.device_uuid, true).await?;
+        let existing = device(&mut *tx, r.device_uuid.as_str(), true).await?;
         let status =
             rules::registration_status(existing.as_ref().map(|d| (d.status, d.placement())), r.placement(), r.initial)
                 .map_err(StoreError::Rejected)?;
@@ -75,8 +75,8 @@ impl DeviceRegistry for PgRegistry {
                  status = excluded.status, last_seen = excluded.last_seen
              RETURNING {COLUMNS}"
         ))
-        .bind(&r.device_uuid)
-        .bind(&r.instance_id)
+        .bind(r.device_uuid.as_str())
+        .bind(r.instance_id.as_str())
         .bind(&r.public_url)
         .bind(status.as_str())
         .bind(at(r.at))
@@ -87,8 +87,8 @@ impl DeviceRegistry for PgRegistry {
         device_from_row(&row)
     }
 
-    async fn device(&self, device_uuid: &str) -> StoreResult<Option<RegisteredDevice>> {
-        device(&self.ctx.pool, device_uuid, false).await
+    async fn device(&self, device_uuid: &DeviceUuid) -> StoreResult<Option<RegisteredDevice>> {
+        device(&self.ctx.pool, device_uuid.as_str(), false).await
     }
 
     async fn devices(&self, filter: DeviceFilter, limit: usize) -> StoreResult<Vec<RegisteredDevice>> {
@@ -98,7 +98,7 @@ impl DeviceRegistry for PgRegistry {
              ORDER BY registered_at, device_uuid LIMIT $3"
         ))
         .bind(filter.status.map(DeviceStatus::as_str))
-        .bind(filter.instance_id)
+        .bind(filter.instance_id.as_ref().map(InstanceId::as_str))
         .bind(limit as i64)
         .fetch_all(&self.ctx.pool)
         .await
@@ -106,10 +106,10 @@ impl DeviceRegistry for PgRegistry {
         rows.iter().map(device_from_row).collect()
     }
 
-    async fn set_status(&self, device_uuid: &str, status: DeviceStatus) -> StoreResult<RegisteredDevice> {
+    async fn set_status(&self, device_uuid: &DeviceUuid, status: DeviceStatus) -> StoreResult<RegisteredDevice> {
         let row =
             sqlx::query(&format!("UPDATE registry_devices SET status = $2 WHERE device_uuid = $1 RETURNING {COLUMNS}"))
-                .bind(device_uuid)
+                .bind(device_uuid.as_str())
                 .bind(status.as_str())
                 .fetch_optional(&self.ctx.pool)
                 .await
@@ -117,12 +117,12 @@ impl DeviceRegistry for PgRegistry {
         row.as_ref()
             .map(device_from_row)
             .transpose()?
-            .ok_or_else(|| relayhub_registry::refusals::no_registered_device(device_uuid))
+            .ok_or_else(|| relayhub_registry::refusals::no_registered_device(device_uuid.as_str()))
     }
 
-    async fn touch(&self, device_uuid: &str, at_time: Timestamp) -> StoreResult<()> {
+    async fn touch(&self, device_uuid: &DeviceUuid, at_time: Timestamp) -> StoreResult<()> {
         sqlx::query("UPDATE registry_devices SET last_seen = greatest(last_seen, $2) WHERE device_uuid = $1")
-            .bind(device_uuid)
+            .bind(device_uuid.as_str())
             .bind(at(at_time))
             .execute(&self.ctx.pool)
             .await
@@ -133,12 +133,17 @@ impl DeviceRegistry for PgRegistry {
 
 #[async_trait]
 impl InstanceTokens for PgRegistry {
-    async fn set_instance_token(&self, instance_id: &str, hash: SecretHash, at_time: Timestamp) -> StoreResult<()> {
+    async fn set_instance_token(
+        &self,
+        instance_id: &InstanceId,
+        hash: SecretHash,
+        at_time: Timestamp,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO registry_instances (instance_id, token_hash, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (instance_id) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
         )
-        .bind(instance_id)
+        .bind(instance_id.as_str())
         .bind(hash.as_bytes().as_slice())
         .bind(at(at_time))
         .execute(&self.ctx.pool)
@@ -147,10 +152,10 @@ impl InstanceTokens for PgRegistry {
         Ok(())
     }
 
-    async fn instance_token(&self, instance_id: &str) -> StoreResult<Option<SecretHash>> {
+    async fn instance_token(&self, instance_id: &InstanceId) -> StoreResult<Option<SecretHash>> {
         let hash: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT token_hash FROM registry_instances WHERE instance_id = $1")
-                .bind(instance_id)
+                .bind(instance_id.as_str())
                 .fetch_optional(&self.ctx.pool)
                 .await
                 .sql()?;

@@ -9,7 +9,7 @@ use relayhub_core::error::{ApiError, ErrorCode};
 use reqwest::Url;
 
 use crate::codes;
-use crate::model::DeviceStatus;
+use crate::model::{DeviceStatus, DeviceUuid, InstanceId};
 
 /// The longest instance id, public URL and proxy target accepted.
 pub const MAX_INSTANCE_ID: usize = 128;
@@ -18,20 +18,20 @@ pub const MAX_TARGET: usize = 8192;
 
 /// A device UUID in any usual spelling (hyphenated, simple, braced, URN),
 /// as the registry keeps it: lowercase and hyphenated.
-pub fn device_uuid(raw: &str) -> Result<String, ApiError> {
+pub fn device_uuid(raw: &str) -> Result<DeviceUuid, ApiError> {
     uuid::Uuid::try_parse(raw.trim())
-        .map(|id| id.hyphenated().to_string())
+        .map(|id| DeviceUuid::checked(id.hyphenated().to_string()))
         .map_err(|_| ApiError::invalid_field(format!("device_uuid {:?} is not a UUID", clip(raw))))
 }
 
 /// An instance id: 1 to 128 letters, digits, `.`, `_`, `-` or `:`.
-pub fn instance_id(raw: &str) -> Result<String, ApiError> {
+pub fn instance_id(raw: &str) -> Result<InstanceId, ApiError> {
     let id = raw.trim();
     let ok = !id.is_empty()
         && id.len() <= MAX_INSTANCE_ID
         && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
     if ok {
-        Ok(id.to_owned())
+        Ok(InstanceId::checked(id.to_owned()))
     } else {
         Err(ApiError::invalid_field(format!(
             "instance_id must be 1 to {MAX_INSTANCE_ID} letters, digits, '.', '_', '-' or ':'"
@@ -298,7 +298,7 @@ mod tests {
             "{6f1c1a52-2b1e-4e39-9a2f-3b0c2d7f5e10}",
             "urn:uuid:6f1c1a52-2b1e-4e39-9a2f-3b0c2d7f5e10",
         ] {
-            assert_eq!(device_uuid(spelling).unwrap(), want);
+            assert_eq!(device_uuid(spelling).unwrap().as_str(), want);
         }
         assert!(device_uuid("not-a-uuid").is_err());
     }

@@ -6,7 +6,7 @@ use relayhub_core::secret::SecretHash;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
 
-use crate::model::{DeviceFilter, DeviceStatus, RegisteredDevice, Registration};
+use crate::model::{DeviceFilter, DeviceStatus, DeviceUuid, InstanceId, RegisteredDevice, Registration};
 
 /// Registered devices.
 #[async_trait]
@@ -17,20 +17,20 @@ pub trait DeviceRegistry: Send + Sync + 'static {
     /// refused and left as it was; one that moves to another instance
     /// starts over).
     async fn register(&self, registration: Registration) -> StoreResult<RegisteredDevice>;
-    async fn device(&self, device_uuid: &str) -> StoreResult<Option<RegisteredDevice>>;
+    async fn device(&self, device_uuid: &DeviceUuid) -> StoreResult<Option<RegisteredDevice>>;
     /// Devices by `registered_at`, at most `limit`.
     async fn devices(&self, filter: DeviceFilter, limit: usize) -> StoreResult<Vec<RegisteredDevice>>;
     /// Sets a device's status; `device_not_found` when unknown.
-    async fn set_status(&self, device_uuid: &str, status: DeviceStatus) -> StoreResult<RegisteredDevice>;
+    async fn set_status(&self, device_uuid: &DeviceUuid, status: DeviceStatus) -> StoreResult<RegisteredDevice>;
     /// Marks a proxying device as seen.
-    async fn touch(&self, device_uuid: &str, at: Timestamp) -> StoreResult<()>;
+    async fn touch(&self, device_uuid: &DeviceUuid, at: Timestamp) -> StoreResult<()>;
 }
 
 /// The secrets instances open their tunnels with.
 #[async_trait]
 pub trait InstanceTokens: Send + Sync + 'static {
     /// Sets (or replaces) an instance's tunnel token.
-    async fn set_instance_token(&self, instance_id: &str, hash: SecretHash, at: Timestamp) -> StoreResult<()>;
+    async fn set_instance_token(&self, instance_id: &InstanceId, hash: SecretHash, at: Timestamp) -> StoreResult<()>;
     /// The hash of an instance's tunnel token, if it has one.
-    async fn instance_token(&self, instance_id: &str) -> StoreResult<Option<SecretHash>>;
+    async fn instance_token(&self, instance_id: &InstanceId) -> StoreResult<Option<SecretHash>>;
 }

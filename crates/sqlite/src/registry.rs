@@ -8,7 +8,7 @@ use relayhub_core::backend::Stores;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
-use relayhub_registry::model::{DeviceFilter, DeviceStatus, RegisteredDevice, Registration};
+use relayhub_registry::model::{DeviceFilter, DeviceStatus, DeviceUuid, InstanceId, RegisteredDevice, Registration};
 use relayhub_registry::rules;
 use relayhub_registry::store::{DeviceRegistry, InstanceTokens};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -33,8 +33,8 @@ const COLUMNS: &str = "device_uuid, instance_id, public_url, status, last_seen, 
 fn device_from_row(row: &Row<'_>) -> rusqlite::Result<RegisteredDevice> {
     let status: String = row.get(3)?;
     Ok(RegisteredDevice {
-        device_uuid: row.get(0)?,
-        instance_id: row.get(1)?,
+        device_uuid: DeviceUuid::stored(row.get(0)?),
+        instance_id: InstanceId::stored(row.get(1)?),
         public_url: row.get(2)?,
         status: DeviceStatus::parse(&status).ok_or_else(|| {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, "device status".into())
@@ -57,7 +57,7 @@ impl DeviceRegistry for SqliteStore {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
         self.writer
             .write(move |conn, _| {
-                let existing = device(conn, &r.device_uuid)?;
+                let existing = device(conn, r.device_uuid.as_str())?;
                 let before = existing.as_ref().map(|d| (d.status, d.placement()));
                 let status = rules::registration_status(before, r.placement(), r.initial)
                     .map_err(StoreError::Rejected)?;
@@ -69,15 +69,16 @@ impl DeviceRegistry for SqliteStore {
                          status = excluded.status, last_seen = excluded.last_seen",
                 )
                 .sql()?
-                .execute(params![r.device_uuid, r.instance_id, r.public_url, status.as_str(), r.at.millis()])
+                .execute(params![r.device_uuid.as_str(), r.instance_id.as_str(), r.public_url, status.as_str(), r.at.millis()])
                 .sql()?;
-                device(conn, &r.device_uuid)?.ok_or_else(|| relayhub_registry::refusals::no_registered_device(&r.device_uuid))
+                device(conn, r.device_uuid.as_str())?
+                    .ok_or_else(|| relayhub_registry::refusals::no_registered_device(r.device_uuid.as_str()))
             })
             .await
     }
 
-    async fn device(&self, device_uuid: &str) -> StoreResult<Option<RegisteredDevice>> {
-        let uuid = device_uuid.to_owned();
+    async fn device(&self, device_uuid: &DeviceUuid) -> StoreResult<Option<RegisteredDevice>> {
+        let uuid = device_uuid.to_string();
         self.readers.read(move |conn| device(conn, &uuid)).await
     }
 
@@ -91,7 +92,11 @@ impl DeviceRegistry for SqliteStore {
                 ))
                 .sql()?
                 .query_map(
-                    params![filter.status.map(DeviceStatus::as_str), filter.instance_id, limit as i64],
+                    params![
+                        filter.status.map(DeviceStatus::as_str),
+                        filter.instance_id.as_ref().map(InstanceId::as_str),
+                        limit as i64
+                    ],
                     device_from_row,
                 )
                 .sql()?
@@ -101,8 +106,8 @@ impl DeviceRegistry for SqliteStore {
             .await
     }
 
-    async fn set_status(&self, device_uuid: &str, status: DeviceStatus) -> StoreResult<RegisteredDevice> {
-        let uuid = device_uuid.to_owned();
+    async fn set_status(&self, device_uuid: &DeviceUuid, status: DeviceStatus) -> StoreResult<RegisteredDevice> {
+        let uuid = device_uuid.to_string();
         self.writer
             .write(move |conn, _| {
                 let changed = conn
@@ -118,8 +123,8 @@ impl DeviceRegistry for SqliteStore {
             .await
     }
 
-    async fn touch(&self, device_uuid: &str, at: Timestamp) -> StoreResult<()> {
-        let uuid = device_uuid.to_owned();
+    async fn touch(&self, device_uuid: &DeviceUuid, at: Timestamp) -> StoreResult<()> {
+        let uuid = device_uuid.to_string();
         self.writer
             .write(move |conn, _| {
                 conn.prepare_cached(
@@ -136,8 +141,8 @@ impl DeviceRegistry for SqliteStore {
 
 #[async_trait]
 impl InstanceTokens for SqliteStore {
-    async fn set_instance_token(&self, instance_id: &str, hash: SecretHash, at: Timestamp) -> StoreResult<()> {
-        let instance = instance_id.to_owned();
+    async fn set_instance_token(&self, instance_id: &InstanceId, hash: SecretHash, at: Timestamp) -> StoreResult<()> {
+        let instance = instance_id.to_string();
         self.writer
             .write(move |conn, _| {
                 conn.prepare_cached(
@@ -152,8 +157,8 @@ impl InstanceTokens for SqliteStore {
             .await
     }
 
-    async fn instance_token(&self, instance_id: &str) -> StoreResult<Option<SecretHash>> {
-        let instance = instance_id.to_owned();
+    async fn instance_token(&self, instance_id: &InstanceId) -> StoreResult<Option<SecretHash>> {
+        let instance = instance_id.to_string();
         self.readers
             .read(move |conn| {
                 let hash: Option<Vec<u8>> = conn

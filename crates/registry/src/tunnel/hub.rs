@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::frames::{self, Frame, Header, WINDOW};
 use crate::codes;
+use crate::model::InstanceId;
 use crate::store::InstanceTokens;
 
 /// The close of a tunnel whose instance token was replaced.
@@ -27,27 +28,27 @@ const TOKEN_REPLACED: CloseReason = CloseReason { code: 4001, reason: "instance 
 /// The tunnels connected to this node, by instance id. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Tunnels {
-    by_instance: Arc<Mutex<HashMap<String, Arc<Tunnel>>>>,
+    by_instance: Arc<Mutex<HashMap<InstanceId, Arc<Tunnel>>>>,
 }
 
 impl Tunnels {
     /// The tunnel of `instance` on this node.
-    pub fn get(&self, instance: &str) -> Option<Arc<Tunnel>> {
+    pub fn get(&self, instance: &InstanceId) -> Option<Arc<Tunnel>> {
         self.lock().get(instance).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Tunnel>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, Arc<Tunnel>>> {
         self.by_instance.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Closes (4001) the tunnels whose instance token was replaced since
     /// they opened: a leaked token, once rotated, holds no tunnel open.
     pub async fn retire_replaced(&self, tokens: &dyn InstanceTokens) -> StoreResult<()> {
-        let open: Vec<(String, Arc<Tunnel>)> = self.lock().iter().map(|(i, t)| (i.clone(), t.clone())).collect();
+        let open: Vec<(InstanceId, Arc<Tunnel>)> = self.lock().iter().map(|(i, t)| (i.clone(), t.clone())).collect();
         for (instance, tunnel) in open {
             let current = tokens.instance_token(&instance).await?;
             if !current.is_some_and(|hash| hash.ct_eq(&tunnel.token)) {
-                tracing::info!(instance, "instance token replaced: closing its tunnel");
+                tracing::info!(%instance, "instance token replaced: closing its tunnel");
                 tunnel.close.close(TOKEN_REPLACED);
             }
         }
@@ -57,7 +58,7 @@ impl Tunnels {
     /// Serves one instance's tunnel until it closes; a newer tunnel of the
     /// same instance replaces (closes) an older one.
     /// `token` is the hash of the instance token it opened with.
-    pub async fn serve(&self, mut conn: Conn, instance: String, token: SecretHash, max_streams: usize) {
+    pub async fn serve(&self, mut conn: Conn, instance: InstanceId, token: SecretHash, max_streams: usize) {
         let (out, mut outgoing) = mpsc::unbounded_channel();
         let tunnel = Arc::new(Tunnel {
             conn: conn.id(),
@@ -71,8 +72,8 @@ impl Tunnels {
         if let Some(older) = self.lock().insert(instance.clone(), tunnel.clone()) {
             older.close.close(CloseReason::REPLACED);
         }
-        tracing::info!(instance, "instance tunnel open");
-        let ready = Frame::Ready { instance_id: instance.clone(), window: WINDOW };
+        tracing::info!(%instance, "instance tunnel open");
+        let ready = Frame::Ready { instance_id: instance.to_string(), window: WINDOW };
         let reason = match conn.send(ready.to_text()).await {
             Ok(()) => pump(&mut conn, &tunnel, &mut outgoing).await,
             Err(_) => None,
@@ -87,7 +88,7 @@ impl Tunnels {
         if let Some(reason) = reason {
             conn.close(reason).await;
         }
-        tracing::info!(instance, "instance tunnel closed");
+        tracing::info!(%instance, "instance tunnel closed");
     }
 }
 

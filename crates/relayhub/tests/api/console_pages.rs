@@ -174,7 +174,12 @@ async fn register(app: &TestApp, device: &str) {
 /// and the proxy's refusal code.
 async fn registry_sees(app: &TestApp, device: &str) -> (DeviceStatus, String) {
     let devices = app.admin().get::<dyn DeviceRegistry>().unwrap();
-    let status = devices.device(device).await.unwrap().expect("registered").status;
+    let status = devices
+        .device(&relayhub_registry::rules::device_uuid(device).unwrap())
+        .await
+        .unwrap()
+        .expect("registered")
+        .status;
     let response = app
         .http
         .post(app.url("/ECK/PROXY"))

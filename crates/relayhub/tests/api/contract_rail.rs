@@ -21,7 +21,7 @@ use relayhub_rail::model::{
 };
 use relayhub_rail::rules;
 use relayhub_rail::store::{BaseStore, FaceStore, RailSessions, ShopStore};
-use relayhub_registry::model::{DeviceFilter, DeviceStatus, RegisteredDevice, Registration};
+use relayhub_registry::model::{DeviceFilter, DeviceStatus, DeviceUuid, InstanceId, RegisteredDevice, Registration};
 use relayhub_registry::store::{DeviceRegistry, InstanceTokens};
 use serde_json::json;
 use uuid::Uuid;
@@ -40,11 +40,20 @@ fn secs(n: u64) -> Duration {
 const ANN_PHONE: &str = "6f1c1a52-2b1e-4e39-9a2f-3b0c2d7f5e10";
 const BEN_PHONE: &str = "0b6e4d7a-91c3-4f0e-8d2a-5c7b9e1f3a24";
 const CAT_PHONE: &str = "d2f8a3c1-6b4e-4a9d-b7e5-1c3f5a7b9d02";
+const NOBODY: &str = "00000000-0000-4000-8000-000000000000";
+
+fn uuid(text: &str) -> DeviceUuid {
+    relayhub_registry::rules::device_uuid(text).expect("a UUID")
+}
+
+fn instance(text: &str) -> InstanceId {
+    relayhub_registry::rules::instance_id(text).expect("an instance id")
+}
 
 fn registration(uuid: &str, instance: &str, at: Timestamp) -> Registration {
     Registration {
-        device_uuid: uuid.into(),
-        instance_id: instance.into(),
+        device_uuid: self::uuid(uuid),
+        instance_id: self::instance(instance),
         public_url: Some(format!("https://{instance}.example.com")),
         initial: DeviceStatus::Pending,
         at,
@@ -58,7 +67,7 @@ async fn registered_devices_keep_their_status_until_they_move_and_a_block_holds(
     let (t0, t1, t2) = (noon(), noon().plus(secs(60)), noon().plus(secs(120)));
     let first = registry.register(registration(ANN_PHONE, "wh-1", t0)).await.unwrap();
     assert_eq!((first.status, first.registered_at, first.last_seen), (DeviceStatus::Pending, t0, t0));
-    assert_eq!(registry.set_status(ANN_PHONE, DeviceStatus::Active).await.unwrap().status, DeviceStatus::Active);
+    assert_eq!(registry.set_status(&uuid(ANN_PHONE), DeviceStatus::Active).await.unwrap().status, DeviceStatus::Active);
     // Registering again (an app restarting) keeps the operator's approval.
     let again = registry.register(registration(ANN_PHONE, "wh-1", t1)).await.unwrap();
     assert_eq!((again.status, again.registered_at, again.last_seen), (DeviceStatus::Active, t0, t1));
@@ -66,43 +75,43 @@ async fn registered_devices_keep_their_status_until_they_move_and_a_block_holds(
     // for approval again: the approval was for where its calls went.
     let moved = registry.register(registration(ANN_PHONE, "wh-2", t1)).await.unwrap();
     assert_eq!((moved.status, moved.instance_id.as_str()), (DeviceStatus::Pending, "wh-2"));
-    registry.set_status(ANN_PHONE, DeviceStatus::Active).await.unwrap();
+    registry.set_status(&uuid(ANN_PHONE), DeviceStatus::Active).await.unwrap();
     let elsewhere =
         Registration { public_url: Some("https://other.example.com".into()), ..registration(ANN_PHONE, "wh-2", t1) };
     assert_eq!(registry.register(elsewhere).await.unwrap().status, DeviceStatus::Pending);
 
     // A blocked device is refused and left as it was, wherever it goes.
-    registry.set_status(ANN_PHONE, DeviceStatus::Blocked).await.unwrap();
-    let blocked = registry.device(ANN_PHONE).await.unwrap().expect("the device");
+    registry.set_status(&uuid(ANN_PHONE), DeviceStatus::Blocked).await.unwrap();
+    let blocked = registry.device(&uuid(ANN_PHONE)).await.unwrap().expect("the device");
     assert_eq!(
         refusal(registry.register(registration(ANN_PHONE, "wh-1", t2)).await),
         (relayhub_registry::codes::DEVICE_BLOCKED, "this device is blocked by the operator".into())
     );
-    assert_eq!(registry.device(ANN_PHONE).await.unwrap(), Some(blocked));
+    assert_eq!(registry.device(&uuid(ANN_PHONE)).await.unwrap(), Some(blocked));
 
     // A late sighting never moves `last_seen` back; an unknown one is no error.
-    registry.touch(ANN_PHONE, t0).await.unwrap();
-    assert_eq!(registry.device(ANN_PHONE).await.unwrap().unwrap().last_seen, t1);
-    registry.touch(ANN_PHONE, t2).await.unwrap();
-    assert_eq!(registry.device(ANN_PHONE).await.unwrap().unwrap().last_seen, t2);
-    registry.touch(CAT_PHONE, t2).await.unwrap();
-    assert_eq!(registry.device(CAT_PHONE).await.unwrap(), None);
+    registry.touch(&uuid(ANN_PHONE), t0).await.unwrap();
+    assert_eq!(registry.device(&uuid(ANN_PHONE)).await.unwrap().unwrap().last_seen, t1);
+    registry.touch(&uuid(ANN_PHONE), t2).await.unwrap();
+    assert_eq!(registry.device(&uuid(ANN_PHONE)).await.unwrap().unwrap().last_seen, t2);
+    registry.touch(&uuid(CAT_PHONE), t2).await.unwrap();
+    assert_eq!(registry.device(&uuid(CAT_PHONE)).await.unwrap(), None);
 
     registry.register(registration(BEN_PHONE, "wh-1", t1)).await.unwrap();
     registry.register(registration(CAT_PHONE, "wh-1", t2)).await.unwrap();
-    registry.set_status(CAT_PHONE, DeviceStatus::Active).await.unwrap();
-    let uuids = |found: Vec<RegisteredDevice>| found.into_iter().map(|d| d.device_uuid).collect::<Vec<_>>();
-    let by_instance = DeviceFilter { status: None, instance_id: Some("wh-1".into()) };
+    registry.set_status(&uuid(CAT_PHONE), DeviceStatus::Active).await.unwrap();
+    let uuids = |found: Vec<RegisteredDevice>| found.into_iter().map(|d| d.device_uuid.to_string()).collect::<Vec<_>>();
+    let by_instance = DeviceFilter { status: None, instance_id: Some(instance("wh-1")) };
     assert_eq!(uuids(registry.devices(by_instance, 10).await.unwrap()), [BEN_PHONE, CAT_PHONE]);
     let pending = DeviceFilter { status: Some(DeviceStatus::Pending), instance_id: None };
     assert_eq!(uuids(registry.devices(pending, 10).await.unwrap()), [BEN_PHONE]);
-    let blocked_there = DeviceFilter { status: Some(DeviceStatus::Blocked), instance_id: Some("wh-2".into()) };
+    let blocked_there = DeviceFilter { status: Some(DeviceStatus::Blocked), instance_id: Some(instance("wh-2")) };
     assert_eq!(uuids(registry.devices(blocked_there, 10).await.unwrap()), [ANN_PHONE]);
     assert_eq!(uuids(registry.devices(DeviceFilter::default(), 2).await.unwrap()), [ANN_PHONE, BEN_PHONE]);
 
     assert_eq!(
-        refusal(registry.set_status("nobody", DeviceStatus::Active).await),
-        (ErrorCode::DEVICE_NOT_FOUND, "no registered device nobody".into())
+        refusal(registry.set_status(&uuid(NOBODY), DeviceStatus::Active).await),
+        (ErrorCode::DEVICE_NOT_FOUND, format!("no registered device {NOBODY}"))
     );
     b.close().await;
 }
@@ -111,13 +120,13 @@ async fn registered_devices_keep_their_status_until_they_move_and_a_block_holds(
 async fn an_instance_token_is_set_replaced_and_read_back() {
     let b = Backend::open().await;
     let tokens: Arc<dyn InstanceTokens> = b.stores.get().unwrap();
-    assert_eq!(tokens.instance_token("wh-1").await.unwrap(), None);
-    tokens.set_instance_token("wh-1", SecretHash([1; 32]), noon()).await.unwrap();
-    assert_eq!(tokens.instance_token("wh-1").await.unwrap(), Some(SecretHash([1; 32])));
+    assert_eq!(tokens.instance_token(&instance("wh-1")).await.unwrap(), None);
+    tokens.set_instance_token(&instance("wh-1"), SecretHash([1; 32]), noon()).await.unwrap();
+    assert_eq!(tokens.instance_token(&instance("wh-1")).await.unwrap(), Some(SecretHash([1; 32])));
     // A new token replaces the old one: the old one opens nothing.
-    tokens.set_instance_token("wh-1", SecretHash([2; 32]), noon().plus(secs(1))).await.unwrap();
-    assert_eq!(tokens.instance_token("wh-1").await.unwrap(), Some(SecretHash([2; 32])));
-    assert_eq!(tokens.instance_token("wh-2").await.unwrap(), None);
+    tokens.set_instance_token(&instance("wh-1"), SecretHash([2; 32]), noon().plus(secs(1))).await.unwrap();
+    assert_eq!(tokens.instance_token(&instance("wh-1")).await.unwrap(), Some(SecretHash([2; 32])));
+    assert_eq!(tokens.instance_token(&instance("wh-2")).await.unwrap(), None);
     b.close().await;
 }
 

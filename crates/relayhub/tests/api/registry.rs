@@ -91,7 +91,7 @@ async fn register(app: &TestApp, device: &str, instance: &str, url: Option<&str>
 
 async fn set_status(app: &TestApp, device: &str, status: DeviceStatus) {
     let devices = app.admin().get::<dyn DeviceRegistry>().unwrap();
-    devices.set_status(device, status).await.unwrap();
+    devices.set_status(&relayhub_registry::rules::device_uuid(device).unwrap(), status).await.unwrap();
 }
 
 /// A proxy call as a device makes it: no credential but the API key.
@@ -214,8 +214,8 @@ async fn every_spelling_of_another_target_is_refused() {
     let rebound = uuid();
     let devices = strict.admin().get::<dyn DeviceRegistry>().unwrap();
     let registration = relayhub_registry::model::Registration {
-        device_uuid: rebound.clone(),
-        instance_id: "w3".into(),
+        device_uuid: relayhub_registry::rules::device_uuid(&rebound).unwrap(),
+        instance_id: relayhub_registry::rules::instance_id("w3").unwrap(),
         public_url: Some(format!("http://localhost:{port}/wh")),
         initial: DeviceStatus::Active,
         at: Timestamp::now(),
@@ -337,7 +337,10 @@ async fn an_instance_behind_nat_answers_over_its_tunnel() {
 
     let token = Secret::generate(relayhub_registry::codes::INSTANCE_TOKEN);
     let tokens = app.admin().get::<dyn InstanceTokens>().unwrap();
-    tokens.set_instance_token("nat-1", token.hash(), Timestamp::now()).await.unwrap();
+    tokens
+        .set_instance_token(&relayhub_registry::rules::instance_id("nat-1").unwrap(), token.hash(), Timestamp::now())
+        .await
+        .unwrap();
     let offline = proxy(&app, &device, "/echo").send().await.unwrap();
     assert_eq!(refusal(offline).await, (502, "instance_unreachable".into()));
 
@@ -434,7 +437,10 @@ async fn open_tunnel(app: &TestApp, instance: &str, token: &Secret) -> crate::he
 async fn issue_token(app: &TestApp, instance: &str) -> Secret {
     let token = Secret::generate(relayhub_registry::codes::INSTANCE_TOKEN);
     let tokens = app.admin().get::<dyn InstanceTokens>().unwrap();
-    tokens.set_instance_token(instance, token.hash(), Timestamp::now()).await.unwrap();
+    tokens
+        .set_instance_token(&relayhub_registry::rules::instance_id(instance).unwrap(), token.hash(), Timestamp::now())
+        .await
+        .unwrap();
     token
 }
 

@@ -71,7 +71,7 @@ async fn an_approved_device_that_registers_another_url_waits_for_approval_again(
     let (honest_url, other_url) = (format!("http://{honest}/wh"), format!("http://{other}/wh"));
 
     register(&app, &device, &honest_url).await;
-    devices.set_status(&device, DeviceStatus::Active).await.unwrap();
+    devices.set_status(&relayhub_registry::rules::device_uuid(&device).unwrap(), DeviceStatus::Active).await.unwrap();
     let restarted = register(&app, &device, &honest_url).await;
     assert_eq!(restarted["status"], "active", "the same URL keeps the approval");
     assert_eq!(who(&app, &device).await, (200, "honest".to_owned()));
@@ -85,7 +85,7 @@ async fn an_approved_device_that_registers_another_url_waits_for_approval_again(
     let row = listed.as_array().unwrap().iter().find(|d| d["device_uuid"] == device.as_str()).cloned();
     assert_eq!(row.as_ref().map(|d| d["public_url"].clone()), Some(json!(other_url)), "{listed}");
 
-    devices.set_status(&device, DeviceStatus::Active).await.unwrap();
+    devices.set_status(&relayhub_registry::rules::device_uuid(&device).unwrap(), DeviceStatus::Active).await.unwrap();
     assert_eq!(who(&app, &device).await, (200, "other".to_owned()), "approved again, at the new URL");
 }
 

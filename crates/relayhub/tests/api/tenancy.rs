@@ -233,7 +233,12 @@ async fn a_device_that_moves_to_another_instance_needs_approval_again() {
         app.post("/ECK/API/DEVICE/REGISTER").header("x-api-key", &app.api_key).json(&body).send()
     };
     assert_eq!(register("wh-a").await.unwrap().status(), 200);
-    app.admin().get::<dyn DeviceRegistry>().unwrap().set_status(&device, DeviceStatus::Active).await.unwrap();
+    app.admin()
+        .get::<dyn DeviceRegistry>()
+        .unwrap()
+        .set_status(&relayhub_registry::rules::device_uuid(&device).unwrap(), DeviceStatus::Active)
+        .await
+        .unwrap();
     let again: Value = register("wh-a").await.unwrap().json().await.unwrap();
     assert_eq!(again["device"]["status"], "active");
     let moved: Value = register("wh-b").await.unwrap().json().await.unwrap();
