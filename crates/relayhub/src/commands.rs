@@ -99,7 +99,7 @@ fn print(result: Result<Output, ApiError>, json: bool) -> ExitCode {
 async fn serve(file: &Option<std::path::PathBuf>, mut overrides: Overrides, args: ServeArgs) -> anyhow::Result<()> {
     overrides.listen = args.listen;
     overrides.log_format = args.log_format;
-    overrides.signal = args.signal_open.then(|| serde_json::json!({"open": true}));
+    overrides.signal = args.signal_open.then_some(relayhub_signal::SignalFlags { open: true });
     let (config, unknown) = Config::load(file.as_deref(), &overrides)?;
     logging::init(config.log_format);
     for name in unknown {

@@ -109,9 +109,9 @@ pub struct Overrides {
     pub partitions: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
-    /// `{"open": true}` for `--signal-open`.
+    /// `--signal-open`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<serde_json::Value>,
+    pub signal: Option<relayhub_signal::SignalFlags>,
 }
 
 /// Where the data lives, resolved from `data` and `database`.
@@ -333,5 +333,20 @@ mod tests {
         std::fs::write(&file, "[relay]\nqueue_limt = 5\n").unwrap();
         let err = Config::load_with(Some(&file), &Overrides::default(), []).unwrap_err();
         assert!(format!("{err:#}").contains("queue_limt"), "{err:#}");
+    }
+
+    #[test]
+    fn the_signal_open_flag_opens_signaling_over_the_file_and_keeps_its_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[signal]\nopen = false\nringing_timeout = \"7s\"\n").unwrap();
+        let flagged = Overrides { signal: Some(relayhub_signal::SignalFlags { open: true }), ..Overrides::default() };
+        let signal = |overrides: &Overrides| {
+            let (config, _) = Config::load_with(Some(&file), overrides, []).unwrap();
+            config.section::<relayhub_signal::SignalConfig>()
+        };
+        let (plain, open) = (signal(&Overrides::default()), signal(&flagged));
+        assert!(!plain.open && open.open);
+        assert_eq!(open.ringing_timeout, std::time::Duration::from_secs(7));
     }
 }

@@ -99,6 +99,15 @@ pub struct SignalConfig {
     pub turn: TurnConfig,
 }
 
+/// The part of `[signal]` that `relayhub serve`'s flags set: laid over
+/// the file and the environment, so a field here must be one of
+/// [`SignalConfig`]'s (its `deny_unknown_fields` says so at start-up).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignalFlags {
+    /// `--signal-open`.
+    pub open: bool,
+}
+
 impl Default for SignalConfig {
     fn default() -> Self {
         Self {
