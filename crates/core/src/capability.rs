@@ -5,12 +5,17 @@
 //! administration commands. Start-up, `/readyz`, `/metrics`, the command
 //! line and shutdown loop over the list.
 //!
+//! Two traits, for the two lives of one capability: [`Spec`] is what the
+//! server knows of it before it exists (name, tags, error codes, secret
+//! kinds, configuration, commands, how to build it); [`Capability`] is the
+//! built value that serves. The server's list holds [`Module`]s, each a
+//! `Spec` with its type left out.
+//!
 //! Adding one: write the capability (a type implementing [`Spec`] and
 //! [`Capability`]), its store traits' module in each backend crate (each
 //! calls [`crate::backend::Stores::provide`]), and add `module::<It>()` to
 //! the server's list.
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -140,54 +145,58 @@ pub trait Spec: Capability + Sized {
     }
 }
 
-/// A capability before it is built, as the server's list holds it.
-pub trait Module: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-    fn tags(&self) -> &'static [(&'static str, &'static str)];
-    fn error_codes(&self) -> &'static [ErrorCode];
-    fn secret_kinds(&self) -> &'static [SecretKind];
-    /// The section's defaults, for the configuration loader.
-    fn default_config(&self) -> serde_json::Value;
-    /// Refuses a section with unknown keys or bad values.
-    fn check_config(&self, section: serde_json::Value) -> Result<(), BuildError>;
-    /// Builds the capability from its section (defaults filled in).
-    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, BuildError>;
-    fn commands(&self) -> Vec<clap::Command>;
+/// How a [`Module`] builds its capability from its section.
+type BuildFn = fn(serde_json::Value, &Platform) -> Result<Arc<dyn Capability>, BuildError>;
+
+/// A capability before it is built, as the server's list holds it: its
+/// [`Spec`] with the type left out, so capabilities of different types sit
+/// in one list. Made by [`module`].
+#[derive(Clone, Copy)]
+pub struct Module {
+    name: &'static str,
+    tags: &'static [(&'static str, &'static str)],
+    error_codes: &'static [ErrorCode],
+    secret_kinds: &'static [SecretKind],
+    default_config: fn() -> serde_json::Value,
+    check_config: fn(serde_json::Value) -> Result<(), BuildError>,
+    build: BuildFn,
+    commands: fn() -> Vec<clap::Command>,
 }
 
-struct SpecModule<C>(PhantomData<fn() -> C>);
-
-impl<C: Spec> Module for SpecModule<C> {
-    fn name(&self) -> &'static str {
-        C::NAME
+impl Module {
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
-    fn tags(&self) -> &'static [(&'static str, &'static str)] {
-        C::TAGS
+    pub fn tags(&self) -> &'static [(&'static str, &'static str)] {
+        self.tags
     }
 
-    fn error_codes(&self) -> &'static [ErrorCode] {
-        C::ERROR_CODES
+    pub fn error_codes(&self) -> &'static [ErrorCode] {
+        self.error_codes
     }
 
-    fn secret_kinds(&self) -> &'static [SecretKind] {
-        C::SECRET_KINDS
+    pub fn secret_kinds(&self) -> &'static [SecretKind] {
+        self.secret_kinds
     }
 
-    fn default_config(&self) -> serde_json::Value {
-        serde_json::to_value(C::Config::default()).unwrap_or_default()
+    /// The section's defaults, for the configuration loader.
+    pub fn default_config(&self) -> serde_json::Value {
+        (self.default_config)()
     }
 
-    fn check_config(&self, section: serde_json::Value) -> Result<(), BuildError> {
-        parse_section::<C::Config>(C::NAME, section).map(|_| ())
+    /// Refuses a section with unknown keys or bad values.
+    pub fn check_config(&self, section: serde_json::Value) -> Result<(), BuildError> {
+        (self.check_config)(section)
     }
 
-    fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, BuildError> {
-        Ok(Arc::new(C::build(parse_section(C::NAME, section)?, platform)?))
+    /// Builds the capability from its section (defaults filled in).
+    pub fn build(&self, section: serde_json::Value, platform: &Platform) -> Result<Arc<dyn Capability>, BuildError> {
+        (self.build)(section, platform)
     }
 
-    fn commands(&self) -> Vec<clap::Command> {
-        C::commands()
+    pub fn commands(&self) -> Vec<clap::Command> {
+        (self.commands)()
     }
 }
 
@@ -196,8 +205,17 @@ fn parse_section<T: DeserializeOwned>(name: &'static str, section: serde_json::V
 }
 
 /// The list entry of a capability: `module::<Relay>()`.
-pub fn module<C: Spec>() -> Box<dyn Module> {
-    Box::new(SpecModule::<C>(PhantomData))
+pub fn module<C: Spec>() -> Module {
+    Module {
+        name: C::NAME,
+        tags: C::TAGS,
+        error_codes: C::ERROR_CODES,
+        secret_kinds: C::SECRET_KINDS,
+        default_config: || serde_json::to_value(C::Config::default()).unwrap_or_default(),
+        check_config: |section| parse_section::<C::Config>(C::NAME, section).map(|_| ()),
+        build: |section, platform| Ok(Arc::new(C::build(parse_section(C::NAME, section)?, platform)?)),
+        commands: C::commands,
+    }
 }
 
 /// A typed configuration section, for code that builds a configuration

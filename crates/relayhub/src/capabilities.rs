@@ -16,7 +16,7 @@ use relayhub_relay::Relay;
 use relayhub_signal::Signal;
 
 /// Every capability, in the order they are built.
-pub fn modules() -> Vec<Box<dyn Module>> {
+pub fn modules() -> Vec<Module> {
     vec![module::<Relay>(), module::<Signal>(), module::<Fleet>(), module::<Registry>(), module::<Rail>()]
 }
 

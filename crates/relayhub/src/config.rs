@@ -166,7 +166,7 @@ impl Config {
 
     /// Refuses sections no capability owns and sections a capability
     /// refuses (unknown keys, bad values).
-    fn check(&self, modules: &[Box<dyn Module>]) -> anyhow::Result<()> {
+    fn check(&self, modules: &[Module]) -> anyhow::Result<()> {
         if self.partitions > relayhub_sqlite::MAX_PARTITIONS {
             bail!(
                 "invalid configuration: partitions is {}; at most {}",
@@ -228,7 +228,7 @@ fn parse_database_url(url: &str) -> anyhow::Result<DatabaseUrl> {
 
 /// Every setting's key in dotted form (`relay.queue_limit`): the core's and
 /// each capability's.
-fn known_keys(modules: &[Box<dyn Module>]) -> Vec<String> {
+fn known_keys(modules: &[Module]) -> Vec<String> {
     fn collect(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
         if let serde_json::Value::Object(map) = value {
             for (key, value) in map {
