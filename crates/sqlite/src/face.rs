@@ -24,7 +24,13 @@ pub(crate) const SCHEMA: crate::schema::Schema =
 
 /// Offers the face store.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
-    stores.provide::<dyn FaceStore>(store.clone());
+    let face = Arc::new(SqliteFaces { db: store.clone() });
+    stores.provide::<dyn FaceStore>(face);
+}
+
+/// The face store, over the shared handle.
+pub(crate) struct SqliteFaces {
+    db: Arc<SqliteStore>,
 }
 
 fn stored(r: &Row<'_>) -> rusqlite::Result<StoredFace> {
@@ -55,7 +61,7 @@ fn truncate_wal(conn: &rusqlite::Connection) -> StoreResult<()> {
 }
 
 #[async_trait]
-impl FaceStore for SqliteStore {
+impl FaceStore for SqliteFaces {
     async fn enrol(
         &self,
         license: LicensePk,
@@ -64,7 +70,7 @@ impl FaceStore for SqliteStore {
         max_per_user: u32,
         at: Timestamp,
     ) -> StoreResult<Face> {
-        self.writer
+        self.db.writer
             .write(move |conn, events| {
                 let known = conn
                     .prepare_cached("SELECT 1 FROM rail_users WHERE license_pk = ?1 AND id = ?2")
@@ -100,7 +106,8 @@ impl FaceStore for SqliteStore {
     }
 
     async fn faces_of(&self, license: LicensePk, user: Uuid) -> StoreResult<Vec<Face>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT id, user_id, created_at FROM rail_faces
@@ -118,7 +125,8 @@ impl FaceStore for SqliteStore {
     }
 
     async fn face(&self, id: Uuid) -> StoreResult<Option<StoredFace>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached("SELECT license_pk, id, user_id, embedding FROM rail_faces WHERE id = ?1")
                     .sql()?
@@ -131,6 +139,7 @@ impl FaceStore for SqliteStore {
 
     async fn forget(&self, license: LicensePk, user: Uuid) -> StoreResult<u64> {
         let deleted = self
+            .db
             .writer
             .write(move |conn, events| {
                 conn.pragma_update(None, "secure_delete", true).sql()?;
@@ -148,13 +157,14 @@ impl FaceStore for SqliteStore {
             })
             .await?;
         if deleted > 0 {
-            self.readers.read(truncate_wal).await?;
+            self.db.readers.read(truncate_wal).await?;
         }
         Ok(deleted)
     }
 
     async fn faces_after(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<StoredFace>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT license_pk, id, user_id, embedding FROM rail_faces

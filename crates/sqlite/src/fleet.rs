@@ -27,9 +27,15 @@ pub(crate) const SCHEMA: crate::schema::Schema =
 
 /// Offers the fleet's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
-    stores.provide::<dyn UserStore>(store.clone());
-    stores.provide::<dyn SessionStore>(store.clone());
-    stores.provide::<dyn RobotStore>(store.clone());
+    let fleet = Arc::new(SqliteFleet { db: store.clone() });
+    stores.provide::<dyn UserStore>(fleet.clone());
+    stores.provide::<dyn SessionStore>(fleet.clone());
+    stores.provide::<dyn RobotStore>(fleet);
+}
+
+/// The fleet's stores, over the shared handle.
+pub(crate) struct SqliteFleet {
+    db: Arc<SqliteStore>,
 }
 
 fn bad(column: usize, what: &str) -> rusqlite::Error {
@@ -71,9 +77,9 @@ fn end_sessions(conn: &Connection, user: i64, now: Timestamp) -> StoreResult<()>
 }
 
 #[async_trait]
-impl UserStore for SqliteStore {
+impl UserStore for SqliteFleet {
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 if user_where(conn, "email = ?1", &user.email)?.is_some() {
                     return Err(relayhub_fleet::refusals::user_exists(&user.email));
@@ -93,16 +99,17 @@ impl UserStore for SqliteStore {
     }
 
     async fn user(&self, id: i64) -> StoreResult<Option<User>> {
-        self.readers.read(move |conn| user_where(conn, "id = ?1", id)).await
+        self.db.readers.read(move |conn| user_where(conn, "id = ?1", id)).await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let email = email.to_owned();
-        self.readers.read(move |conn| user_where(conn, "email = ?1", &email)).await
+        self.db.readers.read(move |conn| user_where(conn, "email = ?1", &email)).await
     }
 
     async fn users(&self, license: LicensePk) -> StoreResult<Vec<User>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(&format!(
@@ -116,7 +123,8 @@ impl UserStore for SqliteStore {
     }
 
     async fn update_user(&self, license: LicensePk, id: i64, patch: UserPatch) -> StoreResult<User> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let user = user_where(conn, "id = ?1", id)?
                     .filter(|u| u.license == license)
@@ -143,7 +151,8 @@ impl UserStore for SqliteStore {
     }
 
     async fn set_password(&self, id: i64, password_hash: String) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let now = Timestamp::now();
                 let changed = conn
@@ -199,10 +208,10 @@ fn end_chain(conn: &Connection, chain: &str, now: Timestamp) -> StoreResult<()> 
 }
 
 #[async_trait]
-impl SessionStore for SqliteStore {
+impl SessionStore for SqliteFleet {
     async fn start_session(&self, user: i64, token: SecretHash, expires_at: Timestamp) -> StoreResult<()> {
         let chain = uuid::Uuid::new_v4().simple().to_string();
-        self.writer.write(move |conn, _| insert_session(conn, &token, user, &chain, expires_at)).await
+        self.db.writer.write(move |conn, _| insert_session(conn, &token, user, &chain, expires_at)).await
     }
 
     async fn rotate(
@@ -212,7 +221,8 @@ impl SessionStore for SqliteStore {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> StoreResult<Option<Rotation>> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let Some(row) = session(conn, &token)? else { return Ok(None) };
                 let rotation = rules::rotation(&row, now);
@@ -233,7 +243,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn session_user(&self, token: SecretHash, now: Timestamp) -> StoreResult<Option<(i64, Timestamp)>> {
-        let row = self.readers.read(move |conn| session(conn, &token)).await?;
+        let row = self.db.readers.read(move |conn| session(conn, &token)).await?;
         Ok(row.and_then(|row| match rules::rotation(&row, now) {
             Rotation::Rotate { user_id, .. } => Some((user_id, row.expires_at)),
             Rotation::Reused { .. } | Rotation::Refused => None,
@@ -241,7 +251,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn end_session(&self, token: SecretHash) -> StoreResult<bool> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| match session(conn, &token)? {
                 Some(row) => end_chain(conn, &row.chain, Timestamp::now()).map(|()| true),
                 None => Ok(false),
@@ -250,7 +261,8 @@ impl SessionStore for SqliteStore {
     }
 
     async fn signing_key(&self) -> StoreResult<Vec<u8>> {
-        self.writer
+        self.db
+            .writer
             .write(|conn, _| {
                 let mut fresh = [0u8; 32];
                 rand::fill(&mut fresh);
@@ -324,9 +336,10 @@ fn changed(robot: i64) -> Event {
 }
 
 #[async_trait]
-impl RobotStore for SqliteStore {
+impl RobotStore for SqliteFleet {
     async fn start_pairing(&self, new: NewPairing) -> StoreResult<Robot> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let now = Timestamp::now();
                 if let Some(held) = pairing(conn, &new.code)? {
@@ -364,12 +377,12 @@ impl RobotStore for SqliteStore {
 
     async fn pairing(&self, code: &str) -> StoreResult<Option<Pairing>> {
         let code = code.to_owned();
-        self.readers.read(move |conn| pairing(conn, &code)).await
+        self.db.readers.read(move |conn| pairing(conn, &code)).await
     }
 
     async fn confirm_pairing(&self, code: &str, user: &User, now: Timestamp) -> StoreResult<Robot> {
         let (code, user) = (code.to_owned(), user.clone());
-        self.writer
+        self.db.writer
             .write(move |conn, events| {
                 let found = pairing(conn, &code)?;
                 let held = found.ok_or_else(relayhub_fleet::refusals::no_pairing)?;
@@ -388,7 +401,8 @@ impl RobotStore for SqliteStore {
 
     async fn deliver_token(&self, code: &str, token: SecretHash) -> StoreResult<bool> {
         let code = code.to_owned();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, events| {
                 let Some(held) = pairing(conn, &code)? else { return Ok(false) };
                 let delivered = conn
@@ -408,7 +422,8 @@ impl RobotStore for SqliteStore {
     }
 
     async fn robots(&self, license: LicensePk, owner: Option<i64>) -> StoreResult<Vec<Robot>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(&format!(
@@ -423,11 +438,12 @@ impl RobotStore for SqliteStore {
     }
 
     async fn robot(&self, license: LicensePk, id: i64) -> StoreResult<Option<Robot>> {
-        self.readers.read(move |conn| robot_where(conn, id, Some(license))).await
+        self.db.readers.read(move |conn| robot_where(conn, id, Some(license))).await
     }
 
     async fn update_robot(&self, license: LicensePk, id: i64, patch: RobotPatch) -> StoreResult<Robot> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, events| {
                 let robot =
                     robot_where(conn, id, Some(license))?.ok_or_else(|| relayhub_fleet::refusals::no_robot(id))?;
@@ -446,7 +462,8 @@ impl RobotStore for SqliteStore {
     }
 
     async fn delete_robot(&self, license: LicensePk, id: i64) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, events| {
                 robot_where(conn, id, Some(license))?.ok_or_else(|| relayhub_fleet::refusals::no_robot(id))?;
                 conn.prepare_cached("DELETE FROM fleet_robots WHERE id = ?1").sql()?.execute([id]).sql()?;
@@ -459,7 +476,8 @@ impl RobotStore for SqliteStore {
     }
 
     async fn robot_by_token(&self, token: SecretHash) -> StoreResult<Option<Robot>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(&format!("SELECT {ROBOT_COLUMNS} FROM fleet_robots WHERE token_hash = ?1"))
                     .sql()?
@@ -472,7 +490,8 @@ impl RobotStore for SqliteStore {
 
     async fn sweep_pairings(&self, now: Timestamp, keep: Duration) -> StoreResult<u64> {
         let before = now.minus(keep).millis();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let dropped = conn
                     .prepare_cached("DELETE FROM fleet_robots WHERE paired_at IS NULL AND pair_expires_at < ?1")

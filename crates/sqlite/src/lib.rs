@@ -67,14 +67,15 @@ pub(crate) const PARTITION_FILE: schema::FileKind =
 /// Reader threads; reads are short, two cores are the target machine.
 const READERS: usize = 4;
 
-/// The SQLite store: implements the core's store traits and, through its
-/// capability modules, each capability's.
+/// The SQLite store's shared handle — the main file's writer and readers,
+/// the partition files, the bus — which implements the core's store
+/// traits. Each capability module wraps it in a struct of its own
+/// (`SqliteRelay`, `SqliteFleet`, …) that implements that capability's.
 pub struct SqliteStore {
     /// The main file's writer and readers (partition 0).
     writer: Writer,
     readers: Readers,
     partitions: Partitions,
-    sent: relay::SentMarks,
     bus: Bus,
     path: PathBuf,
     /// Held while serving: one server per data directory.
@@ -110,10 +111,8 @@ impl SqliteStore {
         let stats = CommitMetrics::new(metrics);
         let partitions = Partitions::open(path, partitions, bus, &stats)?;
         let writer = Writer::start(writer_conn, Begin::Immediate, "sqlite-writer".into(), bus.clone(), stats);
-        let sent = relay::SentMarks::default();
-        sent.watch(bus);
         let serving = std::sync::Mutex::default();
-        Ok(Arc::new(Self { writer, readers, partitions, sent, bus: bus.clone(), path: path.to_owned(), serving }))
+        Ok(Arc::new(Self { writer, readers, partitions, bus: bus.clone(), path: path.to_owned(), serving }))
     }
 
     /// The database file.

@@ -24,8 +24,14 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
 
 /// Offers the registry's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
-    stores.provide::<dyn DeviceRegistry>(store.clone());
-    stores.provide::<dyn InstanceTokens>(store.clone());
+    let registry = Arc::new(SqliteRegistry { db: store.clone() });
+    stores.provide::<dyn DeviceRegistry>(registry.clone());
+    stores.provide::<dyn InstanceTokens>(registry);
+}
+
+/// The registry's stores, over the shared handle.
+pub(crate) struct SqliteRegistry {
+    db: Arc<SqliteStore>,
 }
 
 const COLUMNS: &str = "device_uuid, instance_id, public_url, status, last_seen, registered_at";
@@ -53,9 +59,9 @@ fn device(conn: &Connection, uuid: &str) -> StoreResult<Option<RegisteredDevice>
 }
 
 #[async_trait]
-impl DeviceRegistry for SqliteStore {
+impl DeviceRegistry for SqliteRegistry {
     async fn register(&self, r: Registration) -> StoreResult<RegisteredDevice> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 let existing = device(conn, r.device_uuid.as_str())?;
                 let before = existing.as_ref().map(|d| (d.status, d.placement()));
@@ -79,11 +85,12 @@ impl DeviceRegistry for SqliteStore {
 
     async fn device(&self, device_uuid: &DeviceUuid) -> StoreResult<Option<RegisteredDevice>> {
         let uuid = device_uuid.to_string();
-        self.readers.read(move |conn| device(conn, &uuid)).await
+        self.db.readers.read(move |conn| device(conn, &uuid)).await
     }
 
     async fn devices(&self, filter: DeviceFilter, limit: usize) -> StoreResult<Vec<RegisteredDevice>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM registry_devices
@@ -108,7 +115,8 @@ impl DeviceRegistry for SqliteStore {
 
     async fn set_status(&self, device_uuid: &DeviceUuid, status: DeviceStatus) -> StoreResult<RegisteredDevice> {
         let uuid = device_uuid.to_string();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let changed = conn
                     .prepare_cached("UPDATE registry_devices SET status = ?2 WHERE device_uuid = ?1")
@@ -125,7 +133,8 @@ impl DeviceRegistry for SqliteStore {
 
     async fn touch(&self, device_uuid: &DeviceUuid, at: Timestamp) -> StoreResult<()> {
         let uuid = device_uuid.to_string();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 conn.prepare_cached(
                     "UPDATE registry_devices SET last_seen = max(last_seen, ?2) WHERE device_uuid = ?1",
@@ -140,10 +149,10 @@ impl DeviceRegistry for SqliteStore {
 }
 
 #[async_trait]
-impl InstanceTokens for SqliteStore {
+impl InstanceTokens for SqliteRegistry {
     async fn set_instance_token(&self, instance_id: &InstanceId, hash: SecretHash, at: Timestamp) -> StoreResult<()> {
         let instance = instance_id.to_string();
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 conn.prepare_cached(
                     "INSERT INTO registry_instances (instance_id, token_hash, created_at) VALUES (?1, ?2, ?3)
@@ -159,7 +168,8 @@ impl InstanceTokens for SqliteStore {
 
     async fn instance_token(&self, instance_id: &InstanceId) -> StoreResult<Option<SecretHash>> {
         let instance = instance_id.to_string();
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let hash: Option<Vec<u8>> = conn
                     .prepare_cached("SELECT token_hash FROM registry_instances WHERE instance_id = ?1")

@@ -24,8 +24,14 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
 
 /// Offers the telemetry store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
-    stores.provide::<dyn TelemetryStore>(store.clone());
-    stores.provide::<dyn ForwardStore>(store.clone());
+    let telemetry = Arc::new(SqliteTelemetry { db: store.clone() });
+    stores.provide::<dyn TelemetryStore>(telemetry.clone());
+    stores.provide::<dyn ForwardStore>(telemetry);
+}
+
+/// The telemetry stores, over the shared handle.
+pub(crate) struct SqliteTelemetry {
+    db: Arc<SqliteStore>,
 }
 
 const CHUNK_COLUMNS: &str = "id, robot_id, form, level, min_time, max_time, points, created_at, body";
@@ -113,7 +119,7 @@ fn record_series(conn: &Connection, robot: i64, quota: &SeriesQuota, now: Timest
 }
 
 #[async_trait]
-impl TelemetryStore for SqliteStore {
+impl TelemetryStore for SqliteTelemetry {
     async fn append_within(
         &self,
         robot: i64,
@@ -122,7 +128,8 @@ impl TelemetryStore for SqliteStore {
         forward: Option<Vec<u8>>,
         now: Timestamp,
     ) -> StoreResult<Appended> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 if let Some(refused) = record_series(conn, robot, &quota, now)? {
                     return Ok(refused);
@@ -144,7 +151,8 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn forget_series(&self, before: Timestamp) -> StoreResult<u64> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let gone = conn
                     .prepare_cached("DELETE FROM telemetry_series WHERE seen_at < ?1")
@@ -157,7 +165,8 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn bytes_by_license(&self) -> StoreResult<Vec<(i64, u64)>> {
-        self.readers
+        self.db
+            .readers
             .read(|conn| {
                 conn.prepare_cached(
                     "SELECT r.license_pk, sum(length(c.body)) FROM telemetry_chunks c
@@ -174,7 +183,8 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(&format!(
                     "SELECT {CHUNK_COLUMNS} FROM telemetry_chunks
@@ -197,7 +207,8 @@ impl TelemetryStore for SqliteStore {
         before: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<i64>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(
                     "SELECT robot_id FROM telemetry_chunks WHERE form = ?1 AND level = ?2 AND created_at < ?3
@@ -220,7 +231,8 @@ impl TelemetryStore for SqliteStore {
         before: Timestamp,
         limit: usize,
     ) -> StoreResult<Vec<StoredChunk>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 conn.prepare_cached(&format!(
                     "SELECT {CHUNK_COLUMNS} FROM telemetry_chunks
@@ -236,7 +248,8 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn replace(&self, robot: i64, old: Vec<i64>, new: Vec<NewChunk>, now: Timestamp) -> StoreResult<bool> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let mut present = conn
                     .prepare_cached("SELECT count(*) FROM telemetry_chunks WHERE id = ?1 AND robot_id = ?2")
@@ -260,7 +273,8 @@ impl TelemetryStore for SqliteStore {
     }
 
     async fn expire(&self, form: ChunkForm, before: i64) -> StoreResult<u64> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let gone = conn
                     .prepare_cached("DELETE FROM telemetry_chunks WHERE form = ?1 AND max_time < ?2")
@@ -274,9 +288,10 @@ impl TelemetryStore for SqliteStore {
 }
 
 #[async_trait]
-impl ForwardStore for SqliteStore {
+impl ForwardStore for SqliteTelemetry {
     async fn claim(&self, max_bytes: usize, now: Timestamp, until: Timestamp) -> StoreResult<Vec<(i64, Vec<u8>)>> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let waiting: Vec<(i64, usize)> = conn
                     .prepare_cached(
@@ -302,7 +317,8 @@ impl ForwardStore for SqliteStore {
     }
 
     async fn forwarded(&self, ids: Vec<i64>) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let mut delete = conn.prepare_cached("DELETE FROM telemetry_forward WHERE id = ?1").sql()?;
                 for id in ids {
@@ -314,7 +330,8 @@ impl ForwardStore for SqliteStore {
     }
 
     async fn release(&self, ids: Vec<i64>) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let mut release =
                     conn.prepare_cached("UPDATE telemetry_forward SET claimed_until = 0 WHERE id = ?1").sql()?;
@@ -327,7 +344,7 @@ impl ForwardStore for SqliteStore {
     }
 
     async fn trim(&self, max_bytes: u64) -> StoreResult<u64> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 let dropped = conn
                     .prepare_cached(
@@ -344,7 +361,8 @@ impl ForwardStore for SqliteStore {
     }
 
     async fn backlog(&self) -> StoreResult<(u64, u64)> {
-        self.readers
+        self.db
+            .readers
             .read(|conn| {
                 conn.prepare_cached("SELECT count(*), coalesce(sum(bytes), 0) FROM telemetry_forward")
                     .sql()?

@@ -3,9 +3,10 @@
 use super::*;
 
 #[async_trait]
-impl RailRobots for SqliteStore {
+impl RailRobots for SqliteRail {
     async fn add_robot(&self, license: LicensePk, robot: NewRobot) -> StoreResult<Robot> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let row = Robot {
                     id: Uuid::new_v4(),
@@ -33,7 +34,8 @@ impl RailRobots for SqliteStore {
     }
 
     async fn robot(&self, id: Uuid) -> StoreResult<Option<(LicensePk, Robot)>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 one(conn, &format!("SELECT {ROBOT}, license_pk FROM rail_robots WHERE id = ?1"), [id], |r| {
                     Ok((LicensePk(r.get(5)?), robot_row(r)?))
@@ -43,7 +45,8 @@ impl RailRobots for SqliteStore {
     }
 
     async fn robots(&self, license: LicensePk, req: PageRequest) -> StoreResult<Page<Robot>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 page(
                     conn,
@@ -60,18 +63,19 @@ impl RailRobots for SqliteStore {
 }
 
 #[async_trait]
-impl Passengers for SqliteStore {
+impl Passengers for SqliteRail {
     async fn add_passenger(&self, license: LicensePk, name: &str) -> StoreResult<Passenger> {
         let name = name.to_owned();
-        self.writer.write(move |conn, _| insert_passenger(conn, license, name)).await
+        self.db.writer.write(move |conn, _| insert_passenger(conn, license, name)).await
     }
 
     async fn passenger(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Passenger>> {
-        self.readers.read(move |conn| passenger(conn, license, id)).await
+        self.db.readers.read(move |conn| passenger(conn, license, id)).await
     }
 
     async fn passengers(&self, license: LicensePk, req: PageRequest) -> StoreResult<Page<Passenger>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 page(
                     conn,
@@ -88,7 +92,8 @@ impl Passengers for SqliteStore {
 
     async fn passenger_by_subject(&self, license: LicensePk, subject: &str, name: &str) -> StoreResult<Passenger> {
         let (subject, name) = (subject.to_owned(), name.to_owned());
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let known = one(
                     conn,
@@ -114,9 +119,9 @@ impl Passengers for SqliteStore {
 }
 
 #[async_trait]
-impl Tickets for SqliteStore {
+impl Tickets for SqliteRail {
     async fn add_ticket(&self, license: LicensePk, t: NewTicket) -> StoreResult<Ticket> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 if passenger(conn, license, t.user_id)?.is_none() {
                     return Err(relayhub_rail::refusals::no_passenger(t.user_id));
@@ -149,7 +154,8 @@ impl Tickets for SqliteStore {
     }
 
     async fn tickets(&self, license: LicensePk, user: Option<Uuid>, req: PageRequest) -> StoreResult<Page<Ticket>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let clause = "FROM rail_tickets WHERE license_pk = ?1 AND (?2 IS NULL OR user_id = ?2)";
                 page(conn, TICKET, clause, "start_date, id", params![license.0, user], req, ticket_row)
@@ -159,7 +165,8 @@ impl Tickets for SqliteStore {
 
     async fn use_ticket(&self, license: LicensePk, code: &str, scan: TicketScan) -> StoreResult<Scanned> {
         let code = code.to_owned();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 // The writer runs one job at a time: nothing marks the ticket
                 // between this read and the update.
@@ -191,9 +198,10 @@ impl Tickets for SqliteStore {
 }
 
 #[async_trait]
-impl Engineers for SqliteStore {
+impl Engineers for SqliteRail {
     async fn add_engineer(&self, license: LicensePk, e: NewEngineer) -> StoreResult<Engineer> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let taken = one(
                     conn,
@@ -229,7 +237,8 @@ impl Engineers for SqliteStore {
     }
 
     async fn engineers(&self, license: LicensePk, req: PageRequest) -> StoreResult<Page<Engineer>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 page(
                     conn,
@@ -246,7 +255,8 @@ impl Engineers for SqliteStore {
 
     async fn engineer_by_login(&self, license: LicensePk, login: &str) -> StoreResult<Option<(Engineer, String)>> {
         let login = login.to_owned();
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let sql = format!("SELECT {ENGINEER} FROM rail_engineers WHERE license_pk = ?1 AND login = ?2");
                 one(conn, &sql, params![license.0, login], |r| Ok((engineer_row(r)?, r.get(4)?)))
@@ -255,7 +265,7 @@ impl Engineers for SqliteStore {
     }
 
     async fn add_card(&self, license: LicensePk, engineer: Uuid, key: SecretHash) -> StoreResult<AuthCard> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 let known = one(conn, "SELECT 1 FROM rail_engineers WHERE license_pk = ?1 AND id = ?2", params![license.0, engineer], |_| Ok(()))?;
                 if known.is_none() {
@@ -277,7 +287,8 @@ impl Engineers for SqliteStore {
 
     async fn engineer_by_card(&self, license: LicensePk, key: &SecretHash) -> StoreResult<Option<Engineer>> {
         let key = *key;
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let sql = "SELECT e.id, e.login, e.privileges, e.created_at FROM rail_auth_cards c
                            JOIN rail_engineers e ON e.id = c.engineer_id
@@ -289,9 +300,10 @@ impl Engineers for SqliteStore {
 }
 
 #[async_trait]
-impl Places for SqliteStore {
+impl Places for SqliteRail {
     async fn add_place(&self, license: LicensePk, kind: PlaceKind, p: NewPlace) -> StoreResult<Place> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let row = Place {
                     id: Uuid::new_v4(),
@@ -329,7 +341,8 @@ impl Places for SqliteStore {
         req: PageRequest,
     ) -> StoreResult<Page<Place>> {
         let destination = destination.map(str::to_owned);
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let clause =
                     format!("FROM {} WHERE license_pk = ?1 AND (?2 IS NULL OR destination_id = ?2)", kind.table());
@@ -345,7 +358,8 @@ impl Places for SqliteStore {
         train_number: i32,
         train_date: Timestamp,
     ) -> StoreResult<TrainStore> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 let row = TrainStore { id: Uuid::new_v4(), store_id: store, train_number, train_date };
@@ -361,7 +375,8 @@ impl Places for SqliteStore {
     }
 
     async fn train_stores(&self, license: LicensePk, req: PageRequest) -> StoreResult<Page<TrainStore>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 page(
                     conn,
@@ -384,7 +399,8 @@ impl Places for SqliteStore {
         until: Timestamp,
         req: PageRequest,
     ) -> StoreResult<Page<Store>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let clause = "FROM rail_stores s WHERE s.license_pk = ?1 AND s.deleted_at IS NULL AND s.id IN
                               (SELECT store_id FROM rail_train_stores

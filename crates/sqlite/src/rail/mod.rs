@@ -32,9 +32,15 @@ pub(crate) const SCHEMA: crate::schema::Schema =
 
 /// Offers the rail capability's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
-    stores.provide::<dyn BaseStore>(store.clone());
-    stores.provide::<dyn ShopStore>(store.clone());
-    stores.provide::<dyn RailSessions>(store.clone());
+    let rail = Arc::new(SqliteRail { db: store.clone() });
+    stores.provide::<dyn BaseStore>(rail.clone());
+    stores.provide::<dyn ShopStore>(rail.clone());
+    stores.provide::<dyn RailSessions>(rail);
+}
+
+/// The rail services' stores, over the shared handle.
+pub(crate) struct SqliteRail {
+    db: Arc<SqliteStore>,
 }
 
 /// One page of `FROM … WHERE …` (`clause`, parameters `?1…`), ordered by

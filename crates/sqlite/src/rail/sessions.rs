@@ -3,7 +3,7 @@
 use super::*;
 
 #[async_trait]
-impl RailSessions for SqliteStore {
+impl RailSessions for SqliteRail {
     async fn add_nonce(
         &self,
         nonce: &str,
@@ -12,7 +12,7 @@ impl RailSessions for SqliteStore {
         expires: Timestamp,
     ) -> StoreResult<()> {
         let nonce = nonce.to_owned();
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 conn.prepare_cached("INSERT INTO rail_nonces (nonce, license_pk, kind, subject, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .sql()?
@@ -25,7 +25,8 @@ impl RailSessions for SqliteStore {
 
     async fn take_nonce(&self, nonce: &str, subject: Subject, now: Timestamp) -> StoreResult<bool> {
         let nonce = nonce.to_owned();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let taken = conn
                     .prepare_cached(
@@ -46,7 +47,7 @@ impl RailSessions for SqliteStore {
         subject: Subject,
         expires: Timestamp,
     ) -> StoreResult<()> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 conn.prepare_cached("INSERT INTO rail_sessions (token, license_pk, kind, subject, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                     .sql()?
@@ -59,7 +60,8 @@ impl RailSessions for SqliteStore {
 
     async fn session(&self, token: &SecretHash, now: Timestamp) -> StoreResult<Option<(LicensePk, Subject)>> {
         let token = *token;
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let found = one(
                     conn,
@@ -73,7 +75,8 @@ impl RailSessions for SqliteStore {
     }
 
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let nonces = conn
                     .prepare_cached("DELETE FROM rail_nonces WHERE expires_at <= ?1")

@@ -3,9 +3,10 @@
 use super::*;
 
 #[async_trait]
-impl Shops for SqliteStore {
+impl Shops for SqliteRail {
     async fn add_store(&self, license: LicensePk, s: NewStore) -> StoreResult<Store> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 let row = Store {
                     id: Uuid::new_v4(),
@@ -36,7 +37,8 @@ impl Shops for SqliteStore {
     }
 
     async fn stores(&self, license: LicensePk, req: PageRequest) -> StoreResult<Page<Store>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 page(
                     conn,
@@ -52,11 +54,12 @@ impl Shops for SqliteStore {
     }
 
     async fn store(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Store>> {
-        self.readers.read(move |conn| live_store(conn, license, id)).await
+        self.db.readers.read(move |conn| live_store(conn, license, id)).await
     }
 
     async fn delete_store(&self, license: LicensePk, id: Uuid, at: Timestamp) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 live_store(conn, license, id)?.ok_or_else(|| relayhub_rail::refusals::no_store(id))?;
                 conn.prepare_cached("UPDATE rail_stores SET deleted_at = ?2, token = NULL WHERE id = ?1")
@@ -81,9 +84,10 @@ impl Shops for SqliteStore {
 }
 
 #[async_trait]
-impl ShopCredentials for SqliteStore {
+impl ShopCredentials for SqliteRail {
     async fn set_store_token(&self, license: LicensePk, store: Uuid, token: SecretHash) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 conn.prepare_cached("UPDATE rail_stores SET token = ?2 WHERE id = ?1")
@@ -97,7 +101,8 @@ impl ShopCredentials for SqliteStore {
 
     async fn store_by_token(&self, token: &SecretHash) -> StoreResult<Option<(LicensePk, Uuid)>> {
         let token = *token;
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 one(
                     conn,
@@ -111,7 +116,8 @@ impl ShopCredentials for SqliteStore {
 
     async fn set_store_key(&self, license: LicensePk, store: Uuid, public_key: &str) -> StoreResult<()> {
         let key = public_key.to_owned();
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 conn.prepare_cached(
@@ -127,7 +133,8 @@ impl ShopCredentials for SqliteStore {
     }
 
     async fn store_key(&self, store: Uuid) -> StoreResult<Option<(LicensePk, String)>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 one(conn, "SELECT license_pk, public_key FROM rail_active_stores WHERE id = ?1", [store], |r| {
                     Ok((LicensePk(r.get(0)?), r.get(1)?))
@@ -138,9 +145,9 @@ impl ShopCredentials for SqliteStore {
 }
 
 #[async_trait]
-impl Items for SqliteStore {
+impl Items for SqliteRail {
     async fn items(&self, license: LicensePk, store: Option<Uuid>, req: PageRequest) -> StoreResult<Page<Item>> {
-        self.readers
+        self.db.readers
             .read(move |conn| {
                 let clause = "FROM rail_store_items WHERE license_pk = ?1 AND (?2 IS NULL OR store_id = ?2) AND deleted_at IS NULL";
                 page(conn, ITEM, clause, "created_at, id", params![license.0, store], req, item_row)
@@ -149,11 +156,12 @@ impl Items for SqliteStore {
     }
 
     async fn item(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Item>> {
-        self.readers.read(move |conn| item(conn, license, id)).await
+        self.db.readers.read(move |conn| item(conn, license, id)).await
     }
 
     async fn add_item(&self, license: LicensePk, store: Uuid, f: ItemFields) -> StoreResult<Item> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 live_store(conn, license, store)?.ok_or_else(|| relayhub_rail::refusals::no_store(store))?;
                 let id = Uuid::new_v4();
@@ -181,7 +189,8 @@ impl Items for SqliteStore {
     }
 
     async fn update_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, f: ItemPatch) -> StoreResult<Item> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 own_item(conn, license, store, id)?;
                 // A NULL parameter is a field the update does not name: kept.
@@ -200,7 +209,8 @@ impl Items for SqliteStore {
     }
 
     async fn delete_item(&self, license: LicensePk, store: Option<Uuid>, id: Uuid, at: Timestamp) -> StoreResult<()> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 own_item(conn, license, store, id)?;
                 conn.prepare_cached("UPDATE rail_store_items SET deleted_at = ?2 WHERE id = ?1")
@@ -214,9 +224,9 @@ impl Items for SqliteStore {
 }
 
 #[async_trait]
-impl Purchases for SqliteStore {
+impl Purchases for SqliteRail {
     async fn purchase(&self, license: LicensePk, p: NewPurchase, at: Timestamp) -> StoreResult<Purchased> {
-        self.writer
+        self.db.writer
             .write(move |conn, _| {
                 // Everything is read and checked before the first write: the
                 // writer runs one job at a time, so no other purchase can
@@ -283,7 +293,8 @@ impl Purchases for SqliteStore {
         is_ready: Option<bool>,
         req: PageRequest,
     ) -> StoreResult<Page<Task>> {
-        self.readers
+        self.db
+            .readers
             .read(move |conn| {
                 let clause =
                     "FROM rail_tasks WHERE license_pk = ?1 AND store_id = ?2 AND (?3 IS NULL OR is_ready = ?3)";
@@ -293,11 +304,12 @@ impl Purchases for SqliteStore {
     }
 
     async fn task(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Task>> {
-        self.readers.read(move |conn| task(conn, license, id)).await
+        self.db.readers.read(move |conn| task(conn, license, id)).await
     }
 
     async fn task_ready(&self, license: LicensePk, store: Uuid, id: Uuid) -> StoreResult<Task> {
-        self.writer
+        self.db
+            .writer
             .write(move |conn, _| {
                 task(conn, license, id)?
                     .filter(|t| t.store_id == store)

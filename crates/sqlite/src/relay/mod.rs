@@ -38,9 +38,19 @@ pub(crate) const SCHEMA: crate::schema::Schema =
 
 /// Offers the relay's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
-    stores.provide::<dyn QueueStore>(store.clone());
-    stores.provide::<dyn InboxStore>(store.clone());
-    stores.provide::<dyn SettingsStore>(store.clone());
+    let sent = SentMarks::default();
+    sent.watch(&store.bus);
+    let relay = Arc::new(SqliteRelay { db: store.clone(), sent });
+    stores.provide::<dyn QueueStore>(relay.clone());
+    stores.provide::<dyn InboxStore>(relay.clone());
+    stores.provide::<dyn SettingsStore>(relay);
+}
+
+/// The relay's stores: the shared handle and what the relay alone keeps (the sent marks).
+pub(crate) struct SqliteRelay {
+    db: Arc<SqliteStore>,
+    /// Per device, the highest `seq` written to its socket.
+    sent: SentMarks,
 }
 
 /// Before a device is unbound: its queue, idempotency keys and settings go.
@@ -85,14 +95,14 @@ fn unbound_meanwhile() -> StoreError {
 }
 
 #[async_trait]
-impl QueueStore for SqliteStore {
+impl QueueStore for SqliteRelay {
     async fn enqueue(
         &self,
         license: &License,
         messages: Vec<NewMessage>,
         queue_limit: u32,
     ) -> StoreResult<Vec<Enqueued>> {
-        let partition = self.license_partition(license.pk).await?;
+        let partition = self.db.license_partition(license.pk).await?;
         let binds = partition.index == 0;
         let mut messages = messages;
         for _ in 0..BINDING_ROUNDS {
@@ -106,6 +116,7 @@ impl QueueStore for SqliteStore {
                 NeedsBinding::Unbound(back) => {
                     let l = license.clone();
                     messages = self
+                        .db
                         .writer
                         .write(move |conn, _| {
                             queue::bind(conn, &l, &back)?;
@@ -125,18 +136,18 @@ impl QueueStore for SqliteStore {
         page: PageRequest,
     ) -> StoreResult<Page<PendingMessage>> {
         let (device, sent) = (device.clone(), self.sent.clone());
-        let partition = self.license_partition(license).await?;
+        let partition = self.db.license_partition(license).await?;
         partition.readers.read(move |conn| queue::pending(conn, license, &device, page, &sent)).await
     }
 
     async fn pending_counts(&self, devices: &[DevicePk]) -> StoreResult<HashMap<DevicePk, u64>> {
         let mut by_partition: HashMap<usize, Vec<DevicePk>> = HashMap::new();
         for &device in devices {
-            by_partition.entry(self.device_partition(device).await?.index).or_default().push(device);
+            by_partition.entry(self.db.device_partition(device).await?.index).or_default().push(device);
         }
         let mut counts = HashMap::with_capacity(devices.len());
         for (index, devices) in by_partition {
-            let partition = self.partition(index)?;
+            let partition = self.db.partition(index)?;
             counts.extend(partition.readers.read(move |conn| queue::pending_counts(conn, &devices)).await?);
         }
         Ok(counts)
@@ -144,12 +155,12 @@ impl QueueStore for SqliteStore {
 
     async fn receipt(&self, license: LicensePk, id: Uuid) -> StoreResult<Option<Receipt>> {
         let sent = self.sent.clone();
-        let partition = self.license_partition(license).await?;
+        let partition = self.db.license_partition(license).await?;
         partition.readers.read(move |conn| queue::receipt(conn, license, id, &sent)).await
     }
 
     async fn fetch(&self, device: DevicePk, from_seq: i64, limit: usize) -> StoreResult<Vec<SharedMessage>> {
-        let partition = self.device_partition(device).await?;
+        let partition = self.db.device_partition(device).await?;
         partition.readers.read(move |conn| queue::fetch(conn, device, from_seq, limit)).await
     }
 
@@ -160,21 +171,21 @@ impl QueueStore for SqliteStore {
     }
 
     async fn ack(&self, device: DevicePk, ids: Vec<Uuid>) -> StoreResult<AckOutcome> {
-        let partition = self.device_partition(device).await?;
+        let partition = self.db.device_partition(device).await?;
         partition.writer.write(move |conn, _| queue::ack(conn, device, &ids)).await
     }
 
     fn mark_expired(&self, device: DevicePk, seqs: Vec<i64>) {
         // A connected device's partition is known (attaching it looked it
         // up); if not, the sweep expires the same messages a little later.
-        if let Some(partition) = self.known_device_partition(device) {
+        if let Some(partition) = self.db.known_device_partition(device) {
             partition.writer.submit(move |conn, _| queue::mark_expired(conn, device, &seqs));
         }
     }
 
     async fn sweep(&self, now: Timestamp, retention: Duration) -> StoreResult<SweepReport> {
         let mut report = SweepReport { expired: 0, purged: 0 };
-        for partition in self.every_partition() {
+        for partition in self.db.every_partition() {
             let part = partition
                 .writer
                 .write(move |conn, _| {
@@ -192,7 +203,7 @@ impl QueueStore for SqliteStore {
 
     async fn total_pending(&self) -> StoreResult<u64> {
         let mut total = 0;
-        for partition in self.every_partition() {
+        for partition in self.db.every_partition() {
             total += partition.readers.read(queue::total_pending).await?;
         }
         Ok(total)
@@ -200,29 +211,29 @@ impl QueueStore for SqliteStore {
 }
 
 #[async_trait]
-impl InboxStore for SqliteStore {
+impl InboxStore for SqliteRelay {
     async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>> {
         let device = device.clone();
-        let partition = self.license_partition(device.license).await?;
+        let partition = self.db.license_partition(device.license).await?;
         partition.writer.write(move |conn, events| inbox::publish(conn, events, &device, records)).await
     }
 
     async fn inbox(&self, license: LicensePk, limit: usize) -> StoreResult<Vec<InboxRecord>> {
-        let partition = self.license_partition(license).await?;
+        let partition = self.db.license_partition(license).await?;
         partition.readers.read(move |conn| inbox::list(conn, license, limit)).await
     }
 
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>> {
-        let partition = self.license_partition(license).await?;
+        let partition = self.db.license_partition(license).await?;
         partition.writer.write(move |conn, _| inbox::ack(conn, license, &ids)).await
     }
 }
 
 #[async_trait]
-impl SettingsStore for SqliteStore {
+impl SettingsStore for SqliteRelay {
     async fn settings(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Settings> {
         let device = device.clone();
-        let partition = self.license_partition(license).await?;
+        let partition = self.db.license_partition(license).await?;
         partition
             .readers
             .read(move |conn| {
@@ -233,14 +244,14 @@ impl SettingsStore for SqliteStore {
     }
 
     async fn device_settings(&self, device: DevicePk) -> StoreResult<Settings> {
-        let partition = self.device_partition(device).await?;
+        let partition = self.db.device_partition(device).await?;
         partition.readers.read(move |conn| settings::load(conn, device)).await
     }
 
     async fn write_settings(&self, target: Target, proposal: Proposal) -> StoreResult<Outcome> {
         let partition = match &target {
-            Target::Device(device) => self.device_partition(*device).await?,
-            Target::BackOffice { license, .. } => self.license_partition(license.pk).await?,
+            Target::Device(device) => self.db.device_partition(*device).await?,
+            Target::BackOffice { license, .. } => self.db.license_partition(license.pk).await?,
         };
         let binds = partition.index == 0;
         let mut call = (target, proposal);
@@ -254,6 +265,7 @@ impl SettingsStore for SqliteStore {
                 NeedsBinding::Done(outcome) => return Ok(outcome),
                 NeedsBinding::Unbound(back) => {
                     call = self
+                        .db
                         .writer
                         .write(move |conn, _| {
                             if let Target::BackOffice { license, device } = &back.0 {
@@ -270,13 +282,13 @@ impl SettingsStore for SqliteStore {
 
     async fn link_account(&self, device: &DeviceRef, account: &str) -> StoreResult<()> {
         let (device, account) = (device.clone(), account.to_owned());
-        let partition = self.license_partition(device.license).await?;
+        let partition = self.db.license_partition(device.license).await?;
         partition.writer.write(move |conn, _| settings::link(conn, &device, &account)).await
     }
 
     async fn restore_account(&self, device: &DeviceRef, account: &str) -> StoreResult<Option<Settings>> {
         let (device, account) = (device.clone(), account.to_owned());
-        let partition = self.license_partition(device.license).await?;
+        let partition = self.db.license_partition(device.license).await?;
         partition.writer.write(move |conn, events| settings::restore(conn, events, &device, &account)).await
     }
 }
