@@ -39,7 +39,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::batch::Batcher;
 use crate::error::may_retry;
-use crate::relay::{BookJob, EnqueueJob, PublishJob};
 
 /// Jobs per group commit, at most.
 const MAX_BATCH: usize = 1024;
@@ -103,18 +102,29 @@ impl Ctx {
     }
 }
 
-/// The PostgreSQL store: implements the core's store traits and, through
-/// its capability modules, each capability's.
+/// The PostgreSQL store's shared handle — the pool, this node's id, the
+/// bus, the commit metrics — which implements the core's store traits.
+/// Each capability module wraps its [`Ctx`] in a struct of its own
+/// (`PgRelay`, `PgFleet`, …) that implements that capability's.
 pub struct PgStore {
     ctx: Ctx,
-    enqueue: Batcher<EnqueueJob>,
-    books: Batcher<BookJob>,
-    publish: Batcher<PublishJob>,
+    commits: CommitMetrics,
+    /// Modules' work in flight, committed before the pool closes.
+    drains: std::sync::Mutex<Vec<Arc<dyn Drain>>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
-fn batcher<J, F, Fut>(ctx: &Ctx, metrics: &CommitMetrics, run: F) -> Batcher<J>
+/// A module's work in flight that must be committed before the pool
+/// closes (the relay's group-commit batches).
+#[async_trait]
+pub(crate) trait Drain: Send + Sync + 'static {
+    async fn drain(&self);
+}
+
+/// A group-commit batcher of `run` over the pool, timed in the commit
+/// metrics.
+pub(crate) fn batcher<J, F, Fut>(ctx: &Ctx, metrics: &CommitMetrics, run: F) -> Batcher<J>
 where
     J: Send + 'static,
     F: Fn(Ctx, Vec<J>) -> Fut + Send + Sync + 'static,
@@ -181,15 +191,18 @@ impl PgStore {
             .map_err(|e| StoreError::Internal(format!("migrating the PostgreSQL schema: {e}")))?;
         let node: Arc<str> = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]).into();
         let ctx = Ctx { pool, node, bus: bus.clone() };
-        let commits = CommitMetrics::new(metrics);
         Ok(Arc::new(Self {
-            enqueue: batcher(&ctx, &commits, |ctx, jobs| async move { relay::enqueue_run(&ctx, jobs).await }),
-            books: batcher(&ctx, &commits, |ctx, jobs| async move { relay::books_run(&ctx, jobs).await }),
-            publish: batcher(&ctx, &commits, |ctx, jobs| async move { relay::publish_run(&ctx, jobs).await }),
             ctx,
+            commits: CommitMetrics::new(metrics),
+            drains: std::sync::Mutex::default(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
         }))
+    }
+
+    /// Has `drain` committed before the pool closes.
+    pub(crate) fn drain_on_close(&self, drain: Arc<dyn Drain>) {
+        self.drains.lock().unwrap_or_else(|e| e.into_inner()).push(drain);
     }
 
     /// This node's id (as in the `nodes` table and the logs).
@@ -218,9 +231,10 @@ impl PgStore {
 
     /// Commits what is queued, leaves the other nodes, closes the pool.
     async fn shutdown(&self) {
-        self.enqueue.close().await;
-        self.books.close().await;
-        self.publish.close().await;
+        let drains = std::mem::take(&mut *self.drains.lock().unwrap_or_else(|e| e.into_inner()));
+        for drain in drains {
+            drain.drain().await;
+        }
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;

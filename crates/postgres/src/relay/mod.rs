@@ -8,9 +8,9 @@ mod inbox;
 mod queue;
 mod settings;
 
-pub(crate) use books::{BookJob, run as books_run};
-pub(crate) use enqueue::{EnqueueJob, run as enqueue_run};
-pub(crate) use inbox::{PublishJob, run as publish_run};
+use books::BookJob;
+use enqueue::EnqueueJob;
+use inbox::PublishJob;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,9 +32,10 @@ use sqlx::{Postgres, Transaction};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::PgStore;
+use crate::batch::Batcher;
 use crate::devices;
 use crate::error::SqlResult;
+use crate::{Ctx, Drain, PgStore, batcher};
 
 /// The relay module's tables (see [`crate::schema`]).
 pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
@@ -44,9 +45,36 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
 
 /// Offers the relay's store traits.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
-    stores.provide::<dyn QueueStore>(store.clone());
-    stores.provide::<dyn InboxStore>(store.clone());
-    stores.provide::<dyn SettingsStore>(store.clone());
+    let (ctx, commits) = (&store.ctx, &store.commits);
+    let relay = Arc::new(PgRelay {
+        enqueue: batcher(ctx, commits, |ctx, jobs| async move { enqueue::run(&ctx, jobs).await }),
+        books: batcher(ctx, commits, |ctx, jobs| async move { books::run(&ctx, jobs).await }),
+        publish: batcher(ctx, commits, |ctx, jobs| async move { inbox::run(&ctx, jobs).await }),
+        ctx: ctx.clone(),
+    });
+    store.drain_on_close(relay.clone());
+    stores.provide::<dyn QueueStore>(relay.clone());
+    stores.provide::<dyn InboxStore>(relay.clone());
+    stores.provide::<dyn SettingsStore>(relay);
+}
+
+/// The relay's stores: the shared handle and the relay's group-commit
+/// batchers (queueing, bookkeeping, publishing).
+pub(crate) struct PgRelay {
+    ctx: Ctx,
+    enqueue: Batcher<EnqueueJob>,
+    books: Batcher<BookJob>,
+    publish: Batcher<PublishJob>,
+}
+
+#[async_trait]
+impl Drain for PgRelay {
+    /// Commits what is queued.
+    async fn drain(&self) {
+        self.enqueue.close().await;
+        self.books.close().await;
+        self.publish.close().await;
+    }
 }
 
 /// Before a device is unbound: its queue, idempotency keys and settings go.
@@ -64,7 +92,7 @@ async fn answer<T>(submitted: bool, reply: oneshot::Receiver<StoreResult<T>>) ->
 }
 
 #[async_trait]
-impl QueueStore for PgStore {
+impl QueueStore for PgRelay {
     async fn enqueue(
         &self,
         license: &License,
@@ -121,7 +149,7 @@ impl QueueStore for PgStore {
 }
 
 #[async_trait]
-impl InboxStore for PgStore {
+impl InboxStore for PgRelay {
     async fn publish(&self, device: &DeviceRef, records: Vec<NewRecord>) -> StoreResult<Vec<Published>> {
         let (reply, rx) = oneshot::channel();
         answer(self.publish.submit(PublishJob { device: device.clone(), records, reply }).await, rx).await
@@ -137,7 +165,7 @@ impl InboxStore for PgStore {
 }
 
 #[async_trait]
-impl SettingsStore for PgStore {
+impl SettingsStore for PgRelay {
     async fn settings(&self, license: LicensePk, device: &DeviceId) -> StoreResult<Settings> {
         let pk = devices::owned(&self.ctx.pool, license, device).await?.ok_or_else(|| devices::not_found(device))?;
         settings::load(&self.ctx.pool, pk, false).await
