@@ -123,6 +123,46 @@ async fn check_turn() -> Result<(SemaphorePermit<'static>, SemaphorePermit<'stat
     Ok((place, turn.map_err(|_| busy())?))
 }
 
+/// Refuses passwords no one should keep.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    match password.chars().count() {
+        0..8 => Err(ApiError::invalid_field("a password has at least 8 characters")),
+        8..=200 => Ok(()),
+        _ => Err(ApiError::invalid_field("a password has at most 200 characters")),
+    }
+}
+
+/// An email address to sign in with, as accounts keep it: trimmed and
+/// lowercase; 422 for what is not one.
+pub fn check_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(email) } else { Err(ApiError::invalid_field(format!("{raw:?} is not an email address"))) }
+}
+
+/// Reads a password from the first line of stdin, for the command line
+/// (never an argument, which `ps` and shell history would show), and
+/// checks it.
+pub async fn read_password() -> Result<String, ApiError> {
+    let line = tokio::task::spawn_blocking(|| {
+        use std::io::{BufRead, IsTerminal, Write};
+        if std::io::stdin().is_terminal() {
+            eprint!("Password (it will show as you type; pipe it in to hide it): ");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "reading the password failed"))?
+    .map_err(|e| ApiError::invalid_field(format!("reading the password from stdin: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    check_password(&password)?;
+    Ok(password)
+}
+
 /// Hashes a password.
 pub async fn hash(password: String) -> Result<String, ApiError> {
     let failed = || ApiError::new(ErrorCode::INTERNAL, "password hashing failed");

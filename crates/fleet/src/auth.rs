@@ -21,16 +21,7 @@ use crate::Fleet;
 use crate::accounts::SignedIn;
 use crate::model::{Robot, RobotStatus, Role, User};
 
-pub use relayhub_core::password::{hash as hash_password, verify as verify_password};
-
-/// Refuses passwords no one should keep.
-pub fn check_password(password: &str) -> Result<(), ApiError> {
-    match password.chars().count() {
-        0..8 => Err(ApiError::invalid_field("a password has at least 8 characters")),
-        8..=200 => Ok(()),
-        _ => Err(ApiError::invalid_field("a password has at most 200 characters")),
-    }
-}
+pub use relayhub_core::password::{check_password, hash as hash_password, verify as verify_password};
 
 /// What an access token says.
 #[derive(Debug, Serialize, Deserialize)]

@@ -10,7 +10,9 @@ use relayhub_core::ids::LicenseNumber;
 use serde_json::json;
 
 use crate::Fleet;
-use crate::auth::{check_password, hash_password};
+use relayhub_core::password::{check_email, read_password};
+
+use crate::auth::hash_password;
 use crate::model::{NewUser, Role, User, UserPatch};
 
 #[derive(Debug, Subcommand)]
@@ -57,33 +59,6 @@ pub fn command() -> clap::Command {
             .about("Manage fleet users (seed 002): sign-in for robots' owners")
             .subcommand_required(true),
     )
-}
-
-/// Reads a password from the first line of stdin.
-async fn read_password() -> Result<String, ApiError> {
-    let line = tokio::task::spawn_blocking(|| {
-        use std::io::{BufRead, IsTerminal, Write};
-        if std::io::stdin().is_terminal() {
-            eprint!("Password (it will show as you type; pipe it in to hide it): ");
-            let _ = std::io::stderr().flush();
-        }
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|_| ApiError::new(ErrorCode::INTERNAL, "reading the password failed"))?
-    .map_err(|e| ApiError::invalid_field(format!("reading the password from stdin: {e}")))?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
-    check_password(&password)?;
-    Ok(password)
-}
-
-fn check_email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_lowercase();
-    let ok = email.len() <= 254
-        && email.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(email) } else { Err(ApiError::invalid_field(format!("{raw:?} is not an email address"))) }
 }
 
 impl Fleet {
