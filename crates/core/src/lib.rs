@@ -37,6 +37,7 @@ pub mod identity;
 pub mod ids;
 pub mod metrics;
 pub mod oidc;
+pub mod operators;
 pub mod password;
 pub mod rate;
 pub mod secret;

@@ -32,8 +32,11 @@ impl SecretKind {
     /// `rhd_…`: one device's own secret (`X-Device-Secret`), from its first
     /// connection's `hello`.
     pub const DEVICE_SECRET: SecretKind = SecretKind::new("rhd_", "dsc_");
+    /// `rho_…`: an operator's admin API token.
+    pub const OPERATOR_TOKEN: SecretKind = SecretKind::new("rho_", "opt_");
     /// The kinds the core declares.
-    pub const SHARED: &'static [SecretKind] = &[Self::LICENSE_TOKEN, Self::API_KEY, Self::DEVICE_SECRET];
+    pub const SHARED: &'static [SecretKind] =
+        &[Self::LICENSE_TOKEN, Self::API_KEY, Self::DEVICE_SECRET, Self::OPERATOR_TOKEN];
 
     /// What secrets of this kind start with.
     pub fn prefix(self) -> &'static str {

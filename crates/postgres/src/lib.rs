@@ -15,6 +15,7 @@ mod face;
 mod fleet;
 mod identity;
 mod notify;
+mod operators;
 mod rail;
 mod registry;
 mod relay;
@@ -147,7 +148,8 @@ where
 pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -> StoreResult<Stores> {
     let store = PgStore::open(url, bus, metrics, options).await?;
     let mut stores = Stores::new(store.clone(), store.clone(), store.clone(), store.clone());
-    // One line per capability module of this backend.
+    // One line per module of this backend.
+    operators::provide(&store, &mut stores);
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);
@@ -162,6 +164,7 @@ pub async fn open(url: &str, bus: &Bus, metrics: &Metrics, options: PgOptions) -
 const MODULES: &[schema::Schema] = &[
     identity::SCHEMA,
     notify::SCHEMA,
+    operators::SCHEMA,
     relay::SCHEMA,
     signal::SCHEMA,
     fleet::SCHEMA,

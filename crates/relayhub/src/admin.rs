@@ -1,12 +1,14 @@
 //! `relayhub license …` and `relayhub apikey …`: administration straight on
 //! the database the server uses, whether or not a server is running.
 
+use relayhub_admin::acts::{Acts, scope_numbers};
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Bus;
 use relayhub_core::error::ApiError;
-use relayhub_core::identity::{self, ApiKey, CredentialInfo, KeyScope, LicenseUpdate, LicenseView, NewLicense};
+use relayhub_core::identity::{self, CredentialInfo, LicenseUpdate, LicenseView, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
+use relayhub_core::operators::{Actor, AuditLog, OperatorStore};
 use relayhub_core::time::Timestamp;
 use serde_json::json;
 
@@ -41,18 +43,6 @@ fn describe(view: &LicenseView) -> String {
     };
     let name = if view.name.is_empty() { String::new() } else { format!(" ({})", view.name) };
     format!("{}{name}: {expires}, {devices}, binding {}", view.number, view.binding.as_str())
-}
-
-/// The licenses a key works with, by number: `None` for all of them.
-async fn scope_numbers(stores: &Stores, key: &ApiKey) -> Result<Option<Vec<LicenseNumber>>, ApiError> {
-    let KeyScope::Licenses(pks) = &key.scope else { return Ok(None) };
-    let mut numbers = Vec::with_capacity(pks.len());
-    for pk in pks {
-        if let Some(license) = stores.identity.license_by_pk(*pk).await? {
-            numbers.push(license.number);
-        }
-    }
-    Ok(Some(numbers))
 }
 
 fn describe_scope(scope: &Option<Vec<LicenseNumber>>) -> String {
@@ -108,6 +98,19 @@ pub async fn apikey(
     Ok(result)
 }
 
+/// The acts of the command line (recorded in the audit log as `cli`).
+fn acts(stores: &Stores) -> Result<Acts, ApiError> {
+    let missing =
+        |e: relayhub_core::capability::BuildError| ApiError::new(relayhub_core::ErrorCode::INTERNAL, e.to_string());
+    Ok(Acts {
+        identity: stores.identity.clone(),
+        operators: stores.get::<dyn OperatorStore>().map_err(missing)?,
+        audit: stores.get::<dyn AuditLog>().map_err(missing)?,
+        actor: Actor::Cli,
+        address: None,
+    })
+}
+
 async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output, ApiError> {
     let ids = stores.identity.as_ref();
     match command {
@@ -119,7 +122,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
                 max_devices: max_devices.and_then(limit),
                 binding,
             };
-            let (license, token) = identity::create_license(ids, new).await?;
+            let (license, token) = acts(stores)?.create_license(new).await?;
             let json = json!({"license": license.number, "token": token.secret.expose(), "token_id": token.id});
             let text = format!(
                 "Created license {}.\nBearer token (shown only once, store it now):\n{}",
@@ -154,14 +157,14 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             let number = LicenseNumber::parse(&number)?;
             let update =
                 LicenseUpdate { name, expires_at: expires.map(expiry), max_devices: max_devices.map(limit), binding };
-            let license = ids.update_license(&number, update).await?;
+            let license = acts(stores)?.update_license(&number, update).await?;
             let view = license.view(Some(stores.devices.device_count(license.pk).await?));
             let text = format!("Updated {}", describe(&view));
             Ok(Output::new(&view, text))
         }
         LicenseCommand::Token(TokenCommand::Create { license }) => {
             let number = LicenseNumber::parse(&license)?;
-            let token = identity::issue_token(ids, &number).await?;
+            let token = acts(stores)?.issue_token(&number).await?;
             let json = json!({"license": number, "token": token.secret.expose(), "token_id": token.id});
             let text = format!(
                 "New token {} for {number} (shown only once, store it now):\n{}",
@@ -172,7 +175,7 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
         }
         LicenseCommand::Token(TokenCommand::Revoke { license, token_id }) => {
             let number = LicenseNumber::parse(&license)?;
-            identity::revoke_token(ids, &number, &token_id).await?;
+            acts(stores)?.revoke_token(&number, &token_id).await?;
             let json = json!({"license": number, "token_id": token_id, "revoked": true});
             Ok(Output::new(json, format!("Revoked token {token_id} of {number}.")))
         }
@@ -207,7 +210,7 @@ async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, A
     match command {
         ApikeyCommand::Create { name, licenses } => {
             let numbers = licenses.iter().map(|n| LicenseNumber::parse(n)).collect::<Result<Vec<_>, _>>()?;
-            let key = identity::create_api_key(ids, &name, &numbers).await?;
+            let key = acts(stores)?.create_api_key(&name, &numbers).await?;
             let scope = (!numbers.is_empty()).then_some(numbers);
             let json = json!({"id": key.id, "key": key.secret.expose(), "licenses": scope_json(&scope)});
             let text = format!(
@@ -222,7 +225,7 @@ async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, A
             let keys = ids.api_keys().await?;
             let (mut json, mut lines) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
             for key in &keys {
-                let scope = scope_numbers(stores, key).await?;
+                let scope = scope_numbers(ids, &key.scope).await?;
                 let mut item = serde_json::to_value(&key.info).unwrap_or_default();
                 item["licenses"] = scope_json(&scope);
                 json.push(item);
@@ -236,7 +239,7 @@ async fn run_apikey(stores: &Stores, command: ApikeyCommand) -> Result<Output, A
             Ok(Output::new(json, text))
         }
         ApikeyCommand::Revoke { id } => {
-            identity::revoke_api_key(ids, &id).await?;
+            acts(stores)?.revoke_api_key(&id).await?;
             Ok(Output::new(json!({"id": id, "revoked": true}), format!("Revoked API key {id}.")))
         }
     }

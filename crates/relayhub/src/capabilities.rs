@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use relayhub_admin::Admin;
 use relayhub_core::backend::Stores;
 use relayhub_core::capability::{BuildError, Module, module};
 use relayhub_core::identity::Accounts;
@@ -17,7 +18,14 @@ use relayhub_signal::Signal;
 
 /// Every capability, in the order they are built.
 pub fn modules() -> Vec<Module> {
-    vec![module::<Relay>(), module::<Signal>(), module::<Fleet>(), module::<Registry>(), module::<Rail>()]
+    vec![
+        module::<Relay>(),
+        module::<Signal>(),
+        module::<Fleet>(),
+        module::<Registry>(),
+        module::<Rail>(),
+        module::<Admin>(),
+    ]
 }
 
 /// Who signs in: the fleet's users, whose access tokens other capabilities

@@ -15,6 +15,7 @@ mod error;
 mod face;
 mod fleet;
 mod identity;
+mod operators;
 mod partitions;
 mod rail;
 mod readers;
@@ -47,6 +48,7 @@ use crate::writer::{Begin, Writer};
 pub(crate) const MAIN_FILE: schema::FileKind = schema::FileKind {
     modules: &[
         identity::SCHEMA,
+        operators::SCHEMA,
         relay::SCHEMA,
         fleet::SCHEMA,
         telemetry::SCHEMA,
@@ -89,7 +91,8 @@ pub struct SqliteStore {
 pub fn open(path: &Path, partitions: usize, bus: &Bus, metrics: &Metrics) -> StoreResult<Stores> {
     let store = SqliteStore::open(path, partitions, bus, metrics)?;
     let mut stores = Stores::new(store.clone(), store.clone(), store.clone(), store.clone());
-    // One line per capability module of this backend.
+    // One line per module of this backend.
+    operators::provide(&store, &mut stores);
     relay::provide(&store, &mut stores);
     signal::provide(&store, &mut stores);
     fleet::provide(&store, &mut stores);

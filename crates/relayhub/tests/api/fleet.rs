@@ -488,30 +488,7 @@ async fn install_sh_checks_before_it_pairs_and_never_loses_a_token_it_was_given(
 #[tokio::test]
 async fn relayhub_user_manages_users_with_the_password_from_stdin() {
     let app = TestApp::spawn().await;
-    let database = crate::helpers::database_args(app.config.data.as_path(), None);
-    let database = match &app.config.database {
-        Some(url) => vec!["--database".to_owned(), url.clone()],
-        None => database,
-    };
-    let relayhub = |args: &[&str], stdin: &str| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
-            .args(args)
-            .arg("--json")
-            .args(&database)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let relayhub = |args: &[&str], stdin: &str| app.cli(args, stdin);
     let (ok, out, err) = relayhub(
         &["user", "create", "--license", "LIC-A", "--email", "Cli@Example.com", "--role", "admin"],
         "a long passphrase\n",

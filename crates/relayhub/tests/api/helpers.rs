@@ -273,6 +273,26 @@ impl TestApp {
         database_args(&self.config.data, self.pg.as_deref())
     }
 
+    /// Runs `relayhub ARGS --json` on this app's database, `stdin` piped
+    /// in: whether it succeeded, its stdout and its stderr.
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relayhub"))
+            .args(args)
+            .arg("--json")
+            .args(self.database_args())
+            .env_remove("RELAYHUB_DATABASE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run relayhub");
+        child.stdin.take().expect("its stdin").write_all(stdin.as_bytes()).expect("writing to its stdin");
+        let out = child.wait_with_output().expect("relayhub ends");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

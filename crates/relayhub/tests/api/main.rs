@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 with their own temporary databases, real HTTP and WebSocket
 //! clients, and `relayhub` child processes where a crash is the point.
 
+mod admin_api;
 mod backup;
 mod bad_input;
 mod caller;
@@ -9,6 +10,7 @@ mod cluster;
 mod console;
 mod console_pages;
 mod contract;
+mod contract_operators;
 mod contract_rail;
 mod delivery;
 mod device_credentials;

@@ -42,6 +42,7 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
     .await;
     let (user_token, robot_token) = crate::fleet::admin_with_robot(&app).await;
     let (_, rail_robot_token) = crate::rail::robot(&app, &app.token, &crate::rail::Key::ed25519(1)).await;
+    let operator_token = crate::admin_api::operator_token(&app, "fuzz@example.com");
     let dir = tempfile::tempdir().unwrap();
     let document = dir.path().join("openapi.json");
     let body = app.http.get(app.url("/openapi.json")).send().await.unwrap().bytes().await.unwrap();
@@ -64,6 +65,7 @@ async fn the_document_is_strict_and_schemathesis_finds_nothing() {
         .env("FLEET_USER_TOKEN", user_token)
         .env("FLEET_ROBOT_TOKEN", robot_token)
         .env("RAIL_ROBOT_TOKEN", rail_robot_token)
+        .env("OPERATOR_TOKEN", operator_token)
         .current_dir(dir.path())
         .kill_on_drop(true)
         .output();

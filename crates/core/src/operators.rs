@@ -1,0 +1,209 @@
+//! Operators: the server's administrators, above the licenses. They act
+//! over the admin API with tokens (`rho_…`), and every administrative
+//! write — from the API, the console or the command line — is recorded in
+//! the audit log: when, who, what, on which license, from where.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::admission::Connection;
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::{CredentialInfo, NewCredential};
+use crate::secret::{Secret, SecretHash, SecretKind};
+use crate::store::{Page, PageRequest, StoreResult};
+use crate::time::Timestamp;
+
+/// A server administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Operator {
+    pub id: Uuid,
+    /// Lowercase; unique on the server.
+    pub email: String,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// An operator to add: the password only as its Argon2 hash.
+#[derive(Debug, Clone)]
+pub struct NewOperator {
+    pub email: String,
+    pub name: String,
+    pub password_hash: String,
+}
+
+/// An operator's API token, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OperatorToken {
+    /// The operator it acts as.
+    pub operator: Uuid,
+    #[serde(flatten)]
+    pub info: CredentialInfo,
+}
+
+/// Operators and their API tokens.
+#[async_trait]
+pub trait OperatorStore: Send + Sync + 'static {
+    /// `already_exists` when the email is taken.
+    async fn add_operator(&self, operator: NewOperator, at: Timestamp) -> StoreResult<Operator>;
+    /// Every operator, oldest first.
+    async fn operators(&self) -> StoreResult<Vec<Operator>>;
+    async fn add_operator_token(&self, operator: Uuid, token: NewCredential) -> StoreResult<()>;
+    /// `credential_not_found` unless the token exists.
+    async fn revoke_operator_token(&self, id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Every token, revoked ones too, oldest first.
+    async fn operator_tokens(&self) -> StoreResult<Vec<OperatorToken>>;
+    /// The operator of a valid (unrevoked) token.
+    async fn operator_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Operator>>;
+}
+
+/// Who did an administrative act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// `relayhub … --data` on the server.
+    Cli,
+    Operator(Operator),
+}
+
+/// An act to record.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    pub at: Timestamp,
+    pub actor: Actor,
+    /// What was done, `license.create`, `apikey.revoke`, …
+    pub action: &'static str,
+    /// The license acted on (its number), if any.
+    pub license: Option<String>,
+    /// The object acted on, by its public id (a token's, a key's).
+    pub target: Option<String>,
+    /// The client's address as trusted proxies report it (none for the CLI).
+    pub address: Option<IpAddr>,
+    /// What changed: the fields an update named, never a secret.
+    pub detail: serde_json::Value,
+}
+
+/// One recorded act, as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AuditEntry {
+    /// Increasing: a later act has a larger id.
+    pub id: i64,
+    pub at: Timestamp,
+    /// `cli`, or the operator's email at the time.
+    pub actor: String,
+    /// The operator's id; absent for the command line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<Uuid>,
+    #[schema(example = "license.update")]
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// Which acts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub license: Option<String>,
+    pub operator: Option<Uuid>,
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync + 'static {
+    async fn record(&self, entry: NewAuditEntry) -> StoreResult<()>;
+    /// Newest first.
+    async fn entries(&self, filter: AuditFilter, page: PageRequest) -> StoreResult<Page<AuditEntry>>;
+    /// Forgets acts older than `before`; answers how many.
+    async fn purge_before(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+impl NewAuditEntry {
+    /// The columns a store keeps: actor text, operator id, address text.
+    pub fn columns(&self) -> (String, Option<Uuid>, Option<String>) {
+        let (actor, operator) = match &self.actor {
+            Actor::Cli => ("cli".to_owned(), None),
+            Actor::Operator(o) => (o.email.clone(), Some(o.id)),
+        };
+        (actor, operator, self.address.map(|a| a.to_string()))
+    }
+}
+
+/// The valid operator token a request carries (`Authorization: Bearer
+/// rho_…`). 401 without a token or with an unknown or revoked one; 403
+/// `forbidden` for another kind of credential (a license token, an app
+/// key, a user's or robot's token): it is valid, but not here.
+#[derive(Debug, Clone)]
+pub struct OperatorAuth(pub Operator);
+
+impl<S> FromRequestParts<S> for OperatorAuth
+where
+    S: Send + Sync,
+    Arc<dyn OperatorStore>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::new(ErrorCode::MISSING_TOKEN, "send an operator token as 'Authorization: Bearer rho_…'")
+        })?;
+        if !token.starts_with(SecretKind::OPERATOR_TOKEN.prefix()) {
+            return Err(ApiError::new(
+                ErrorCode::FORBIDDEN,
+                "the admin API takes an operator token (rho_…), not a license's, a key or a user's",
+            ));
+        }
+        let store = Arc::<dyn OperatorStore>::from_ref(state);
+        let operator = store
+            .operator_by_token(&Secret::new(token).hash())
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::INVALID_TOKEN, "the operator token is unknown or revoked"))?;
+        Connection::of(parts).authenticated();
+        Ok(OperatorAuth(operator))
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// What the operator stores answer when they refuse, written once for
+/// every backend.
+pub mod refusals {
+    use std::fmt::Display;
+
+    use crate::error::ErrorCode;
+    use crate::store::StoreError;
+
+    pub fn operator_exists(email: impl Display) -> StoreError {
+        StoreError::rejected(ErrorCode::ALREADY_EXISTS, format!("operator {email} already exists"))
+    }
+
+    pub fn no_operator_token(id: impl Display) -> StoreError {
+        StoreError::rejected(ErrorCode::CREDENTIAL_NOT_FOUND, format!("no operator token {id}"))
+    }
+
+    pub fn no_operator(id: impl Display) -> StoreError {
+        StoreError::rejected(ErrorCode::NOT_FOUND, format!("no operator {id}"))
+    }
+}

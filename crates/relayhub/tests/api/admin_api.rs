@@ -1,0 +1,195 @@
+//! The operator plane: a customer onboarded from a script — an operator
+//! made on the command line, then licenses, tokens and keys over
+//! `/api/admin/v1` — with every act in the audit log, and every other
+//! kind of credential refused there.
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+/// `relayhub ARGS --json` on the app's database, `stdin` piped in.
+fn cli(app: &TestApp, args: &[&str], stdin: &str) -> Value {
+    let (ok, out, err) = app.cli(args, stdin);
+    assert!(ok, "relayhub {args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// An operator made on the command line, and a token for them.
+pub fn operator_token(app: &TestApp, email: &str) -> String {
+    cli(app, &["operator", "create", "--email", email, "--name", "Ops"], "a long passphrase\n");
+    let token = cli(app, &["operator", "token", "create", "--operator", email, "--name", "billing"], "");
+    let secret = token["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("rho_"), "{token}");
+    secret
+}
+
+async fn admin(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+}
+
+async fn license_status(app: &TestApp, token: &str) -> u16 {
+    app.http.get(app.url("/api/v1/license")).bearer_auth(token).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn an_operator_onboards_a_customer_from_a_script_and_every_act_is_in_the_audit_log() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let ops = operator_token(&app, "Ops@Example.com");
+    let call = |method: Method, path: &'static str, body: Option<Value>| admin(&app, method, path, &ops, body);
+
+    let (status, created) = call(
+        Method::POST,
+        "/api/admin/v1/licenses",
+        Some(json!({"number": "CUST-1", "name": "Customer One", "max_devices": 5, "expires": "2099-12-31"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let first = created["token"]["secret"].as_str().unwrap().to_owned();
+    let first_id = created["token"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(license_status(&app, &first).await, 200, "the new customer's token works at once");
+    let (status, again) = call(Method::POST, "/api/admin/v1/licenses", Some(json!({"number": "CUST-1"}))).await;
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("already_exists")), "{again}");
+
+    // A change names its fields; the others keep their values.
+    let (status, patched) =
+        call(Method::PATCH, "/api/admin/v1/licenses/CUST-1", Some(json!({"max_devices": null}))).await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!((patched["name"].as_str(), patched["expires"].as_str()), (Some("Customer One"), Some("2099-12-31")));
+    assert!(patched.get("max_devices").is_none(), "null clears the limit: {patched}");
+    let (_, expired) =
+        call(Method::PATCH, "/api/admin/v1/licenses/CUST-1", Some(json!({"expires": "2020-01-31"}))).await;
+    assert_eq!(expired["expires"], "2020-01-31");
+    assert_eq!(license_status(&app, &first).await, 403, "an expired license's token is refused");
+    call(Method::PATCH, "/api/admin/v1/licenses/CUST-1", Some(json!({"expires": null}))).await;
+    assert_eq!(license_status(&app, &first).await, 200);
+
+    // A token rotation: a second token, then the first revoked.
+    let (status, second) = call(Method::POST, "/api/admin/v1/licenses/CUST-1/tokens", None).await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["secret"].as_str().unwrap().to_owned();
+    let revoke = format!("/api/admin/v1/licenses/CUST-1/tokens/{first_id}");
+    let (status, _) = admin(&app, Method::DELETE, &revoke, &ops, None).await;
+    assert_eq!(status, 204);
+    assert_eq!((license_status(&app, &first).await, license_status(&app, &second).await), (401, 200));
+    let (_, shown) = call(Method::GET, "/api/admin/v1/licenses/CUST-1", None).await;
+    assert_eq!(shown["tokens"].as_array().map(Vec::len), Some(2), "{shown}");
+    assert_eq!(shown["devices"], 0);
+
+    // An app key for this customer only.
+    let (status, key) =
+        call(Method::POST, "/api/admin/v1/apikeys", Some(json!({"name": "android", "licenses": ["CUST-1"]}))).await;
+    assert_eq!(status, 201, "{key}");
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let (_, keys) = call(Method::GET, "/api/admin/v1/apikeys", None).await;
+    let listed = keys["keys"].as_array().unwrap().iter().find(|k| k["id"] == key_id.as_str()).cloned();
+    assert_eq!(listed.map(|k| k["licenses"].clone()), Some(json!(["CUST-1"])), "{keys}");
+    let (status, _) = admin(&app, Method::DELETE, &format!("/api/admin/v1/apikeys/{key_id}"), &ops, None).await;
+    assert_eq!(status, 204);
+    let (status, gone) = call(Method::DELETE, "/api/admin/v1/apikeys/key_nosuchkey", None).await;
+    assert_eq!((status, gone["error"]["code"].as_str()), (404, Some("credential_not_found")));
+
+    // Acting on a license that does not exist.
+    for (method, path) in
+        [(Method::GET, "/api/admin/v1/licenses/NOPE"), (Method::POST, "/api/admin/v1/licenses/NOPE/tokens")]
+    {
+        let (status, body) = call(method, path, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("license_not_found")), "{path}");
+    }
+    let (status, _) = call(Method::PATCH, "/api/admin/v1/licenses/NOPE", Some(json!({"name": "x"}))).await;
+    assert_eq!(status, 404);
+
+    // The command line's acts are recorded too, as `cli`.
+    cli(&app, &["license", "create", "--number", "CUST-2"], "");
+
+    let (status, log) = call(Method::GET, "/api/admin/v1/audit", None).await;
+    assert_eq!(status, 200, "{log}");
+    let acts: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    let api = "ops@example.com";
+    assert_eq!(
+        acts,
+        [
+            ("license.create", "cli"),
+            ("apikey.revoke", api),
+            ("apikey.create", api),
+            ("license_token.revoke", api),
+            ("license_token.create", api),
+            ("license.update", api),
+            ("license.update", api),
+            ("license.update", api),
+            ("license.create", api),
+            ("operator_token.create", "cli"),
+            ("operator.create", "cli"),
+        ],
+        "newest first, refusals not recorded: {log}"
+    );
+    let newest_api_act = &log["items"][1];
+    assert_eq!(newest_api_act["address"], "127.0.0.1", "{newest_api_act}");
+    assert!(log["items"][0].get("address").is_none(), "the command line has no address");
+    assert_eq!(log["items"][7]["detail"], json!({"max_devices": null}), "an update records what it named");
+    let text = log.to_string();
+    for secret in [&first, &second, &ops] {
+        assert!(!text.contains(secret.as_str()), "no secret in the audit log");
+    }
+    let (_, one) = call(Method::GET, "/api/admin/v1/audit?license=CUST-2", None).await;
+    assert_eq!((one["total"].as_u64(), one["items"][0]["license"].as_str()), (Some(1), Some("CUST-2")), "{one}");
+    let (_, paged) = call(Method::GET, "/api/admin/v1/audit?size=2&page=2", None).await;
+    assert_eq!(paged["items"][0]["action"], "apikey.create", "{paged}");
+    assert_eq!(paged["total"], 11);
+}
+
+#[tokio::test]
+async fn other_credentials_are_refused_at_the_admin_api_and_a_revoked_operator_token_at_once() {
+    let app = TestApp::spawn().await;
+    let ops = operator_token(&app, "ops@example.com");
+    let list = || app.http.get(app.url("/api/admin/v1/licenses"));
+    assert_eq!(list().bearer_auth(&ops).send().await.unwrap().status(), 200);
+    let code = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        (status, body["error"]["code"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(code(list().send().await.unwrap()).await, (401, "missing_token".into()));
+    for other in [&app.token, &app.api_key] {
+        let refused = code(list().bearer_auth(other).send().await.unwrap()).await;
+        assert_eq!(refused, (403, "forbidden".into()), "a license token or an app key is not an operator's");
+    }
+    // Every operation of the admin API, as the document lists them.
+    let document: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut operations = 0;
+    for (path, item) in document["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/api/admin/")) {
+        let url =
+            app.url(&path.replace("{number}", "LIC-A").replace("{token_id}", "tok_x").replace("{key_id}", "key_x"));
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let request = || app.http.request(method.clone(), &url).json(&json!({}));
+            assert_eq!(code(request().send().await.unwrap()).await.0, 401, "{method} {path} without a token");
+            let refused = code(request().bearer_auth(&app.token).send().await.unwrap()).await;
+            assert_eq!(refused, (403, "forbidden".into()), "{method} {path} with the license's own token");
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 11, "the admin API's operations");
+    let forged = format!("rho_{}", "A".repeat(43));
+    assert_eq!(code(list().bearer_auth(&forged).send().await.unwrap()).await, (401, "invalid_token".into()));
+
+    let tokens = cli(&app, &["operator", "token", "list"], "");
+    let id = tokens[0]["id"].as_str().unwrap().to_owned();
+    cli(&app, &["operator", "token", "revoke", &id], "");
+    assert_eq!(code(list().bearer_auth(&ops).send().await.unwrap()).await, (401, "invalid_token".into()));
+    // The operator remains; the command line refuses a second with their email.
+    let (ok, _, err) = app.cli(&["operator", "create", "--email", "OPS@example.com"], "another passphrase\n");
+    assert!(!ok && err.contains("already exists"), "{err}");
+}
