@@ -75,6 +75,9 @@ impl Acts {
         if let Some(binding) = &update.binding {
             detail.insert("binding".into(), json!(binding));
         }
+        if let Some(suspended) = update.suspended {
+            detail.insert("suspended".into(), json!(suspended));
+        }
         let license = self.identity.update_license(number, update).await?;
         self.record("license.update", Some(number), None, Value::Object(detail)).await;
         Ok(license)

@@ -107,6 +107,10 @@ pub struct UpdateLicense {
     #[schema(value_type = Option<u32>, nullable, minimum = 0, maximum = 2147483647)]
     pub max_devices: Option<Option<u32>>,
     pub binding: Option<BindingPolicy>,
+    /// `true` suspends the license at once, on every node — its tokens,
+    /// devices and users are refused (403 `license_suspended`), its data
+    /// kept; `false` resumes it.
+    pub suspended: Option<bool>,
 }
 
 #[utoipa::path(
@@ -220,7 +224,8 @@ pub async fn update_license(
         Some(Some(limit)) => Some(Some(rules::device_limit(limit)?)),
         other => other,
     };
-    let update = LicenseUpdate { name: body.name, expires_at, max_devices, binding: body.binding };
+    let update =
+        LicenseUpdate { name: body.name, expires_at, max_devices, binding: body.binding, suspended: body.suspended };
     let license = admin.acts(operator, &parts).update_license(&number, update).await?;
     Ok(Json(admin.view(&license).await?))
 }

@@ -253,6 +253,7 @@ mod tests {
             max_devices: max,
             binding: BindingPolicy::FirstUse,
             created_at: Timestamp::from_millis(0),
+            suspended_at: None,
         }
     }
 

@@ -90,6 +90,8 @@ impl ErrorCode {
         INVALID_API_KEY => (UNAUTHORIZED, "invalid_api_key"),
         /// The license's expiry date has passed.
         LICENSE_EXPIRED => (FORBIDDEN, "license_expired"),
+        /// An operator suspended the license; its data is kept.
+        LICENSE_SUSPENDED => (FORBIDDEN, "license_suspended"),
         /// The device is bound to another license.
         DEVICE_BOUND_ELSEWHERE => (FORBIDDEN, "device_bound_elsewhere"),
         /// The device has a secret and the connection did not present it, or

@@ -20,7 +20,10 @@ use crate::time::{at, opt_at, opt_time, time};
 /// audited or literal SQL).
 macro_rules! select_license {
     ($tail:literal) => {
-        concat!("SELECT pk, number, name, expires_at, max_devices, created_at, binding FROM licenses ", $tail)
+        concat!(
+            "SELECT pk, number, name, expires_at, max_devices, created_at, binding, suspended_at FROM licenses ",
+            $tail
+        )
     };
 }
 
@@ -30,6 +33,7 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
     steps: &[
         crate::schema::Step { sql: include_str!("../migrations/core/0001_init.sql"), was: Some(1) },
         crate::schema::Step { sql: include_str!("../migrations/core/0002_device_credentials.sql"), was: Some(10) },
+        crate::schema::Step { sql: include_str!("../migrations/core/0003_suspension.sql"), was: None },
     ],
 };
 
@@ -43,6 +47,7 @@ fn license_from_row(row: &PgRow) -> StoreResult<License> {
         max_devices: row.try_get::<Option<i32>, _>(4).sql()?.map(|n| n.max(0) as u32),
         created_at: time(row.try_get(5).sql()?),
         binding: row.try_get::<String, _>(6).sql()?.parse().map_err(StoreError::Internal)?,
+        suspended_at: opt_time(row.try_get(7).sql()?),
     })
 }
 
@@ -131,15 +136,20 @@ impl Licenses for PgStore {
         let current = license_by_number(&mut *tx, number.as_str())
             .await?
             .ok_or_else(|| relayhub_core::identity::refusals::no_license(number))?;
-        sqlx::query("UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4, binding = $5 WHERE pk = $1")
-            .bind(current.pk.0)
-            .bind(update.name.unwrap_or(current.name))
-            .bind(opt_at(update.expires_at.unwrap_or(current.expires_at)))
-            .bind(max_devices(update.max_devices.unwrap_or(current.max_devices)))
-            .bind(update.binding.unwrap_or(current.binding).as_str())
-            .execute(&mut *tx)
-            .await
-            .sql()?;
+        let suspended_at = update.suspended_at(current.suspended_at, Timestamp::now());
+        sqlx::query(
+            "UPDATE licenses SET name = $2, expires_at = $3, max_devices = $4, binding = $5, suspended_at = $6
+             WHERE pk = $1",
+        )
+        .bind(current.pk.0)
+        .bind(update.name.unwrap_or(current.name))
+        .bind(opt_at(update.expires_at.unwrap_or(current.expires_at)))
+        .bind(max_devices(update.max_devices.unwrap_or(current.max_devices)))
+        .bind(update.binding.unwrap_or(current.binding).as_str())
+        .bind(opt_at(suspended_at))
+        .execute(&mut *tx)
+        .await
+        .sql()?;
         let license = license_by_number(&mut *tx, number.as_str())
             .await?
             .ok_or_else(|| StoreError::Internal("license vanished after update".into()))?;
@@ -200,7 +210,7 @@ impl LicenseTokens for PgStore {
         // Looked up by the hash of the presented token: timing reveals
         // nothing about any stored secret.
         let row = sqlx::query(
-            "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at, l.binding
+            "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at, l.binding, l.suspended_at
              FROM license_tokens t JOIN licenses l ON l.pk = t.license_pk
              WHERE t.hash = $1 AND t.revoked_at IS NULL",
         )
@@ -276,12 +286,14 @@ impl Revocations for PgStore {
         now: Timestamp,
     ) -> StoreResult<Invalidated> {
         let pks: Vec<i64> = licenses.iter().map(|l| l.0).collect();
-        let expired: Vec<i64> = sqlx::query_scalar("SELECT pk FROM licenses WHERE pk = ANY($1) AND expires_at <= $2")
-            .bind(&pks)
-            .bind(at(now))
-            .fetch_all(&self.ctx.pool)
-            .await
-            .sql()?;
+        let expired: Vec<i64> = sqlx::query_scalar(
+            "SELECT pk FROM licenses WHERE pk = ANY($1) AND (expires_at <= $2 OR suspended_at IS NOT NULL)",
+        )
+        .bind(&pks)
+        .bind(at(now))
+        .fetch_all(&self.ctx.pool)
+        .await
+        .sql()?;
         let revoked: Vec<String> = sqlx::query_scalar(
             "SELECT k FROM unnest($1::text[]) AS k
              WHERE k NOT IN (SELECT id FROM api_keys WHERE revoked_at IS NULL)",

@@ -177,6 +177,7 @@ mod tests {
             max_devices: max,
             binding: relayhub_core::identity::BindingPolicy::FirstUse,
             created_at: Timestamp::from_millis(0),
+            suspended_at: None,
         }
     }
 

@@ -42,7 +42,8 @@ fn describe(view: &LicenseView) -> String {
         (None, None) => "no device limit".into(),
     };
     let name = if view.name.is_empty() { String::new() } else { format!(" ({})", view.name) };
-    format!("{}{name}: {expires}, {devices}, binding {}", view.number, view.binding.as_str())
+    let suspended = view.suspended_at.map(|at| format!(", SUSPENDED since {at}")).unwrap_or_default();
+    format!("{}{name}: {expires}, {devices}, binding {}{suspended}", view.number, view.binding.as_str())
 }
 
 fn describe_scope(scope: &Option<Vec<LicenseNumber>>) -> String {
@@ -153,10 +154,15 @@ async fn run_license(stores: &Stores, command: LicenseCommand) -> Result<Output,
             json["tokens"] = serde_json::to_value(&tokens).unwrap_or_default();
             Ok(Output::new(json, text))
         }
-        LicenseCommand::Update { number, name, expires, max_devices, binding } => {
+        LicenseCommand::Update { number, name, expires, max_devices, binding, suspended } => {
             let number = LicenseNumber::parse(&number)?;
-            let update =
-                LicenseUpdate { name, expires_at: expires.map(expiry), max_devices: max_devices.map(limit), binding };
+            let update = LicenseUpdate {
+                name,
+                expires_at: expires.map(expiry),
+                max_devices: max_devices.map(limit),
+                binding,
+                suspended,
+            };
             let license = acts(stores)?.update_license(&number, update).await?;
             let view = license.view(Some(stores.devices.device_count(license.pk).await?));
             let text = format!("Updated {}", describe(&view));

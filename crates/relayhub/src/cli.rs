@@ -191,6 +191,10 @@ pub enum LicenseCommand {
         /// when it leaves open
         #[arg(long, value_name = "open|first_use|preregistered")]
         binding: Option<BindingPolicy>,
+        /// true suspends the license at once (its tokens, devices and users
+        /// are refused, its data kept); false resumes it
+        #[arg(long, value_name = "true|false")]
+        suspended: Option<bool>,
     },
     /// Manage a license's bearer tokens
     #[command(subcommand)]

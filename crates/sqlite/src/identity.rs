@@ -15,10 +15,15 @@ use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
 
 /// The core module's tables (see [`crate::schema`]).
-pub(crate) const SCHEMA: crate::schema::Schema =
-    crate::schema::Schema { module: "core", migrations: &[include_str!("../migrations/core/0001_baseline.sql")] };
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "core",
+    migrations: &[
+        include_str!("../migrations/core/0001_baseline.sql"),
+        include_str!("../migrations/core/0002_suspension.sql"),
+    ],
+};
 
-const LICENSE_COLUMNS: &str = "pk, number, name, expires_at, max_devices, created_at, binding";
+const LICENSE_COLUMNS: &str = "pk, number, name, expires_at, max_devices, created_at, binding, suspended_at";
 
 fn license_from_row(row: &Row<'_>) -> rusqlite::Result<License> {
     Ok(License {
@@ -29,6 +34,7 @@ fn license_from_row(row: &Row<'_>) -> rusqlite::Result<License> {
         max_devices: row.get(4)?,
         created_at: columns::time(row, 5)?,
         binding: binding(row, 6)?,
+        suspended_at: columns::opt_time(row, 7)?,
     })
 }
 
@@ -128,15 +134,24 @@ impl Licenses for SqliteStore {
             .write(move |conn, _| {
                 let current = license_by_number(conn, number.as_str())?
                     .ok_or_else(|| relayhub_core::identity::refusals::no_license(&number))?;
+                let suspended_at = update.suspended_at(current.suspended_at, Timestamp::now());
                 let name = update.name.unwrap_or(current.name);
                 let expires_at = update.expires_at.unwrap_or(current.expires_at);
                 let max_devices = update.max_devices.unwrap_or(current.max_devices);
                 let binding = update.binding.unwrap_or(current.binding);
                 conn.prepare_cached(
-                    "UPDATE licenses SET name = ?2, expires_at = ?3, max_devices = ?4, binding = ?5 WHERE pk = ?1",
+                    "UPDATE licenses SET name = ?2, expires_at = ?3, max_devices = ?4, binding = ?5, suspended_at = ?6
+                     WHERE pk = ?1",
                 )
                 .sql()?
-                .execute(params![current.pk.0, name, expires_at.map(Timestamp::millis), max_devices, binding.as_str()])
+                .execute(params![
+                    current.pk.0,
+                    name,
+                    expires_at.map(Timestamp::millis),
+                    max_devices,
+                    binding.as_str(),
+                    suspended_at.map(Timestamp::millis)
+                ])
                 .sql()?;
                 license_by_number(conn, number.as_str())?
                     .ok_or_else(|| StoreError::Internal("license vanished after update".into()))
@@ -221,7 +236,7 @@ impl LicenseTokens for SqliteStore {
                 // Looked up by the hash of the presented token: timing
                 // reveals nothing about any stored secret.
                 conn.prepare_cached(
-                    "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at, l.binding
+                    "SELECT l.pk, l.number, l.name, l.expires_at, l.max_devices, l.created_at, l.binding, l.suspended_at
                      FROM license_tokens t JOIN licenses l ON l.pk = t.license_pk
                      WHERE t.hash = ?1 AND t.revoked_at IS NULL",
                 )
@@ -328,7 +343,8 @@ impl Revocations for SqliteStore {
                 let expired = conn
                     .prepare_cached(
                         "SELECT pk FROM licenses
-                         WHERE pk IN (SELECT value FROM json_each(?1)) AND expires_at <= ?2",
+                         WHERE pk IN (SELECT value FROM json_each(?1))
+                           AND (expires_at <= ?2 OR suspended_at IS NOT NULL)",
                     )
                     .sql()?
                     .query_map(params![licenses, now.millis()], |row| row.get(0).map(LicensePk))

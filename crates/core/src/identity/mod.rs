@@ -79,6 +79,8 @@ pub struct License {
     pub max_devices: Option<u32>,
     pub binding: BindingPolicy,
     pub created_at: Timestamp,
+    /// When an operator suspended it; `None` while it works.
+    pub suspended_at: Option<Timestamp>,
 }
 
 impl License {
@@ -86,8 +88,15 @@ impl License {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
-    /// Refuses with 403 `license_expired` past the expiry date.
+    /// Refuses with 403 `license_suspended` while an operator has it
+    /// suspended, and `license_expired` past the expiry date.
     pub fn ensure_active(&self, now: Timestamp) -> Result<(), ApiError> {
+        if self.suspended_at.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::LICENSE_SUSPENDED,
+                format!("license {} is suspended; its operator can resume it", self.number),
+            ));
+        }
         if self.is_expired(now) {
             let day = self.expires_at.map(|t| t.last_day().to_string()).unwrap_or_default();
             return Err(ApiError::new(
@@ -109,6 +118,7 @@ impl License {
             devices,
             binding: self.binding,
             created_at: self.created_at,
+            suspended_at: self.suspended_at,
         }
     }
 }
@@ -133,6 +143,10 @@ pub struct LicenseView {
     /// How devices bind and prove who they are.
     pub binding: BindingPolicy,
     pub created_at: Timestamp,
+    /// When an operator suspended it: its tokens, devices and users are
+    /// refused until it is resumed. Absent while it works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<Timestamp>,
 }
 
 /// What is stored of a new token or key: never the secret itself.
@@ -200,6 +214,20 @@ pub struct LicenseUpdate {
     pub expires_at: Option<Option<Timestamp>>,
     pub max_devices: Option<Option<u32>>,
     pub binding: Option<BindingPolicy>,
+    /// `true` suspends, `false` resumes.
+    pub suspended: Option<bool>,
+}
+
+impl LicenseUpdate {
+    /// When the license is suspended after this change, from `current`'s
+    /// value: suspending again keeps the first instant.
+    pub fn suspended_at(&self, current: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+        match self.suspended {
+            None => current,
+            Some(true) => current.or(Some(now)),
+            Some(false) => None,
+        }
+    }
 }
 
 /// Credentials of online connections that stopped being valid.

@@ -193,3 +193,39 @@ async fn other_credentials_are_refused_at_the_admin_api_and_a_revoked_operator_t
     let (ok, _, err) = app.cli(&["operator", "create", "--email", "OPS@example.com"], "another passphrase\n");
     assert!(!ok && err.contains("already exists"), "{err}");
 }
+
+#[tokio::test]
+async fn a_suspended_license_is_refused_at_once_and_resumed_with_its_data() {
+    let app = TestApp::spawn().await;
+    let ops = operator_token(&app, "ops@example.com");
+    app.send_ok("pos-1", json!({"invoice": 1})).await;
+    let mut pos = app.connect("pos-1").await;
+    pos.expect("message").await;
+
+    let suspend = |on: bool| {
+        admin(&app, reqwest::Method::PATCH, "/api/admin/v1/licenses/LIC-A", &ops, Some(json!({"suspended": on})))
+    };
+    let (status, suspended) = suspend(true).await;
+    assert_eq!(status, 200, "{suspended}");
+    assert!(suspended["suspended_at"].is_string(), "{suspended}");
+    assert_eq!(suspended["name"], "", "only the suspension changed");
+    assert_eq!(u16::from(pos.closed().await.expect("close frame").code), 4003, "its online device is disconnected");
+    for response in [app.send("pos-1", json!(2)).await, app.get("/api/v1/license").send().await.unwrap()] {
+        assert_eq!(response.status(), 403);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "license_suspended", "{body}");
+    }
+    let (_, again) = suspend(true).await;
+    assert_eq!(again["suspended_at"], suspended["suspended_at"], "suspending again keeps the first instant");
+
+    let (status, resumed) = suspend(false).await;
+    assert_eq!(status, 200);
+    assert!(resumed.get("suspended_at").is_none(), "{resumed}");
+    app.send_ok("pos-1", json!({"invoice": 2})).await;
+    let mut pos = app.connect("pos-1").await;
+    let data: Vec<Value> = pos.messages(2).await.into_iter().map(|m| m["data"].clone()).collect();
+    assert_eq!(data, [json!({"invoice": 1}), json!({"invoice": 2})], "nothing queued was lost");
+    let (_, log) = admin(&app, reqwest::Method::GET, "/api/admin/v1/audit?license=LIC-A", &ops, None).await;
+    let details: Vec<&Value> = log["items"].as_array().unwrap().iter().map(|e| &e["detail"]).collect();
+    assert_eq!(details, [&json!({"suspended": false}), &json!({"suspended": true}), &json!({"suspended": true})]);
+}
