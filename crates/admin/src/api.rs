@@ -77,7 +77,7 @@ pub struct CreatedLicense {
     pub token: IssuedSecret,
 }
 
-/// A page of licenses, in the order they were created.
+/// A page of licenses, by number.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LicensePage {
     pub items: Vec<LicenseView>,
@@ -151,7 +151,7 @@ pub async fn create_license(
     tag = "admin",
     security(("operator" = [])),
     params(PageParams),
-    responses((status = 200, description = "Licenses, oldest first, with their bound devices", body = LicensePage))
+    responses((status = 200, description = "Licenses by number, with their bound devices", body = LicensePage))
 )]
 pub async fn list_licenses(
     State(admin): State<Admin>,
