@@ -174,6 +174,19 @@ pub fn check_length(name: &str, value: &str, min: usize, max: usize) -> Result<(
     }
 }
 
+/// The credential of an `Authorization: Bearer …` header (the scheme in
+/// any case), if there is a non-empty one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 /// Query parameters, with 422 `invalid_field` naming the bad parameter.
 pub struct Query<T>(pub T);
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -155,7 +154,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(|| {
+        let token = crate::http::bearer(&parts.headers).ok_or_else(|| {
             ApiError::new(ErrorCode::MISSING_TOKEN, "send an operator token as 'Authorization: Bearer rho_…'")
         })?;
         if !token.starts_with(SecretKind::OPERATOR_TOKEN.prefix()) {
@@ -172,19 +171,6 @@ where
         Connection::of(parts).authenticated();
         Ok(OperatorAuth(operator))
     }
-}
-
-/// The token of an `Authorization: Bearer …` header.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty())
 }
 
 /// What the operator stores answer when they refuse, written once for

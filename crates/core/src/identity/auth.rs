@@ -28,19 +28,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::new(ErrorCode::MISSING_TOKEN, "send the license token as 'Authorization: Bearer <token>'")
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Err(ApiError::new(
+                ErrorCode::MISSING_TOKEN,
+                "send the license token as 'Authorization: Bearer <token>'",
+            ));
+        }
+        let token = crate::http::bearer(&parts.headers).ok_or_else(|| {
+            ApiError::new(ErrorCode::MISSING_TOKEN, "the Authorization header must be 'Bearer <token>'")
         })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(ErrorCode::MISSING_TOKEN, "the Authorization header must be 'Bearer <token>'")
-            })?;
         let store = Arc::<dyn IdentityStore>::from_ref(state);
         let license = store
             .license_by_token(&Secret::new(token).hash())
