@@ -99,11 +99,11 @@ pub struct UpdateLicense {
     #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Last valid day (UTC); `null`: never expires.
-    #[serde(default, deserialize_with = "rules::present")]
+    #[serde(default, deserialize_with = "relayhub_core::http::nullable")]
     #[schema(value_type = Option<String>, format = Date, nullable)]
     pub expires: Option<Option<String>>,
     /// Devices bound at once; `null`: no limit.
-    #[serde(default, deserialize_with = "rules::present")]
+    #[serde(default, deserialize_with = "relayhub_core::http::nullable")]
     #[schema(value_type = Option<u32>, nullable, minimum = 0, maximum = 2147483647)]
     pub max_devices: Option<Option<u32>>,
     pub binding: Option<BindingPolicy>,

@@ -3,7 +3,6 @@
 use chrono::NaiveDate;
 use relayhub_core::error::ApiError;
 use relayhub_core::time::Timestamp;
-use serde::{Deserialize, Deserializer};
 
 /// A license's expiry as people write it: the last valid day (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,30 +34,9 @@ pub fn device_limit(limit: u32) -> Result<u32, ApiError> {
     Ok(limit)
 }
 
-/// For `#[serde(default, deserialize_with = "present")]`: a field that is
-/// absent stays `None` (leave it as it is), `null` is `Some(None)` (clear
-/// it), a value is `Some(Some(value))`.
-pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Deserialize)]
-    struct Patch {
-        #[serde(default, deserialize_with = "present")]
-        limit: Option<Option<u32>>,
-    }
-
-    #[test]
-    fn absent_null_and_a_value_are_three_different_changes() {
-        let parse = |json: &str| serde_json::from_str::<Patch>(json).unwrap().limit;
-        assert_eq!(parse("{}"), None);
-        assert_eq!(parse(r#"{"limit": null}"#), Some(None));
-        assert_eq!(parse(r#"{"limit": 5}"#), Some(Some(5)));
-    }
 
     #[test]
     fn an_expiry_is_a_day_and_lasts_to_its_end() {

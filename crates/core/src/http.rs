@@ -187,6 +187,15 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
+/// For `#[serde(default, deserialize_with = "http::nullable")]`: a field that is
+/// absent stays `None` (leave it as it is), `null` is `Some(None)` (clear
+/// it), a value is `Some(Some(value))`.
+pub fn nullable<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 /// Query parameters, with 422 `invalid_field` naming the bad parameter.
 pub struct Query<T>(pub T);
 
@@ -283,6 +292,20 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Patch {
+        #[serde(default, deserialize_with = "super::nullable")]
+        limit: Option<Option<u32>>,
+    }
+
+    #[test]
+    fn absent_null_and_a_value_are_three_different_changes() {
+        let parse = |json: &str| serde_json::from_str::<Patch>(json).unwrap().limit;
+        assert_eq!(parse("{}"), None);
+        assert_eq!(parse(r#"{"limit": null}"#), Some(None));
+        assert_eq!(parse(r#"{"limit": 5}"#), Some(Some(5)));
+    }
 
     fn nested(n: usize) -> String {
         format!("{}{}", "[".repeat(n), "]".repeat(n))
