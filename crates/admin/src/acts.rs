@@ -2,13 +2,12 @@
 //! line call these, so a rule holds however the act is done, and each
 //! write is recorded in the audit log with who did it and from where.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::identity::{self, IdentityStore, Issued, KeyScope, License, LicenseUpdate, NewLicense};
 use relayhub_core::ids::LicenseNumber;
-use relayhub_core::operators::{Actor, AuditLog, NewAuditEntry, NewOperator, Operator, OperatorStore};
+use relayhub_core::operators::{Auditor, NewOperator, Operator, OperatorStore};
 use relayhub_core::secret::{Secret, SecretKind, public_id};
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
@@ -18,28 +17,12 @@ use serde_json::{Value, json};
 pub struct Acts {
     pub identity: Arc<dyn IdentityStore>,
     pub operators: Arc<dyn OperatorStore>,
-    pub audit: Arc<dyn AuditLog>,
-    pub actor: Actor,
-    pub address: Option<IpAddr>,
+    pub auditor: Auditor,
 }
 
 impl Acts {
-    /// Records an act that is done. A failure to record is logged, not
-    /// answered: the act stands, and a client retrying it would apply it
-    /// twice or be refused for a conflict it did not cause.
     async fn record(&self, action: &'static str, license: Option<&LicenseNumber>, target: Option<&str>, detail: Value) {
-        let entry = NewAuditEntry {
-            at: Timestamp::now(),
-            actor: self.actor.clone(),
-            action,
-            license: license.map(|n| n.as_str().to_owned()),
-            target: target.map(str::to_owned),
-            address: self.address,
-            detail,
-        };
-        if let Err(err) = self.audit.record(entry).await {
-            tracing::error!(action, error = %err, "an administrative act is done but could not be recorded in the audit log");
-        }
+        self.auditor.record(action, license, target, detail).await;
     }
 
     /// A license of this number, else 404 `license_not_found`.

@@ -5,7 +5,7 @@
 use clap::{ArgMatches, FromArgMatches, Subcommand};
 use relayhub_core::capability::CommandOutput;
 use relayhub_core::error::{ApiError, ErrorCode};
-use relayhub_core::operators::{Actor, Operator};
+use relayhub_core::operators::{Auditor, Operator};
 use serde_json::json;
 
 use crate::Admin;
@@ -66,9 +66,7 @@ impl Admin {
         Acts {
             identity: self.identity.clone(),
             operators: self.operators.clone(),
-            audit: self.audit.clone(),
-            actor: Actor::Cli,
-            address: None,
+            auditor: Auditor::cli(self.audit.clone()),
         }
     }
 

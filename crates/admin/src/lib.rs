@@ -105,6 +105,9 @@ impl Capability for Admin {
             .routes(routes!(api::create_api_key, api::list_api_keys))
             .routes(routes!(api::revoke_api_key))
             .routes(routes!(api::audit))
+            .routes(routes!(api::create_operator, api::list_operators))
+            .routes(routes!(api::create_operator_token))
+            .routes(routes!(api::revoke_operator_token))
             .with_state(self.clone())
     }
 

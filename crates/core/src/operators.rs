@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::admission::Connection;
 use crate::error::{ApiError, ErrorCode};
 use crate::identity::{CredentialInfo, NewCredential};
+use crate::ids::LicenseNumber;
 use crate::secret::{Secret, SecretHash, SecretKind};
 use crate::store::{Page, PageRequest, StoreResult};
 use crate::time::Timestamp;
@@ -69,6 +70,9 @@ pub enum Actor {
     /// `relayhub … --data` on the server.
     Cli,
     Operator(Operator),
+    /// A license's admin in the license console (by user id), for the few
+    /// server-wide acts a single-license server lets them do.
+    User(i64),
 }
 
 /// An act to record.
@@ -94,7 +98,8 @@ pub struct AuditEntry {
     /// Increasing: a later act has a larger id.
     pub id: i64,
     pub at: Timestamp,
-    /// `cli`, or the operator's email at the time.
+    /// `cli`, the operator's email at the time, or `user:ID` for a
+    /// license's admin in the license console.
     pub actor: String,
     /// The operator's id; absent for the command line.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,12 +133,64 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn purge_before(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
+/// Who acts, from where, and the log their writes go to: every
+/// capability's administrative acts record through one of these, so an act
+/// is in the log however it was done (API, console, command line).
+#[derive(Clone)]
+pub struct Auditor {
+    log: Arc<dyn AuditLog>,
+    pub actor: Actor,
+    pub address: Option<IpAddr>,
+}
+
+impl Auditor {
+    pub fn new(log: Arc<dyn AuditLog>, actor: Actor, address: Option<IpAddr>) -> Self {
+        Self { log, actor, address }
+    }
+
+    /// The command line on the server: `cli`, from no address.
+    pub fn cli(log: Arc<dyn AuditLog>) -> Self {
+        Self::new(log, Actor::Cli, None)
+    }
+
+    /// An operator of the admin API, from the request's client as trusted
+    /// proxies report it.
+    pub fn operator(log: Arc<dyn AuditLog>, operator: OperatorAuth, parts: &Parts) -> Self {
+        Self::new(log, Actor::Operator(operator.0), crate::client::client_ip(parts))
+    }
+
+    /// Records an act that is done. A failure to record is logged, not
+    /// answered: the act stands, and a client retrying it would apply it
+    /// twice or be refused for a conflict it did not cause.
+    pub async fn record(
+        &self,
+        action: &'static str,
+        license: Option<&LicenseNumber>,
+        target: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let entry = NewAuditEntry {
+            at: Timestamp::now(),
+            actor: self.actor.clone(),
+            action,
+            license: license.map(|n| n.as_str().to_owned()),
+            target: target.map(str::to_owned),
+            address: self.address,
+            detail,
+        };
+        if let Err(err) = self.log.record(entry).await {
+            tracing::error!(action, error = %err, "an administrative act is done but could not be recorded in the audit log");
+        }
+    }
+}
+
 impl NewAuditEntry {
     /// The columns a store keeps: actor text, operator id, address text.
     pub fn columns(&self) -> (String, Option<Uuid>, Option<String>) {
         let (actor, operator) = match &self.actor {
             Actor::Cli => ("cli".to_owned(), None),
             Actor::Operator(o) => (o.email.clone(), Some(o.id)),
+            Actor::User(id) => (format!("user:{id}"), None),
         };
         (actor, operator, self.address.map(|a| a.to_string()))
     }

@@ -12,8 +12,8 @@ use serde_json::json;
 use crate::Fleet;
 use relayhub_core::password::{check_email, read_password};
 
-use crate::auth::hash_password;
-use crate::model::{NewUser, Role, User, UserPatch};
+use crate::model::{Role, User, UserPatch};
+use relayhub_core::operators::Auditor;
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
@@ -103,13 +103,12 @@ pub async fn run(fleet: &Fleet, name: &str, args: &ArgMatches) -> Result<Command
         return Err(ApiError::new(ErrorCode::NOT_FOUND, format!("fleet has no command {name}")));
     }
     let command = UserCommand::from_arg_matches(args).map_err(|e| ApiError::invalid_field(e.to_string()))?;
+    let auditor = Auditor::cli(fleet.audit.clone());
     match command {
         UserCommand::Create { license, email, name, role, password_stdin: _ } => {
             let license = fleet.license_named(&license).await?;
-            let email = check_email(&email)?;
-            let password_hash = hash_password(read_password().await?).await?;
-            let new = NewUser { license: license.pk, email, name: name.trim().to_owned(), role, password_hash };
-            let user = fleet.users.create_user(new).await?;
+            let password = read_password().await?;
+            let user = fleet.add_user(&auditor, &license, &email, &name, role, Some(password)).await?;
             let text = format!("Created user {} in {}.", describe(&user), license.number);
             Ok(CommandOutput::new(user.view(&license.number), text))
         }
@@ -127,13 +126,12 @@ pub async fn run(fleet: &Fleet, name: &str, args: &ArgMatches) -> Result<Command
         UserCommand::Update { email, role, active, name } => {
             let (user, license) = fleet.user_named(&email).await?;
             let patch = UserPatch { name, role, is_active: active };
-            let user = fleet.users.update_user(license.pk, user.id, patch).await?;
+            let user = fleet.change_user(&auditor, &license, user.id, patch).await?;
             Ok(CommandOutput::new(user.view(&license.number), format!("Updated {}.", describe(&user))))
         }
         UserCommand::Passwd { email } => {
-            let (user, _) = fleet.user_named(&email).await?;
-            let password_hash = hash_password(read_password().await?).await?;
-            fleet.users.set_password(user.id, password_hash).await?;
+            let (user, license) = fleet.user_named(&email).await?;
+            fleet.change_password(&auditor, &license, &user, read_password().await?).await?;
             let out = json!({"email": user.email, "changed": true});
             Ok(CommandOutput::new(out, format!("Changed the password of {}; its sessions ended.", user.email)))
         }

@@ -33,6 +33,8 @@ pub const ROBOT_TOKEN: SecretKind = SecretKind::new("rhr_", "rbt_");
 pub const REFRESH_TOKEN: SecretKind = SecretKind::new("rhs_", "ses_");
 /// `rhp_…`: the secret a pairing robot polls with.
 pub const POLL_SECRET: SecretKind = SecretKind::new("rhp_", "pol_");
+/// `rhw_…`: a one-time password-reset link's token.
+pub const PASSWORD_RESET: SecretKind = SecretKind::new("rhw_", "pwr_");
 
 /// Every kind of secret declared here.
-pub const SECRET_KINDS: &[SecretKind] = &[ROBOT_TOKEN, REFRESH_TOKEN, POLL_SECRET];
+pub const SECRET_KINDS: &[SecretKind] = &[ROBOT_TOKEN, REFRESH_TOKEN, POLL_SECRET, PASSWORD_RESET];

@@ -22,7 +22,9 @@ pub mod rules;
 pub mod store;
 pub mod telemetry;
 
+pub mod acts;
 mod api {
+    pub mod admin;
     pub mod pair;
     pub mod robots;
     pub mod users;
@@ -39,6 +41,7 @@ use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform,
 use relayhub_core::error::ApiError;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
+use relayhub_core::operators::{AuditLog, OperatorStore};
 use relayhub_core::secret::SecretKind;
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
@@ -125,6 +128,8 @@ pub struct Fleet {
     pub sessions: Arc<dyn SessionStore>,
     pub robots: Arc<dyn RobotStore>,
     pub identity: Arc<dyn IdentityStore>,
+    operators: Arc<dyn OperatorStore>,
+    audit: Arc<dyn AuditLog>,
     pub metrics: FleetMetrics,
     pub telemetry: Telemetry,
     /// Access tokens, and the key they are signed with.
@@ -135,6 +140,12 @@ pub struct Fleet {
     pairings: Arc<Attempts>,
     /// When each pairing code was last polled, on this node.
     polls: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl axum::extract::FromRef<Fleet> for Arc<dyn OperatorStore> {
+    fn from_ref(fleet: &Fleet) -> Self {
+        fleet.operators.clone()
+    }
 }
 
 impl Fleet {
@@ -186,6 +197,8 @@ impl Spec for Fleet {
             sessions: stores.get()?,
             robots: stores.get()?,
             identity: stores.identity.clone(),
+            operators: stores.get()?,
+            audit: stores.get()?,
             metrics,
             accounts: Arc::new(FleetAccounts::new(stores)?),
             dummy: Arc::default(),
@@ -209,7 +222,7 @@ impl Capability for Fleet {
     }
 
     fn router(&self) -> OpenApiRouter {
-        use api::{pair, robots, users};
+        use api::{admin, pair, robots, users};
         OpenApiRouter::new()
             .routes(routes!(users::login))
             .routes(routes!(users::refresh))
@@ -217,6 +230,9 @@ impl Capability for Fleet {
             .routes(routes!(users::me))
             .routes(routes!(users::list))
             .routes(routes!(users::update))
+            .routes(routes!(admin::list_users, admin::create_user))
+            .routes(routes!(admin::update_user))
+            .routes(routes!(admin::reset_password))
             .routes(routes!(robots::list))
             .routes(routes!(robots::get, robots::update, robots::delete))
             .routes(routes!(robots::own))

@@ -51,6 +51,21 @@ pub trait UserStore: Send + Sync + 'static {
     async fn update_user(&self, license: LicensePk, id: i64, patch: UserPatch) -> StoreResult<User>;
     /// A new password hash; every session of the user ends.
     async fn set_password(&self, id: i64, password_hash: String) -> StoreResult<()>;
+    /// A password-reset link for `user` (its secret's hash), valid until
+    /// `expires_at`; it replaces the user's earlier link.
+    async fn add_password_reset(&self, user: i64, token: SecretHash, expires_at: Timestamp) -> StoreResult<()>;
+    /// Whether a reset link is known and valid at `now` (asked before a
+    /// password is hashed for it, so a stranger's guesses cost no Argon2).
+    async fn password_reset_valid(&self, token: SecretHash, now: Timestamp) -> StoreResult<bool>;
+    /// Spends a reset link still valid at `now`: the user's password
+    /// becomes `password_hash` and every session of the user ends, at once
+    /// with the link forgotten. `None` for an unknown, spent or expired one.
+    async fn use_password_reset(
+        &self,
+        token: SecretHash,
+        password_hash: String,
+        now: Timestamp,
+    ) -> StoreResult<Option<i64>>;
 }
 
 /// User sessions: chains of single-use refresh tokens, and the key access

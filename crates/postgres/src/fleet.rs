@@ -30,6 +30,7 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
     steps: &[
         crate::schema::Step { sql: include_str!("../migrations/fleet/0001_fleet.sql"), was: Some(3) },
         crate::schema::Step { sql: include_str!("../migrations/fleet/0002_pair_observed_ip.sql"), was: Some(8) },
+        crate::schema::Step { sql: include_str!("../migrations/fleet/0003_password_resets.sql"), was: None },
     ],
 };
 
@@ -176,6 +177,57 @@ impl UserStore for PgFleet {
         }
         end_sessions(&mut *tx, id).await?;
         tx.commit().await.sql()
+    }
+
+    async fn add_password_reset(&self, user: i64, token: SecretHash, expires_at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO fleet_password_resets (user_id, hash, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, expires_at = excluded.expires_at",
+        )
+        .bind(user)
+        .bind(token.as_bytes().as_slice())
+        .bind(at(expires_at))
+        .execute(&self.ctx.pool)
+        .await
+        .sql()?;
+        Ok(())
+    }
+
+    async fn password_reset_valid(&self, token: SecretHash, now: Timestamp) -> StoreResult<bool> {
+        let found = sqlx::query("SELECT 1 FROM fleet_password_resets WHERE hash = $1 AND expires_at > $2")
+            .bind(token.as_bytes().as_slice())
+            .bind(at(now))
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(found.is_some())
+    }
+
+    async fn use_password_reset(
+        &self,
+        token: SecretHash,
+        password_hash: String,
+        now: Timestamp,
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        let user: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM fleet_password_resets WHERE hash = $1 AND expires_at > $2 RETURNING user_id",
+        )
+        .bind(token.as_bytes().as_slice())
+        .bind(at(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .sql()?;
+        let Some(user) = user else { return Ok(None) };
+        sqlx::query("UPDATE fleet_users SET password_hash = $2, updated_at = now() WHERE id = $1")
+            .bind(user)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await
+            .sql()?;
+        end_sessions(&mut *tx, user).await?;
+        tx.commit().await.sql()?;
+        Ok(Some(user))
     }
 }
 

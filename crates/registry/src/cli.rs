@@ -5,6 +5,7 @@
 use clap::{ArgMatches, FromArgMatches, Subcommand};
 use relayhub_core::capability::CommandOutput;
 use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::operators::Auditor;
 use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde_json::json;
@@ -63,8 +64,9 @@ pub async fn run(registry: &Registry, name: &str, args: &ArgMatches) -> Result<C
         return Err(ApiError::new(ErrorCode::NOT_FOUND, format!("registry has no command {name}")));
     }
     let command = RegistryCommand::from_arg_matches(args).map_err(|e| ApiError::invalid_field(e.to_string()))?;
+    let auditor = &Auditor::cli(registry.audit.clone());
     let set = |uuid: String, status: DeviceStatus| async move {
-        let device = registry.set_device_status(&uuid, status).await?;
+        let device = registry.set_device_status(&auditor, &uuid, status).await?;
         let text = format!("{}: {}", describe(&device), status.as_str());
         Ok::<_, ApiError>(CommandOutput::new(&device, text))
     };
@@ -87,6 +89,7 @@ pub async fn run(registry: &Registry, name: &str, args: &ArgMatches) -> Result<C
             let instance_id = rules::instance_id(&instance_id)?;
             let token = Secret::generate(codes::INSTANCE_TOKEN);
             registry.tokens.set_instance_token(&instance_id, token.hash(), Timestamp::now()).await?;
+            auditor.record("registry_instance_token.create", None, Some(instance_id.as_str()), json!({})).await;
             let out = json!({"instance_id": instance_id, "token": token.expose()});
             let text = format!(
                 "Tunnel token for {instance_id} (shown once; a previous token no longer opens a tunnel):\n{}",

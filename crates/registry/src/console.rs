@@ -24,6 +24,7 @@ use relayhub_core::console::{
 use relayhub_core::error::ErrorCode;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::ids::LicensePk;
+use relayhub_core::operators::{Actor, Auditor};
 use relayhub_core::store::StoreResult;
 use serde::Deserialize;
 
@@ -315,7 +316,8 @@ async fn set_status(
     back: Back,
 ) -> Result<Response, PageError> {
     registry.console_access(viewer).await?;
-    match registry.set_device_status(device, status).await {
+    let auditor = Auditor::new(registry.audit.clone(), Actor::User(viewer.account.id), None);
+    match registry.set_device_status(&auditor, device, status).await {
         Ok(_) => {
             let view = View::parse(back.return_status.as_deref(), back.return_page.as_deref());
             Ok(Redirect::to(&view.href()).into_response())

@@ -12,6 +12,7 @@
 //! - `api`: seed 001's routes; `cli`: `relayhub registry`; `console`:
 //!   its pages in the web console.
 
+mod admin;
 mod api;
 mod cli;
 pub mod codes;
@@ -36,6 +37,7 @@ use relayhub_core::error::ApiError;
 use relayhub_core::error::ErrorCode;
 use relayhub_core::gateway::Gateway;
 use relayhub_core::identity::IdentityStore;
+use relayhub_core::operators::{AuditLog, Auditor, OperatorStore};
 use relayhub_core::secret::SecretKind;
 use relayhub_core::tasks::Tasks;
 use serde::{Deserialize, Serialize};
@@ -115,6 +117,8 @@ pub struct Registry {
     pub devices: Arc<dyn DeviceRegistry>,
     pub tokens: Arc<dyn InstanceTokens>,
     identity: Arc<dyn IdentityStore>,
+    operators: Arc<dyn OperatorStore>,
+    audit: Arc<dyn AuditLog>,
     backend: Arc<dyn Backend>,
     upstream: Upstream,
     tunnels: Tunnels,
@@ -143,6 +147,8 @@ impl Spec for Registry {
             devices: stores.get()?,
             tokens: stores.get()?,
             identity: stores.identity.clone(),
+            operators: stores.get()?,
+            audit: stores.get()?,
             backend: stores.backend.clone(),
             tunnels: Tunnels::default(),
             gateway: platform.gateway.clone(),
@@ -171,6 +177,8 @@ impl Capability for Registry {
             .routes(routes!(api::register))
             .routes(routes!(api::proxy))
             .routes(routes!(api::tunnel))
+            .routes(routes!(admin::list_devices))
+            .routes(routes!(admin::update_device))
             .with_state(self.clone())
     }
 
@@ -196,17 +204,31 @@ impl Capability for Registry {
 
 impl Registry {
     /// Sets a device's status (approve, unblock: `active`; block:
-    /// `blocked`), for `relayhub registry` and the console alike. The
-    /// device is named by its UUID in any usual spelling (else 422); an
-    /// unknown one is refused with `device_not_found`. Statuses are read on
-    /// every proxy call, so the change holds on every node from the
-    /// device's next call.
+    /// `blocked`), for `relayhub registry`, the console and the operator
+    /// API alike, and records the change with `auditor` (a status set to
+    /// what it was is no change, and not recorded). The device is named by
+    /// its UUID in any usual spelling (else 422); an unknown one is refused
+    /// with `device_not_found`. Statuses are read on every proxy call, so
+    /// the change holds on every node from the device's next call.
     pub async fn set_device_status(
         &self,
+        auditor: &Auditor,
         device_uuid: &str,
         status: DeviceStatus,
     ) -> Result<RegisteredDevice, ApiError> {
         let uuid = rules::device_uuid(device_uuid)?;
-        Ok(self.devices.set_status(&uuid, status).await?)
+        let before = self.devices.device(&uuid).await?.map(|d| d.status);
+        let device = self.devices.set_status(&uuid, status).await?;
+        if let Some(act) = before.and_then(|from| rules::status_act(from, status)) {
+            let detail = serde_json::json!({"from": before, "to": status, "instance_id": device.instance_id});
+            auditor.record(act, None, Some(uuid.as_str()), detail).await;
+        }
+        Ok(device)
+    }
+}
+
+impl axum::extract::FromRef<Registry> for Arc<dyn OperatorStore> {
+    fn from_ref(registry: &Registry) -> Self {
+        registry.operators.clone()
     }
 }

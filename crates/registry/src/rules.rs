@@ -204,9 +204,35 @@ fn clip(raw: &str) -> String {
     raw.chars().take(64).collect()
 }
 
+/// The act a status change is, for the audit log: `approve` (pending to
+/// active), `unblock` (blocked to active), `block`; `None` when the status
+/// stays what it was (nothing changed, nothing to record).
+pub fn status_act(from: DeviceStatus, to: DeviceStatus) -> Option<&'static str> {
+    match (from, to) {
+        (DeviceStatus::Active, DeviceStatus::Active)
+        | (DeviceStatus::Blocked, DeviceStatus::Blocked)
+        | (DeviceStatus::Pending, DeviceStatus::Pending) => None,
+        (DeviceStatus::Pending, DeviceStatus::Active) => Some("registry_device.approve"),
+        (DeviceStatus::Blocked, DeviceStatus::Active) => Some("registry_device.unblock"),
+        (_, DeviceStatus::Blocked) => Some("registry_device.block"),
+        (_, DeviceStatus::Pending) => Some("registry_device.reset"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_change_is_named_for_what_it_does() {
+        use DeviceStatus::*;
+        assert_eq!(status_act(Pending, Active), Some("registry_device.approve"));
+        assert_eq!(status_act(Blocked, Active), Some("registry_device.unblock"));
+        assert_eq!(status_act(Active, Blocked), Some("registry_device.block"));
+        assert_eq!(status_act(Pending, Blocked), Some("registry_device.block"));
+        assert_eq!(status_act(Active, Active), None, "a repeated approval changes nothing");
+        assert_eq!(status_act(Blocked, Blocked), None);
+    }
 
     fn base() -> Url {
         public_url("https://wh1.example.com:8443/eck").unwrap()

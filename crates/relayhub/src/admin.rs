@@ -8,7 +8,7 @@ use relayhub_core::error::ApiError;
 use relayhub_core::identity::{self, CredentialInfo, LicenseUpdate, LicenseView, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::metrics::Metrics;
-use relayhub_core::operators::{Actor, AuditLog, OperatorStore};
+use relayhub_core::operators::{AuditLog, Auditor, OperatorStore};
 use relayhub_core::time::Timestamp;
 use serde_json::json;
 
@@ -106,9 +106,7 @@ fn acts(stores: &Stores) -> Result<Acts, ApiError> {
     Ok(Acts {
         identity: stores.identity.clone(),
         operators: stores.get::<dyn OperatorStore>().map_err(missing)?,
-        audit: stores.get::<dyn AuditLog>().map_err(missing)?,
-        actor: Actor::Cli,
-        address: None,
+        auditor: Auditor::cli(stores.get::<dyn AuditLog>().map_err(missing)?),
     })
 }
 

@@ -22,8 +22,13 @@ use crate::error::SqlResult;
 use crate::{SqliteStore, columns};
 
 /// The fleet module's tables (see [`crate::schema`]).
-pub(crate) const SCHEMA: crate::schema::Schema =
-    crate::schema::Schema { module: "fleet", migrations: &[include_str!("../migrations/fleet/0001_baseline.sql")] };
+pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
+    module: "fleet",
+    migrations: &[
+        include_str!("../migrations/fleet/0001_baseline.sql"),
+        include_str!("../migrations/fleet/0002_password_resets.sql"),
+    ],
+};
 
 /// Offers the fleet's store traits.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
@@ -164,6 +169,62 @@ impl UserStore for SqliteFleet {
                     return Err(relayhub_fleet::refusals::no_user(id));
                 }
                 end_sessions(conn, id, now)
+            })
+            .await
+    }
+
+    async fn add_password_reset(&self, user: i64, token: SecretHash, expires_at: Timestamp) -> StoreResult<()> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "INSERT INTO fleet_password_resets (user_id, hash, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, expires_at = excluded.expires_at",
+                )
+                .sql()?
+                .execute(params![user, token.as_bytes().as_slice(), expires_at.millis()])
+                .sql()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn password_reset_valid(&self, token: SecretHash, now: Timestamp) -> StoreResult<bool> {
+        self.db
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT 1 FROM fleet_password_resets WHERE hash = ?1 AND expires_at > ?2")
+                    .sql()?
+                    .exists(params![token.as_bytes().as_slice(), now.millis()])
+                    .sql()
+            })
+            .await
+    }
+
+    async fn use_password_reset(
+        &self,
+        token: SecretHash,
+        password_hash: String,
+        now: Timestamp,
+    ) -> StoreResult<Option<i64>> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                let user: Option<i64> = conn
+                    .prepare_cached(
+                        "DELETE FROM fleet_password_resets WHERE hash = ?1 AND expires_at > ?2 RETURNING user_id",
+                    )
+                    .sql()?
+                    .query_row(params![token.as_bytes().as_slice(), now.millis()], |row| row.get(0))
+                    .optional()
+                    .sql()?;
+                let Some(user) = user else { return Ok(None) };
+                conn.prepare_cached("UPDATE fleet_users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
+                    .sql()?
+                    .execute(params![user, password_hash, now.millis()])
+                    .sql()?;
+                end_sessions(conn, user, now)?;
+                Ok(Some(user))
             })
             .await
     }

@@ -144,11 +144,12 @@ mod tests {
             assert_eq!(versions(&old), versions(&new));
         }
         // Each module at its latest version: the core at 2 (licenses'
-        // suspension), operators added after the legacy files at 1.
+        // suspension), the fleet at 2 (password resets), operators added
+        // after the legacy files at 1.
         let latest: Vec<(String, i64)> = [
             ("core", 2),
             ("face", 1),
-            ("fleet", 1),
+            ("fleet", 2),
             ("operators", 1),
             ("rail", 1),
             ("registry", 1),

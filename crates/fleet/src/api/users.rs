@@ -7,6 +7,7 @@ use relayhub_core::admission::Connection;
 use relayhub_core::attempts;
 use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Json, Path, check_length, client_ip};
+use relayhub_core::operators::{Actor, Auditor};
 use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -262,15 +263,12 @@ pub async fn list(State(fleet): State<Fleet>, auth: UserAuth) -> Result<Json<Use
 pub async fn update(
     State(fleet): State<Fleet>,
     auth: UserAuth,
+    parts: Parts,
     Path(id): Path<i64>,
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<UserView>, ApiError> {
     auth.admin()?;
-    if let Some(name) = &patch.name
-        && name.chars().count() > 200
-    {
-        return Err(ApiError::invalid_field("name: at most 200 characters"));
-    }
-    let user = fleet.users.update_user(auth.license.pk, id, patch).await?;
+    let auditor = Auditor::new(fleet.audit.clone(), Actor::User(auth.user.id), client_ip(&parts));
+    let user = fleet.change_user(&auditor, &auth.license, id, patch).await?;
     Ok(Json(user.view(&auth.license.number)))
 }

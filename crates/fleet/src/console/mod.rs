@@ -4,6 +4,7 @@
 
 mod chart;
 mod pair;
+mod reset;
 mod robots;
 mod signin;
 
@@ -33,7 +34,7 @@ pub fn pages(fleet: Fleet) -> Pages {
         },
     ];
     let pages = Router::new().merge(robots::routes()).merge(pair::routes()).with_state(fleet.clone());
-    Pages { nav, pages, public: signin::routes().with_state(fleet) }
+    Pages { nav, pages, public: signin::routes().merge(reset::routes()).with_state(fleet) }
 }
 
 /// The viewer as the fleet's API sees a caller, so the pages ask the same

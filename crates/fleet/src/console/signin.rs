@@ -32,6 +32,9 @@ struct Ask {
     next: Option<String>,
     #[serde(default)]
     signed_out: Option<String>,
+    /// After a reset link set a new password.
+    #[serde(default)]
+    password_set: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +46,11 @@ struct Credentials {
 }
 
 async fn form(headers: HeaderMap, Query(ask): Query<Ask>) -> Response {
-    let notice = ask.signed_out.is_some().then_some("You are signed out.");
+    let notice = if ask.password_set.is_some() {
+        Some("Your new password is set, and you are signed out everywhere. Sign in with it.")
+    } else {
+        ask.signed_out.is_some().then_some("You are signed out.")
+    };
     page(&headers, ask.next.as_deref(), "", notice, None).into_response()
 }
 

@@ -23,7 +23,13 @@ pub fn operator_token(app: &TestApp, email: &str) -> String {
     secret
 }
 
-async fn admin(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn admin(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
@@ -170,8 +176,14 @@ async fn other_credentials_are_refused_at_the_admin_api_and_a_revoked_operator_t
     let document: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut operations = 0;
     for (path, item) in document["paths"].as_object().unwrap().iter().filter(|(p, _)| p.starts_with("/api/admin/")) {
-        let url =
-            app.url(&path.replace("{number}", "LIC-A").replace("{token_id}", "tok_x").replace("{key_id}", "key_x"));
+        let url = app.url(
+            &path
+                .replace("{number}", "LIC-A")
+                .replace("{token_id}", "tok_x")
+                .replace("{key_id}", "key_x")
+                .replace("{id}", "1")
+                .replace("{device_uuid}", "6f1c1a52-2b1e-4e39-9a2f-3b0c2d7f5e10"),
+        );
         for method in item.as_object().unwrap().keys() {
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let request = || app.http.request(method.clone(), &url).json(&json!({}));
@@ -181,7 +193,7 @@ async fn other_credentials_are_refused_at_the_admin_api_and_a_revoked_operator_t
             operations += 1;
         }
     }
-    assert_eq!(operations, 11, "the admin API's operations");
+    assert_eq!(operations, 21, "the admin API's operations, of every capability");
     let forged = format!("rho_{}", "A".repeat(43));
     assert_eq!(code(list().bearer_auth(&forged).send().await.unwrap()).await, (401, "invalid_token".into()));
 
@@ -228,4 +240,69 @@ async fn a_suspended_license_is_refused_at_once_and_resumed_with_its_data() {
     let (_, log) = admin(&app, reqwest::Method::GET, "/api/admin/v1/audit?license=LIC-A", &ops, None).await;
     let details: Vec<&Value> = log["items"].as_array().unwrap().iter().map(|e| &e["detail"]).collect();
     assert_eq!(details, [&json!({"suspended": false}), &json!({"suspended": true}), &json!({"suspended": true})]);
+}
+
+#[tokio::test]
+async fn an_operator_adds_another_who_acts_with_their_own_token_until_it_is_revoked() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let ops = operator_token(&app, "first@example.com");
+    let body = json!({"email": "Second@Example.com", "name": "Night shift", "password": "a long passphrase"});
+    let (status, second) = admin(&app, Method::POST, "/api/admin/v1/operators", &ops, Some(body.clone())).await;
+    assert_eq!(status, 201, "{second}");
+    assert_eq!(second["email"], "second@example.com");
+    assert!(second.get("password").is_none() && second.get("password_hash").is_none(), "{second}");
+    let (status, taken) = admin(&app, Method::POST, "/api/admin/v1/operators", &ops, Some(body)).await;
+    assert_eq!((status, taken["error"]["code"].as_str()), (409, Some("already_exists")));
+    let short = json!({"email": "third@example.com", "password": "short"});
+    assert_eq!(admin(&app, Method::POST, "/api/admin/v1/operators", &ops, Some(short)).await.0, 422);
+
+    let id = second["id"].as_str().unwrap();
+    let tokens = format!("/api/admin/v1/operators/{id}/tokens");
+    let (status, token) = admin(&app, Method::POST, &tokens, &ops, Some(json!({"name": "night script"}))).await;
+    assert_eq!(status, 201, "{token}");
+    let night = token["secret"].as_str().unwrap().to_owned();
+    let (status, _) =
+        admin(&app, Method::POST, "/api/admin/v1/licenses", &night, Some(json!({"number": "NIGHT-1"}))).await;
+    assert_eq!(status, 201, "the new operator's token acts");
+
+    let (_, listed) = admin(&app, Method::GET, "/api/admin/v1/operators", &ops, None).await;
+    let emails: Vec<&str> =
+        listed["operators"].as_array().unwrap().iter().map(|o| o["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["first@example.com", "second@example.com"]);
+    assert_eq!(listed["tokens"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(!listed.to_string().contains(&night), "no secret is listed");
+
+    // A token is revoked through its own operator only.
+    let first_id = listed["operators"][0]["id"].as_str().unwrap();
+    let wrong = format!("/api/admin/v1/operators/{first_id}/tokens/{}", token["id"].as_str().unwrap());
+    let (status, body) = admin(&app, Method::DELETE, &wrong, &ops, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("credential_not_found")), "{body}");
+    let revoke = format!("{tokens}/{}", token["id"].as_str().unwrap());
+    assert_eq!(admin(&app, Method::DELETE, &revoke, &ops, None).await.0, 204);
+    let (status, _) = admin(&app, Method::GET, "/api/admin/v1/licenses", &night, None).await;
+    assert_eq!(status, 401, "revoked: refused at once");
+    let unknown = format!("/api/admin/v1/operators/{}/tokens", uuid::Uuid::new_v4());
+    let (status, body) = admin(&app, Method::POST, &unknown, &ops, Some(json!({}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+
+    let (_, log) = admin(&app, Method::GET, "/api/admin/v1/audit?size=5", &ops, None).await;
+    let acts: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    let (first, night_shift) = ("first@example.com", "second@example.com");
+    assert_eq!(
+        acts,
+        [
+            ("operator_token.revoke", first),
+            ("license.create", night_shift),
+            ("operator_token.create", first),
+            ("operator.create", first),
+            ("operator_token.create", "cli"),
+        ],
+        "{log}"
+    );
 }

@@ -3,6 +3,8 @@
 //! clients, and `relayhub` child processes where a crash is the point.
 
 mod admin_api;
+mod admin_registry;
+mod admin_users;
 mod backup;
 mod bad_input;
 mod caller;

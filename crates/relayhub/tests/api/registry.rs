@@ -28,7 +28,7 @@ use crate::process::{ChildOptions, ChildServer, cli};
 const BIG: usize = 50 * 1024 * 1024;
 
 /// A warehouse instance: echoes requests, serves a large body, redirects.
-async fn instance() -> SocketAddr {
+pub(crate) async fn instance() -> SocketAddr {
     async fn echo(request: Request) -> axum::Json<Value> {
         let (parts, body) = request.into_parts();
         let headers: serde_json::Map<String, Value> =
@@ -66,20 +66,20 @@ fn big_sum(size: usize) -> u64 {
     (0..size).step_by(65536).map(|at| ((at / 65536 % 251) as u64) * ((size - at).min(65536) as u64)).sum()
 }
 
-fn allow_loopback(config: &mut RegistryConfig) {
+pub(crate) fn allow_loopback(config: &mut RegistryConfig) {
     config.allow_private = vec!["127.0.0.0/8".parse().unwrap()];
     config.timeout = Duration::from_secs(2);
 }
 
-async fn registry_app(tweak: impl FnOnce(&mut RegistryConfig)) -> TestApp {
+pub(crate) async fn registry_app(tweak: impl FnOnce(&mut RegistryConfig)) -> TestApp {
     TestApp::spawn_with(|config| config.edit(tweak)).await
 }
 
-fn uuid() -> String {
+pub(crate) fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-async fn register(app: &TestApp, device: &str, instance: &str, url: Option<&str>) -> (u16, Value) {
+pub(crate) async fn register(app: &TestApp, device: &str, instance: &str, url: Option<&str>) -> (u16, Value) {
     let mut body = json!({"device_uuid": device, "instance_id": instance});
     if let Some(url) = url {
         body["public_url"] = json!(url);
@@ -95,7 +95,7 @@ async fn set_status(app: &TestApp, device: &str, status: DeviceStatus) {
 }
 
 /// A proxy call as a device makes it: no credential but the API key.
-fn proxy(app: &TestApp, device: &str, target: &str) -> reqwest::RequestBuilder {
+pub(crate) fn proxy(app: &TestApp, device: &str, target: &str) -> reqwest::RequestBuilder {
     let device_client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     device_client
         .post(app.url("/ECK/PROXY"))
@@ -104,7 +104,7 @@ fn proxy(app: &TestApp, device: &str, target: &str) -> reqwest::RequestBuilder {
         .header("x-eckwms-target-url", target)
 }
 
-async fn refusal(response: reqwest::Response) -> (u16, String) {
+pub(crate) async fn refusal(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["success"], false, "{body}");
