@@ -34,7 +34,7 @@ pub struct DeviceQuery {
 
 /// Registered devices, earliest registered first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceList {
+pub struct RegistryDeviceList {
     pub items: Vec<RegisteredDevice>,
     /// More devices match than `limit`: narrow by status or instance.
     pub truncated: bool,
@@ -43,7 +43,7 @@ pub struct DeviceList {
 /// The status to set.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct StatusChange {
+pub struct RegistryStatusChange {
     /// `active` approves a pending device or unblocks a blocked one;
     /// `blocked` refuses it everywhere from its next call.
     pub status: DeviceStatus,
@@ -56,13 +56,13 @@ pub struct StatusChange {
     tag = "admin",
     security(("operator" = [])),
     params(DeviceQuery),
-    responses((status = 200, description = "Devices registered with the server's instances", body = DeviceList))
+    responses((status = 200, description = "Devices registered with the server's instances", body = RegistryDeviceList))
 )]
 pub async fn list_devices(
     State(registry): State<Registry>,
     _: OperatorAuth,
     Query(query): Query<DeviceQuery>,
-) -> Result<Json<DeviceList>, ApiError> {
+) -> Result<Json<RegistryDeviceList>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid_field(format!("limit is 1-{MAX_LIMIT}")));
@@ -71,7 +71,7 @@ pub async fn list_devices(
     let mut items = registry.devices.devices(DeviceFilter { status: query.status, instance_id }, limit + 1).await?;
     let truncated = items.len() > limit;
     items.truncate(limit);
-    Ok(Json(DeviceList { items, truncated }))
+    Ok(Json(RegistryDeviceList { items, truncated }))
 }
 
 #[utoipa::path(
@@ -81,7 +81,7 @@ pub async fn list_devices(
     tag = "admin",
     security(("operator" = [])),
     params(("device_uuid" = String, Path, description = "The device's UUID", max_length = 64)),
-    request_body = StatusChange,
+    request_body = RegistryStatusChange,
     responses(
         (status = 200, description = "The device as it is now (setting the status it has answers the same)", body = RegisteredDevice),
         (status = 404, description = "No such device (`device_not_found`)", body = ErrorBody),
@@ -93,7 +93,7 @@ pub async fn update_device(
     operator: OperatorAuth,
     parts: Parts,
     Path(device_uuid): Path<String>,
-    Json(change): Json<StatusChange>,
+    Json(change): Json<RegistryStatusChange>,
 ) -> Result<Json<RegisteredDevice>, ApiError> {
     if change.status == DeviceStatus::Pending {
         return Err(ApiError::invalid_field("status: active (approve, unblock) or blocked"));
