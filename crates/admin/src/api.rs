@@ -11,6 +11,7 @@ use relayhub_core::identity::{BindingPolicy, CredentialInfo, LicenseUpdate, Lice
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::operators::{AuditEntry, AuditFilter, Auditor, Operator, OperatorAuth, OperatorToken};
 use relayhub_core::store::PageRequest;
+use relayhub_core::usage::Usage;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -29,8 +30,10 @@ impl Admin {
         }
     }
 
-    async fn view(&self, license: &relayhub_core::identity::License) -> Result<LicenseView, ApiError> {
-        Ok(license.view(Some(self.devices.device_count(license.pk).await?)))
+    /// A license as the operator sees it: with its usage, measured now.
+    async fn view(&self, license: &relayhub_core::identity::License) -> Result<LicenseUsed, ApiError> {
+        let usage = self.usage.measure(license.pk).await?;
+        Ok(LicenseUsed { license: license.view(Some(usage.devices_bound)), usage })
     }
 }
 
@@ -75,18 +78,26 @@ pub struct CreatedLicense {
     pub token: IssuedSecret,
 }
 
+/// A license with what it uses now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LicenseUsed {
+    #[serde(flatten)]
+    pub license: LicenseView,
+    pub usage: Usage,
+}
+
 /// A page of licenses, by number.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LicensePage {
-    pub items: Vec<LicenseView>,
+    pub items: Vec<LicenseUsed>,
     pub total: u64,
 }
 
-/// A license with its tokens.
+/// A license with its usage and its tokens.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LicenseDetail {
     #[serde(flatten)]
-    pub license: LicenseView,
+    pub license: LicenseUsed,
     pub tokens: Vec<CredentialInfo>,
 }
 
@@ -149,21 +160,19 @@ pub async fn create_license(
     tag = "admin",
     security(("operator" = [])),
     params(PageParams),
-    responses((status = 200, description = "Licenses by number, with their bound devices", body = LicensePage))
+    responses((status = 200, description = "Licenses by number, with their usage", body = LicensePage))
 )]
 pub async fn list_licenses(
     State(admin): State<Admin>,
     _: OperatorAuth,
     Query(page): Query<PageParams>,
 ) -> Result<Json<LicensePage>, ApiError> {
-    let page = page.request()?;
-    let licenses = admin.identity.licenses().await?;
-    let total = licenses.len() as u64;
-    let mut items = Vec::new();
-    for license in licenses.iter().skip(page.offset() as usize).take(page.size as usize) {
+    let found = admin.identity.license_page(page.request()?).await?;
+    let mut items = Vec::with_capacity(found.items.len());
+    for license in &found.items {
         items.push(admin.view(license).await?);
     }
-    Ok(Json(LicensePage { items, total }))
+    Ok(Json(LicensePage { items, total: found.total }))
 }
 
 #[utoipa::path(
@@ -198,7 +207,7 @@ pub async fn get_license(
     params(("number" = String, Path, description = "The license number", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     request_body = UpdateLicense,
     responses(
-        (status = 200, description = "The license as it is now", body = LicenseView),
+        (status = 200, description = "The license as it is now, with its usage", body = LicenseUsed),
         (status = 404, description = "No such license (`license_not_found`)", body = ErrorBody),
     )
 )]
@@ -208,7 +217,7 @@ pub async fn update_license(
     parts: Parts,
     Path(raw): Path<String>,
     Json(body): Json<UpdateLicense>,
-) -> Result<Json<LicenseView>, ApiError> {
+) -> Result<Json<LicenseUsed>, ApiError> {
     let number = number(&raw)?;
     if let Some(name) = &body.name {
         check_length("name", name, 0, 200)?;

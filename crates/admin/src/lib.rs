@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform, Section, Spec};
-use relayhub_core::devices::DeviceStore;
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::operators::{AuditLog, OperatorStore};
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
+use relayhub_core::usage::UsageBoard;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -54,9 +54,9 @@ impl Section for AdminConfig {
 pub struct Admin {
     config: Arc<AdminConfig>,
     identity: Arc<dyn IdentityStore>,
-    devices: Arc<dyn DeviceStore>,
     operators: Arc<dyn OperatorStore>,
     audit: Arc<dyn AuditLog>,
+    usage: UsageBoard,
 }
 
 impl axum::extract::FromRef<Admin> for Arc<dyn OperatorStore> {
@@ -79,9 +79,9 @@ impl Spec for Admin {
         Ok(Self {
             config: Arc::new(config),
             identity: stores.identity.clone(),
-            devices: stores.devices.clone(),
             operators: stores.get()?,
             audit: stores.get()?,
+            usage: platform.usage.clone(),
         })
     }
 

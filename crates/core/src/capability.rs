@@ -49,6 +49,8 @@ pub struct Platform {
     /// Who a user's access token belongs to, for capabilities that need to
     /// know who is calling; `None` when no capability keeps users.
     pub accounts: Option<Arc<dyn Accounts>>,
+    /// Where capabilities that keep a license's data say how much.
+    pub usage: crate::usage::UsageBoard,
 }
 
 /// Why a capability could not be built, said to the operator at start-up.

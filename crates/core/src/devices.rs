@@ -223,6 +223,8 @@ pub trait DeviceStore: Send + Sync + 'static {
     /// A page of the license's devices, ordered by id.
     async fn devices(&self, license: LicensePk, page: PageRequest) -> StoreResult<Page<DeviceRecord>>;
     async fn device_count(&self, license: LicensePk) -> StoreResult<u64>;
+    /// How many of a license's devices are connected now (to a live node).
+    async fn online_count(&self, license: LicensePk) -> StoreResult<u64>;
 }
 
 /// Which connection of a device is its current one.

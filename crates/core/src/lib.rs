@@ -44,6 +44,7 @@ pub mod secret;
 pub mod store;
 pub mod tasks;
 pub mod time;
+pub mod usage;
 
 pub use error::{ApiError, ErrorCode};
 pub use store::{StoreError, StoreResult};

@@ -187,6 +187,7 @@ impl Spec for Fleet {
             metrics.pairings_confirmed.clone(),
         );
         let telemetry = Telemetry::build(config.telemetry.clone(), config.forward.clone(), stores, &platform.metrics)?;
+        platform.usage.add(Arc::new(telemetry::TelemetryUsage(stores.get()?)));
         Ok(Self {
             telemetry,
             logins: Attempts::with_capacity(config.attempts, config.attempt_window, config.attempt_keys),

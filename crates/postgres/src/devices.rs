@@ -259,6 +259,18 @@ impl DeviceStore for PgStore {
     async fn device_count(&self, license: LicensePk) -> StoreResult<u64> {
         count(&self.ctx.pool, license).await
     }
+
+    async fn online_count(&self, license: LicensePk) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM devices d WHERE d.license_pk = $1 AND d.online_node IS NOT NULL AND EXISTS (
+                 SELECT 1 FROM nodes n WHERE n.id = d.online_node AND n.seen_at > now() - interval '30 seconds')",
+        )
+        .bind(license.0)
+        .fetch_one(&self.ctx.pool)
+        .await
+        .sql()?;
+        Ok(n.max(0) as u64)
+    }
 }
 
 #[async_trait]

@@ -7,7 +7,7 @@ use relayhub_core::identity::{
 };
 use relayhub_core::ids::{LicenseNumber, LicensePk};
 use relayhub_core::secret::SecretHash;
-use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use sqlx::postgres::PgRow;
 use sqlx::{PgExecutor, Row};
@@ -170,6 +170,18 @@ impl Licenses for PgStore {
     async fn licenses(&self) -> StoreResult<Vec<License>> {
         let rows = sqlx::query(select_license!("ORDER BY number")).fetch_all(&self.ctx.pool).await.sql()?;
         rows.iter().map(license_from_row).collect()
+    }
+
+    async fn license_page(&self, page: PageRequest) -> StoreResult<Page<License>> {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM licenses").fetch_one(&self.ctx.pool).await.sql()?;
+        let rows = sqlx::query(select_license!("ORDER BY number LIMIT $1 OFFSET $2"))
+            .bind(i64::from(page.size))
+            .bind(page.offset() as i64)
+            .fetch_all(&self.ctx.pool)
+            .await
+            .sql()?;
+        let items = rows.iter().map(license_from_row).collect::<StoreResult<_>>()?;
+        Ok(Page { items, total: total.max(0) as u64 })
     }
 }
 

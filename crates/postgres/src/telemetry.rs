@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
+use relayhub_core::ids::LicensePk;
 use relayhub_core::store::{StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use relayhub_fleet::telemetry::store::{
@@ -185,6 +186,21 @@ impl TelemetryStore for PgTelemetry {
         .await
         .sql()?;
         Ok(rows.into_iter().map(|(license, bytes)| (license, u64::try_from(bytes).unwrap_or(0))).collect())
+    }
+
+    async fn license_usage(&self, license: LicensePk, since_ns: i64) -> StoreResult<(u64, u64)> {
+        let (points, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(sum(c.points) FILTER (WHERE c.form = 0 AND c.max_time >= $2), 0)::bigint,
+                    COALESCE(sum(octet_length(c.body)), 0)::bigint
+             FROM fleet_robots r JOIN telemetry_chunks c ON c.robot_id = r.id
+             WHERE r.license_pk = $1",
+        )
+        .bind(license.0)
+        .bind(since_ns)
+        .fetch_one(&self.ctx.pool)
+        .await
+        .sql()?;
+        Ok((points.max(0) as u64, bytes.max(0) as u64))
     }
 
     async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>> {

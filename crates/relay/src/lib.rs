@@ -216,6 +216,11 @@ impl Spec for Relay {
         let new_devices = std::num::NonZeroU32::new(config.new_devices_per_minute)
             .ok_or_else(|| BuildError::config("relay", "new_devices_per_minute must be at least 1"))?;
         hub.subscribe(&platform.bus);
+        platform.usage.add(Arc::new(RelayUsage {
+            devices: stores.devices.clone(),
+            queue: stores.get()?,
+            inbox: stores.get()?,
+        }));
         Ok(Self(Arc::new(RelayParts {
             config: Arc::new(config),
             queue: stores.get()?,
@@ -231,6 +236,30 @@ impl Spec for Relay {
             metrics: RelayMetrics::new(&platform.metrics),
             new_devices: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(new_devices))),
         })))
+    }
+}
+
+/// The relay's part of a license's usage: its devices, their queues, its
+/// inbox.
+struct RelayUsage {
+    devices: Arc<dyn DeviceStore>,
+    queue: Arc<dyn QueueStore>,
+    inbox: Arc<dyn InboxStore>,
+}
+
+#[async_trait]
+impl relayhub_core::usage::UsageSource for RelayUsage {
+    async fn measure(
+        &self,
+        license: relayhub_core::ids::LicensePk,
+        _now: relayhub_core::time::Timestamp,
+        usage: &mut relayhub_core::usage::Usage,
+    ) -> relayhub_core::store::StoreResult<()> {
+        usage.devices_bound += self.devices.device_count(license).await?;
+        usage.devices_online += self.devices.online_count(license).await?;
+        usage.messages_queued += self.queue.license_pending(license).await?;
+        usage.inbox_waiting += self.inbox.inbox_waiting(license).await?;
+        Ok(())
     }
 }
 

@@ -118,6 +118,9 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Messages waiting in all queues, for the queue-depth metric.
     async fn total_pending(&self) -> StoreResult<u64>;
+
+    /// Messages waiting in the queues of a license's devices.
+    async fn license_pending(&self, license: LicensePk) -> StoreResult<u64>;
 }
 
 /// The back-office inbox: records devices send up.
@@ -133,6 +136,9 @@ pub trait InboxStore: Send + Sync + 'static {
     /// Deletes inbox records; returns the ids that were this license's
     /// unacknowledged records and are now gone.
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>>;
+
+    /// How many of a license's inbox records are not acknowledged yet.
+    async fn inbox_waiting(&self, license: LicensePk) -> StoreResult<u64>;
 }
 
 #[cfg(test)]

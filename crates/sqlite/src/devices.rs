@@ -288,6 +288,19 @@ impl DeviceStore for SqliteStore {
     async fn device_count(&self, license: LicensePk) -> StoreResult<u64> {
         self.readers.read(move |conn| count(conn, license)).await
     }
+
+    async fn online_count(&self, license: LicensePk) -> StoreResult<u64> {
+        self.readers
+            .read(move |conn| {
+                let n: i64 = conn
+                    .prepare_cached("SELECT COUNT(*) FROM devices WHERE license_pk = ?1 AND online_conn IS NOT NULL")
+                    .sql()?
+                    .query_row([license.0], |row| row.get(0))
+                    .sql()?;
+                Ok(n.max(0) as u64)
+            })
+            .await
+    }
 }
 
 #[async_trait]

@@ -7,7 +7,7 @@ use relayhub_core::identity::{
 };
 use relayhub_core::ids::{LicenseNumber, LicensePk};
 use relayhub_core::secret::SecretHash;
-use relayhub_core::store::{StoreError, StoreResult};
+use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
 use relayhub_core::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -183,6 +183,23 @@ impl Licenses for SqliteStore {
                     conn.prepare_cached(&format!("SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY number")).sql()?;
                 let rows = stmt.query_map([], license_from_row).sql()?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().sql()
+            })
+            .await
+    }
+
+    async fn license_page(&self, page: PageRequest) -> StoreResult<Page<License>> {
+        self.readers
+            .read(move |conn| {
+                let total: i64 =
+                    conn.prepare_cached("SELECT COUNT(*) FROM licenses").sql()?.query_row([], |r| r.get(0)).sql()?;
+                let mut stmt = conn
+                    .prepare_cached(&format!(
+                        "SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY number LIMIT ?1 OFFSET ?2"
+                    ))
+                    .sql()?;
+                let rows = stmt.query_map(params![page.size, page.offset() as i64], license_from_row).sql()?;
+                let items = rows.collect::<rusqlite::Result<Vec<_>>>().sql()?;
+                Ok(Page { items, total: total.max(0) as u64 })
             })
             .await
     }

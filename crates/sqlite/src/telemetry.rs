@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
+use relayhub_core::ids::LicensePk;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
 use relayhub_fleet::telemetry::store::{
@@ -178,6 +179,25 @@ impl TelemetryStore for SqliteTelemetry {
                 .sql()?
                 .collect::<Result<_, _>>()
                 .sql()
+            })
+            .await
+    }
+
+    async fn license_usage(&self, license: LicensePk, since_ns: i64) -> StoreResult<(u64, u64)> {
+        self.db
+            .readers
+            .read(move |conn| {
+                let (points, bytes): (i64, i64) = conn
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(CASE WHEN c.form = 0 AND c.max_time >= ?2 THEN c.points END), 0),
+                                COALESCE(SUM(length(c.body)), 0)
+                         FROM fleet_robots r JOIN telemetry_chunks c ON c.robot_id = r.id
+                         WHERE r.license_pk = ?1",
+                    )
+                    .sql()?
+                    .query_row(params![license.0, since_ns], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .sql()?;
+                Ok((points.max(0) as u64, bytes.max(0) as u64))
             })
             .await
     }

@@ -249,6 +249,8 @@ pub trait Licenses: Send + Sync + 'static {
     /// By its row key (what other objects point to).
     async fn license_by_pk(&self, pk: LicensePk) -> StoreResult<Option<License>>;
     async fn licenses(&self) -> StoreResult<Vec<License>>;
+    /// A page of licenses, by number, and how many there are.
+    async fn license_page(&self, page: crate::store::PageRequest) -> StoreResult<crate::store::Page<License>>;
 }
 
 /// The bearer tokens of a license's accounting systems.

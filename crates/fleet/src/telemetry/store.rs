@@ -4,6 +4,7 @@
 //! cluster reads every write.
 
 use async_trait::async_trait;
+use relayhub_core::ids::LicensePk;
 use relayhub_core::store::StoreResult;
 use relayhub_core::time::Timestamp;
 
@@ -109,6 +110,9 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// Bytes of stored chunks (bodies) per license, for the licenses that
     /// have any.
     async fn bytes_by_license(&self) -> StoreResult<Vec<(i64, u64)>>;
+    /// A license's telemetry: points in the point chunks that end at or
+    /// after `since_ns`, and the bytes of all its chunks.
+    async fn license_usage(&self, license: LicensePk, since_ns: i64) -> StoreResult<(u64, u64)>;
     /// A robot's chunks of `form` with points in `[from, to]`, oldest
     /// first (by when they were stored).
     async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>>;

@@ -146,6 +146,15 @@ impl QueueStore for PgRelay {
     async fn total_pending(&self) -> StoreResult<u64> {
         queue::total_pending(&self.ctx.pool).await
     }
+
+    async fn license_pending(&self, license: LicensePk) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(sum(pending), 0)::bigint FROM devices WHERE license_pk = $1")
+            .bind(license.0)
+            .fetch_one(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(n.max(0) as u64)
+    }
 }
 
 #[async_trait]
@@ -161,6 +170,15 @@ impl InboxStore for PgRelay {
 
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>> {
         inbox::ack(&self.ctx.pool, license, &ids).await
+    }
+
+    async fn inbox_waiting(&self, license: LicensePk) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE license_pk = $1 AND acked_at IS NULL")
+            .bind(license.0)
+            .fetch_one(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(n.max(0) as u64)
     }
 }
 

@@ -306,3 +306,62 @@ async fn an_operator_adds_another_who_acts_with_their_own_token_until_it_is_revo
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_licenses_usage_counts_its_devices_queues_inbox_and_telemetry_and_nothing_of_another() {
+    use relayhub_fleet::model::Role;
+    let app = TestApp::spawn().await;
+    let ops = operator_token(&app, "ops@example.com");
+    let usage = |number: &'static str| {
+        let path = format!("/api/admin/v1/licenses/{number}");
+        let (app, ops) = (&app, &ops);
+        async move {
+            let (status, shown) = admin(app, reqwest::Method::GET, &path, ops, None).await;
+            assert_eq!(status, 200, "{shown}");
+            shown["usage"].clone()
+        }
+    };
+    let nothing = json!({"devices_bound": 0, "devices_online": 0, "messages_queued": 0, "inbox_waiting": 0,
+        "telemetry_points_day": 0, "telemetry_bytes": 0});
+    assert_eq!(usage("LIC-A").await, nothing);
+
+    app.send_ok("pos-1", json!({"invoice": 1})).await;
+    app.send_ok("pos-1", json!({"invoice": 2})).await;
+    let mut phone = app.connect("phone-1").await;
+    phone.send(json!({"type": "publish", "ref": "scan-1", "data": {"barcode": 1}})).await;
+    phone.expect("published").await;
+    crate::fleet::user(&app, "LIC-A", "owner@example.com", Role::Admin).await;
+    let session = crate::fleet::signed_in(&app, "owner@example.com").await;
+    let (_, robot) = crate::fleet::paired_robot(&app, &session, "robot-1").await;
+    let now = crate::telemetry::now_s();
+    let lines =
+        format!("cpu,host=r1 usage=1 {}\ncpu,host=r1 usage=2 {}\nmem,host=r1 used=3 {}", now - 60, now - 30, now);
+    assert_eq!(crate::telemetry::write(&app, &robot, "s", &lines).await.status(), 204);
+    // Another license's traffic is not this one's.
+    admin(&app, reqwest::Method::POST, "/api/admin/v1/licenses", &ops, Some(json!({"number": "LIC-OTHER"}))).await;
+
+    let used = usage("LIC-A").await;
+    assert_eq!(
+        (&used["devices_bound"], &used["devices_online"], &used["messages_queued"], &used["inbox_waiting"]),
+        (&json!(2), &json!(1), &json!(2), &json!(1)),
+        "{used}"
+    );
+    assert_eq!(used["telemetry_points_day"], 3, "{used}");
+    assert!(used["telemetry_bytes"].as_u64().unwrap() > 0, "{used}");
+    assert_eq!(usage("LIC-OTHER").await, nothing);
+    let (_, page) = admin(&app, reqwest::Method::GET, "/api/admin/v1/licenses?size=1", &ops, None).await;
+    assert_eq!((page["total"].as_u64(), page["items"][0]["number"].as_str()), (Some(2), Some("LIC-A")), "{page}");
+    assert_eq!(page["items"][0]["usage"], used, "the list shows the same usage");
+
+    phone.close().await;
+    let mut pos = app.connect("pos-1").await;
+    let messages = pos.messages(2).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    pos.ack(&ids).await;
+    pos.sync().await;
+    let inbox: Value = app.get("/api/v1/inbox").send().await.unwrap().json().await.unwrap();
+    let ids: Vec<Value> = inbox["records"].as_array().unwrap().iter().map(|r| r["id"].clone()).collect();
+    app.post("/api/v1/inbox/ack").json(&json!({"ids": ids})).send().await.unwrap();
+    let after = usage("LIC-A").await;
+    assert_eq!((&after["messages_queued"], &after["inbox_waiting"]), (&json!(0), &json!(0)), "{after}");
+}

@@ -110,3 +110,12 @@ pub(crate) fn purge(conn: &Connection, before: Timestamp) -> StoreResult<u64> {
         .sql()?;
     Ok(n as u64)
 }
+/// How many of a license's records are not acknowledged yet.
+pub(crate) fn waiting(conn: &Connection, license: LicensePk) -> StoreResult<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM inbox WHERE license_pk = ?1 AND acked_at IS NULL")
+        .sql()?
+        .query_row([license.0], |row| row.get(0))
+        .sql()?;
+    Ok(n.max(0) as u64)
+}

@@ -208,6 +208,11 @@ impl QueueStore for SqliteRelay {
         }
         Ok(total)
     }
+
+    async fn license_pending(&self, license: LicensePk) -> StoreResult<u64> {
+        let partition = self.db.license_partition(license).await?;
+        partition.readers.read(move |conn| queue::license_pending(conn, license)).await
+    }
 }
 
 #[async_trait]
@@ -226,6 +231,11 @@ impl InboxStore for SqliteRelay {
     async fn inbox_ack(&self, license: LicensePk, ids: Vec<Uuid>) -> StoreResult<Vec<Uuid>> {
         let partition = self.db.license_partition(license).await?;
         partition.writer.write(move |conn, _| inbox::ack(conn, license, &ids)).await
+    }
+
+    async fn inbox_waiting(&self, license: LicensePk) -> StoreResult<u64> {
+        let partition = self.db.license_partition(license).await?;
+        partition.readers.read(move |conn| inbox::waiting(conn, license)).await
     }
 }
 

@@ -215,6 +215,20 @@ pub(crate) fn pending_counts(conn: &Connection, devices: &[DevicePk]) -> StoreRe
     rows.collect::<rusqlite::Result<HashMap<_, _>>>().sql()
 }
 
+/// Messages waiting in the queues of a license's devices (the partition
+/// sees the main file's devices).
+pub(crate) fn license_pending(conn: &Connection, license: LicensePk) -> StoreResult<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(q.pending), 0) FROM devices d JOIN queues q ON q.device_pk = d.pk
+             WHERE d.license_pk = ?1",
+        )
+        .sql()?
+        .query_row([license.0], |row| row.get(0))
+        .sql()?;
+    Ok(n.max(0) as u64)
+}
+
 pub(crate) fn pending(
     conn: &Connection,
     license: LicensePk,
