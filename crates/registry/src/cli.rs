@@ -66,7 +66,7 @@ pub async fn run(registry: &Registry, name: &str, args: &ArgMatches) -> Result<C
     let command = RegistryCommand::from_arg_matches(args).map_err(|e| ApiError::invalid_field(e.to_string()))?;
     let auditor = &Auditor::cli(registry.audit.clone());
     let set = |uuid: String, status: DeviceStatus| async move {
-        let device = registry.set_device_status(&auditor, &uuid, status).await?;
+        let device = registry.set_device_status(auditor, &uuid, status).await?;
         let text = format!("{}: {}", describe(&device), status.as_str());
         Ok::<_, ApiError>(CommandOutput::new(&device, text))
     };
