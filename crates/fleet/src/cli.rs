@@ -62,7 +62,8 @@ pub fn command() -> clap::Command {
 }
 
 impl Fleet {
-    async fn license_named(&self, number: &str) -> Result<License, ApiError> {
+    /// A license by its number, else 404 `license_not_found`.
+    pub(crate) async fn license_named(&self, number: &str) -> Result<License, ApiError> {
         let number = LicenseNumber::parse(number)?;
         self.identity
             .license(&number)

@@ -6,10 +6,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
+use relayhub_core::error::{ApiError, ErrorBody};
 use relayhub_core::http::{Json, Path};
-use relayhub_core::identity::License;
-use relayhub_core::ids::LicenseNumber;
 use relayhub_core::operators::{Auditor, OperatorAuth};
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -56,16 +54,6 @@ pub struct CreatedUser {
     pub password_reset: Option<ResetLink>,
 }
 
-impl Fleet {
-    async fn operated_license(&self, raw: &str) -> Result<License, ApiError> {
-        let number = LicenseNumber::parse(raw)?;
-        self.identity
-            .license(&number)
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))
-    }
-}
-
 fn link(reset: &crate::acts::PasswordReset) -> ResetLink {
     ResetLink { path: reset.path(), expires_at: reset.expires_at }
 }
@@ -87,7 +75,7 @@ pub async fn list_users(
     _: OperatorAuth,
     Path(raw): Path<String>,
 ) -> Result<Json<UserList>, ApiError> {
-    let license = fleet.operated_license(&raw).await?;
+    let license = fleet.license_named(&raw).await?;
     let users = fleet.users.users(license.pk).await?;
     Ok(Json(UserList { users: users.iter().map(|u| u.view(&license.number)).collect() }))
 }
@@ -114,7 +102,7 @@ pub async fn create_user(
     Path(raw): Path<String>,
     Json(body): Json<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
-    let license = fleet.operated_license(&raw).await?;
+    let license = fleet.license_named(&raw).await?;
     let auditor = Auditor::operator(fleet.audit.clone(), operator, &parts);
     let without_password = body.password.is_none();
     let role = body.role.unwrap_or(Role::User);
@@ -147,7 +135,7 @@ pub async fn update_user(
     Path((raw, id)): Path<(String, i64)>,
     Json(patch): Json<UserPatch>,
 ) -> Result<Json<UserView>, ApiError> {
-    let license = fleet.operated_license(&raw).await?;
+    let license = fleet.license_named(&raw).await?;
     let auditor = Auditor::operator(fleet.audit.clone(), operator, &parts);
     let user = fleet.change_user(&auditor, &license, id, patch).await?;
     Ok(Json(user.view(&license.number)))
@@ -174,7 +162,7 @@ pub async fn reset_password(
     parts: Parts,
     Path((raw, id)): Path<(String, i64)>,
 ) -> Result<(StatusCode, Json<ResetLink>), ApiError> {
-    let license = fleet.operated_license(&raw).await?;
+    let license = fleet.license_named(&raw).await?;
     let auditor = Auditor::operator(fleet.audit.clone(), operator, &parts);
     let reset = fleet.password_reset(&auditor, &license, id).await?;
     Ok((StatusCode::CREATED, Json(link(&reset))))
