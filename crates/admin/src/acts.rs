@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use relayhub_core::error::{ApiError, ErrorCode};
+use relayhub_core::error::ApiError;
 use relayhub_core::identity::{self, IdentityStore, Issued, KeyScope, License, LicenseUpdate, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::operators::{Auditor, NewOperator, Operator, OperatorStore};
@@ -27,10 +27,7 @@ impl Acts {
 
     /// A license of this number, else 404 `license_not_found`.
     pub async fn license(&self, number: &LicenseNumber) -> Result<License, ApiError> {
-        self.identity
-            .license(number)
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))
+        Ok(identity::existing_license(self.identity.as_ref(), number).await?)
     }
 
     /// Creates a license and its first bearer token (shown once).

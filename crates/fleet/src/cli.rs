@@ -65,10 +65,7 @@ impl Fleet {
     /// A license by its number, else 404 `license_not_found`.
     pub(crate) async fn license_named(&self, number: &str) -> Result<License, ApiError> {
         let number = LicenseNumber::parse(number)?;
-        self.identity
-            .license(&number)
-            .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::LICENSE_NOT_FOUND, format!("no license {number}")))
+        Ok(relayhub_core::identity::existing_license(self.identity.as_ref(), &number).await?)
     }
 
     async fn user_named(&self, email: &str) -> Result<(User, License), ApiError> {

@@ -24,7 +24,8 @@ fn issue(kind: SecretKind, name: &str) -> (Issued, NewCredential) {
     (Issued { id, secret }, stored)
 }
 
-async fn existing(store: &dyn IdentityStore, number: &LicenseNumber) -> StoreResult<License> {
+/// A license of this number, else `license_not_found`.
+pub async fn existing(store: &dyn IdentityStore, number: &LicenseNumber) -> StoreResult<License> {
     store
         .license(number)
         .await?

@@ -8,7 +8,9 @@ mod auth;
 pub mod refusals;
 
 pub use accounts::{Account, Accounts, presented_access_token};
-pub use admin::{Issued, create_api_key, create_license, issue_token, revoke_api_key, revoke_token};
+pub use admin::{
+    Issued, create_api_key, create_license, existing as existing_license, issue_token, revoke_api_key, revoke_token,
+};
 pub use auth::{ApiKeyAuth, LicenseAuth, check_api_key, missing_api_key, presented_api_key};
 
 use async_trait::async_trait;
