@@ -7,6 +7,7 @@ use std::sync::Arc;
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::{self, IdentityStore, Issued, KeyScope, License, LicenseUpdate, NewLicense};
 use relayhub_core::ids::LicenseNumber;
+use relayhub_core::license_data::LicenseBoard;
 use relayhub_core::operators::{Auditor, NewOperator, Operator, OperatorStore};
 use relayhub_core::secret::{Secret, SecretKind, public_id};
 use relayhub_core::store::StoreResult;
@@ -61,6 +62,29 @@ impl Acts {
         let license = self.identity.update_license(number, update).await?;
         self.record("license.update", Some(number), None, Value::Object(detail)).await;
         Ok(license)
+    }
+
+    /// Deletes a license with all its data, once `confirm` names it. It is
+    /// suspended first, so its tokens, devices and users are refused on
+    /// every node while its data goes; an interrupted delete leaves it
+    /// suspended, and repeating the call finishes it.
+    pub async fn delete_license(
+        &self,
+        number: &LicenseNumber,
+        confirm: &str,
+        data: &LicenseBoard,
+    ) -> Result<(), ApiError> {
+        let license = self.license(number).await?;
+        crate::rules::confirms_delete(number, confirm)?;
+        let suspend = LicenseUpdate { suspended: Some(true), ..LicenseUpdate::default() };
+        let license = match license.suspended_at {
+            Some(_) => license,
+            None => self.identity.update_license(number, suspend).await?,
+        };
+        data.forget(&license).await?;
+        self.identity.delete_license(license.pk).await?;
+        self.record("license.delete", Some(number), None, json!({"name": license.name})).await;
+        Ok(())
     }
 
     /// Adds a bearer token to a license (to rotate one).

@@ -9,9 +9,9 @@ use relayhub_core::error::{ApiError, ErrorBody, ErrorCode};
 use relayhub_core::http::{Json, PageParams, Path, Query, check_length};
 use relayhub_core::identity::{BindingPolicy, CredentialInfo, LicenseUpdate, LicenseView, NewLicense};
 use relayhub_core::ids::LicenseNumber;
+use relayhub_core::license_data::Usage;
 use relayhub_core::operators::{AuditEntry, AuditFilter, Auditor, Operator, OperatorAuth, OperatorToken};
 use relayhub_core::store::PageRequest;
-use relayhub_core::usage::Usage;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -32,7 +32,7 @@ impl Admin {
 
     /// A license as the operator sees it: with its usage, measured now.
     async fn view(&self, license: &relayhub_core::identity::License) -> Result<LicenseUsed, ApiError> {
-        let usage = self.usage.measure(license.pk).await?;
+        let usage = self.license_data.measure(license.pk).await?;
         Ok(LicenseUsed { license: license.view(Some(usage.devices_bound)), usage })
     }
 }
@@ -235,6 +235,48 @@ pub async fn update_license(
         LicenseUpdate { name: body.name, expires_at, max_devices, binding: body.binding, suspended: body.suspended };
     let license = admin.acts(operator, &parts).update_license(&number, update).await?;
     Ok(Json(admin.view(&license).await?))
+}
+
+/// What a license delete must carry: the number again, so that a slip of
+/// the path never deletes a customer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteLicense {
+    /// The license number, exactly as in the path.
+    #[schema(example = "LIC-1001", max_length = 64)]
+    pub confirm: String,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/admin/v1/licenses/{number}",
+    operation_id = "admin_delete_license",
+    tag = "admin",
+    security(("operator" = [])),
+    params(("number" = String, Path, description = "The license number", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    request_body = DeleteLicense,
+    responses(
+        (status = 204, description = "Deleted with all its data — devices and their queues, inbox, settings, fleet users and robots, telemetry, rail data — on every node; its number may be used again. The audit log keeps the act."),
+        (status = 404, description = "No such license (`license_not_found`): never was, or deleted already", body = ErrorBody),
+        (status = 422, description = "`confirm` is not the license number (`confirmation_mismatch`); nothing was deleted", body = ErrorBody),
+    )
+)]
+pub async fn delete_license(
+    State(admin): State<Admin>,
+    operator: OperatorAuth,
+    parts: Parts,
+    Path(raw): Path<String>,
+    Json(body): Json<DeleteLicense>,
+) -> Result<StatusCode, ApiError> {
+    let number = number(&raw)?;
+    let acts = admin.acts(operator, &parts);
+    // The delete runs to its end even if the client gives up waiting (a
+    // large license takes a while): a half-deleted license stays
+    // suspended, and repeating the call finishes it.
+    let data = admin.license_data.clone();
+    let run = tokio::spawn(async move { acts.delete_license(&number, &body.confirm, &data).await });
+    run.await.map_err(|e| ApiError::new(ErrorCode::INTERNAL, format!("license delete: {e}")))??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A license's bearer tokens.

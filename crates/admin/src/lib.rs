@@ -11,6 +11,7 @@
 pub mod acts;
 mod api;
 mod cli;
+pub mod codes;
 pub mod rules;
 
 use std::sync::Arc;
@@ -20,10 +21,10 @@ use async_trait::async_trait;
 use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::IdentityStore;
+use relayhub_core::license_data::LicenseBoard;
 use relayhub_core::operators::{AuditLog, OperatorStore};
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
-use relayhub_core::usage::UsageBoard;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -56,7 +57,7 @@ pub struct Admin {
     identity: Arc<dyn IdentityStore>,
     operators: Arc<dyn OperatorStore>,
     audit: Arc<dyn AuditLog>,
-    usage: UsageBoard,
+    license_data: LicenseBoard,
 }
 
 impl axum::extract::FromRef<Admin> for Arc<dyn OperatorStore> {
@@ -69,6 +70,7 @@ impl Spec for Admin {
     const NAME: &'static str = AdminConfig::NAME;
     const TAGS: &'static [(&'static str, &'static str)] =
         &[("admin", "The operator API: licenses, their tokens, app keys, the audit log")];
+    const ERROR_CODES: &'static [relayhub_core::error::ErrorCode] = codes::ALL;
     type Config = AdminConfig;
 
     fn build(config: AdminConfig, platform: &Platform) -> Result<Self, BuildError> {
@@ -81,7 +83,7 @@ impl Spec for Admin {
             identity: stores.identity.clone(),
             operators: stores.get()?,
             audit: stores.get()?,
-            usage: platform.usage.clone(),
+            license_data: platform.license_data.clone(),
         })
     }
 
@@ -99,7 +101,7 @@ impl Capability for Admin {
     fn router(&self) -> OpenApiRouter {
         OpenApiRouter::new()
             .routes(routes!(api::create_license, api::list_licenses))
-            .routes(routes!(api::get_license, api::update_license))
+            .routes(routes!(api::get_license, api::update_license, api::delete_license))
             .routes(routes!(api::create_token, api::list_tokens))
             .routes(routes!(api::revoke_token))
             .routes(routes!(api::create_api_key, api::list_api_keys))

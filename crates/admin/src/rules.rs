@@ -2,6 +2,7 @@
 
 use chrono::NaiveDate;
 use relayhub_core::error::ApiError;
+use relayhub_core::ids::LicenseNumber;
 use relayhub_core::time::Timestamp;
 
 /// A license's expiry as people write it: the last valid day (UTC).
@@ -34,6 +35,18 @@ pub fn device_limit(limit: u32) -> Result<u32, ApiError> {
     Ok(limit)
 }
 
+/// A delete goes ahead only when its confirmation names the license
+/// exactly (as typed, case and all), else 422 `confirmation_mismatch`.
+pub fn confirms_delete(number: &LicenseNumber, confirm: &str) -> Result<(), ApiError> {
+    if confirm != number.as_str() {
+        return Err(ApiError::new(
+            crate::codes::CONFIRMATION_MISMATCH,
+            format!("confirm must repeat the license number ({number}) to delete it with all its data"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +58,14 @@ mod tests {
         assert_eq!(end.last_day().to_string(), "2027-03-31");
         assert!(Expires::parse("31.03.2027").is_err());
         assert!(Expires::parse("2027-02-30").is_err());
+    }
+
+    #[test]
+    fn a_delete_is_confirmed_only_by_the_exact_number() {
+        let number = LicenseNumber::parse("LIC-7").unwrap();
+        assert!(confirms_delete(&number, "LIC-7").is_ok());
+        for wrong in ["", "lic-7", "LIC-7 ", "LIC-70", "yes"] {
+            assert!(confirms_delete(&number, wrong).is_err(), "{wrong:?}");
+        }
     }
 }

@@ -49,8 +49,9 @@ pub struct Platform {
     /// Who a user's access token belongs to, for capabilities that need to
     /// know who is calling; `None` when no capability keeps users.
     pub accounts: Option<Arc<dyn Accounts>>,
-    /// Where capabilities that keep a license's data say how much.
-    pub usage: crate::usage::UsageBoard,
+    /// Where capabilities that keep a license's data say how much, and
+    /// forget it when the license is deleted.
+    pub license_data: crate::license_data::LicenseBoard,
 }
 
 /// Why a capability could not be built, said to the operator at start-up.

@@ -35,6 +35,7 @@ pub mod http;
 pub mod http_client;
 pub mod identity;
 pub mod ids;
+pub mod license_data;
 pub mod metrics;
 pub mod oidc;
 pub mod operators;
@@ -44,7 +45,6 @@ pub mod secret;
 pub mod store;
 pub mod tasks;
 pub mod time;
-pub mod usage;
 
 pub use error::{ApiError, ErrorCode};
 pub use store::{StoreError, StoreResult};

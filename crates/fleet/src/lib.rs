@@ -14,6 +14,7 @@ pub mod auth;
 mod cli;
 pub mod codes;
 mod console;
+mod data;
 mod install;
 pub mod model;
 mod openapi;
@@ -187,7 +188,7 @@ impl Spec for Fleet {
             metrics.pairings_confirmed.clone(),
         );
         let telemetry = Telemetry::build(config.telemetry.clone(), config.forward.clone(), stores, &platform.metrics)?;
-        platform.usage.add(Arc::new(telemetry::TelemetryUsage(stores.get()?)));
+        platform.license_data.add(Arc::new(data::FleetData { telemetry: stores.get()?, users: stores.get()? }));
         Ok(Self {
             telemetry,
             logins: Attempts::with_capacity(config.attempts, config.attempt_window, config.attempt_keys),

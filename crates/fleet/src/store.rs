@@ -66,6 +66,9 @@ pub trait UserStore: Send + Sync + 'static {
         password_hash: String,
         now: Timestamp,
     ) -> StoreResult<Option<i64>>;
+    /// Deletes a license's users with their sessions and reset links, and
+    /// its robots (their telemetry gone first), in one commit.
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()>;
 }
 
 /// User sessions: chains of single-use refresh tokens, and the key access

@@ -150,6 +150,19 @@ impl FaceStore for PgFaces {
         Ok(deleted)
     }
 
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<u64> {
+        let mut tx = self.ctx.pool.begin().await.map_err(from_sqlx)?;
+        let users: Vec<Uuid> = sqlx::query_scalar("DELETE FROM rail_faces WHERE license_pk = $1 RETURNING user_id")
+            .bind(license.0)
+            .fetch_all(&mut *tx)
+            .await
+            .sql()?;
+        let deleted = users.len() as u64;
+        let events = relayhub_rail::face::forgotten(license, users);
+        self.ctx.commit_with(tx, events).await?;
+        Ok(deleted)
+    }
+
     async fn faces_after(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<StoredFace>> {
         let rows = sqlx::query(
             "SELECT license_pk, id, user_id, embedding FROM rail_faces

@@ -229,7 +229,23 @@ impl UserStore for PgFleet {
         tx.commit().await.sql()?;
         Ok(Some(user))
     }
+
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        for sql in FORGET_LICENSE {
+            sqlx::query(sql).bind(license.0).execute(&mut *tx).await.sql()?;
+        }
+        tx.commit().await.sql()
+    }
 }
+
+/// What a license delete takes of the fleet's tables, children first.
+const FORGET_LICENSE: [&str; 4] = [
+    "DELETE FROM fleet_password_resets WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = $1)",
+    "DELETE FROM fleet_sessions WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = $1)",
+    "DELETE FROM fleet_robots WHERE license_pk = $1",
+    "DELETE FROM fleet_users WHERE license_pk = $1",
+];
 
 async fn session(tx: &mut Transaction<'_, Postgres>, token: &SecretHash) -> StoreResult<Option<RefreshRow>> {
     read_session(&mut **tx, token, " FOR UPDATE").await

@@ -183,6 +183,13 @@ impl Licenses for PgStore {
         let items = rows.iter().map(license_from_row).collect::<StoreResult<_>>()?;
         Ok(Page { items, total: total.max(0) as u64 })
     }
+
+    /// Its tokens and key scopes go with it (`ON DELETE CASCADE`); a
+    /// BIGSERIAL pk is never given again.
+    async fn delete_license(&self, license: LicensePk) -> StoreResult<()> {
+        sqlx::query("DELETE FROM licenses WHERE pk = $1").bind(license.0).execute(&self.ctx.pool).await.sql()?;
+        Ok(())
+    }
 }
 
 #[async_trait]

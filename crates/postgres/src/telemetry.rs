@@ -188,6 +188,16 @@ impl TelemetryStore for PgTelemetry {
         Ok(rows.into_iter().map(|(license, bytes)| (license, u64::try_from(bytes).unwrap_or(0))).collect())
     }
 
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        for table in ["telemetry_chunks", "telemetry_series"] {
+            let sql =
+                format!("DELETE FROM {table} WHERE robot_id IN (SELECT id FROM fleet_robots WHERE license_pk = $1)");
+            sqlx::query(&sql).bind(license.0).execute(&mut *tx).await.sql()?;
+        }
+        tx.commit().await.sql()
+    }
+
     async fn license_usage(&self, license: LicensePk, since_ns: i64) -> StoreResult<(u64, u64)> {
         let (points, bytes): (i64, i64) = sqlx::query_as(
             "SELECT COALESCE(sum(c.points) FILTER (WHERE c.form = 0 AND c.max_time >= $2), 0)::bigint,

@@ -209,6 +209,11 @@ impl Spec for Rail {
         }
         let (face_sync, face_changes) = FaceSync::subscribe(&platform.bus);
         let face_index = Arc::new(FaceIndex::new(config.face.dimension, config.face.expansion_search.max(1)));
+        platform.license_data.add(Arc::new(RailLicenseData {
+            faces: stores.get()?,
+            rows: stores.get()?,
+            index: face_index.clone(),
+        }));
         let (faces_indexed, face_index_bytes) = (Gauge::<i64>::default(), Gauge::<i64>::default());
         platform.metrics.register("rail_faces_indexed", "Faces in this node's index", faces_indexed.clone());
         platform.metrics.register(
@@ -247,6 +252,33 @@ impl Spec for Rail {
 
     fn commands() -> Vec<clap::Command> {
         vec![cli::command()]
+    }
+}
+
+/// The rail's part of a license's data: its faces (in the store and in
+/// this node's index) and its base and store rows. Not in the usage.
+struct RailLicenseData {
+    faces: Arc<dyn FaceStore>,
+    rows: Arc<dyn store::RailData>,
+    index: Arc<FaceIndex>,
+}
+
+#[async_trait]
+impl relayhub_core::license_data::LicenseData for RailLicenseData {
+    async fn measure(
+        &self,
+        _license: relayhub_core::ids::LicensePk,
+        _now: relayhub_core::time::Timestamp,
+        _usage: &mut relayhub_core::license_data::Usage,
+    ) -> relayhub_core::store::StoreResult<()> {
+        Ok(())
+    }
+
+    /// The faces first: they name the passengers.
+    async fn forget(&self, license: &relayhub_core::identity::License) -> relayhub_core::store::StoreResult<()> {
+        self.faces.forget_license(license.pk).await?;
+        self.index.forget_license(license.pk);
+        self.rows.forget_license(license.pk).await
     }
 }
 

@@ -199,6 +199,36 @@ pub trait RailSessions: Send + Sync + 'static {
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 }
 
+/// A license's rail rows, deleted with the license.
+#[async_trait]
+pub trait RailData: Send + Sync + 'static {
+    /// Deletes every row of [`LICENSE_TABLES`] of the license, in one
+    /// commit (its faces must be gone first: they name its passengers).
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()>;
+}
+
+/// What a license delete takes of the rail's tables, children before their
+/// parents; `{license}` is the license's pk as the backend binds it.
+pub const LICENSE_TABLES: &[&str] = &[
+    "DELETE FROM rail_purchase_items WHERE purchase_id IN (SELECT id FROM rail_purchases WHERE license_pk = {license})",
+    "DELETE FROM rail_tasks WHERE license_pk = {license}",
+    "DELETE FROM rail_purchases WHERE license_pk = {license}",
+    "DELETE FROM rail_store_items WHERE license_pk = {license}",
+    "DELETE FROM rail_active_stores WHERE license_pk = {license}",
+    "DELETE FROM rail_train_stores WHERE license_pk = {license}",
+    "DELETE FROM rail_stores WHERE license_pk = {license}",
+    "DELETE FROM rail_auth_cards WHERE license_pk = {license}",
+    "DELETE FROM rail_engineers WHERE license_pk = {license}",
+    "DELETE FROM rail_tickets WHERE license_pk = {license}",
+    "DELETE FROM rail_keycloak_users WHERE license_pk = {license}",
+    "DELETE FROM rail_hotels WHERE license_pk = {license}",
+    "DELETE FROM rail_attractions WHERE license_pk = {license}",
+    "DELETE FROM rail_nonces WHERE license_pk = {license}",
+    "DELETE FROM rail_sessions WHERE license_pk = {license}",
+    "DELETE FROM rail_robots WHERE license_pk = {license}",
+    "DELETE FROM rail_users WHERE license_pk = {license}",
+];
+
 /// Enrolled face embeddings (unit vectors), per license.
 #[async_trait]
 pub trait FaceStore: Send + Sync + 'static {
@@ -221,6 +251,9 @@ pub trait FaceStore: Send + Sync + 'static {
     /// Deletes every face of a passenger, overwriting the rows' bytes where
     /// the database can, and announces it; answers how many.
     async fn forget(&self, license: LicensePk, user: Uuid) -> StoreResult<u64>;
+    /// Deletes every face of a license as [`FaceStore::forget`] does for
+    /// one passenger (overwritten, announced per passenger).
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<u64>;
     /// Every face of every license, by id after `after`, at most `limit`:
     /// what the index is rebuilt from.
     async fn faces_after(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<crate::face::StoredFace>>;

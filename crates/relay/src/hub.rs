@@ -265,6 +265,11 @@ impl Hub {
     pub fn inbox_watch(&self, license: LicensePk) -> watch::Receiver<u64> {
         lock(&self.inboxes).entry(license).or_insert_with(|| watch::channel(0).0).subscribe()
     }
+
+    /// Forgets a deleted license's inbox watch (its waiters see it close).
+    pub fn forget_license(&self, license: LicensePk) {
+        lock(&self.inboxes).remove(&license);
+    }
 }
 
 impl Hub {

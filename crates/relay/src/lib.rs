@@ -216,10 +216,11 @@ impl Spec for Relay {
         let new_devices = std::num::NonZeroU32::new(config.new_devices_per_minute)
             .ok_or_else(|| BuildError::config("relay", "new_devices_per_minute must be at least 1"))?;
         hub.subscribe(&platform.bus);
-        platform.usage.add(Arc::new(RelayUsage {
+        platform.license_data.add(Arc::new(RelayData {
             devices: stores.devices.clone(),
             queue: stores.get()?,
             inbox: stores.get()?,
+            hub: hub.clone(),
         }));
         Ok(Self(Arc::new(RelayParts {
             config: Arc::new(config),
@@ -239,26 +240,46 @@ impl Spec for Relay {
     }
 }
 
-/// The relay's part of a license's usage: its devices, their queues, its
-/// inbox.
-struct RelayUsage {
+/// The relay's part of a license's data: its devices, their queues and
+/// settings, its inbox.
+struct RelayData {
     devices: Arc<dyn DeviceStore>,
     queue: Arc<dyn QueueStore>,
     inbox: Arc<dyn InboxStore>,
+    hub: Arc<Hub>,
 }
 
 #[async_trait]
-impl relayhub_core::usage::UsageSource for RelayUsage {
+impl relayhub_core::license_data::LicenseData for RelayData {
     async fn measure(
         &self,
         license: relayhub_core::ids::LicensePk,
         _now: relayhub_core::time::Timestamp,
-        usage: &mut relayhub_core::usage::Usage,
+        usage: &mut relayhub_core::license_data::Usage,
     ) -> relayhub_core::store::StoreResult<()> {
         usage.devices_bound += self.devices.device_count(license).await?;
         usage.devices_online += self.devices.online_count(license).await?;
         usage.messages_queued += self.queue.license_pending(license).await?;
         usage.inbox_waiting += self.inbox.inbox_waiting(license).await?;
+        Ok(())
+    }
+
+    /// Each device is unbound as `DELETE /api/v1/devices/{id}` would (its
+    /// socket closed, its queue and settings gone), then the license's
+    /// receipts, inbox and account links.
+    async fn forget(&self, license: &relayhub_core::identity::License) -> relayhub_core::store::StoreResult<()> {
+        let first = relayhub_core::store::PageRequest { page: 1, size: relayhub_core::store::PageRequest::MAX_SIZE };
+        loop {
+            let page = self.devices.devices(license.pk, first).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            for device in page.items {
+                self.devices.unbind(license.pk, &device.device_id).await?;
+            }
+        }
+        self.queue.forget_license(license.pk).await?;
+        self.hub.forget_license(license.pk);
         Ok(())
     }
 }

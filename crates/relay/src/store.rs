@@ -121,6 +121,9 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Messages waiting in the queues of a license's devices.
     async fn license_pending(&self, license: LicensePk) -> StoreResult<u64>;
+    /// Deletes what is left of a license once its devices are unbound: its
+    /// messages (receipts included), inbox records and account links.
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()>;
 }
 
 /// The back-office inbox: records devices send up.

@@ -62,7 +62,7 @@ pub async fn platform(config: &Config, serving: bool) -> anyhow::Result<Platform
     let alerts = if serving { config.alerts.clone() } else { Default::default() };
     let alerter = Alerter::start(&alerts, &metrics, &tasks).map_err(anyhow::Error::msg)?;
     let accounts = Some(capabilities::accounts(&stores).map_err(anyhow::Error::msg)?);
-    Ok(Platform { metrics, gateway, bus, tasks, alerter, stores, google, accounts, usage: Default::default() })
+    Ok(Platform { metrics, gateway, bus, tasks, alerter, stores, google, accounts, license_data: Default::default() })
 }
 
 /// Builds every capability of [`capabilities::modules`] on the platform.

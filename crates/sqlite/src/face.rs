@@ -162,6 +162,34 @@ impl FaceStore for SqliteFaces {
         Ok(deleted)
     }
 
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<u64> {
+        let deleted = self
+            .db
+            .writer
+            .write(move |conn, events| {
+                conn.pragma_update(None, "secure_delete", true).sql()?;
+                let users = conn
+                    .prepare_cached("DELETE FROM rail_faces WHERE license_pk = ?1 RETURNING user_id")
+                    .sql()
+                    .and_then(|mut stmt| {
+                        stmt.query_map([license.0], |row| row.get::<_, Uuid>(0))
+                            .sql()?
+                            .collect::<Result<Vec<_>, _>>()
+                            .sql()
+                    });
+                conn.pragma_update(None, "secure_delete", false).sql()?;
+                let users = users?;
+                let deleted = users.len() as u64;
+                events.extend(relayhub_rail::face::forgotten(license, users));
+                Ok(deleted)
+            })
+            .await?;
+        if deleted > 0 {
+            self.db.readers.read(truncate_wal).await?;
+        }
+        Ok(deleted)
+    }
+
     async fn faces_after(&self, after: Option<Uuid>, limit: usize) -> StoreResult<Vec<StoredFace>> {
         self.db
             .readers

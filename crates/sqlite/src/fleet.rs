@@ -228,7 +228,27 @@ impl UserStore for SqliteFleet {
             })
             .await
     }
+
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                for sql in FORGET_LICENSE {
+                    conn.prepare_cached(sql).sql()?.execute([license.0]).sql()?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }
+
+/// What a license delete takes of the fleet's tables, children first.
+const FORGET_LICENSE: [&str; 4] = [
+    "DELETE FROM fleet_password_resets WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = ?1)",
+    "DELETE FROM fleet_sessions WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = ?1)",
+    "DELETE FROM fleet_robots WHERE license_pk = ?1",
+    "DELETE FROM fleet_users WHERE license_pk = ?1",
+];
 
 fn session(conn: &Connection, token: &SecretHash) -> StoreResult<Option<RefreshRow>> {
     conn.prepare_cached("SELECT user_id, chain, expires_at, used_at, revoked_at FROM fleet_sessions WHERE hash = ?1")

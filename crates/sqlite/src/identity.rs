@@ -20,6 +20,7 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
     migrations: &[
         include_str!("../migrations/core/0001_baseline.sql"),
         include_str!("../migrations/core/0002_suspension.sql"),
+        include_str!("../migrations/core/0003_license_pks.sql"),
     ],
 };
 
@@ -98,8 +99,10 @@ impl Licenses for SqliteStore {
             .write(move |conn, _| {
                 let inserted = conn
                     .prepare_cached(
-                        "INSERT INTO licenses (number, name, expires_at, max_devices, created_at, binding)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT INTO licenses (pk, number, name, expires_at, max_devices, created_at, binding)
+                         VALUES (MAX((SELECT COALESCE(MAX(pk), 0) FROM licenses),
+                                     (SELECT COALESCE(MAX(pk), 0) FROM license_pk_high)) + 1,
+                                 ?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .sql()?
                     .execute(params![
@@ -185,6 +188,27 @@ impl Licenses for SqliteStore {
                 rows.collect::<rusqlite::Result<Vec<_>>>().sql()
             })
             .await
+    }
+
+    /// The license's own rows go (its tokens and key scopes with it); its
+    /// pk is kept as the highest given, so it is never given again.
+    async fn delete_license(&self, license: LicensePk) -> StoreResult<()> {
+        self.writer
+            .write(move |conn, _| {
+                for sql in [
+                    "DELETE FROM license_tokens WHERE license_pk = ?1",
+                    "DELETE FROM api_key_licenses WHERE license_pk = ?1",
+                    "DELETE FROM licenses WHERE pk = ?1",
+                    "INSERT INTO license_pk_high (one, pk) VALUES (1, ?1)
+                     ON CONFLICT (one) DO UPDATE SET pk = MAX(pk, excluded.pk)",
+                ] {
+                    conn.prepare_cached(sql).sql()?.execute([license.0]).sql()?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.forget_license_partition(license);
+        Ok(())
     }
 
     async fn license_page(&self, page: PageRequest) -> StoreResult<Page<License>> {

@@ -193,6 +193,11 @@ impl SqliteStore {
         }
     }
 
+    /// Forgets a deleted license's partition.
+    pub(crate) fn forget_license_partition(&self, license: LicensePk) {
+        self.partitions.licenses.write().unwrap_or_else(|e| e.into_inner()).remove(&license);
+    }
+
     /// Forgets an unbound device's partition.
     pub(crate) fn forget_device_partition(&self, device: DevicePk) {
         if !self.partitions.files.is_empty() {

@@ -143,11 +143,11 @@ mod tests {
             assert_eq!(objects(&old, None), objects(&new, None), "a file of legacy version {up_to}, upgraded");
             assert_eq!(versions(&old), versions(&new));
         }
-        // Each module at its latest version: the core at 2 (licenses'
-        // suspension), the fleet at 2 (password resets), operators added
+        // Each module at its latest version: the core at 3 (licenses'
+        // suspension, pks never given again), the fleet at 2 (password resets), operators added
         // after the legacy files at 1.
         let latest: Vec<(String, i64)> = [
-            ("core", 2),
+            ("core", 3),
             ("face", 1),
             ("fleet", 2),
             ("operators", 1),

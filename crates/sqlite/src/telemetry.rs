@@ -183,6 +183,22 @@ impl TelemetryStore for SqliteTelemetry {
             .await
     }
 
+    /// A commit per few hundred chunks (their bodies are large), so that
+    /// other robots' writes keep going while a large license goes.
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        const CHUNKS: &str = "DELETE FROM telemetry_chunks WHERE id IN (SELECT id FROM telemetry_chunks
+             WHERE robot_id IN (SELECT id FROM fleet_robots WHERE license_pk = ?1) LIMIT 500)";
+        // Series are small rows, at most `max_series_per_robot` a robot.
+        const SERIES: &str =
+            "DELETE FROM telemetry_series WHERE robot_id IN (SELECT id FROM fleet_robots WHERE license_pk = ?1)";
+        let forget = |sql: &'static str| {
+            self.db.writer.write(move |conn, _| conn.prepare_cached(sql).sql()?.execute([license.0]).sql())
+        };
+        while forget(CHUNKS).await? > 0 {}
+        forget(SERIES).await?;
+        Ok(())
+    }
+
     async fn license_usage(&self, license: LicensePk, since_ns: i64) -> StoreResult<(u64, u64)> {
         self.db
             .readers

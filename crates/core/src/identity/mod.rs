@@ -253,6 +253,11 @@ pub trait Licenses: Send + Sync + 'static {
     async fn licenses(&self) -> StoreResult<Vec<License>>;
     /// A page of licenses, by number, and how many there are.
     async fn license_page(&self, page: crate::store::PageRequest) -> StoreResult<crate::store::Page<License>>;
+    /// Deletes the license's own rows (its tokens, the key scopes naming
+    /// it), once every capability has forgotten its data
+    /// ([`crate::license_data::LicenseBoard::forget`]). Its pk is never
+    /// given to another license.
+    async fn delete_license(&self, license: LicensePk) -> StoreResult<()>;
 }
 
 /// The bearer tokens of a license's accounting systems.

@@ -290,21 +290,3 @@ const USAGE_EVERY: Duration = Duration::from_secs(300);
 pub(crate) fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
-/// Telemetry's part of a license's usage: points of the last day, bytes.
-pub struct TelemetryUsage(pub Arc<dyn TelemetryStore>);
-
-#[async_trait::async_trait]
-impl relayhub_core::usage::UsageSource for TelemetryUsage {
-    async fn measure(
-        &self,
-        license: relayhub_core::ids::LicensePk,
-        now: relayhub_core::time::Timestamp,
-        usage: &mut relayhub_core::usage::Usage,
-    ) -> relayhub_core::store::StoreResult<()> {
-        let day_ago_ns = now.minus(std::time::Duration::from_secs(24 * 3600)).millis().saturating_mul(1_000_000);
-        let (points, bytes) = self.0.license_usage(license, day_ago_ns).await?;
-        usage.telemetry_points_day += points;
-        usage.telemetry_bytes += bytes;
-        Ok(())
-    }
-}

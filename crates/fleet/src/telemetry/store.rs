@@ -113,6 +113,9 @@ pub trait TelemetryStore: Send + Sync + 'static {
     /// A license's telemetry: points in the point chunks that end at or
     /// after `since_ns`, and the bytes of all its chunks.
     async fn license_usage(&self, license: LicensePk, since_ns: i64) -> StoreResult<(u64, u64)>;
+    /// Deletes every chunk and series of the license's robots (before the
+    /// robots themselves go).
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()>;
     /// A robot's chunks of `form` with points in `[from, to]`, oldest
     /// first (by when they were stored).
     async fn chunks(&self, robot: i64, form: ChunkForm, from: i64, to: i64) -> StoreResult<Vec<StoredChunk>>;

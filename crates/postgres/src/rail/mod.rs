@@ -47,7 +47,19 @@ pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     let rail = Arc::new(PgRail { ctx: store.ctx.clone() });
     stores.provide::<dyn BaseStore>(rail.clone());
     stores.provide::<dyn ShopStore>(rail.clone());
-    stores.provide::<dyn RailSessions>(rail);
+    stores.provide::<dyn RailSessions>(rail.clone());
+    stores.provide::<dyn RailData>(rail);
+}
+
+#[async_trait]
+impl RailData for PgRail {
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        for sql in LICENSE_TABLES {
+            sqlx::query(&sql.replace("{license}", "$1")).bind(license.0).execute(&mut *tx).await.sql()?;
+        }
+        tx.commit().await.sql()
+    }
 }
 
 struct PgRail {

@@ -155,6 +155,15 @@ impl QueueStore for PgRelay {
             .sql()?;
         Ok(n.max(0) as u64)
     }
+
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        let mut tx = self.ctx.pool.begin().await.sql()?;
+        for table in ["messages", "inbox", "accounts"] {
+            let sql = format!("DELETE FROM {table} WHERE license_pk = $1");
+            sqlx::query(&sql).bind(license.0).execute(&mut *tx).await.sql()?;
+        }
+        tx.commit().await.sql()
+    }
 }
 
 #[async_trait]

@@ -121,6 +121,12 @@ impl FaceIndex {
         keys.len()
     }
 
+    /// Drops a deleted license's graph, whatever it still holds (its
+    /// faces' events empty it on every other node).
+    pub fn forget_license(&self, license: LicensePk) {
+        self.licenses.write().unwrap_or_else(|e| e.into_inner()).remove(&license);
+    }
+
     /// The nearest face of the license to a unit vector.
     pub fn nearest(&self, license: LicensePk, vector: &[f32]) -> Result<Option<Nearest>, String> {
         let Some(faces) = self.license(license) else { return Ok(None) };

@@ -43,6 +43,13 @@ pub enum FaceEvent {
     Forgotten { license: LicensePk, user_id: Uuid },
 }
 
+/// The events of a license's faces deleted: one per passenger who had any.
+pub fn forgotten(license: LicensePk, mut users: Vec<Uuid>) -> Vec<relayhub_core::bus::Event> {
+    users.sort_unstable();
+    users.dedup();
+    users.into_iter().map(|user_id| relayhub_core::bus::Event::new(FaceEvent::Forgotten { license, user_id })).collect()
+}
+
 impl Topic for FaceEvent {
     const NAME: &'static str = "face";
 

@@ -193,7 +193,7 @@ async fn other_credentials_are_refused_at_the_admin_api_and_a_revoked_operator_t
             operations += 1;
         }
     }
-    assert_eq!(operations, 21, "the admin API's operations, of every capability");
+    assert_eq!(operations, 22, "the admin API's operations, of every capability");
     let forged = format!("rho_{}", "A".repeat(43));
     assert_eq!(code(list().bearer_auth(&forged).send().await.unwrap()).await, (401, "invalid_token".into()));
 

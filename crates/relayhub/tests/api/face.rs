@@ -34,7 +34,7 @@ fn photos() -> Vec<Photo> {
 const ENROLLED: &[&str] = &["p1", "p2", "p3", "p4", "p5", "p6"];
 
 /// Enrols the first photo of each of `people`; their passenger ids.
-async fn enrol_people(app: &TestApp, token: &str, people: &[&str]) -> Vec<(String, String)> {
+pub(crate) async fn enrol_people(app: &TestApp, token: &str, people: &[&str]) -> Vec<(String, String)> {
     let photos = photos();
     let mut ids = Vec::new();
     for person in people {

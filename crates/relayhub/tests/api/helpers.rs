@@ -267,6 +267,11 @@ impl TestApp {
         &self.admin
     }
 
+    /// The PostgreSQL database this app runs on, if it does.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.pg.as_deref().map(|pg| pg.url.as_str())
+    }
+
     /// The arguments that point an administration command at this app's
     /// database.
     pub fn database_args(&self) -> Vec<String> {

@@ -35,7 +35,23 @@ pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     let rail = Arc::new(SqliteRail { db: store.clone() });
     stores.provide::<dyn BaseStore>(rail.clone());
     stores.provide::<dyn ShopStore>(rail.clone());
-    stores.provide::<dyn RailSessions>(rail);
+    stores.provide::<dyn RailSessions>(rail.clone());
+    stores.provide::<dyn RailData>(rail);
+}
+
+#[async_trait]
+impl RailData for SqliteRail {
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                for sql in LICENSE_TABLES {
+                    conn.prepare_cached(&sql.replace("{license}", "?1")).sql()?.execute([license.0]).sql()?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }
 
 /// The rail services' stores, over the shared handle.

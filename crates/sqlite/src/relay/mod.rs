@@ -213,7 +213,28 @@ impl QueueStore for SqliteRelay {
         let partition = self.db.license_partition(license).await?;
         partition.readers.read(move |conn| queue::license_pending(conn, license)).await
     }
+
+    /// A commit per few thousand rows, so that the other licenses of the
+    /// partition keep committing while a large one goes.
+    async fn forget_license(&self, license: LicensePk) -> StoreResult<()> {
+        let partition = self.db.license_partition(license).await?;
+        for table in ["messages", "inbox", "accounts"] {
+            while partition.writer.write(move |conn, _| forget_rows(conn, table, license)).await? > 0 {}
+        }
+        Ok(())
+    }
 }
+
+/// Rows deleted of up to [`FORGET_CHUNK`] of a license's in `table`.
+fn forget_rows(conn: &Connection, table: &str, license: LicensePk) -> StoreResult<usize> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE license_pk = ?1 LIMIT {FORGET_CHUNK})"
+    );
+    conn.prepare_cached(&sql).sql()?.execute([license.0]).sql()
+}
+
+/// Rows a license delete takes per commit.
+const FORGET_CHUNK: usize = 5000;
 
 #[async_trait]
 impl InboxStore for SqliteRelay {

@@ -1,8 +1,9 @@
-//! What a license uses, measured where it is kept: each capability that
-//! keeps a license's data adds a [`UsageSource`] to the platform's
-//! [`UsageBoard`] when it is built, and the operator API asks the board.
-//! So the admin capability knows no other capability's tables, and a new
-//! capability's usage shows up by adding its source.
+//! A license's data where it is kept: each capability that keeps any adds
+//! a [`LicenseData`] to the platform's [`LicenseBoard`] when it is built,
+//! and the operator API asks the board what a license uses and, when the
+//! license is deleted, to forget it. So the admin capability knows no
+//! other capability's tables, and a new capability's data is measured and
+//! deleted with the license by adding its source.
 
 use std::sync::{Arc, RwLock};
 
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::identity::License;
 use crate::ids::LicensePk;
 use crate::store::StoreResult;
 use crate::time::Timestamp;
@@ -32,31 +34,48 @@ pub struct Usage {
     pub telemetry_bytes: u64,
 }
 
-/// One capability's part of a license's usage.
+/// One capability's part of a license's data.
 #[async_trait]
-pub trait UsageSource: Send + Sync + 'static {
+pub trait LicenseData: Send + Sync + 'static {
     /// Adds what it keeps of `license` to `usage`; `now` is the instant the
     /// measure is taken at (for "the last day").
     async fn measure(&self, license: LicensePk, now: Timestamp, usage: &mut Usage) -> StoreResult<()>;
+
+    /// Deletes everything it keeps of `license`, in the store and in
+    /// memory. Called once the license is suspended (so nothing new
+    /// arrives), before the license itself goes; called again after an
+    /// interruption, it deletes what is left.
+    async fn forget(&self, license: &License) -> StoreResult<()>;
 }
 
-/// The sources of every capability built. Cheap to clone.
+/// The license data of every capability built. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct UsageBoard(Arc<RwLock<Vec<Arc<dyn UsageSource>>>>);
+pub struct LicenseBoard(Arc<RwLock<Vec<Arc<dyn LicenseData>>>>);
 
-impl UsageBoard {
+impl LicenseBoard {
     /// Adds a capability's source (when it is built).
-    pub fn add(&self, source: Arc<dyn UsageSource>) {
+    pub fn add(&self, source: Arc<dyn LicenseData>) {
         self.0.write().unwrap_or_else(|p| p.into_inner()).push(source);
+    }
+
+    fn sources(&self) -> Vec<Arc<dyn LicenseData>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The usage of `license` now, from every source.
     pub async fn measure(&self, license: LicensePk) -> StoreResult<Usage> {
-        let sources: Vec<_> = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (mut usage, now) = (Usage::default(), Timestamp::now());
-        for source in sources {
+        for source in self.sources() {
             source.measure(license, now, &mut usage).await?;
         }
         Ok(usage)
+    }
+
+    /// Every capability forgets `license`, in the order they were built.
+    pub async fn forget(&self, license: &License) -> StoreResult<()> {
+        for source in self.sources() {
+            source.forget(license).await?;
+        }
+        Ok(())
     }
 }
