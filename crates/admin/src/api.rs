@@ -22,7 +22,7 @@ use crate::rules::{self, Expires};
 
 impl Admin {
     /// The acts, done by `operator` from the request's client.
-    fn acts(&self, operator: OperatorAuth, parts: &Parts) -> Acts {
+    pub(crate) fn acts(&self, operator: OperatorAuth, parts: &Parts) -> Acts {
         Acts {
             identity: self.identity.clone(),
             operators: self.operators.clone(),
@@ -30,8 +30,23 @@ impl Admin {
         }
     }
 
+    /// Deletes a license with its data ([`Acts::delete_license`]), to the
+    /// end even if the client gives up waiting (a large license takes a
+    /// while): a half-deleted license stays suspended, and repeating the
+    /// call finishes it.
+    pub(crate) async fn delete_license(
+        &self,
+        acts: Acts,
+        number: LicenseNumber,
+        confirm: String,
+    ) -> Result<(), ApiError> {
+        let data = self.license_data.clone();
+        let run = tokio::spawn(async move { acts.delete_license(&number, &confirm, &data).await });
+        run.await.map_err(|e| ApiError::new(ErrorCode::INTERNAL, format!("license delete: {e}")))?
+    }
+
     /// A license as the operator sees it: with its usage, measured now.
-    async fn view(&self, license: &relayhub_core::identity::License) -> Result<LicenseUsed, ApiError> {
+    pub(crate) async fn view(&self, license: &relayhub_core::identity::License) -> Result<LicenseUsed, ApiError> {
         let usage = self.license_data.measure(license.pk).await?;
         Ok(LicenseUsed { license: license.view(Some(usage.devices_bound)), usage })
     }
@@ -269,13 +284,7 @@ pub async fn delete_license(
     Json(body): Json<DeleteLicense>,
 ) -> Result<StatusCode, ApiError> {
     let number = number(&raw)?;
-    let acts = admin.acts(operator, &parts);
-    // The delete runs to its end even if the client gives up waiting (a
-    // large license takes a while): a half-deleted license stays
-    // suspended, and repeating the call finishes it.
-    let data = admin.license_data.clone();
-    let run = tokio::spawn(async move { acts.delete_license(&number, &body.confirm, &data).await });
-    run.await.map_err(|e| ApiError::new(ErrorCode::INTERNAL, format!("license delete: {e}")))??;
+    admin.delete_license(admin.acts(operator, &parts), number, body.confirm).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

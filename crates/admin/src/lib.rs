@@ -12,17 +12,19 @@ pub mod acts;
 mod api;
 mod cli;
 pub mod codes;
+mod console;
 pub mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use relayhub_core::attempts::Attempts;
 use relayhub_core::capability::{BuildError, Capability, CommandOutput, Platform, Section, Spec};
 use relayhub_core::error::ApiError;
 use relayhub_core::identity::IdentityStore;
 use relayhub_core::license_data::LicenseBoard;
-use relayhub_core::operators::{AuditLog, OperatorStore};
+use relayhub_core::operators::{AuditLog, OperatorSessions, OperatorStore};
 use relayhub_core::tasks::Tasks;
 use relayhub_core::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -57,8 +59,16 @@ pub struct Admin {
     identity: Arc<dyn IdentityStore>,
     operators: Arc<dyn OperatorStore>,
     audit: Arc<dyn AuditLog>,
+    sessions: Arc<dyn OperatorSessions>,
+    /// Operator console sign-ins, by email and by address.
+    sign_ins: Arc<Attempts>,
     license_data: LicenseBoard,
 }
+
+/// Failed operator sign-ins one email or address may make within
+/// [`SIGN_IN_WINDOW`], as for fleet users.
+const SIGN_IN_ATTEMPTS: usize = 10;
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl axum::extract::FromRef<Admin> for Arc<dyn OperatorStore> {
     fn from_ref(admin: &Admin) -> Self {
@@ -71,6 +81,7 @@ impl Spec for Admin {
     const TAGS: &'static [(&'static str, &'static str)] =
         &[("admin", "The operator API: licenses, their tokens, app keys, the audit log")];
     const ERROR_CODES: &'static [relayhub_core::error::ErrorCode] = codes::ALL;
+    const SECRET_KINDS: &'static [relayhub_core::secret::SecretKind] = codes::SECRET_KINDS;
     type Config = AdminConfig;
 
     fn build(config: AdminConfig, platform: &Platform) -> Result<Self, BuildError> {
@@ -83,6 +94,8 @@ impl Spec for Admin {
             identity: stores.identity.clone(),
             operators: stores.get()?,
             audit: stores.get()?,
+            sessions: stores.get()?,
+            sign_ins: Attempts::new(SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW),
             license_data: platform.license_data.clone(),
         })
     }
@@ -96,6 +109,10 @@ impl Spec for Admin {
 impl Capability for Admin {
     fn name(&self) -> &'static str {
         AdminConfig::NAME
+    }
+
+    fn console(&self) -> Option<relayhub_core::console::Pages> {
+        Some(console::pages(self.clone()))
     }
 
     fn router(&self) -> OpenApiRouter {
@@ -113,17 +130,19 @@ impl Capability for Admin {
             .with_state(self.clone())
     }
 
-    /// Forgets acts past `audit_retention`, hourly.
+    /// Forgets acts past `audit_retention` and expired console sessions,
+    /// hourly.
     fn start(&self, tasks: &Tasks) {
-        let (audit, keep) = (self.audit.clone(), self.config.audit_retention);
+        let (audit, sessions, keep) = (self.audit.clone(), self.sessions.clone(), self.config.audit_retention);
         tasks.every("forgetting old audit entries", Duration::from_secs(3600), move || {
-            let audit = audit.clone();
+            let (audit, sessions) = (audit.clone(), sessions.clone());
             async move {
-                let before = Timestamp::now().minus(keep);
-                let forgotten = audit.purge_before(before).await?;
+                let now = Timestamp::now();
+                let forgotten = audit.purge_before(now.minus(keep)).await?;
                 if forgotten > 0 {
                     tracing::info!(forgotten, "forgot audit entries past their retention");
                 }
+                sessions.purge_operator_sessions(now).await?;
                 Ok::<(), relayhub_core::store::StoreError>(())
             }
         });

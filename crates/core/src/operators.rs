@@ -64,6 +64,20 @@ pub trait OperatorStore: Send + Sync + 'static {
     async fn operator_by_token(&self, hash: &SecretHash) -> StoreResult<Option<Operator>>;
 }
 
+/// The operator console's sign-in and sessions (a session token is kept
+/// as its hash only).
+#[async_trait]
+pub trait OperatorSessions: Send + Sync + 'static {
+    /// An operator and their password hash, by email (lowercase).
+    async fn operator_password(&self, email: &str) -> StoreResult<Option<(Operator, String)>>;
+    async fn start_operator_session(&self, operator: Uuid, hash: SecretHash, expires_at: Timestamp) -> StoreResult<()>;
+    /// The operator of a session that has not expired at `now`.
+    async fn operator_by_session(&self, hash: &SecretHash, now: Timestamp) -> StoreResult<Option<Operator>>;
+    async fn end_operator_session(&self, hash: &SecretHash) -> StoreResult<()>;
+    /// Forgets the sessions expired at `now`; answers how many.
+    async fn purge_operator_sessions(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 /// Who did an administrative act.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {

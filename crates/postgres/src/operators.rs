@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::identity::{CredentialInfo, NewCredential};
 use relayhub_core::operators::{
-    AuditEntry, AuditFilter, AuditLog, NewAuditEntry, NewOperator, Operator, OperatorStore, OperatorToken, refusals,
+    AuditEntry, AuditFilter, AuditLog, NewAuditEntry, NewOperator, Operator, OperatorSessions, OperatorStore,
+    OperatorToken, refusals,
 };
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{Page, PageRequest, StoreResult};
@@ -22,13 +23,17 @@ use crate::{Ctx, PgStore};
 /// The operators module's tables (see [`crate::schema`]).
 pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
     module: "operators",
-    steps: &[crate::schema::Step { sql: include_str!("../migrations/operators/0001_operators.sql"), was: None }],
+    steps: &[
+        crate::schema::Step { sql: include_str!("../migrations/operators/0001_operators.sql"), was: None },
+        crate::schema::Step { sql: include_str!("../migrations/operators/0002_console_sessions.sql"), was: None },
+    ],
 };
 
 /// Offers the operator store and the audit log.
 pub(crate) fn provide(store: &Arc<PgStore>, stores: &mut Stores) {
     let operators = Arc::new(PgOperators { ctx: store.ctx.clone() });
     stores.provide::<dyn OperatorStore>(operators.clone());
+    stores.provide::<dyn OperatorSessions>(operators.clone());
     stores.provide::<dyn AuditLog>(operators);
 }
 
@@ -153,6 +158,62 @@ impl OperatorStore for PgOperators {
         .await
         .sql()?;
         row.as_ref().map(operator_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl OperatorSessions for PgOperators {
+    async fn operator_password(&self, email: &str) -> StoreResult<Option<(Operator, String)>> {
+        let row = sqlx::query("SELECT id, email, name, created_at, password_hash FROM operators WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .sql()?;
+        row.map(|r| Ok((operator_from_row(&r)?, r.try_get("password_hash").sql()?))).transpose()
+    }
+
+    async fn start_operator_session(&self, operator: Uuid, hash: SecretHash, expires_at: Timestamp) -> StoreResult<()> {
+        sqlx::query("INSERT INTO operator_sessions (hash, operator_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(hash.as_bytes().as_slice())
+            .bind(operator)
+            .bind(at(expires_at))
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(())
+    }
+
+    async fn operator_by_session(&self, hash: &SecretHash, now: Timestamp) -> StoreResult<Option<Operator>> {
+        let row = sqlx::query(
+            "SELECT o.id, o.email, o.name, o.created_at
+             FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+             WHERE s.hash = $1 AND s.expires_at > $2",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .bind(at(now))
+        .fetch_optional(&self.ctx.pool)
+        .await
+        .sql()?;
+        row.as_ref().map(operator_from_row).transpose()
+    }
+
+    async fn end_operator_session(&self, hash: &SecretHash) -> StoreResult<()> {
+        sqlx::query("DELETE FROM operator_sessions WHERE hash = $1")
+            .bind(hash.as_bytes().as_slice())
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(())
+    }
+
+    async fn purge_operator_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        let gone = sqlx::query("DELETE FROM operator_sessions WHERE expires_at <= $1")
+            .bind(at(now))
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?
+            .rows_affected();
+        Ok(gone)
     }
 }
 

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::identity::{CredentialInfo, NewCredential};
 use relayhub_core::operators::{
-    AuditEntry, AuditFilter, AuditLog, NewAuditEntry, NewOperator, Operator, OperatorStore, OperatorToken, refusals,
+    AuditEntry, AuditFilter, AuditLog, NewAuditEntry, NewOperator, Operator, OperatorSessions, OperatorStore,
+    OperatorToken, refusals,
 };
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{Page, PageRequest, StoreError, StoreResult};
@@ -20,13 +21,17 @@ use crate::{SqliteStore, columns};
 /// The operators module's tables (see [`crate::schema`]).
 pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
     module: "operators",
-    migrations: &[include_str!("../migrations/operators/0001_operators.sql")],
+    migrations: &[
+        include_str!("../migrations/operators/0001_operators.sql"),
+        include_str!("../migrations/operators/0002_console_sessions.sql"),
+    ],
 };
 
 /// Offers the operator store and the audit log.
 pub(crate) fn provide(store: &Arc<SqliteStore>, stores: &mut Stores) {
     let operators = Arc::new(SqliteOperators { db: store.clone() });
     stores.provide::<dyn OperatorStore>(operators.clone());
+    stores.provide::<dyn OperatorSessions>(operators.clone());
     stores.provide::<dyn AuditLog>(operators);
 }
 
@@ -183,6 +188,84 @@ impl OperatorStore for SqliteOperators {
                 .query_row([hash.as_bytes().as_slice()], operator_from_row)
                 .optional()
                 .sql()
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl OperatorSessions for SqliteOperators {
+    async fn operator_password(&self, email: &str) -> StoreResult<Option<(Operator, String)>> {
+        let email = email.to_owned();
+        self.db
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT id, email, name, created_at, password_hash FROM operators WHERE email = ?1")
+                    .sql()?
+                    .query_row([email], |row| Ok((operator_from_row(row)?, row.get(4)?)))
+                    .optional()
+                    .sql()
+            })
+            .await
+    }
+
+    async fn start_operator_session(&self, operator: Uuid, hash: SecretHash, expires_at: Timestamp) -> StoreResult<()> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "INSERT INTO operator_sessions (hash, operator_id, expires_at) VALUES (?1, ?2, ?3)",
+                )
+                .sql()?
+                .execute(params![hash.as_bytes().as_slice(), operator, expires_at.millis()])
+                .sql()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn operator_by_session(&self, hash: &SecretHash, now: Timestamp) -> StoreResult<Option<Operator>> {
+        let hash = *hash;
+        self.db
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT o.id, o.email, o.name, o.created_at
+                     FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+                     WHERE s.hash = ?1 AND s.expires_at > ?2",
+                )
+                .sql()?
+                .query_row(params![hash.as_bytes().as_slice(), now.millis()], operator_from_row)
+                .optional()
+                .sql()
+            })
+            .await
+    }
+
+    async fn end_operator_session(&self, hash: &SecretHash) -> StoreResult<()> {
+        let hash = *hash;
+        self.db
+            .writer
+            .write(move |conn, _| {
+                conn.prepare_cached("DELETE FROM operator_sessions WHERE hash = ?1")
+                    .sql()?
+                    .execute([hash.as_bytes().as_slice()])
+                    .sql()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn purge_operator_sessions(&self, now: Timestamp) -> StoreResult<u64> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                let gone = conn
+                    .prepare_cached("DELETE FROM operator_sessions WHERE expires_at <= ?1")
+                    .sql()?
+                    .execute([now.millis()])
+                    .sql()?;
+                Ok(gone as u64)
             })
             .await
     }

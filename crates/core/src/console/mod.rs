@@ -33,8 +33,11 @@ use crate::identity::{Account, Accounts};
 
 pub use form::Form;
 pub use live::{LIVE_INTERVAL, live};
-pub use page::{Page, PageError, PageResult, public_page, refused, time_ago};
-pub use session::{SESSION_COOKIE, csrf_token, same_origin, sign_in_response};
+pub use page::{Page, PageError, PageResult, public_page, refused, shell_page, time_ago};
+pub use session::{
+    SESSION_COOKIE, check_form, cookie_value, csrf_token, same_origin, see_other, session_cookie_header,
+    sign_in_response,
+};
 
 /// Re-exported so capabilities write markup with the same version.
 pub use maud::{self, Markup, PreEscaped, html};

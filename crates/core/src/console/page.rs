@@ -87,7 +87,7 @@ fn head(title: &str) -> Markup {
 }
 
 /// The document around every page: `header` on top, `body` under `title`.
-fn document(title: &str, header: Markup, main_class: Option<&str>, body: Markup) -> Page {
+fn document(title: &str, home: &str, header: Markup, main_class: Option<&str>, body: Markup) -> Page {
     Html(
         html! {
             (DOCTYPE)
@@ -95,7 +95,7 @@ fn document(title: &str, header: Markup, main_class: Option<&str>, body: Markup)
                 (head(title))
                 body {
                     a.skip href="#main" { "Skip to content" }
-                    header.bar { a.brand href="/console" { "relayhub" } (header) }
+                    header.bar { a.brand href=(home) { "relayhub" } (header) }
                     main id="main" class=[main_class] { h1 { (title) } (body) }
                 }
             }
@@ -106,7 +106,14 @@ fn document(title: &str, header: Markup, main_class: Option<&str>, body: Markup)
 
 /// A page outside the session (sign-in, errors): no navigation.
 pub fn public_page(title: &str, body: Markup) -> Page {
-    document(title, html! {}, Some("narrow"), body)
+    document(title, "/console", html! {}, Some("narrow"), body)
+}
+
+/// A page of another console on the same shell (the operator's, whose
+/// home is `home`): `header` beside the brand — its navigation, who is
+/// signed in — and `body` under `title`.
+pub fn shell_page(title: &str, home: &str, header: Markup, body: Markup) -> Page {
+    document(title, home, header, None, body)
 }
 
 impl Viewer {
@@ -130,7 +137,7 @@ impl Viewer {
                 button type="submit" { "Sign out" }
             }
         };
-        document(title, header, None, body)
+        document(title, "/console", header, None, body)
     }
 }
 

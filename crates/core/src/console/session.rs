@@ -46,13 +46,18 @@ pub fn csrf_token(session: &str) -> String {
 
 /// The session token the request's cookie holds.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// The value of cookie `name` (at most 200 bytes, as a session token is).
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value.to_owned())
         .filter(|v| !v.is_empty() && v.len() <= 200)
 }
@@ -72,7 +77,14 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 fn cookie(value: &str, max_age: i64) -> HeaderValue {
-    let cookie = format!("{SESSION_COOKIE}={value}; Path=/console; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax");
+    session_cookie_header(SESSION_COOKIE, "/console", value, max_age)
+}
+
+/// A session cookie as the console sets them: `HttpOnly`, `Secure`,
+/// `SameSite=Lax`, scoped to `path`; an empty `value` with `max_age` 0
+/// clears it.
+pub fn session_cookie_header(name: &str, path: &str, value: &str, max_age: i64) -> HeaderValue {
+    let cookie = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
 }
 
@@ -85,7 +97,8 @@ pub fn sign_in_response(token: &str, max_age_secs: u64, next: &str) -> Response 
     response
 }
 
-fn see_other(to: &str) -> Response {
+/// `303 See Other` to `to` (after a form, so a reload does not send it again).
+pub fn see_other(to: &str) -> Response {
     let location = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/console"));
     (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response()
 }
@@ -118,7 +131,7 @@ pub(super) async fn require_session(State(shell): State<Shell>, request: Request
     let viewer = Viewer { account, csrf: csrf_token(&token), nav, path: request.uri().path().into() };
     let request = match *request.method() {
         Method::GET | Method::HEAD => request,
-        _ => match checked(request, &viewer.csrf).await {
+        _ => match check_form(request, &viewer.csrf).await {
             Ok(request) => request,
             Err(err) => return err.into_response(),
         },
@@ -136,8 +149,9 @@ pub(super) async fn require_session(State(shell): State<Shell>, request: Request
     Response::from_parts(parts, Body::from_stream(body))
 }
 
-/// The request again, once its form's CSRF token matched.
-async fn checked(request: Request, csrf: &str) -> Result<Request, PageError> {
+/// The request again, once it came from the console's own origin and its
+/// form's CSRF token matched `csrf`.
+pub async fn check_form(request: Request, csrf: &str) -> Result<Request, PageError> {
     let forbidden = || {
         PageError::new(
             StatusCode::FORBIDDEN,

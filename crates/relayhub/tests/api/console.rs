@@ -15,27 +15,35 @@ use crate::helpers::{Device, TestApp};
 const SESSION: &str = "relayhub_console";
 const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/browser.py");
 
-/// A browser as far as HTTP goes: no redirects followed, one cookie kept.
+/// A browser as far as HTTP goes: no redirects followed, one cookie kept
+/// (the license console's, or the one named).
 pub(crate) struct Visitor<'a> {
     app: &'a TestApp,
     http: reqwest::Client,
-    cookie: Option<String>,
+    /// The session cookie's name.
+    name: &'static str,
+    pub(crate) cookie: Option<String>,
 }
 
 impl<'a> Visitor<'a> {
     pub(crate) fn new(app: &'a TestApp) -> Self {
+        Self::with_cookie(app, SESSION)
+    }
+
+    /// A visitor whose session is in cookie `name`.
+    pub(crate) fn with_cookie(app: &'a TestApp, name: &'static str) -> Self {
         let http = relayhub_core::http_client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        Self { app, http, cookie: None }
+        Self { app, http, name, cookie: None }
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, self.app.url(path));
         match &self.cookie {
-            Some(value) => request.header(COOKIE, format!("{SESSION}={value}")),
+            Some(value) => request.header(COOKIE, format!("{}={value}", self.name)),
             None => request,
         }
     }
@@ -59,9 +67,20 @@ impl<'a> Visitor<'a> {
 
     /// Signs in on the sign-in page; keeps the session cookie it gets.
     pub(crate) async fn sign_in(&mut self, email: &str, password: &str, next: &str) -> reqwest::Response {
+        self.sign_in_at("/console/login", email, password, next).await
+    }
+
+    /// Signs in on the sign-in page at `path`; keeps the session cookie.
+    pub(crate) async fn sign_in_at(
+        &mut self,
+        path: &str,
+        email: &str,
+        password: &str,
+        next: &str,
+    ) -> reqwest::Response {
         let fields = [("email", email), ("password", password), ("next", next)];
-        let response = self.post("/console/login", &fields).send().await.unwrap();
-        if let Some((value, _)) = session_cookie(&response).filter(|(value, _)| !value.is_empty()) {
+        let response = self.post(path, &fields).send().await.unwrap();
+        if let Some((value, _)) = session_cookie_named(&response, self.name).filter(|(value, _)| !value.is_empty()) {
             self.cookie = Some(value);
         }
         response
@@ -69,7 +88,12 @@ impl<'a> Visitor<'a> {
 
     /// The CSRF token the console's forms carry for this session.
     pub(crate) async fn csrf(&self) -> String {
-        let (status, html) = self.page("/console").await;
+        self.csrf_at("/console").await
+    }
+
+    /// The CSRF token of the forms on the page at `path`.
+    pub(crate) async fn csrf_at(&self, path: &str) -> String {
+        let (status, html) = self.page(path).await;
         assert_eq!(status, 200, "{html}");
         let after = html.split(r#"name="csrf""#).nth(1).expect("a form with the csrf field");
         after.split(r#"value=""#).nth(1).and_then(|v| v.split('"').next()).expect("its value").to_owned()
@@ -91,9 +115,14 @@ fn form(fields: &[(&str, &str)]) -> String {
 /// The session cookie a response sets: its value and its attributes
 /// (lowercased, as `name=value` or a bare flag).
 fn session_cookie(response: &reqwest::Response) -> Option<(String, Vec<String>)> {
+    session_cookie_named(response, SESSION)
+}
+
+/// Cookie `name` as a response sets it: its value and its attributes.
+pub(crate) fn session_cookie_named(response: &reqwest::Response, name: &str) -> Option<(String, Vec<String>)> {
     response.headers().get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookie| {
         let mut parts = cookie.split(';').map(str::trim);
-        let value = parts.next()?.strip_prefix(&format!("{SESSION}="))?.to_owned();
+        let value = parts.next()?.strip_prefix(&format!("{name}="))?.to_owned();
         Some((value, parts.map(str::to_ascii_lowercase).collect()))
     })
 }
@@ -347,7 +376,7 @@ async fn every_console_page_keeps_other_hosts_out() {
     }
 }
 
-fn chromium_and_playwright() -> bool {
+pub(crate) fn chromium_and_playwright() -> bool {
     let present = std::path::Path::new("/usr/bin/chromium").exists() && field::python_module("playwright");
     field::available(
         "Debian chromium and Python playwright (PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 pip install playwright)",

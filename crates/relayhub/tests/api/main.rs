@@ -3,6 +3,7 @@
 //! clients, and `relayhub` child processes where a crash is the point.
 
 mod admin_api;
+mod admin_console;
 mod admin_delete;
 mod admin_registry;
 mod admin_users;

@@ -54,10 +54,13 @@ expect.set_options(timeout=10_000)
 class Visit:
     """One person's visit in a fresh browser context, with all it noticed."""
 
-    def __init__(self, browser, name):
+    def __init__(self, browser, name, label=None):
+        # `label` names its screenshots (another script's visits), `name` the viewport.
+        viewport = name
+        name = label or name
         self.name = name
-        self.width = VIEWPORTS[name]["viewport"]["width"]
-        self.context = browser.new_context(**VIEWPORTS[name])
+        self.width = VIEWPORTS[viewport]["viewport"]["width"]
+        self.context = browser.new_context(**VIEWPORTS[viewport])
         self.context.set_default_timeout(10_000)
         self.page = self.context.new_page()
         self.problems = []
