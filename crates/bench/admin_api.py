@@ -9,9 +9,10 @@ for name,fn in [("create",lambda i: call("POST","/api/admin/v1/licenses",{"numbe
                 ("patch",lambda i: call("PATCH",f"/api/admin/v1/licenses/B-{i}",{"max_devices":None})),
                 ("suspend",lambda i: call("PATCH",f"/api/admin/v1/licenses/B-{i}",{"suspended":True})),
                 ("audit page",lambda i: call("GET","/api/admin/v1/audit?size=100")),
-                ("license list page",lambda i: call("GET","/api/admin/v1/licenses?size=100"))]:
+                ("license list page",lambda i: call("GET","/api/admin/v1/licenses?size=100")),
+                ("delete",lambda i: call("DELETE",f"/api/admin/v1/licenses/B-{i}",{"confirm":f"B-{i}"}))]:
     ms=[]
     for i in range(200):
-        s,t=fn(i); assert s in (200,201),(name,s); ms.append(t)
+        s,t=fn(i); assert s in (200,201,204),(name,s); ms.append(t)
     ms.sort(); res[name]=(statistics.median(ms), ms[int(len(ms)*0.99)-1], sum(ms)/1000)
 for k,(p50,p99,tot) in res.items(): print(f"| {k} | {p50:.2f} | {p99:.2f} | {200/tot:.0f} |")

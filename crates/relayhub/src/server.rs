@@ -89,7 +89,12 @@ impl Server {
             metrics: platform.metrics.clone(),
             capabilities: Arc::new(capabilities.clone()),
         };
-        let console = platform.accounts.clone().map(|accounts| (accounts, platform.gateway.shutdown_token().clone()));
+        let operators = platform.stores.get::<dyn relayhub_core::operators::OperatorSessions>().ok();
+        let console = platform.accounts.clone().map(|accounts| Console {
+            accounts,
+            operators,
+            shutdown: platform.gateway.shutdown_token().clone(),
+        });
         let router = router(&capabilities, ops, &config, console);
         Ok(Self { listener, router, platform, capabilities, http: config.http.clone() })
     }
@@ -124,12 +129,16 @@ impl Server {
     }
 }
 
-fn router(
-    capabilities: &[Arc<dyn Capability>],
-    ops: Ops,
-    config: &Config,
-    console: Option<(Arc<dyn relayhub_core::identity::Accounts>, CancellationToken)>,
-) -> Router {
+/// What the console needs beyond the capabilities' pages: who signs in
+/// (the fleet's users; no console without them), the operators' sessions,
+/// and when live regions end.
+struct Console {
+    accounts: Arc<dyn relayhub_core::identity::Accounts>,
+    operators: Option<Arc<dyn relayhub_core::operators::OperatorSessions>>,
+    shutdown: CancellationToken,
+}
+
+fn router(capabilities: &[Arc<dyn Capability>], ops: Ops, config: &Config, console: Option<Console>) -> Router {
     let metrics = ops.metrics.clone();
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
@@ -151,9 +160,9 @@ fn router(
     // The console is for people, not programs: HTML pages, outside the
     // OpenAPI document; it needs someone to sign in (the fleet's users).
     let console = match console {
-        Some((accounts, shutdown)) => {
+        Some(Console { accounts, operators, shutdown }) => {
             let sections = capabilities.iter().filter_map(|c| c.console()).collect();
-            relayhub_core::console::router(accounts, sections, shutdown)
+            relayhub_core::console::router(accounts, operators, sections, shutdown)
         }
         None => Router::new(),
     };

@@ -11,15 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use relayhub_core::console::{Form, Markup, PageError, PageResult, html, see_other, time_ago};
 use relayhub_core::error::ApiError;
-use relayhub_core::identity::{KeyScope, License, LicenseUpdate, NewLicense};
+use relayhub_core::identity::{BindingPolicy, KeyScope, License, LicenseUpdate, NewLicense};
 use relayhub_core::ids::LicenseNumber;
 use relayhub_core::store::PageRequest;
 use serde::Deserialize;
 
-use super::{HOME, OperatorViewer};
 use crate::Admin;
 use crate::api::LicenseUsed;
 use crate::rules::{self, Expires};
+use relayhub_core::console::{OPERATOR_HOME as HOME, OperatorViewer};
 
 pub(super) fn routes() -> Router<Admin> {
     Router::new()
@@ -131,6 +131,9 @@ struct LicenseFields {
     expires: String,
     #[serde(default)]
     max_devices: String,
+    /// How devices bind; empty keeps it (a new license: `first_use`).
+    #[serde(default)]
+    binding: String,
 }
 
 impl LicenseFields {
@@ -148,6 +151,13 @@ impl LicenseFields {
         }
         let limit = limit.parse().map_err(|_| ApiError::invalid_field("max_devices is a whole number"))?;
         Ok(Some(rules::device_limit(limit)?))
+    }
+
+    fn binding(&self) -> Result<Option<BindingPolicy>, ApiError> {
+        match self.binding.trim() {
+            "" => Ok(None),
+            raw => raw.parse().map(Some).map_err(ApiError::invalid_field),
+        }
     }
 
     fn name(&self) -> Result<String, ApiError> {
@@ -168,9 +178,9 @@ async fn create(
         name: fields.name().map_err(refusal)?,
         expires_at: fields.expires_at().map_err(refusal)?,
         max_devices: fields.max_devices().map_err(refusal)?,
-        binding: Default::default(),
+        binding: fields.binding().map_err(refusal)?.unwrap_or_default(),
     };
-    let (license, token) = viewer.acts(&admin, &parts).create_license(new).await?;
+    let (license, token) = admin.console_acts(&viewer, &parts).create_license(new).await?;
     let shown = once("The license's first bearer token", &token.id, token.secret.expose());
     license_page(&admin, &viewer, &license, Some(shown)).await
 }
@@ -217,6 +227,7 @@ async fn license_page(admin: &Admin, viewer: &OperatorViewer, license: &License,
             dt { "State" } dd { (state(&row)) @if let Some(at) = view.suspended_at { " since " (time_ago(Some(at))) } }
             dt { "Expires" } dd { (view.expires.as_deref().unwrap_or("never")) }
             dt { "Device limit" } dd { @match view.max_devices { Some(n) => (n), None => "none" } }
+            dt { "Device binding" } dd { (view.binding.as_str()) }
             dt { "Created" } dd { (time_ago(Some(view.created_at))) }
         }
         h2 { "Usage" }
@@ -228,6 +239,13 @@ async fn license_page(admin: &Admin, viewer: &OperatorViewer, license: &License,
             dt { "Telemetry points, last 24 h" } dd { (usage.telemetry_points_day) }
             dt { "Telemetry stored" } dd { (usage.telemetry_bytes) " bytes" }
         }
+        @if !viewer.license_links.is_empty() {
+            ul.cards {
+                @for link in viewer.license_links.iter() {
+                    li { a href={ (base) "/" (link.suffix) } { (link.label) } p { (link.summary) } }
+                }
+            }
+        }
         h2 { "Settings" }
         form.stack method="post" action={ (base) "/edit" } {
             (viewer.csrf_field())
@@ -236,6 +254,8 @@ async fn license_page(admin: &Admin, viewer: &OperatorViewer, license: &License,
                 input #expires type="date" name="expires" value=(view.expires.as_deref().unwrap_or("")); }
             div { label for="max_devices" { "Device limit (empty: none)" }
                 input #max_devices type="number" min="0" name="max_devices" value=(view.max_devices.map(|n| n.to_string()).unwrap_or_default()); }
+            div { label for="binding" { "Device binding" }
+                (binding_select(view.binding)) }
             button type="submit" { "Save" }
         }
         form method="post" action={ (base) "/suspend" } {
@@ -272,6 +292,23 @@ async fn license_page(admin: &Admin, viewer: &OperatorViewer, license: &License,
     Ok(viewer.page(&format!("License {}", view.number), body))
 }
 
+/// How devices bind, with `current` chosen: what each choice means is in
+/// the README (`binding`).
+fn binding_select(current: BindingPolicy) -> Markup {
+    let choices = [
+        (BindingPolicy::Open, "open — the app key and an id are enough"),
+        (BindingPolicy::FirstUse, "first_use — a device secret from its first connection on"),
+        (BindingPolicy::Preregistered, "preregistered — only ids the back office bound, with a secret"),
+    ];
+    html! {
+        select #binding name="binding" {
+            @for (policy, text) in choices {
+                option value=(policy.as_str()) selected[policy == current] { (text) }
+            }
+        }
+    }
+}
+
 /// Tokens or keys, with a revoke button for each live one.
 fn credentials(viewer: &OperatorViewer, items: &[relayhub_core::identity::CredentialInfo], base: &str) -> Markup {
     html! {
@@ -305,9 +342,10 @@ async fn edit(
         name: Some(fields.name().map_err(refusal)?),
         expires_at: Some(fields.expires_at().map_err(refusal)?),
         max_devices: Some(fields.max_devices().map_err(refusal)?),
+        binding: fields.binding().map_err(refusal)?,
         ..LicenseUpdate::default()
     };
-    viewer.acts(&admin, &parts).update_license(&number, update).await?;
+    admin.console_acts(&viewer, &parts).update_license(&number, update).await?;
     Ok(see_other(&path_of(&number)))
 }
 
@@ -325,7 +363,7 @@ async fn suspend(
 ) -> Result<Response, PageError> {
     let number = number(&raw)?;
     let update = LicenseUpdate { suspended: Some(form.suspended), ..LicenseUpdate::default() };
-    viewer.acts(&admin, &parts).update_license(&number, update).await?;
+    admin.console_acts(&viewer, &parts).update_license(&number, update).await?;
     Ok(see_other(&path_of(&number)))
 }
 
@@ -336,7 +374,7 @@ async fn issue_token(
     Path(raw): Path<String>,
 ) -> PageResult {
     let license = admin.license_or_page(&raw).await?;
-    let token = viewer.acts(&admin, &parts).issue_token(&license.number).await?;
+    let token = admin.console_acts(&viewer, &parts).issue_token(&license.number).await?;
     let shown = once("A new bearer token", &token.id, token.secret.expose());
     license_page(&admin, &viewer, &license, Some(shown)).await
 }
@@ -348,7 +386,7 @@ async fn revoke_token(
     Path((raw, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let number = number(&raw)?;
-    viewer.acts(&admin, &parts).revoke_token(&number, &id).await?;
+    admin.console_acts(&viewer, &parts).revoke_token(&number, &id).await?;
     Ok(see_other(&path_of(&number)))
 }
 
@@ -367,8 +405,10 @@ async fn create_key(
 ) -> PageResult {
     let license = admin.license_or_page(&raw).await?;
     relayhub_core::http::check_length("name", &fields.name, 0, 200).map_err(refusal)?;
-    let key =
-        viewer.acts(&admin, &parts).create_api_key(fields.name.trim(), std::slice::from_ref(&license.number)).await?;
+    let key = admin
+        .console_acts(&viewer, &parts)
+        .create_api_key(fields.name.trim(), std::slice::from_ref(&license.number))
+        .await?;
     let shown = once("A new app key", &key.id, key.secret.expose());
     license_page(&admin, &viewer, &license, Some(shown)).await
 }
@@ -389,7 +429,7 @@ async fn revoke_key(
     if !scoped {
         return Err(PageError::new(StatusCode::NOT_FOUND, "No such app key of this license."));
     }
-    viewer.acts(&admin, &parts).revoke_api_key(&id).await?;
+    admin.console_acts(&viewer, &parts).revoke_api_key(&id).await?;
     Ok(see_other(&path_of(&license.number)))
 }
 
@@ -407,7 +447,7 @@ async fn delete(
     Form(form): Form<Confirm>,
 ) -> Result<Response, PageError> {
     let number = number(&raw)?;
-    let acts = viewer.acts(&admin, &parts);
+    let acts = admin.console_acts(&viewer, &parts);
     admin.delete_license(acts, number.clone(), form.confirm).await?;
     Ok(see_other(&format!("{HOME}?deleted={number}")).into_response())
 }

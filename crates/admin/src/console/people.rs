@@ -13,8 +13,8 @@ use relayhub_core::store::PageRequest;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::OperatorViewer;
 use crate::Admin;
+use relayhub_core::console::OperatorViewer;
 
 pub(super) fn routes() -> Router<Admin> {
     Router::new()
@@ -77,7 +77,7 @@ async fn add_operator(
     Form(fields): Form<NewOperatorFields>,
 ) -> Result<Response, PageError> {
     relayhub_core::http::check_length("name", &fields.name, 0, 200)?;
-    let acts = viewer.acts(&admin, &parts);
+    let acts = admin.console_acts(&viewer, &parts);
     let operator = acts.create_operator(&fields.email, fields.name.trim(), fields.password).await?;
     let email: String = form_urlencoded::byte_serialize(operator.email.as_bytes()).collect();
     Ok(see_other(&format!("/console/operator/operators?added={email}")))

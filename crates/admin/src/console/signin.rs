@@ -21,7 +21,9 @@ use relayhub_core::secret::Secret;
 use relayhub_core::time::Timestamp;
 use serde::Deserialize;
 
-use super::{COOKIE, HOME, SESSION_TTL};
+use relayhub_core::console::{OPERATOR_COOKIE as COOKIE, OPERATOR_HOME as HOME};
+
+use super::SESSION_TTL;
 use crate::Admin;
 
 pub(super) fn routes() -> Router<Admin> {
@@ -30,14 +32,6 @@ pub(super) fn routes() -> Router<Admin> {
 
 pub(super) fn sign_out_routes() -> Router<Admin> {
     Router::new().route("/console/operator/logout", post(sign_out))
-}
-
-/// Off to the sign-in page, then back to `path`.
-pub(super) fn to_sign_in(path: &str) -> Response {
-    let next: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
-    let mut response = see_other(&format!("/console/operator/login?next={next}"));
-    response.headers_mut().insert(SET_COOKIE, session_cookie_header(COOKIE, HOME, "", 0));
-    response
 }
 
 #[derive(Debug, Default, Deserialize)]

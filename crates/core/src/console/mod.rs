@@ -18,6 +18,7 @@
 mod assets;
 mod form;
 mod live;
+mod operator;
 mod page;
 mod session;
 
@@ -30,9 +31,11 @@ use axum::http::request::Parts;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::{Account, Accounts};
+use crate::operators::OperatorSessions;
 
 pub use form::Form;
 pub use live::{LIVE_INTERVAL, live};
+pub use operator::{LicenseLink, OPERATOR_COOKIE, OPERATOR_HOME, OperatorViewer};
 pub use page::{Page, PageError, PageResult, public_page, refused, shell_page, time_ago};
 pub use session::{
     SESSION_COOKIE, check_form, cookie_value, csrf_token, same_origin, see_other, session_cookie_header,
@@ -90,13 +93,18 @@ pub struct Pages {
     pub nav: Vec<NavItem>,
     /// Pages for signed-in users (state applied), under `/console/`.
     pub pages: Router,
-    /// Pages anyone may open (the sign-in page), under `/console/`.
+    /// Pages anyone may open (the sign-in pages), under `/console/`.
     pub public: Router,
+    /// Pages for signed-in operators (state applied), under
+    /// `/console/operator/`; their handlers take an [`OperatorViewer`].
+    pub operator: Router,
+    /// Its sections of each license's page in the operator console.
+    pub license_links: Vec<LicenseLink>,
 }
 
 impl Pages {
     pub fn new(nav: Vec<NavItem>, pages: Router) -> Self {
-        Self { nav, pages, public: Router::new() }
+        Self { nav, pages, public: Router::new(), operator: Router::new(), license_links: Vec::new() }
     }
 }
 
@@ -147,14 +155,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Viewer {
 }
 
 /// The console: the shell's own pages and every section's, behind the
-/// session check. Live regions end when `shutdown` is cancelled.
-pub fn router(accounts: Arc<dyn Accounts>, sections: Vec<Pages>, shutdown: CancellationToken) -> Router {
+/// session check; the operator console's behind the operator session check
+/// (when the backend keeps operators). Live regions end when `shutdown` is
+/// cancelled.
+pub fn router(
+    accounts: Arc<dyn Accounts>,
+    operators: Option<Arc<dyn OperatorSessions>>,
+    sections: Vec<Pages>,
+    shutdown: CancellationToken,
+) -> Router {
     let nav: Arc<[NavItem]> = sections.iter().flat_map(|s| s.nav.iter().cloned()).collect();
+    let license_links: Arc<[LicenseLink]> = sections.iter().flat_map(|s| s.license_links.iter().copied()).collect();
     let mut pages = Router::new();
     let mut public = Router::new();
+    let mut operator = Router::new();
     for section in sections {
         pages = pages.merge(section.pages);
         public = public.merge(section.public);
+        operator = operator.merge(section.operator);
+    }
+    if let Some(sessions) = operators {
+        let shell = operator::OperatorShell { sessions, license_links };
+        public = public.merge(operator.layer(axum::middleware::from_fn_with_state(shell, operator::require_operator)));
     }
     let shell = session::Shell { accounts, nav, shutdown };
     let pages = pages

@@ -3,6 +3,7 @@
 //! robot by its code.
 
 mod chart;
+mod license_users;
 mod pair;
 mod reset;
 mod robots;
@@ -34,7 +35,11 @@ pub fn pages(fleet: Fleet) -> Pages {
         },
     ];
     let pages = Router::new().merge(robots::routes()).merge(pair::routes()).with_state(fleet.clone());
-    Pages { nav, pages, public: signin::routes().merge(reset::routes()).with_state(fleet) }
+    let mut section = Pages::new(nav, pages);
+    section.public = signin::routes().merge(reset::routes()).with_state(fleet.clone());
+    section.operator = license_users::routes().with_state(fleet);
+    section.license_links = vec![license_users::LINK];
+    section
 }
 
 /// The viewer as the fleet's API sees a caller, so the pages ask the same

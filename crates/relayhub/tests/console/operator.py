@@ -14,7 +14,8 @@ which passes CONSOLE_CASE:
 Once at desktop size and once on a phone, each in a fresh context: sign in,
 see the licenses, onboard a customer (its token works at once), rename it,
 suspend it (its token is refused) and resume it, issue and revoke a token,
-make an app key, delete it with its confirmation, add an operator, read the
+make an app key, invite a fleet user and switch them off, delete it with
+its confirmation, add an operator, read the
 audit log, every page of the navigation, sign out.
 """
 
@@ -92,6 +93,20 @@ def run(browser, viewport):
         page.get_by_role("button", name="Create an app key", exact=True).click()
         shown_secret(page, "rhk_")
         visit.settle("license-page")
+
+        # The fleet's section of the license: a user invited with a
+        # one-time password link, then switched off.
+        page.get_by_role("link", name="Fleet users", exact=True).click()
+        expect(page).to_have_url(f"{BASE}/console/operator/licenses/{number}/users")
+        page.get_by_label("Email", exact=True).fill(f"owner-{viewport}@example.com")
+        page.get_by_label("Role", exact=True).select_option("admin")
+        page.get_by_role("button", name="Invite", exact=True).click()
+        link = page.locator("code.secret").first.inner_text().strip()
+        assert link.startswith("/console/password-reset?token=rhw_"), link
+        page.get_by_role("button", name="Switch off", exact=True).click()
+        expect(page.locator("table")).to_contain_text("switched off")
+        visit.settle("license-users")
+        page.get_by_role("link", name=f"Back to license {number}").click()
 
         page.get_by_label(f"Type {number} to confirm").fill(number)
         page.get_by_role("button", name="Delete the license", exact=True).click()
