@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use relayhub_core::admission::Connection;
 use relayhub_core::attempts;
 use relayhub_core::console::{
-    Form, Page, PageError, html, public_page, refused, same_origin, see_other, session_cookie_header,
+    Form, Page, PageError, html, public_page, refused, same_origin, see_other, session_cookie_header, sign_in_form,
 };
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::http::client_ip;
@@ -56,21 +56,7 @@ async fn form(Query(ask): Query<Ask>) -> Page {
 
 fn page(next: Option<&str>, email: &str, notice: Option<&str>, error: Option<&str>) -> Page {
     let body = html! {
-        @if let Some(notice) = notice { p.notice role="status" { (notice) } }
-        @if let Some(error) = error { p.error role="alert" id="login-error" { (error) } }
-        form.stack method="post" action="/console/operator/login" {
-            input type="hidden" name="next" value=(next.unwrap_or(HOME));
-            div {
-                label for="email" { "Email" }
-                input #email type="email" name="email" autocomplete="username" required maxlength="254" value=(email)
-                    autofocus aria-describedby=[error.map(|_| "login-error")];
-            }
-            div {
-                label for="password" { "Password" }
-                input #password type="password" name="password" autocomplete="current-password" required maxlength="200";
-            }
-            button type="submit" { "Sign in" }
-        }
+        (sign_in_form("/console/operator/login", next.unwrap_or(HOME), email, notice, error))
         p.muted { "For the server's operators. The first is made on the server with "
             code { "relayhub operator create" } "; a license's users sign in at " a href="/console/login" { "/console/login" } "." }
     };

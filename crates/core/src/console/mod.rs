@@ -36,7 +36,7 @@ use crate::operators::OperatorSessions;
 pub use form::Form;
 pub use live::{LIVE_INTERVAL, live};
 pub use operator::{LicenseLink, OPERATOR_COOKIE, OPERATOR_HOME, OperatorViewer};
-pub use page::{Page, PageError, PageResult, public_page, refused, shell_page, time_ago};
+pub use page::{Page, PageError, PageResult, public_page, refused, shell_page, sign_in_form, time_ago};
 pub use session::{
     SESSION_COOKIE, check_form, cookie_value, csrf_token, same_origin, see_other, session_cookie_header,
     sign_in_response,

@@ -141,6 +141,29 @@ impl Viewer {
     }
 }
 
+/// The email-and-password form every sign-in page shows: its notice and
+/// error, the fields (the email kept when it is shown again), and where to
+/// go after (`next`). Posted to `action`.
+pub fn sign_in_form(action: &str, next: &str, email: &str, notice: Option<&str>, error: Option<&str>) -> Markup {
+    html! {
+        @if let Some(notice) = notice { p.notice role="status" { (notice) } }
+        @if let Some(error) = error { p.error role="alert" id="login-error" { (error) } }
+        form.stack method="post" action=(action) {
+            input type="hidden" name="next" value=(next);
+            div {
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="username" required maxlength="254" value=(email)
+                    autofocus aria-describedby=[error.map(|_| "login-error")];
+            }
+            div {
+                label for="password" { "Password" }
+                input #password type="password" name="password" autocomplete="current-password" required maxlength="200";
+            }
+            button type="submit" { "Sign in" }
+        }
+    }
+}
+
 /// "3 min ago", for a person scanning a table at 3 a.m.; the exact time is
 /// in the element's `title`.
 pub fn time_ago(at: Option<Timestamp>) -> Markup {

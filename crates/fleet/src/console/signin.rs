@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use relayhub_core::admission::Connection;
 use relayhub_core::console::{
-    Form, Markup, Page, PageError, html, public_page, refused, same_origin, sign_in_response,
+    Form, Markup, Page, PageError, html, public_page, refused, same_origin, sign_in_form, sign_in_response,
 };
 use relayhub_core::error::{ApiError, ErrorCode};
 use relayhub_core::http::client_ip;
@@ -62,21 +62,7 @@ fn page(headers: &HeaderMap, next: Option<&str>, email: &str, notice: Option<&st
                 "session cookie only over HTTPS (or on this machine). Put the server behind TLS."
             }
         }
-        @if let Some(notice) = notice { p.notice role="status" { (notice) } }
-        @if let Some(error) = error { p.error role="alert" id="login-error" { (error) } }
-        form.stack method="post" action="/console/login" {
-            input type="hidden" name="next" value=(next.unwrap_or("/console"));
-            div {
-                label for="email" { "Email" }
-                input #email type="email" name="email" autocomplete="username" required maxlength="254" value=(email)
-                    autofocus aria-describedby=[error.map(|_| "login-error")];
-            }
-            div {
-                label for="password" { "Password" }
-                input #password type="password" name="password" autocomplete="current-password" required maxlength="200";
-            }
-            button type="submit" { "Sign in" }
-        }
+        (sign_in_form("/console/login", next.unwrap_or("/console"), email, notice, error))
         (help())
     };
     public_page("Sign in", body)

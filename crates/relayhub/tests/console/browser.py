@@ -229,10 +229,44 @@ class Visit:
         expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/login\?next="))
 
 
+def visited(browser, viewport, label, steps):
+    """`steps(visit)` in a fresh visit; what went wrong, with a screenshot of it."""
+    visit = Visit(browser, viewport, label)
+    try:
+        steps(visit)
+    except Exception as err:  # noqa: BLE001 - any failure is reported with a screenshot
+        visit.problem(f"{type(err).__name__}: {err}")
+        try:
+            visit.page.screenshot(path=str(SHOTS / f"{visit.name}-FAILED.png"), full_page=True)
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        visit.context.close()
+    if not visit.problems:
+        print(f"{viewport}: done", flush=True)
+    return visit.problems
+
+
+def run_all(each, cases):
+    """`each(browser, case)` for every case in one Chromium; exits 1 on any problem."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True)
+        try:
+            for case in cases:
+                problems += each(browser, case)
+        finally:
+            browser.close()
+    if problems:
+        print("\n".join(["PROBLEMS:"] + problems), flush=True)
+        sys.exit(1)
+
+
 def run(browser, pairing):
     name = pairing["viewport"]
-    visit = Visit(browser, name)
-    try:
+
+    def steps(visit):
         visit.sign_in()
         if name == "desktop":
             visit.devices(pending=1)
@@ -245,33 +279,9 @@ def run(browser, pairing):
         visit.robot_chart()
         visit.navigation()
         visit.sign_out()
-    except Exception as err:  # noqa: BLE001 - any failure is reported with a screenshot
-        visit.problem(f"{type(err).__name__}: {err}")
-        try:
-            visit.page.screenshot(path=str(SHOTS / f"{name}-FAILED.png"), full_page=True)
-        except Exception:  # noqa: BLE001
-            pass
-    finally:
-        visit.context.close()
-    if not visit.problems:
-        print(f"{name}: done", flush=True)
-    return visit.problems
 
-
-def main():
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    problems = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True)
-        try:
-            for pairing in CASE["pairings"]:
-                problems += run(browser, pairing)
-        finally:
-            browser.close()
-    if problems:
-        print("\n".join(["PROBLEMS:"] + problems), flush=True)
-        sys.exit(1)
+    return visited(browser, name, None, steps)
 
 
 if __name__ == "__main__":
-    main()
+    run_all(run, CASE["pairings"])

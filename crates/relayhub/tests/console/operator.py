@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser import BASE, CASE, SHOTS, Visit, expect, sync_playwright  # noqa: E402
+from browser import BASE, CASE, expect, run_all, visited  # noqa: E402
 
 
 def license_status(token):
@@ -46,123 +46,99 @@ def shown_secret(page, prefix):
     return secret
 
 
-def run(browser, viewport):
-    visit = Visit(browser, viewport, label=f"operator-{viewport}")
+def steps(visit, viewport):
     page = visit.page
     number = f"CUST-{viewport.upper()}"
-    try:
-        page.goto(BASE + "/console/operator")
-        expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/operator/login\?next="))
-        visit.settle("sign-in")
-        page.get_by_label("Email", exact=True).fill(CASE["email"])
-        page.get_by_label("Password", exact=True).fill(CASE["password"])
-        page.get_by_role("button", name="Sign in", exact=True).click()
-        expect(page).to_have_url(BASE + "/console/operator")
-        expect(page.locator("table")).to_contain_text(CASE["license"])
-        visit.settle("licenses")
+    page.goto(BASE + "/console/operator")
+    expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/operator/login\?next="))
+    visit.settle("sign-in")
+    page.get_by_label("Email", exact=True).fill(CASE["email"])
+    page.get_by_label("Password", exact=True).fill(CASE["password"])
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page).to_have_url(BASE + "/console/operator")
+    expect(page.locator("table")).to_contain_text(CASE["license"])
+    visit.settle("licenses")
 
-        # A new customer: its token is shown once and works at once.
-        page.get_by_label("Number", exact=True).fill(number)
-        page.get_by_label("Name", exact=True).fill("Gamma AG")
-        page.get_by_role("button", name="Create the license", exact=True).click()
-        token = shown_secret(page, "rhb_")
-        assert license_status(token) == 200
-        visit.settle("license-created")
+    # A new customer: its token is shown once and works at once.
+    page.get_by_label("Number", exact=True).fill(number)
+    page.get_by_label("Name", exact=True).fill("Gamma AG")
+    page.get_by_role("button", name="Create the license", exact=True).click()
+    token = shown_secret(page, "rhb_")
+    assert license_status(token) == 200
+    visit.settle("license-created")
 
-        page.get_by_label("Name", exact=True).fill("Gamma AG (renamed)")
-        page.get_by_role("button", name="Save", exact=True).click()
-        expect(page).to_have_url(f"{BASE}/console/operator/licenses/{number}")
-        expect(page.locator("dl.facts").first).to_contain_text("Gamma AG (renamed)")
+    page.get_by_label("Name", exact=True).fill("Gamma AG (renamed)")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page).to_have_url(f"{BASE}/console/operator/licenses/{number}")
+    expect(page.locator("dl.facts").first).to_contain_text("Gamma AG (renamed)")
 
-        page.get_by_role("button", name="Suspend the license", exact=True).click()
-        expect(page.locator("dl.facts").first).to_contain_text("suspended")
-        assert license_status(token) == 403, "a suspended license's token is refused at once"
-        visit.settle("license-suspended")
-        page.get_by_role("button", name="Resume the license", exact=True).click()
-        expect(page.get_by_role("button", name="Suspend the license", exact=True)).to_be_visible()
-        assert license_status(token) == 200
+    page.get_by_role("button", name="Suspend the license", exact=True).click()
+    expect(page.locator("dl.facts").first).to_contain_text("suspended")
+    assert license_status(token) == 403, "a suspended license's token is refused at once"
+    visit.settle("license-suspended")
+    page.get_by_role("button", name="Resume the license", exact=True).click()
+    expect(page.get_by_role("button", name="Suspend the license", exact=True)).to_be_visible()
+    assert license_status(token) == 200
 
-        page.get_by_role("button", name="Issue a token", exact=True).click()
-        second = shown_secret(page, "rhb_")
-        assert license_status(second) == 200
-        first_row = page.locator("tr", has=page.locator("td", has_text="tok_")).first
-        first_row.get_by_role("button", name="Revoke", exact=True).click()
-        expect(page.locator("table").first).to_contain_text("revoked")
+    page.get_by_role("button", name="Issue a token", exact=True).click()
+    second = shown_secret(page, "rhb_")
+    assert license_status(second) == 200
+    first_row = page.locator("tr", has=page.locator("td", has_text="tok_")).first
+    first_row.get_by_role("button", name="Revoke", exact=True).click()
+    expect(page.locator("table").first).to_contain_text("revoked")
 
-        page.get_by_label("Key name", exact=True).fill("android")
-        page.get_by_role("button", name="Create an app key", exact=True).click()
-        shown_secret(page, "rhk_")
-        visit.settle("license-page")
+    page.get_by_label("Key name", exact=True).fill("android")
+    page.get_by_role("button", name="Create an app key", exact=True).click()
+    shown_secret(page, "rhk_")
+    visit.settle("license-page")
 
-        # The fleet's section of the license: a user invited with a
-        # one-time password link, then switched off.
-        page.get_by_role("link", name="Fleet users", exact=True).click()
-        expect(page).to_have_url(f"{BASE}/console/operator/licenses/{number}/users")
-        page.get_by_label("Email", exact=True).fill(f"owner-{viewport}@example.com")
-        page.get_by_label("Role", exact=True).select_option("admin")
-        page.get_by_role("button", name="Invite", exact=True).click()
-        link = page.locator("code.secret").first.inner_text().strip()
-        assert link.startswith("/console/password-reset?token=rhw_"), link
-        page.get_by_role("button", name="Switch off", exact=True).click()
-        expect(page.locator("table")).to_contain_text("switched off")
-        visit.settle("license-users")
-        page.get_by_role("link", name=f"Back to license {number}").click()
+    # The fleet's section of the license: a user invited with a
+    # one-time password link, then switched off.
+    page.get_by_role("link", name="Fleet users", exact=True).click()
+    expect(page).to_have_url(f"{BASE}/console/operator/licenses/{number}/users")
+    page.get_by_label("Email", exact=True).fill(f"owner-{viewport}@example.com")
+    page.get_by_label("Role", exact=True).select_option("admin")
+    page.get_by_role("button", name="Invite", exact=True).click()
+    link = page.locator("code.secret").first.inner_text().strip()
+    assert link.startswith("/console/password-reset?token=rhw_"), link
+    page.get_by_role("button", name="Switch off", exact=True).click()
+    expect(page.locator("table")).to_contain_text("switched off")
+    visit.settle("license-users")
+    page.get_by_role("link", name=f"Back to license {number}").click()
 
-        page.get_by_label(f"Type {number} to confirm").fill(number)
-        page.get_by_role("button", name="Delete the license", exact=True).click()
-        expect(page).to_have_url(f"{BASE}/console/operator?deleted={number}")
-        expect(page.get_by_role("status")).to_contain_text(number)
-        assert license_status(second) == 401, "a deleted license's tokens are gone"
+    page.get_by_label(f"Type {number} to confirm").fill(number)
+    page.get_by_role("button", name="Delete the license", exact=True).click()
+    expect(page).to_have_url(f"{BASE}/console/operator?deleted={number}")
+    expect(page.get_by_role("status")).to_contain_text(number)
+    assert license_status(second) == 401, "a deleted license's tokens are gone"
 
-        visit.go("/console/operator/operators", "operators")
-        page.get_by_label("Email", exact=True).fill(f"second-{viewport}@example.com")
-        page.get_by_label("Name", exact=True).fill("Second")
-        page.get_by_label(re.compile("^Password")).fill("another long passphrase")
-        page.get_by_role("button", name="Add the operator", exact=True).click()
-        expect(page.get_by_role("status")).to_contain_text(f"second-{viewport}@example.com")
+    visit.go("/console/operator/operators", "operators")
+    page.get_by_label("Email", exact=True).fill(f"second-{viewport}@example.com")
+    page.get_by_label("Name", exact=True).fill("Second")
+    page.get_by_label(re.compile("^Password")).fill("another long passphrase")
+    page.get_by_role("button", name="Add the operator", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text(f"second-{viewport}@example.com")
 
-        visit.go(f"/console/operator/audit?license={number}", "audit")
-        log = page.locator("table")
-        expect(log).to_contain_text("license.delete")
-        expect(log).to_contain_text("license.create")
-        expect(log).to_contain_text(CASE["email"])
+    visit.go(f"/console/operator/audit?license={number}", "audit")
+    log = page.locator("table")
+    expect(log).to_contain_text("license.delete")
+    expect(log).to_contain_text("license.create")
+    expect(log).to_contain_text(CASE["email"])
 
-        hrefs = page.locator("header nav a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
-        for href in hrefs:
-            visit.go(href, "nav" + href.replace("/console/operator", "").replace("/", "-"))
+    hrefs = page.locator("header nav a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    for href in hrefs:
+        visit.go(href, "nav" + href.replace("/console/operator", "").replace("/", "-"))
 
-        page.get_by_role("button", name="Sign out", exact=True).click()
-        expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/operator/login"))
-        visit.settle("signed-out")
-        page.goto(BASE + "/console/operator/audit")
-        expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/operator/login\?next="))
-    except Exception as err:  # noqa: BLE001 - any failure is reported with a screenshot
-        visit.problem(f"{type(err).__name__}: {err}")
-        try:
-            page.screenshot(path=str(SHOTS / f"operator-{viewport}-FAILED.png"), full_page=True)
-        except Exception:  # noqa: BLE001
-            pass
-    finally:
-        visit.context.close()
-    if not visit.problems:
-        print(f"{viewport}: done", flush=True)
-    return visit.problems
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/operator/login"))
+    visit.settle("signed-out")
+    page.goto(BASE + "/console/operator/audit")
+    expect(page).to_have_url(re.compile(re.escape(BASE) + r"/console/operator/login\?next="))
 
 
-def main():
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    problems = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True)
-        try:
-            for viewport in ("desktop", "phone"):
-                problems += run(browser, viewport)
-        finally:
-            browser.close()
-    if problems:
-        print("\n".join(["PROBLEMS:"] + problems), flush=True)
-        sys.exit(1)
+def run(browser, viewport):
+    return visited(browser, viewport, f"operator-{viewport}", lambda visit: steps(visit, viewport))
 
 
 if __name__ == "__main__":
-    main()
+    run_all(run, ("desktop", "phone"))
