@@ -36,5 +36,8 @@ pub const POLL_SECRET: SecretKind = SecretKind::new("rhp_", "pol_");
 /// `rhw_…`: a one-time password-reset link's token.
 pub const PASSWORD_RESET: SecretKind = SecretKind::new("rhw_", "pwr_");
 
+/// `rhq_…`: a user's read token, for dashboards (the Prometheus API).
+pub const READ_TOKEN: SecretKind = SecretKind::new("rhq_", "rqt_");
+
 /// Every kind of secret declared here.
-pub const SECRET_KINDS: &[SecretKind] = &[ROBOT_TOKEN, REFRESH_TOKEN, POLL_SECRET, PASSWORD_RESET];
+pub const SECRET_KINDS: &[SecretKind] = &[ROBOT_TOKEN, REFRESH_TOKEN, POLL_SECRET, PASSWORD_RESET, READ_TOKEN];

@@ -18,6 +18,7 @@ mod data;
 mod install;
 pub mod model;
 mod openapi;
+pub mod prometheus;
 pub mod refusals;
 pub mod rules;
 pub mod store;
@@ -27,6 +28,7 @@ pub mod acts;
 mod api {
     pub mod admin;
     pub mod pair;
+    pub mod read_tokens;
     pub mod robots;
     pub mod users;
 }
@@ -169,6 +171,7 @@ impl Spec for Fleet {
         ("robots", "A user's robots (seed 002)"),
         ("pairing", "Pairing a robot with a user's account by code (seed 002)"),
         ("telemetry", "Robots' metrics and logs: InfluxDB-compatible writes, charts, log views (seed 002)"),
+        ("prometheus", "The Prometheus HTTP API over the robots' metrics, for Grafana and promtool (seed 002)"),
     ];
     const ERROR_CODES: &'static [ErrorCode] = codes::ALL;
     const SECRET_KINDS: &'static [SecretKind] = codes::SECRET_KINDS;
@@ -224,12 +227,14 @@ impl Capability for Fleet {
     }
 
     fn router(&self) -> OpenApiRouter {
-        use api::{admin, pair, robots, users};
+        use api::{admin, pair, read_tokens, robots, users};
         OpenApiRouter::new()
             .routes(routes!(users::login))
             .routes(routes!(users::refresh))
             .routes(routes!(users::logout))
             .routes(routes!(users::me))
+            .routes(routes!(read_tokens::create, read_tokens::list))
+            .routes(routes!(read_tokens::revoke))
             .routes(routes!(users::list))
             .routes(routes!(users::update))
             .routes(routes!(admin::list_users, admin::create_user))
@@ -248,6 +253,11 @@ impl Capability for Fleet {
             .routes(routes!(telemetry::api::metrics))
             .routes(routes!(telemetry::api::logs))
             .routes(routes!(telemetry::api::series))
+            .routes(routes!(prometheus::query))
+            .routes(routes!(prometheus::query_range))
+            .routes(routes!(prometheus::series))
+            .routes(routes!(prometheus::labels))
+            .routes(routes!(prometheus::label_values))
             .with_state(self.clone())
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use relayhub_core::bus::Topic;
+use relayhub_core::identity::{CredentialInfo, NewCredential};
 use relayhub_core::ids::LicensePk;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::StoreResult;
@@ -66,9 +67,17 @@ pub trait UserStore: Send + Sync + 'static {
         password_hash: String,
         now: Timestamp,
     ) -> StoreResult<Option<i64>>;
-    /// Deletes a license's users with their sessions and reset links, and
-    /// its robots (their telemetry gone first), in one commit.
+    /// Deletes a license's users with their sessions, reset links and read
+    /// tokens, and its robots (their telemetry gone first), in one commit.
     async fn forget_license(&self, license: LicensePk) -> StoreResult<()>;
+    /// A new read token of `user` (its secret's hash only).
+    async fn add_read_token(&self, user: i64, token: NewCredential) -> StoreResult<()>;
+    /// A user's read tokens, revoked ones too, oldest first.
+    async fn read_tokens(&self, user: i64) -> StoreResult<Vec<CredentialInfo>>;
+    /// `credential_not_found` unless the token is the user's.
+    async fn revoke_read_token(&self, user: i64, id: &str, at: Timestamp) -> StoreResult<()>;
+    /// The user of a valid (unrevoked) read token.
+    async fn user_by_read_token(&self, hash: &SecretHash) -> StoreResult<Option<i64>>;
 }
 
 /// User sessions: chains of single-use refresh tokens, and the key access

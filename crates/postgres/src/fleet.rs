@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Event;
+use relayhub_core::identity::{CredentialInfo, NewCredential};
 use relayhub_core::ids::LicensePk;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
@@ -31,6 +32,7 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
         crate::schema::Step { sql: include_str!("../migrations/fleet/0001_fleet.sql"), was: Some(3) },
         crate::schema::Step { sql: include_str!("../migrations/fleet/0002_pair_observed_ip.sql"), was: Some(8) },
         crate::schema::Step { sql: include_str!("../migrations/fleet/0003_password_resets.sql"), was: None },
+        crate::schema::Step { sql: include_str!("../migrations/fleet/0004_read_tokens.sql"), was: None },
     ],
 };
 
@@ -237,10 +239,69 @@ impl UserStore for PgFleet {
         }
         tx.commit().await.sql()
     }
+
+    async fn add_read_token(&self, user: i64, token: NewCredential) -> StoreResult<()> {
+        sqlx::query("INSERT INTO fleet_read_tokens (id, user_id, hash, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&token.id)
+            .bind(user)
+            .bind(token.hash.as_bytes().as_slice())
+            .bind(&token.name)
+            .bind(at(token.created_at))
+            .execute(&self.ctx.pool)
+            .await
+            .sql()?;
+        Ok(())
+    }
+
+    async fn read_tokens(&self, user: i64) -> StoreResult<Vec<CredentialInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, revoked_at FROM fleet_read_tokens WHERE user_id = $1 ORDER BY created_at, id",
+        )
+        .bind(user)
+        .fetch_all(&self.ctx.pool)
+        .await
+        .sql()?;
+        rows.iter()
+            .map(|r| {
+                Ok(CredentialInfo {
+                    id: r.try_get("id").sql()?,
+                    name: r.try_get("name").sql()?,
+                    created_at: time(r.try_get("created_at").sql()?),
+                    revoked_at: opt_time(r.try_get("revoked_at").sql()?),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_read_token(&self, user: i64, id: &str, when: Timestamp) -> StoreResult<()> {
+        let found = sqlx::query(
+            "UPDATE fleet_read_tokens SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(at(when))
+        .execute(&self.ctx.pool)
+        .await
+        .sql()?
+        .rows_affected();
+        if found == 0 {
+            return Err(relayhub_core::identity::refusals::no_token(id));
+        }
+        Ok(())
+    }
+
+    async fn user_by_read_token(&self, hash: &SecretHash) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT user_id FROM fleet_read_tokens WHERE hash = $1 AND revoked_at IS NULL")
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .sql()
+    }
 }
 
 /// What a license delete takes of the fleet's tables, children first.
-const FORGET_LICENSE: [&str; 4] = [
+const FORGET_LICENSE: [&str; 5] = [
+    "DELETE FROM fleet_read_tokens WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = $1)",
     "DELETE FROM fleet_password_resets WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = $1)",
     "DELETE FROM fleet_sessions WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = $1)",
     "DELETE FROM fleet_robots WHERE license_pk = $1",

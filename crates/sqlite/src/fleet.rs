@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use relayhub_core::backend::Stores;
 use relayhub_core::bus::Event;
+use relayhub_core::identity::{CredentialInfo, NewCredential};
 use relayhub_core::ids::LicensePk;
 use relayhub_core::secret::SecretHash;
 use relayhub_core::store::{StoreError, StoreResult};
@@ -27,6 +28,7 @@ pub(crate) const SCHEMA: crate::schema::Schema = crate::schema::Schema {
     migrations: &[
         include_str!("../migrations/fleet/0001_baseline.sql"),
         include_str!("../migrations/fleet/0002_password_resets.sql"),
+        include_str!("../migrations/fleet/0003_read_tokens.sql"),
     ],
 };
 
@@ -240,10 +242,90 @@ impl UserStore for SqliteFleet {
             })
             .await
     }
+
+    async fn add_read_token(&self, user: i64, token: NewCredential) -> StoreResult<()> {
+        self.db
+            .writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "INSERT INTO fleet_read_tokens (id, user_id, hash, name, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .sql()?
+                .execute(params![
+                    token.id,
+                    user,
+                    token.hash.as_bytes().as_slice(),
+                    token.name,
+                    token.created_at.millis()
+                ])
+                .sql()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn read_tokens(&self, user: i64) -> StoreResult<Vec<CredentialInfo>> {
+        self.db
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, name, created_at, revoked_at FROM fleet_read_tokens WHERE user_id = ?1
+                     ORDER BY created_at, id",
+                )
+                .sql()?
+                .query_map([user], |row| {
+                    Ok(CredentialInfo {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        created_at: columns::time(row, 2)?,
+                        revoked_at: columns::opt_time(row, 3)?,
+                    })
+                })
+                .sql()?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .sql()
+            })
+            .await
+    }
+
+    async fn revoke_read_token(&self, user: i64, id: &str, at: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.db
+            .writer
+            .write(move |conn, _| {
+                let found = conn
+                    .prepare_cached(
+                        "UPDATE fleet_read_tokens SET revoked_at = COALESCE(revoked_at, ?3) WHERE id = ?1 AND user_id = ?2",
+                    )
+                    .sql()?
+                    .execute(params![id, user, at.millis()])
+                    .sql()?;
+                if found == 0 {
+                    return Err(relayhub_core::identity::refusals::no_token(&id));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn user_by_read_token(&self, hash: &SecretHash) -> StoreResult<Option<i64>> {
+        let hash = *hash;
+        self.db
+            .readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT user_id FROM fleet_read_tokens WHERE hash = ?1 AND revoked_at IS NULL")
+                    .sql()?
+                    .query_row([hash.as_bytes().as_slice()], |row| row.get(0))
+                    .optional()
+                    .sql()
+            })
+            .await
+    }
 }
 
 /// What a license delete takes of the fleet's tables, children first.
-const FORGET_LICENSE: [&str; 4] = [
+const FORGET_LICENSE: [&str; 5] = [
+    "DELETE FROM fleet_read_tokens WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = ?1)",
     "DELETE FROM fleet_password_resets WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = ?1)",
     "DELETE FROM fleet_sessions WHERE user_id IN (SELECT id FROM fleet_users WHERE license_pk = ?1)",
     "DELETE FROM fleet_robots WHERE license_pk = ?1",

@@ -144,13 +144,13 @@ mod tests {
             assert_eq!(versions(&old), versions(&new));
         }
         // Each module at its latest version: the core at 3 (licenses'
-        // suspension, pks never given again), the fleet at 2 (password
-        // resets), operators (added after the legacy files) at 2 (console
-        // sessions).
+        // suspension, pks never given again), the fleet at 3 (password
+        // resets, read tokens), operators (added after the legacy files)
+        // at 2 (console sessions).
         let latest: Vec<(String, i64)> = [
             ("core", 3),
             ("face", 1),
-            ("fleet", 2),
+            ("fleet", 3),
             ("operators", 2),
             ("rail", 1),
             ("registry", 1),

@@ -21,6 +21,7 @@ use crate::rail::{Key, ok, sign_in};
 const CHILDREN: &[(&str, &str, &str, &str)] = &[
     ("fleet_sessions", "user_id", "fleet_users", "id"),
     ("fleet_password_resets", "user_id", "fleet_users", "id"),
+    ("fleet_read_tokens", "user_id", "fleet_users", "id"),
     ("telemetry_chunks", "robot_id", "fleet_robots", "id"),
     ("telemetry_series", "robot_id", "fleet_robots", "id"),
     ("rail_purchase_items", "purchase_id", "rail_purchases", "id"),
