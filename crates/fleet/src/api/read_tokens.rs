@@ -64,7 +64,10 @@ pub async fn create(
     auth: UserAuth,
     Json(body): Json<NewReadToken>,
 ) -> Result<(StatusCode, Json<IssuedReadToken>), ApiError> {
-    check_length("name", body.name.trim(), 1, 200)?;
+    check_length("name", &body.name, 1, 200)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::invalid_field("name: a name to tell the token by (grafana)"));
+    }
     let live = fleet.users.read_tokens(auth.user.id).await?.iter().filter(|t| t.revoked_at.is_none()).count();
     if live >= MAX_READ_TOKENS {
         return Err(ApiError::invalid_field(format!(

@@ -20,8 +20,8 @@ mod wire;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
+use axum::http::Uri;
 use axum::http::request::Parts;
-use axum::http::{Method, Uri};
 use axum::response::Response;
 use relayhub_core::admission::Connection;
 use relayhub_core::secret::Secret;
@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 use crate::Fleet;
 use crate::auth::{UserAuth, presented};
 use crate::codes::READ_TOKEN;
-use wire::{Params, PromError};
+use wire::Params;
 
 /// Who reads: a user by a read token (`rhq_…`) or an access token.
 pub struct Reader(pub UserAuth);
@@ -71,9 +71,9 @@ impl FromRequestParts<Fleet> for Reader {
 pub struct PromAnswer {
     /// `success` or `error`.
     pub status: String,
-    /// The result, on success (its shape as Prometheus documents it).
+    /// The result, on success, in the shape Prometheus documents for the
+    /// call: `{resultType, result}` for queries, a list for the others.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub data: Option<serde_json::Value>,
     /// `bad_data`, `execution` or `timeout`, on error.
     #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
@@ -82,25 +82,44 @@ pub struct PromAnswer {
     pub error: Option<String>,
 }
 
-/// What every Prometheus route takes: the query string, or a form body
-/// (`POST`, as Grafana sends it).
-async fn params(method: &Method, uri: &Uri, body: &Bytes) -> Result<Params, PromError> {
-    Params::parse(uri.query().unwrap_or(""), if method == Method::POST { body } else { &[] })
-}
-
 macro_rules! prom_route {
-    ($name:ident, $path:literal, $id:literal, $summary:literal, $run:path, $($param:tt)*) => {
+    ($get:ident, $post:ident, $path:literal, $id:literal, $summary:literal, $run:path, $($param:tt)*) => {
         #[doc = $summary]
         #[utoipa::path(
-            method(get, post),
+            get,
             path = $path,
             operation_id = $id,
+            tag = "prometheus",
+            params($($param)*),
+            responses(
+                (status = 200, description = "`{\"status\": \"success\", \"data\": …}`", body = PromAnswer),
+                (status = 400, description = "A parameter or the PromQL is not valid, or asks what this engine does not evaluate (`bad_data`)", body = PromAnswer),
+                (status = 401, description = "No token, or not a valid read or access token", body = relayhub_core::error::ErrorBody),
+                (status = 403, description = "The license is suspended or expired", body = relayhub_core::error::ErrorBody),
+                (status = 422, description = "The query would read more series or samples than one query may, or cannot be evaluated (`execution`)", body = PromAnswer),
+                (status = 503, description = "The query ran past its time (`timeout`)", body = PromAnswer),
+                (status = 414, description = "The URL is longer than the server takes: send the parameters as a form (POST)"),
+            ),
+            security(("user" = []))
+        )]
+        pub async fn $get(State(fleet): State<Fleet>, Reader(auth): Reader, uri: Uri) -> Response {
+            let answer = async { $run(&fleet, &auth, Params::parse(uri.query().unwrap_or(""), &[])?).await };
+            wire::respond(answer.await)
+        }
+
+        #[doc = $summary]
+        #[doc = ""]
+        #[doc = "The same, with the parameters as a form (as Grafana sends them)."]
+        #[utoipa::path(
+            post,
+            path = $path,
+            operation_id = concat!($id, "_post"),
             tag = "prometheus",
             params($($param)*),
             request_body(
                 content = String,
                 content_type = "application/x-www-form-urlencoded",
-                description = "With POST, the same parameters as a form (as Grafana sends them)"
+                description = "The same parameters as a form; a parameter in both wins from the form"
             ),
             responses(
                 (status = 200, description = "`{\"status\": \"success\", \"data\": …}`", body = PromAnswer),
@@ -112,46 +131,37 @@ macro_rules! prom_route {
             ),
             security(("user" = []))
         )]
-        pub async fn $name(
-            State(fleet): State<Fleet>,
-            Reader(auth): Reader,
-            method: Method,
-            uri: Uri,
-            body: Bytes,
-        ) -> Response {
-            let answer = async {
-                let params = params(&method, &uri, &body).await?;
-                $run(&fleet, &auth, params).await
-            };
+        pub async fn $post(State(fleet): State<Fleet>, Reader(auth): Reader, uri: Uri, body: Bytes) -> Response {
+            let answer = async { $run(&fleet, &auth, Params::parse(uri.query().unwrap_or(""), &body)?).await };
             wire::respond(answer.await)
         }
     };
 }
 
-prom_route!(query, "/prometheus/api/v1/query", "prometheus_query",
+prom_route!(query, query_post, "/prometheus/api/v1/query", "prometheus_query",
     "An instant query: the expression's value at `time` (now by default).",
     read::instant,
-    ("query" = String, Query, description = "PromQL", max_length = 10000),
+    ("query" = Option<String>, Query, description = "PromQL (required, here or in the form), at most 10,000 bytes"),
     ("time" = Option<String>, Query, description = "RFC 3339 or Unix seconds"),
     ("timeout" = Option<String>, Query, description = "At most 30 s"),
 );
-prom_route!(query_range, "/prometheus/api/v1/query_range", "prometheus_query_range",
+prom_route!(query_range, query_range_post, "/prometheus/api/v1/query_range", "prometheus_query_range",
     "A range query: the expression at every `step` from `start` to `end`.",
     read::range,
-    ("query" = String, Query, description = "PromQL", max_length = 10000),
-    ("start" = String, Query, description = "RFC 3339 or Unix seconds"),
-    ("end" = String, Query, description = "RFC 3339 or Unix seconds"),
-    ("step" = String, Query, description = "A duration (`15s`, `1m`) or seconds; at most 11,000 steps"),
+    ("query" = Option<String>, Query, description = "PromQL (required, here or in the form), at most 10,000 bytes"),
+    ("start" = Option<String>, Query, description = "RFC 3339 or Unix seconds (required)"),
+    ("end" = Option<String>, Query, description = "RFC 3339 or Unix seconds (required)"),
+    ("step" = Option<String>, Query, description = "A duration (`15s`, `1m`) or seconds (required); at most 11,000 steps"),
     ("timeout" = Option<String>, Query, description = "At most 30 s"),
 );
-prom_route!(series, "/prometheus/api/v1/series", "prometheus_series",
+prom_route!(series, series_post, "/prometheus/api/v1/series", "prometheus_series",
     "The series (label sets) that match any `match[]`, among the caller's robots.",
     read::series,
-    ("match[]" = Vec<String>, Query, description = "Series selectors; at least one", style = Form, explode),
+    ("match[]" = Option<Vec<String>>, Query, description = "Series selectors; at least one (here or in the form)", style = Form, explode),
     ("start" = Option<String>, Query, description = "RFC 3339 or Unix seconds"),
     ("end" = Option<String>, Query, description = "RFC 3339 or Unix seconds"),
 );
-prom_route!(labels, "/prometheus/api/v1/labels", "prometheus_labels",
+prom_route!(labels, labels_post, "/prometheus/api/v1/labels", "prometheus_labels",
     "The label names of the caller's series (of those matching `match[]`, if given).",
     read::label_names,
     ("match[]" = Option<Vec<String>>, Query, description = "Series selectors", style = Form, explode),

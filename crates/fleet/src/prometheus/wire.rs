@@ -167,9 +167,10 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-/// A time as Prometheus writes one: Unix seconds, a JSON number.
+/// A time as Prometheus writes one: Unix seconds, a JSON number with no
+/// fraction when it has none (`1700000000`, `1700000000.5`).
 fn seconds(ms: i64) -> Value {
-    json!(ms as f64 / 1000.0)
+    if ms % 1000 == 0 { json!(ms / 1000) } else { json!(ms as f64 / 1000.0) }
 }
 
 fn point(t: i64, v: f64) -> Value {

@@ -29,6 +29,7 @@ mod ops;
 mod partitions;
 mod private_pg;
 mod process;
+mod prometheus;
 mod queueing;
 mod rail;
 mod rail_retries;

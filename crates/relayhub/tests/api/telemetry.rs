@@ -369,11 +369,11 @@ async fn every_204_survives_sigkill_during_a_burst() {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn installed(program: &str) -> bool {
+pub(crate) fn installed(program: &str) -> bool {
     ["/usr/bin", "/usr/sbin", "/usr/local/bin"].iter().any(|dir| std::path::Path::new(dir).join(program).exists())
 }
 
