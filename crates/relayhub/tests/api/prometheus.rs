@@ -19,11 +19,14 @@ use crate::fleet::{paired_robot, signed_in, user};
 use crate::helpers::{PATIENCE, TestApp};
 use crate::telemetry::{free_port, installed, now_s, write};
 
+/// A series as the reference knows it: its metric name and tags.
+type SeriesName = (String, Vec<(String, String)>);
+
 /// One robot's points as the test writes them: (line protocol, and per
-/// series its metric name, tags and samples) for the reference.
+/// series its samples as written) for the reference.
 struct Points {
     lines: String,
-    series: BTreeMap<(String, Vec<(String, String)>), Vec<(i64, String)>>,
+    series: BTreeMap<SeriesName, Vec<(i64, String)>>,
 }
 
 impl Points {
