@@ -151,7 +151,14 @@ def main():
         check=True,
         capture_output=True,
     )
-    rh = subprocess.Popen([binary, "--data", data, "serve", "--listen", f"127.0.0.1:{rh_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # One machine pairs every robot: the per-address pairing limit is lifted.
+    env = dict(os.environ, RELAYHUB_FLEET__PAIRINGS_PER_ADDRESS="1000000")
+    rh = subprocess.Popen(
+        [binary, "--data", data, "serve", "--listen", f"127.0.0.1:{rh_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     try:
         rh_base, vm_base = f"http://127.0.0.1:{rh_port}", f"http://127.0.0.1:{vm_port}"
         wait(f"{rh_base}/healthz", "relayhub")

@@ -91,36 +91,24 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
             continue;
         }
         let mut found: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        for robot in &robots {
-            let own = robot_labels(robot);
-            if !robot_may_match(&selection.matchers, &own) {
-                continue;
+        let matching: Vec<&Robot> =
+            robots.iter().filter(|r| robot_may_match(&selection.matchers, &robot_labels(r))).collect();
+        // Robots' chunks are decoded a batch at a time off the async
+        // threads: one hand-over per batch, and a batch's bodies in memory.
+        for batch in matching.chunks(DECODE_BATCH) {
+            let mut stored = Vec::with_capacity(batch.len());
+            for robot in batch {
+                let (from, to) = (ns(selection.from), ns(selection.to));
+                stored.push((
+                    robot_labels(robot),
+                    fleet.telemetry.chunks.chunks(robot.id, ChunkForm::Points, from, to).await?,
+                ));
             }
-            let stored = fleet
-                .telemetry
-                .chunks
-                .chunks(robot.id, ChunkForm::Points, ns(selection.from), ns(selection.to))
-                .await?;
-            let (name, matchers) = (selection.name.clone(), selection.matchers.clone());
-            let (from, to) = (selection.from, selection.to);
-            let decoded = tokio::task::spawn_blocking(move || {
-                let mut out: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
-                for chunk in &stored {
-                    let wanted = |key: &SeriesKey| matches(name.as_deref(), &matchers, &labels_of(&own, key));
-                    let chunk = codec::decode(&chunk.chunk.body, wanted)
-                        .map_err(|e| PromError::Internal(format!("unreadable telemetry: {e}")))?;
-                    for series in chunk.series {
-                        let samples = (0..series.times.len())
-                            .filter_map(|i| series.values.number(i).map(|v| (series.times[i].div_euclid(1_000_000), v)))
-                            .filter(|(t, _)| (from..=to).contains(t))
-                            .collect::<Vec<_>>();
-                        out.push((labels_of(&own, &series.key), samples));
-                    }
-                }
-                Ok::<_, PromError>(out)
-            })
-            .await
-            .map_err(|e| PromError::Internal(format!("a telemetry read failed: {e}")))??;
+            let (name, matchers, span) =
+                (selection.name.clone(), selection.matchers.clone(), selection.from..=selection.to);
+            let decoded = tokio::task::spawn_blocking(move || decode(&stored, name.as_deref(), &matchers, &span))
+                .await
+                .map_err(|e| PromError::Internal(format!("a telemetry read failed: {e}")))??;
             for (labels, samples) in decoded {
                 samples_read += samples.len();
                 found.entry(labels).or_default().extend(samples);
@@ -145,6 +133,35 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
         read.insert(selection.key, series);
     }
     Ok(read)
+}
+
+/// Robots whose chunks are decoded in one hand-over to a blocking thread.
+const DECODE_BATCH: usize = 64;
+
+/// The matching series of robots' chunks, oldest chunk first, with their
+/// samples (ms) within `span`.
+fn decode(
+    stored: &[(Labels, Vec<crate::telemetry::store::StoredChunk>)],
+    name: Option<&str>,
+    matchers: &Matchers,
+    span: &std::ops::RangeInclusive<i64>,
+) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, PromError> {
+    let mut out = Vec::new();
+    for (own, chunks) in stored {
+        for chunk in chunks {
+            let wanted = |key: &SeriesKey| matches(name, matchers, &labels_of(own, key));
+            let chunk = codec::decode(&chunk.chunk.body, wanted)
+                .map_err(|e| PromError::Internal(format!("unreadable telemetry: {e}")))?;
+            for series in chunk.series {
+                let samples = (0..series.times.len())
+                    .filter_map(|i| series.values.number(i).map(|v| (series.times[i].div_euclid(1_000_000), v)))
+                    .filter(|(t, _)| span.contains(t))
+                    .collect::<Vec<_>>();
+                out.push((labels_of(own, &series.key), samples));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn too_much(series: usize, samples: usize) -> PromError {
