@@ -138,6 +138,9 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
 /// Robots whose chunks are decoded in one hand-over to a blocking thread.
 const DECODE_BATCH: usize = 64;
 
+/// Series as decoded, one per chunk they stand in: labels and samples (ms).
+type Decoded = Vec<(Labels, Vec<(i64, f64)>)>;
+
 /// The matching series of robots' chunks, oldest chunk first, with their
 /// samples (ms) within `span`.
 fn decode(
@@ -145,7 +148,7 @@ fn decode(
     name: Option<&str>,
     matchers: &Matchers,
     span: &std::ops::RangeInclusive<i64>,
-) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, PromError> {
+) -> Result<Decoded, PromError> {
     let mut out = Vec::new();
     for (own, chunks) in stored {
         for chunk in chunks {
