@@ -135,6 +135,7 @@ def main():
     parser.add_argument("--robots", type=int, default=200)
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--log", help="relayhub's log to this file (RELAYHUB_LOG=warn,relayhub_fleet::prometheus=debug shows each query's read/decode/evaluate ms)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="prom-bench-"))
     vm_port, rh_port = free_port(), free_port()
@@ -153,10 +154,11 @@ def main():
     )
     # One machine pairs every robot: the per-address pairing limit is lifted.
     env = dict(os.environ, RELAYHUB_FLEET__PAIRINGS_PER_ADDRESS="1000000")
+    log = open(args.log, "w") if args.log else subprocess.DEVNULL
     rh = subprocess.Popen(
         [binary, "--data", data, "serve", "--listen", f"127.0.0.1:{rh_port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
         env=env,
     )
     try:

@@ -12,7 +12,7 @@ use relayhub_core::time::Timestamp;
 use serde_json::{Value, json};
 
 use super::eval::{self, Labels, RawSeries, Read, Selection, Steps};
-use super::wire::{Params, PromError, answer_data, parse_duration};
+use super::wire::{Data, Params, PromError, answer_data, parse_duration};
 use crate::Fleet;
 use crate::auth::UserAuth;
 use crate::model::{Robot, Role};
@@ -86,6 +86,8 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
     let robots = visible_robots(fleet, auth).await?;
     let mut read = Read::new();
     let (mut series_read, mut samples_read) = (0usize, 0usize);
+    // Where a query's time goes, for whoever tunes it (debug log).
+    let (mut reading, mut decoding) = (Duration::ZERO, Duration::ZERO);
     for selection in selections {
         if read.contains_key(&selection.key) {
             continue;
@@ -97,6 +99,7 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
         // threads: one hand-over per batch, and a batch's bodies in memory.
         for batch in matching.chunks(DECODE_BATCH) {
             let mut stored = Vec::with_capacity(batch.len());
+            let began = std::time::Instant::now();
             for robot in batch {
                 let (from, to) = (ns(selection.from), ns(selection.to));
                 stored.push((
@@ -104,11 +107,14 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
                     fleet.telemetry.chunks.chunks(robot.id, ChunkForm::Points, from, to).await?,
                 ));
             }
+            reading += began.elapsed();
+            let began = std::time::Instant::now();
             let (name, matchers, span) =
                 (selection.name.clone(), selection.matchers.clone(), selection.from..=selection.to);
             let decoded = tokio::task::spawn_blocking(move || decode(&stored, name.as_deref(), &matchers, &span))
                 .await
                 .map_err(|e| PromError::Internal(format!("a telemetry read failed: {e}")))??;
+            decoding += began.elapsed();
             for (labels, samples) in decoded {
                 samples_read += samples.len();
                 found.entry(labels).or_default().extend(samples);
@@ -132,6 +138,14 @@ async fn read_selections(fleet: &Fleet, auth: &UserAuth, selections: Vec<Selecti
             .collect();
         read.insert(selection.key, series);
     }
+    tracing::debug!(
+        robots = robots.len(),
+        series = series_read,
+        samples = samples_read,
+        reading_ms = reading.as_millis() as u64,
+        decoding_ms = decoding.as_millis() as u64,
+        "prometheus query read"
+    );
     Ok(read)
 }
 
@@ -197,7 +211,7 @@ async fn evaluate(
     params: &Params,
     steps: Steps,
     instant: bool,
-) -> Result<Value, PromError> {
+) -> Result<Data, PromError> {
     let expr = parse(params.required("query")?)?;
     let limit = time_limit(params)?;
     let run = async {
@@ -211,9 +225,14 @@ async fn evaluate(
                 steps.len()
             )));
         }
-        let answer = tokio::task::spawn_blocking(move || eval::evaluate(&expr, steps, &read))
-            .await
-            .map_err(|e| PromError::Internal(format!("a query failed: {e}")))??;
+        let answer = tokio::task::spawn_blocking(move || {
+            let began = std::time::Instant::now();
+            let answer = eval::evaluate(&expr, steps, &read);
+            tracing::debug!(evaluating_ms = began.elapsed().as_millis() as u64, "prometheus query evaluated");
+            answer
+        })
+        .await
+        .map_err(|e| PromError::Internal(format!("a query failed: {e}")))??;
         Ok::<_, PromError>(answer_data(answer, instant))
     };
     tokio::time::timeout(limit, run)
@@ -222,13 +241,13 @@ async fn evaluate(
 }
 
 /// `/api/v1/query`.
-pub async fn instant(fleet: &Fleet, auth: &UserAuth, params: Params) -> Result<Value, PromError> {
+pub async fn instant(fleet: &Fleet, auth: &UserAuth, params: Params) -> Result<Data, PromError> {
     let at = params.time_or("time", Timestamp::now().millis())?;
     evaluate(fleet, auth, &params, Steps::at(at), true).await
 }
 
 /// `/api/v1/query_range`.
-pub async fn range(fleet: &Fleet, auth: &UserAuth, params: Params) -> Result<Value, PromError> {
+pub async fn range(fleet: &Fleet, auth: &UserAuth, params: Params) -> Result<Data, PromError> {
     let start = params.time_or("start", i64::MIN).and_then(|t| present(t, "start"))?;
     let end = params.time_or("end", i64::MIN).and_then(|t| present(t, "end"))?;
     if end < start {

@@ -49,14 +49,85 @@ impl From<relayhub_core::store::StoreError> for PromError {
     }
 }
 
+/// What a successful call answers: JSON built as a value (small answers),
+/// or a range query's matrix, written straight out (it can hold millions
+/// of points, and a value tree of them would cost more than the query).
+pub enum Data {
+    Json(Value),
+    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+}
+
+impl From<Value> for Data {
+    fn from(value: Value) -> Self {
+        Data::Json(value)
+    }
+}
+
+/// `[seconds, "value"]`.
+struct Point(i64, f64);
+
+impl serde::Serialize for Point {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = serializer.serialize_tuple(2)?;
+        if self.0 % 1000 == 0 {
+            tuple.serialize_element(&(self.0 / 1000))?;
+        } else {
+            tuple.serialize_element(&(self.0 as f64 / 1000.0))?;
+        }
+        tuple.serialize_element(&format_value(self.1))?;
+        tuple.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct MatrixSeries<'a> {
+    metric: &'a Labels,
+    values: Vec<Point>,
+}
+
+#[derive(serde::Serialize)]
+struct MatrixData<'a> {
+    #[serde(rename = "resultType")]
+    result_type: &'static str,
+    result: Vec<MatrixSeries<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Success<T> {
+    status: &'static str,
+    data: T,
+}
+
 /// The answer, or the error, as Prometheus writes them.
-pub fn respond(result: Result<Value, PromError>) -> Response {
-    let (status, kind, message) = match result {
-        Ok(data) => return axum::Json(json!({"status": "success", "data": data})).into_response(),
-        Err(PromError::BadData(m)) => (StatusCode::BAD_REQUEST, "bad_data", m),
-        Err(PromError::Execution(m)) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
-        Err(PromError::Timeout(m)) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", m),
-        Err(PromError::Internal(m)) => {
+pub fn respond(result: Result<impl Into<Data>, PromError>) -> Response {
+    let written = match result.map(Into::into) {
+        Ok(Data::Json(data)) => serde_json::to_vec(&Success { status: "success", data }),
+        Ok(Data::Matrix(series)) => {
+            let result = series
+                .iter()
+                .map(|(metric, points)| MatrixSeries {
+                    metric,
+                    values: points.iter().map(|&(t, v)| Point(t, v)).collect(),
+                })
+                .collect();
+            serde_json::to_vec(&Success { status: "success", data: MatrixData { result_type: "matrix", result } })
+        }
+        Err(err) => return refusal(err),
+    };
+    match written {
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(err) => refusal(PromError::Internal(format!("writing an answer: {err}"))),
+    }
+}
+
+/// A refusal as Prometheus writes one, with its status code.
+fn refusal(err: PromError) -> Response {
+    let (status, kind, message) = match err {
+        PromError::BadData(m) => (StatusCode::BAD_REQUEST, "bad_data", m),
+        PromError::Execution(m) => (StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
+        PromError::Timeout(m) => (StatusCode::SERVICE_UNAVAILABLE, "timeout", m),
+        PromError::Internal(m) => {
             tracing::error!(error = %m, "a Prometheus API call failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log".to_owned())
         }
@@ -179,16 +250,10 @@ fn point(t: i64, v: f64) -> Value {
 
 /// An answer's `data`: a range query's `matrix`, an instant query's
 /// `vector`, `scalar` or `string`.
-pub fn answer_data(answer: Answer, instant: bool) -> Value {
+pub fn answer_data(answer: Answer, instant: bool) -> Data {
     let metric = |labels: Labels| -> Value { json!(labels) };
-    match (answer, instant) {
-        (Answer::Series(series), false) => json!({
-            "resultType": "matrix",
-            "result": series.into_iter().map(|(labels, points)| json!({
-                "metric": metric(labels),
-                "values": points.into_iter().map(|(t, v)| point(t, v)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
+    Data::Json(match (answer, instant) {
+        (Answer::Series(series), false) => return Data::Matrix(series),
         (Answer::Series(series), true) => json!({
             "resultType": "vector",
             "result": series.into_iter().filter_map(|(labels, points)| points.last().map(|&(t, v)| json!({
@@ -196,16 +261,13 @@ pub fn answer_data(answer: Answer, instant: bool) -> Value {
                 "value": point(t, v),
             }))).collect::<Vec<_>>(),
         }),
-        (Answer::Scalar(points), false) => json!({
-            "resultType": "matrix",
-            "result": [{"metric": {}, "values": points.into_iter().map(|(t, v)| point(t, v)).collect::<Vec<_>>()}],
-        }),
+        (Answer::Scalar(points), false) => return Data::Matrix(vec![(Labels::new(), points)]),
         (Answer::Scalar(points), true) => {
             let (t, v) = points.first().copied().unwrap_or((0, f64::NAN));
             json!({"resultType": "scalar", "result": point(t, v)})
         }
         (Answer::String(s), _) => json!({"resultType": "string", "result": [0, s]}),
-    }
+    })
 }
 
 #[cfg(test)]
